@@ -1,0 +1,1 @@
+"""Pure generators of recording and alerting rules, Alertmanager config and rule tests."""

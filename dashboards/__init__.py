@@ -1,0 +1,1 @@
+"""Pure grafanalib generators: one module per board plus shared panels."""

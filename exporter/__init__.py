@@ -1,0 +1,1 @@
+"""The process: scheduler, result store, collectors, aiohttp app, reload, sharding."""

@@ -1,0 +1,71 @@
+"""Name resolution shared by every probe kind: family preference, fallback, guard, timing."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+
+from slaprobe.probes.result import ProbeContext
+
+_FAMILIES = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}
+
+
+class ResolveError(Exception):
+    """The name has no address of an acceptable family."""
+
+
+def literal_ip(host: str) -> str | None:
+    """``host`` as a normalised IP string if it is an IP literal (``[::1]`` too), else None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+async def resolve_host(
+    host: str,
+    ctx: ProbeContext,
+    *,
+    preferred: str = "ip4",
+    fallback: bool = True,
+) -> tuple[str, int]:
+    """Resolve ``host`` to the one IP that will be dialled and return (ip, address family).
+
+    The preferred family is tried first, the other only if ``fallback``. The time spent
+    is added to the ``resolve`` phase; the guard (if any) checks the chosen IP and raises
+    ``ForbiddenTargetError`` for an address outside the allow-list.
+    """
+    started = time.monotonic()
+    try:
+        ip = literal_ip(host)
+        if ip is not None:
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            if not fallback and family != _FAMILIES[preferred]:
+                raise ResolveError(f"{host} is not an {preferred} address")
+        else:
+            ip, family = await _lookup(host, preferred, fallback)
+        ctx.trace.log(f"resolved {host} to {ip}")
+        if ctx.guard is not None:
+            ctx.guard(host, ip)
+        return ip, family
+    finally:
+        ctx.trace.add_phase("resolve", time.monotonic() - started)
+
+
+async def _lookup(host: str, preferred: str, fallback: bool) -> tuple[str, int]:
+    loop = asyncio.get_running_loop()
+    order = [_FAMILIES[preferred]]
+    if fallback:
+        order.append(socket.AF_INET6 if order[0] == socket.AF_INET else socket.AF_INET)
+    last: Exception | None = None
+    for family in order:
+        try:
+            infos = await loop.getaddrinfo(host, None, family=family, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            last = exc
+            continue
+        if infos:
+            return str(infos[0][4][0]), family
+    raise ResolveError(f"cannot resolve {host}: {last}" if last else f"no address for {host}")

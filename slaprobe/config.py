@@ -1,0 +1,916 @@
+"""The slaprobe config model (``version: v1``): strict, frozen, with path-precise errors.
+
+``load_config(path)`` reads YAML, interpolates ``${env:X}`` and ``${file:P}``, validates
+against the pydantic model below and raises ``ConfigError`` listing *every* problem with
+its YAML path and line. Durations are Prometheus durations, stored as float seconds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from slaprobe.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
+
+# ---------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file: where (YAML path, line) and what."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.path or '<root>'}: {self.message}{where}"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: Iterable[ConfigIssue] | str, source: str | None = None) -> None:
+        if isinstance(issues, str):
+            issues = [ConfigIssue("", issues)]
+        self.issues: list[ConfigIssue] = list(issues)
+        self.source = source
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+# ---------------------------------------------------------------------------- field types
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"not a duration: {value!r} (use a string such as 30s, 5m, 1h)")
+    return parse_duration(value)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"not a size: {value!r}")
+    return parse_size(value)
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+def _host_port(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not host:port: {value!r} (IPv6 as [::1]:53)")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {value!r}")
+    return value
+
+
+def _with_default_port(target: str, port: int) -> str:
+    """``host`` -> ``host:port``; ``::1`` -> ``[::1]:port``; ``host:p`` unchanged."""
+    if target.startswith("["):
+        return target if "]:" in target else f"{target}:{port}"
+    if target.count(":") == 1:
+        return target
+    if ":" in target:
+        return f"[{target}]:{port}"
+    return f"{target}:{port}"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "description": "Prometheus duration"}),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(_size),
+    WithJsonSchema({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": SIZE_PATTERN}]}),
+]
+Regex = Annotated[str, AfterValidator(_regex)]
+HostPort = Annotated[str, AfterValidator(_host_port)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
+IpProtocol = Literal["ip4", "ip6"]
+
+
+def _regex_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+RegexList = Annotated[list[Regex], BeforeValidator(_regex_list)]
+
+
+class Model(BaseModel):
+    """Base of every config model: unknown keys rejected, instances immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------- probe specs
+
+
+class TLSConfig(Model):
+    """Client TLS settings and certificate assertions."""
+
+    ca_file: str | None = Field(None, description="PEM bundle of CAs to trust instead of the system store")
+    cert_file: str | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    key_file: str | None = Field(None, description="client key (PEM) for mutual TLS")
+    insecure_skip_verify: bool = Field(False, description="do not verify the server certificate")
+    server_name: str | None = Field(None, description="SNI and name to verify, if not the target host")
+    min_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] | None = None
+    max_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] | None = None
+    min_days_left: float | None = Field(
+        None, ge=0, description="fail when the leaf certificate expires in fewer days than this"
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class JsonAssertion(Model):
+    """An assertion on one value of a JSON body, addressed by a JSONPath such as ``$.a.b[0]``."""
+
+    path: str = Field(pattern=r"^\$", description="JSONPath subset: $.key, $['key'], [index]")
+    equals: Any = Field(None, description="the value must equal this (JSON comparison)")
+    matches: Regex | None = Field(None, description="the value, as text, must match this regex")
+    exists: bool = Field(True, description="false: the path must not exist")
+
+
+class HeaderAssertion(Model):
+    """A regex that a response header must (or must not) match."""
+
+    name: str
+    regex: Regex
+    negate: bool = Field(False, description="fail when the header matches instead")
+    allow_missing: bool = False
+
+
+class HttpExpect(Model):
+    """What a successful HTTP response looks like."""
+
+    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list, description="accepted status codes; empty means any 2xx"
+    )
+    body_regex: RegexList = Field(default_factory=list, description="the body must match each")
+    body_not_regex: RegexList = Field(default_factory=list, description="the body must match none")
+    json_: list[JsonAssertion] = Field(default_factory=list, alias="json")
+    headers: list[HeaderAssertion] = Field(default_factory=list)
+    max_duration: Duration | None = Field(None, description="fail when the probe takes longer")
+    ssl: bool | None = Field(None, description="true: fail unless the final hop used TLS; false: fail if it did")
+    http_version: list[Literal["HTTP/1.0", "HTTP/1.1", "HTTP/2.0"]] = Field(default_factory=list)
+
+
+class BasicAuth(Model):
+    """HTTP basic-auth credentials (use ${file:...} or ${env:...} for the password)."""
+
+    username: str
+    password: str = ""
+
+
+class HttpSpec(Model):
+    """An HTTP(S) request and the assertions on its response."""
+
+    url: HttpUrl
+    method: str = Field("GET", pattern=r"^[A-Z]+$")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    json_body: Any = Field(None, alias="json", description="request body, sent as JSON")
+    basic_auth: BasicAuth | None = None
+    follow_redirects: bool = True
+    max_redirects: int = Field(10, ge=0, le=100)
+    preferred_ip_protocol: IpProtocol = "ip4"
+    ip_protocol_fallback: bool = True
+    proxy: str | None = Field(None, description="HTTP proxy URL")
+    tls: TLSConfig = TLSConfig()
+    body_size_limit: Size = Field(10 * 1024 * 1024, description="read at most this many body bytes")
+    expect: HttpExpect = HttpExpect()
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpSpec:
+        if self.body is not None and self.json_body is not None:
+            raise ValueError("give body or json, not both")
+        return self
+
+    def with_target(self, target: str) -> HttpSpec:
+        """This spec aimed at ``target`` (a URL, or host[:port] meaning http://)."""
+        url = target if "://" in target else f"http://{target}"
+        return self.model_copy(update={"url": _http_url(url)})
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+class TcpStep(Model):
+    """One exchange of a TCP dialogue: wait for ``expect``, then ``send``."""
+
+    expect: Regex | None = Field(None, description="regex a received line must match")
+    send: str | None = Field(None, description="text to send; ${1} refers to expect's groups")
+    starttls: bool = Field(False, description="upgrade the connection to TLS here")
+
+
+class TcpSpec(Model):
+    """A TCP connection, optionally TLS, with an optional send/expect dialogue."""
+
+    address: HostPort
+    dialogue: list[TcpStep] = Field(default_factory=list)
+    tls: TLSConfig | None = Field(None, description="present: speak TLS from the start")
+    preferred_ip_protocol: IpProtocol = "ip4"
+    ip_protocol_fallback: bool = True
+
+    def with_target(self, target: str) -> TcpSpec:
+        """This spec aimed at ``target`` (host:port)."""
+        return self.model_copy(update={"address": _host_port(target)})
+
+    @property
+    def target(self) -> str:
+        return self.address
+
+
+class TlsExpect(Model):
+    """Assertions on a TLS handshake beyond a valid certificate."""
+
+    versions: list[Literal["TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"]] = Field(default_factory=list)
+    cipher_regex: Regex | None = None
+
+
+class TlsSpec(TLSConfig):
+    """A TLS handshake: certificate expiry (leaf and chain), version and cipher."""
+
+    address: HostPort
+    preferred_ip_protocol: IpProtocol = "ip4"
+    ip_protocol_fallback: bool = True
+    expect: TlsExpect = TlsExpect()
+
+    def with_target(self, target: str) -> TlsSpec:
+        """This spec aimed at ``target`` (host:port)."""
+        return self.model_copy(update={"address": _host_port(target)})
+
+    @property
+    def target(self) -> str:
+        return self.address
+
+
+class DnsRecordAssertion(Model):
+    """Regexes over the records of one DNS section (each record as zone-file text)."""
+
+    fail_if_matches_regexp: RegexList = Field(default_factory=list)
+    fail_if_all_match_regexp: RegexList = Field(default_factory=list)
+    fail_if_not_matches_regexp: RegexList = Field(default_factory=list)
+    fail_if_none_matches_regexp: RegexList = Field(default_factory=list)
+
+
+class DnsExpect(Model):
+    """What a successful DNS answer looks like."""
+
+    rcode: list[str] = Field(default_factory=lambda: ["NOERROR"])
+    answer: DnsRecordAssertion = DnsRecordAssertion()
+    authority: DnsRecordAssertion = DnsRecordAssertion()
+    additional: DnsRecordAssertion = DnsRecordAssertion()
+    min_answers: int = Field(0, ge=0, description="fail with fewer answer records")
+
+
+class DnsSpec(Model):
+    """A DNS query sent to ``server`` over UDP or TCP."""
+
+    query: str
+    type: str = Field("A", pattern=r"^[A-Z0-9]+$")
+    query_class: str = "IN"
+    server: HostPort | None = Field(None, description="host:port; default: first nameserver of resolv.conf")
+    transport: Literal["udp", "tcp"] = "udp"
+    recursion_desired: bool = True
+    preferred_ip_protocol: IpProtocol = "ip4"
+    ip_protocol_fallback: bool = True
+    expect: DnsExpect = DnsExpect()
+
+    def with_target(self, target: str) -> DnsSpec:
+        """This spec sent to ``target`` (a server: host or host:port, port 53 by default)."""
+        server = _with_default_port(target, 53)
+        return self.model_copy(update={"server": _host_port(server)})
+
+    @property
+    def target(self) -> str:
+        return self.server or "resolv.conf"
+
+
+class IcmpExpect(Model):
+    """Loss and round-trip limits of an ICMP probe."""
+
+    max_loss_ratio: float = Field(0.99, ge=0, le=1, description="fail when more packets are lost")
+    max_rtt: Duration | None = Field(None, description="fail when the average RTT is higher")
+
+
+class IcmpSpec(Model):
+    """N ICMP echo requests: loss ratio, min/avg/max RTT and jitter."""
+
+    host: str
+    packets: int = Field(3, ge=1, le=100)
+    packet_interval: Duration = Field(0.1, description="time between echo requests")
+    payload_size: int = Field(56, ge=0, le=65000)
+    ttl: int | None = Field(None, ge=1, le=255)
+    preferred_ip_protocol: IpProtocol = "ip4"
+    ip_protocol_fallback: bool = True
+    expect: IcmpExpect = IcmpExpect()
+
+    def with_target(self, target: str) -> IcmpSpec:
+        """This spec aimed at ``target`` (a host)."""
+        return self.model_copy(update={"host": target})
+
+    @property
+    def target(self) -> str:
+        return self.host
+
+
+class Extract(Model):
+    """Where a flow variable comes from: a JSONPath, a header, or a regex group."""
+
+    json_: str | None = Field(None, alias="json", pattern=r"^\$")
+    header: str | None = None
+    regex: Regex | None = Field(None, description="first group (or whole match) of the body")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Extract:
+        if sum(x is not None for x in (self.json_, self.header, self.regex)) != 1:
+            raise ValueError("give exactly one of json, header, regex")
+        return self
+
+
+class FlowStep(Model):
+    """One step of a business flow: a check, its assertions and what it extracts."""
+
+    name: Name
+    http: HttpSpec | None = None
+    tcp: TcpSpec | None = None
+    dns: DnsSpec | None = None
+    tls: TlsSpec | None = None
+    timeout: Duration | None = None
+    extract: dict[str, Extract] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _step_expect(cls, data: Any) -> Any:
+        """A step's ``expect`` is shorthand for its check's ``expect``."""
+        if isinstance(data, dict) and "expect" in data:
+            data = dict(data)
+            expect = data.pop("expect")
+            kinds = [k for k in ("http", "tcp", "dns", "tls") if isinstance(data.get(k), dict)]
+            if len(kinds) == 1 and "expect" not in data[kinds[0]]:
+                data[kinds[0]] = {**data[kinds[0]], "expect": expect}
+            else:
+                data["expect"] = expect  # reported as an unknown key
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FlowStep:
+        kinds = [k for k in ("http", "tcp", "dns", "tls") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a step needs exactly one of http, tcp, dns, tls")
+        return self
+
+
+class FlowSpec(Model):
+    """Ordered steps sharing cookies and variables; ``finally`` steps always run."""
+
+    steps: list[FlowStep] = Field(min_length=1)
+    finally_: list[FlowStep] = Field(default_factory=list, alias="finally")
+
+    @property
+    def target(self) -> str:
+        first = self.steps[0]
+        spec = first.http or first.tcp or first.dns or first.tls
+        assert spec is not None
+        return spec.target
+
+
+PROBE_KINDS = ("http", "tcp", "tls", "dns", "icmp", "flow")
+ProbeKind = Literal["http", "tcp", "tls", "dns", "icmp", "flow"]
+ProbeSpec = HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | FlowSpec
+
+
+class Probe(Model):
+    """One scheduled probe of a service; exactly one of the kind keys is set."""
+
+    name: Name
+    interval: Duration | None = Field(None, gt=0, description="default: global.interval")
+    timeout: Duration | None = Field(None, gt=0, description="default: global.timeout")
+    http: HttpSpec | None = None
+    tcp: TcpSpec | None = None
+    tls: TlsSpec | None = None
+    dns: DnsSpec | None = None
+    icmp: IcmpSpec | None = None
+    flow: FlowSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Probe:
+        kinds = [k for k in PROBE_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a probe needs exactly one of {', '.join(PROBE_KINDS)}")
+        return self
+
+    @property
+    def kind(self) -> ProbeKind:
+        """Which kind of probe this is."""
+        return next(k for k in PROBE_KINDS if getattr(self, k) is not None)  # type: ignore[return-value]
+
+    @property
+    def spec(self) -> ProbeSpec:
+        """The kind-specific spec."""
+        spec: ProbeSpec = getattr(self, self.kind)
+        return spec
+
+
+# ---------------------------------------------------------------------------- services
+
+
+class LatencySLA(Model):
+    """Share of runs (percent) that must be faster than ``threshold``."""
+
+    threshold: Duration = Field(gt=0)
+    target: float = Field(gt=0, lt=100, description="percent of runs under the threshold")
+
+
+class SLA(Model):
+    """A service's objectives over a rolling window."""
+
+    window: Duration = Field(30 * 86400.0, gt=0)
+    availability: float = Field(99.9, gt=0, lt=100, description="percent of runs that succeed")
+    latency: LatencySLA | None = None
+    compliance: float | None = Field(
+        None, gt=0, le=100, description="target dial-test compliance rate, percent; default: availability"
+    )
+
+
+LogFormat = Literal["nginx_combined", "apache_combined", "envoy", "jsonl", "logfmt", "regex"]
+
+
+class LogSource(Model):
+    """A log file (or glob) scraped into per-service request metrics."""
+
+    path: str
+    format: LogFormat
+    name: Name | None = None
+    regex: Regex | None = Field(None, description="for format: regex, with named groups")
+    start: Literal["end", "beginning"] = "end"
+
+    @model_validator(mode="after")
+    def _regex_for_regex(self) -> LogSource:
+        if (self.format == "regex") != (self.regex is not None):
+            raise ValueError("regex is required for format: regex, and only for it")
+        return self
+
+
+Tier = Literal["critical", "high", "medium", "low"]
+
+
+class Service(Model):
+    """A service under SLA: its tier, owner, objectives, probes and logs."""
+
+    tier: Tier = "medium"
+    owner: str = ""
+    runbook: str = ""
+    description: str = ""
+    sla: SLA = SLA()
+    probes: list[Probe] = Field(default_factory=list)
+    logs: list[LogSource] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- feedback, alerting
+
+
+class Deadlines(Model):
+    """Time allowed to first response and to resolution."""
+
+    first_response: Duration | None = None
+    resolution: Duration | None = None
+
+
+def _default_category_deadlines() -> dict[str, Deadlines]:
+    return {
+        "technical": Deadlines(first_response=86400, resolution=2 * 86400),
+        "operations": Deadlines(first_response=12 * 3600, resolution=86400),
+        "service": Deadlines(first_response=12 * 3600, resolution=86400),
+    }
+
+
+def _default_urgency_deadlines() -> dict[str, Deadlines]:
+    return {"urgent": Deadlines(first_response=86400), "general": Deadlines(first_response=3 * 86400)}
+
+
+class FeedbackSource(Model):
+    """A complaint/ticket event log and its response deadlines."""
+
+    name: Name
+    path: str
+    format: Literal["jsonl", "logfmt", "regex"] = "jsonl"
+    regex: Regex | None = None
+    service: str | None = Field(None, description="service of tickets that name none")
+    sla: dict[str, Deadlines] = Field(default_factory=_default_category_deadlines)
+    urgency: dict[str, Deadlines] = Field(default_factory=_default_urgency_deadlines)
+    quality_categories: list[str] = Field(default_factory=list)
+
+
+class PriorityMap(Model):
+    """Priority of an alert by urgency: ``page`` (wake someone) or ``ticket``."""
+
+    page: str
+    ticket: str
+
+
+def _default_priorities() -> dict[Tier, PriorityMap]:
+    return {
+        "critical": PriorityMap(page="P1", ticket="P3"),
+        "high": PriorityMap(page="P2", ticket="P3"),
+        "medium": PriorityMap(page="P3", ticket="P4"),
+        "low": PriorityMap(page="P4", ticket="P4"),
+    }
+
+
+class EscalationLevel(Model):
+    """Who is notified once an alert has fired for ``after``."""
+
+    after: Duration = Field(ge=0)
+    notify: str = Field(description="a receiver name")
+    during: str | None = Field(None, description="a time_intervals name")
+
+
+class AlertmanagerRef(Model):
+    """The Alertmanager whose silences count as acknowledgements."""
+
+    url: HttpUrl
+    poll_interval: Duration = Field(30.0, gt=0)
+
+
+class Global(Model):
+    """Defaults for every probe and process-wide limits."""
+
+    location: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    interval: Duration = Field(30.0, gt=0)
+    timeout: Duration = Field(10.0, gt=0)
+    concurrency: int = Field(256, ge=1, le=100_000, description="probes in flight, at most")
+    probe_allow: list[str] = Field(default_factory=list, description="extra /probe targets: CIDRs, hostname globs")
+    buckets: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> Global:
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not exceed interval")
+        for entry in self.probe_allow:
+            _check_allow_entry(entry)
+        return self
+
+
+def _check_allow_entry(entry: str) -> None:
+    if "/" in entry:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"probe_allow: not a CIDR: {entry!r}") from None
+    elif not re.fullmatch(r"[A-Za-z0-9*?.:\[\]_-]+", entry):
+        raise ValueError(f"probe_allow: not a CIDR or hostname glob: {entry!r}")
+
+
+class Config(Model):
+    """A whole slaprobe config file."""
+
+    version: Literal["v1"]
+    global_: Global = Field(Global(), alias="global")
+    services: dict[Name, Service] = Field(default_factory=dict)
+    feedback: list[FeedbackSource] = Field(default_factory=list)
+    priorities: dict[Tier, PriorityMap] = Field(default_factory=_default_priorities)
+    escalation: dict[str, list[EscalationLevel]] = Field(default_factory=dict)
+    time_intervals: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    receivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    alertmanager: AlertmanagerRef | None = None
+
+    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Values that came from ``${env:}``/``${file:}``: never to be shown."""
+        return self._secrets
+
+    def probes(self) -> Iterator[tuple[str, Service, Probe]]:
+        """Every (service name, service, probe), in file order."""
+        for service_name, service in self.services.items():
+            for probe in service.probes:
+                yield service_name, service, probe
+
+    def interval_of(self, probe: Probe) -> float:
+        """The probe's interval in seconds."""
+        return probe.interval or self.global_.interval
+
+    def timeout_of(self, probe: Probe) -> float:
+        """The probe's timeout in seconds, never above its interval."""
+        return min(probe.timeout or self.global_.timeout, self.interval_of(probe))
+
+    def buckets_of(self, service: Service) -> tuple[float, ...]:
+        """Histogram bounds for a service: global buckets plus its SLA thresholds."""
+        bounds = set(self.global_.buckets)
+        if service.sla.latency:
+            bounds.add(service.sla.latency.threshold)
+        return tuple(sorted(bounds))
+
+    def summary(self) -> str:
+        """One line saying what this config holds."""
+        probes = sum(len(s.probes) for s in self.services.values())
+        logs = sum(len(s.logs) for s in self.services.values())
+        return (
+            f"{len(self.services)} services, {probes} probes, {logs} log sources, "
+            f"{len(self.feedback)} feedback sources, location {self.global_.location}"
+        )
+
+
+def _cross_check(cfg: Config) -> list[ConfigIssue]:
+    """Checks that span sections; each issue names the offending path."""
+    issues: list[ConfigIssue] = []
+    for service_name, service in cfg.services.items():
+        seen: set[str] = set()
+        for i, probe in enumerate(service.probes):
+            path = f"services.{service_name}.probes[{i}]"
+            if probe.name in seen:
+                issues.append(ConfigIssue(f"{path}.name", f"duplicate probe name {probe.name!r}"))
+            seen.add(probe.name)
+            interval = cfg.interval_of(probe)
+            if probe.timeout and probe.timeout > interval:
+                issues.append(ConfigIssue(f"{path}.timeout", "timeout must not exceed the probe's interval"))
+            if probe.flow:
+                names = [s.name for s in (*probe.flow.steps, *probe.flow.finally_)]
+                for name in {n for n in names if names.count(n) > 1}:
+                    issues.append(ConfigIssue(f"{path}.flow", f"duplicate step name {name!r}"))
+    for priority, levels in cfg.escalation.items():
+        for i, level in enumerate(levels):
+            path = f"escalation.{priority}[{i}]"
+            if cfg.receivers and level.notify not in cfg.receivers:
+                issues.append(ConfigIssue(f"{path}.notify", f"unknown receiver {level.notify!r}{_did_you_mean(level.notify, cfg.receivers)}"))
+            if level.during is not None and level.during not in cfg.time_intervals:
+                issues.append(ConfigIssue(f"{path}.during", f"unknown time interval {level.during!r}{_did_you_mean(level.during, cfg.time_intervals)}"))
+        afters = [level.after for level in levels]
+        if afters != sorted(afters):
+            issues.append(ConfigIssue(f"escalation.{priority}", "levels must be in increasing order of 'after'"))
+    known_priorities = {p for m in cfg.priorities.values() for p in (m.page, m.ticket)}
+    for priority in cfg.escalation:
+        if priority not in known_priorities:
+            issues.append(ConfigIssue(f"escalation.{priority}", f"priority {priority!r} is not used in priorities"))
+    for i, source in enumerate(cfg.feedback):
+        if source.service is not None and source.service not in cfg.services:
+            issues.append(ConfigIssue(f"feedback[{i}].service", f"unknown service {source.service!r}"))
+    return issues
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---------------------------------------------------------------------------- YAML with lines
+
+
+def _yaml_lines(text: str) -> tuple[dict[tuple[str | int, ...], int], list[ConfigIssue]]:
+    """Map each YAML path (tuple of keys/indexes) to its 1-based line; find duplicate keys."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    issues: list[ConfigIssue] = []
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in seen:
+                    issues.append(ConfigIssue(format_path((*path, key)), "duplicate key", key_node.start_mark.line + 1))
+                seen.add(key)
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return lines, issues
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """``('services', 'x', 'probes', 2, 'url')`` -> ``services.x.probes[2].url``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_of(lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+# ---------------------------------------------------------------------------- interpolation
+
+_INTERPOLATION = re.compile(r"\$\{(env|file):([^}]*)\}")
+
+
+def _interpolate(value: Any, path: tuple[str | int, ...], secrets: set[str], issues: list[tuple[tuple[str | int, ...], str]]) -> Any:
+    """Replace ``${env:X}``/``${file:P}`` in every string; other ``${...}`` stay (flow variables)."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, k), secrets, issues) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), secrets, issues) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        kind, ref = match.group(1), match.group(2)
+        if kind == "env":
+            if ref not in os.environ:
+                issues.append((path, f"environment variable {ref} is not set"))
+                return ""
+            secret = os.environ[ref]
+        else:
+            try:
+                secret = Path(ref).read_text().rstrip("\r\n")
+            except OSError as exc:
+                issues.append((path, f"cannot read {ref}: {exc.strerror or exc}"))
+                return ""
+        if secret:
+            secrets.add(secret)
+        return secret
+
+    return _INTERPOLATION.sub(substitute, value)
+
+
+# ---------------------------------------------------------------------------- loading
+
+def _message(error: Mapping[str, Any], parent: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = error["loc"][-1]
+        known = _known_keys(parent)
+        return f"unknown key {key!r}{_did_you_mean(str(key), known)}"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return msg
+
+
+def _known_keys(model: Any) -> list[str]:
+    """The YAML keys a model accepts."""
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f.alias or name for name, f in model.model_fields.items()]
+    return []
+
+
+def _model_at(loc: tuple[str | int, ...]) -> Any:
+    """The model class that holds the last key of ``loc`` (for 'did you mean')."""
+    annotation: Any = Config
+    for part in loc[:-1]:
+        annotation = _child_annotation(annotation, part)
+        if annotation is None:
+            return None
+    return _strip(annotation)
+
+
+def _strip(annotation: Any) -> Any:
+    """Remove Optional and Annotated wrappers; keep list/dict/model types."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = models[0] if models else args[0]
+        else:
+            return annotation
+
+
+def _child_annotation(annotation: Any, part: str | int) -> Any:
+    annotation = _strip(annotation)
+    origin = get_origin(annotation)
+    if origin is list and isinstance(part, int):
+        return get_args(annotation)[0]
+    if origin is dict and isinstance(part, str):
+        return get_args(annotation)[1]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(part, str):
+        for name, field in annotation.model_fields.items():
+            if part in (name, field.alias):
+                return field.annotation
+    return None
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate config text; raise ``ConfigError`` listing every issue with path and line."""
+    try:
+        lines, issues = _yaml_lines(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue("", f"invalid YAML: {problem}", line)], source) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigIssue("", "the config must be a mapping with version: v1", 1)], source)
+    secrets: set[str] = set()
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    raw = _interpolate(raw, (), secrets, found)
+    issues += [ConfigIssue(format_path(loc), msg, _line_of(lines, loc)) for loc, msg in found]
+    cfg: Config | None = None
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = _clean_loc(error["loc"])
+            issues.append(ConfigIssue(format_path(loc), _message(error, _model_at(loc)), _line_of(lines, loc)))
+    if cfg is not None:
+        for issue in _cross_check(cfg):
+            loc = _parse_path(issue.path)
+            issues.append(ConfigIssue(issue.path, issue.message, _line_of(lines, loc)))
+    if issues:
+        raise ConfigError(_dedupe(issues), source)
+    assert cfg is not None
+    cfg._secrets = frozenset(secrets)
+    return cfg
+
+
+def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for issue in issues:
+        if (issue.path, issue.message) not in seen:
+            seen.add((issue.path, issue.message))
+            out.append(issue)
+    return sorted(out, key=lambda i: (i.line or 0, i.path))
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's union/validator markers (``function-after[...]``) from a location."""
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p and "]" in p and "-" in p.split("[")[0])))
+
+
+def _parse_path(path: str) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    return tuple(parts)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raise ``ConfigError`` on any problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc}")], str(path)) from None
+    return parse_config(text, str(path))
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file, for editors."""
+    schema = Config.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "slaprobe config (version v1)"
+    return schema

@@ -1,0 +1,126 @@
+"""Every exported metric name and label key, defined once.
+
+The exporter that emits a series and the rule or panel that queries it take the name
+from here. Names are in base units (seconds, bytes); ``_total`` only on counters.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "slaprobe"
+
+# ---------------------------------------------------------------- label keys
+LABEL_SERVICE = "service"
+LABEL_PROBE = "probe"
+LABEL_LOCATION = "location"
+LABEL_KIND = "kind"
+LABEL_REASON = "reason"
+LABEL_PHASE = "phase"
+LABEL_STEP = "step"
+LABEL_TIER = "tier"
+LABEL_OWNER = "owner"
+LABEL_TARGET = "target"
+
+PROBE_LABELS = (LABEL_SERVICE, LABEL_PROBE, LABEL_LOCATION)
+
+# ---------------------------------------------------------------- scheduled probes
+PROBE_RUNS = "slaprobe_probe_runs_total"
+PROBE_FAILURES = "slaprobe_probe_failures_total"
+PROBE_WITHIN_SLA = "slaprobe_probe_within_sla_total"
+PROBE_DURATION = "slaprobe_probe_duration_seconds"
+PROBE_SUCCESS = "slaprobe_probe_success"
+PROBE_LAST_RUN = "slaprobe_probe_last_run_timestamp_seconds"
+PROBE_PHASE = "slaprobe_probe_phase_seconds"
+PROBE_INFO = "slaprobe_probe_info"
+TLS_CERT_EXPIRY = "slaprobe_tls_cert_expiry_timestamp_seconds"
+FLOW_STEP_DURATION = "slaprobe_flow_step_duration_seconds"
+FLOW_STEP_FAILURES = "slaprobe_flow_step_failures_total"
+SERVICE_INFO = "slaprobe_service_info"
+
+# The metric families above without the suffix prometheus_client adds itself.
+PROBE_RUNS_FAMILY = PROBE_RUNS.removesuffix("_total")
+PROBE_FAILURES_FAMILY = PROBE_FAILURES.removesuffix("_total")
+PROBE_WITHIN_SLA_FAMILY = PROBE_WITHIN_SLA.removesuffix("_total")
+FLOW_STEP_FAILURES_FAMILY = FLOW_STEP_FAILURES.removesuffix("_total")
+
+# ---------------------------------------------------------------- self metrics
+CONFIG_RELOAD_SUCCESS = "slaprobe_config_last_reload_successful"
+CONFIG_RELOAD_TIMESTAMP = "slaprobe_config_last_reload_success_timestamp_seconds"
+SCHEDULER_LAG = "slaprobe_scheduler_lag_seconds"
+SCHEDULER_MISSED = "slaprobe_scheduler_missed_runs_total"
+PROBES_IN_FLIGHT = "slaprobe_probes_in_flight"
+BUILD_INFO = "slaprobe_build_info"
+
+# ---------------------------------------------------------------- log-derived (later issues)
+LOG_LINES = "slaprobe_log_lines_total"
+HTTP_REQUESTS = "slaprobe_http_requests_total"
+HTTP_REQUEST_DURATION = "slaprobe_http_request_duration_seconds"
+
+# ---------------------------------------------------------------- blackbox_exporter (/probe)
+BB_SUCCESS = "probe_success"
+BB_DURATION = "probe_duration_seconds"
+BB_DNS_LOOKUP = "probe_dns_lookup_time_seconds"
+BB_IP_PROTOCOL = "probe_ip_protocol"
+BB_IP_ADDR_HASH = "probe_ip_addr_hash"
+BB_HTTP_DURATION = "probe_http_duration_seconds"
+BB_HTTP_STATUS = "probe_http_status_code"
+BB_HTTP_CONTENT_LENGTH = "probe_http_content_length"
+BB_HTTP_BODY_LENGTH = "probe_http_uncompressed_body_length"
+BB_HTTP_REDIRECTS = "probe_http_redirects"
+BB_HTTP_SSL = "probe_http_ssl"
+BB_HTTP_VERSION = "probe_http_version"
+BB_HTTP_LAST_MODIFIED = "probe_http_last_modified_timestamp_seconds"
+BB_FAILED_DUE_TO_REGEX = "probe_failed_due_to_regex"
+BB_SSL_EARLIEST_EXPIRY = "probe_ssl_earliest_cert_expiry"
+BB_SSL_LAST_CHAIN_EXPIRY = "probe_ssl_last_chain_expiry_timestamp_seconds"
+BB_SSL_LAST_CHAIN_INFO = "probe_ssl_last_chain_info"
+BB_TLS_VERSION = "probe_tls_version_info"
+BB_TLS_CIPHER = "probe_tls_cipher_info"
+BB_EXPECT_INFO = "probe_expect_info"
+BB_DNS_DURATION = "probe_dns_duration_seconds"
+BB_DNS_ANSWER_RRS = "probe_dns_answer_rrs"
+BB_DNS_AUTHORITY_RRS = "probe_dns_authority_rrs"
+BB_DNS_ADDITIONAL_RRS = "probe_dns_additional_rrs"
+BB_DNS_QUERY_SUCCEEDED = "probe_dns_query_succeeded"
+BB_DNS_SERIAL = "probe_dns_serial"
+BB_ICMP_DURATION = "probe_icmp_duration_seconds"
+BB_ICMP_REPLY_HOP_LIMIT = "probe_icmp_reply_hop_limit"
+# slaprobe extensions on /probe (blackbox has no equivalent)
+BB_FAILURE_REASON = "probe_failure_info"
+BB_ICMP_LOSS_RATIO = "probe_icmp_packet_loss_ratio"
+BB_ICMP_RTT = "probe_icmp_rtt_seconds"
+BB_TLS_LEAF_EXPIRY = "probe_ssl_leaf_cert_expiry"
+
+BLACKBOX_HELP: dict[str, str] = {
+    BB_SUCCESS: "Displays whether or not the probe was a success",
+    BB_DURATION: "Returns how long the probe took to complete in seconds",
+    BB_DNS_LOOKUP: "Returns the time taken for probe dns lookup in seconds",
+    BB_IP_PROTOCOL: "Specifies whether probe ip protocol is IP4 or IP6",
+    BB_IP_ADDR_HASH: "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+    BB_HTTP_DURATION: "Duration of http request by phase, summed over all redirects",
+    BB_HTTP_STATUS: "Response HTTP status code",
+    BB_HTTP_CONTENT_LENGTH: "Length of http content response",
+    BB_HTTP_BODY_LENGTH: "Length of uncompressed response body",
+    BB_HTTP_REDIRECTS: "The number of redirects",
+    BB_HTTP_SSL: "Indicates if SSL was used for the final redirect",
+    BB_HTTP_VERSION: "Returns the version of HTTP of the probe response",
+    BB_HTTP_LAST_MODIFIED: "Returns the Last-Modified HTTP response header in unixtime",
+    BB_FAILED_DUE_TO_REGEX: "Indicates if probe failed due to regex",
+    BB_SSL_EARLIEST_EXPIRY: "Returns last SSL chain expiry in unixtime",
+    BB_SSL_LAST_CHAIN_EXPIRY: "Returns last SSL chain expiry in timestamp",
+    BB_SSL_LAST_CHAIN_INFO: "Contains SSL leaf certificate information",
+    BB_TLS_VERSION: "Returns the TLS version used or NaN when unknown",
+    BB_TLS_CIPHER: "Returns the TLS cipher negotiated during handshake",
+    BB_EXPECT_INFO: "Explicit content matched",
+    BB_DNS_DURATION: "Duration of DNS request by phase",
+    BB_DNS_ANSWER_RRS: "Returns number of entries in the answer resource record list",
+    BB_DNS_AUTHORITY_RRS: "Returns number of entries in the authority resource record list",
+    BB_DNS_ADDITIONAL_RRS: "Returns number of entries in the additional resource record list",
+    BB_DNS_QUERY_SUCCEEDED: "Displays whether or not the query was executed successfully",
+    BB_DNS_SERIAL: "Returns the serial number of the zone",
+    BB_ICMP_DURATION: "Duration of icmp request by phase",
+    BB_ICMP_REPLY_HOP_LIMIT: "Replied packet hop limit (TTL for ipv4)",
+    BB_FAILURE_REASON: "Why the probe failed (slaprobe extension), 1 for the reason",
+    BB_ICMP_LOSS_RATIO: "Share of ICMP echo requests without a reply (slaprobe extension)",
+    BB_ICMP_RTT: "ICMP round-trip time by statistic: min, avg, max, jitter (slaprobe extension)",
+    BB_TLS_LEAF_EXPIRY: "Expiry of the leaf certificate in unixtime (slaprobe extension)",
+}
