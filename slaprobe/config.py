@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from slaprobe.redact import Redactor
 from slaprobe.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 
 # ---------------------------------------------------------------------------- errors
@@ -871,6 +872,9 @@ def parse_config(text: str, source: str = "<config>") -> Config:
             loc = _parse_path(issue.path)
             issues.append(ConfigIssue(issue.path, issue.message, _line_of(lines, loc)))
     if issues:
+        # Messages may quote input values; those must not leak interpolated secrets.
+        redact = Redactor(secrets)
+        issues = [ConfigIssue(i.path, redact(i.message), i.line) for i in issues]
         raise ConfigError(_dedupe(issues), source)
     assert cfg is not None
     cfg._secrets = frozenset(secrets)

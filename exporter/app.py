@@ -1,0 +1,199 @@
+"""The aiohttp application of ``slaprobe serve``: /metrics, /probe, /-/reload, status page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import gc_collector, platform_collector, process_collector
+
+from slaprobe import __version__
+from slaprobe import conventions as c
+from slaprobe.exporter import blackbox
+from slaprobe.exporter.exposition import CONTENT_TYPE, family_header, format_value
+from slaprobe.exporter.guard import AllowList, ProbeGuard
+from slaprobe.exporter.runtime import Exporter
+from slaprobe.exporter.status import render_status_page
+from slaprobe.exporter.store import service_info_text
+from slaprobe.probes.kinds import PROBERS
+from slaprobe.probes.result import ForbiddenTargetError, ProbeContext, ProbeTrace
+from slaprobe.probes.runner import run_probe
+
+log = logging.getLogger("slaprobe.web")
+
+EXPORTER_KEY = web.AppKey("exporter", Exporter)
+ALLOW_KEY = web.AppKey("probe_allow", list)
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+
+
+def self_metrics_text(exporter: Exporter) -> str:
+    """The exporter's own health: reload status and scheduler figures."""
+    status = exporter.status
+    out = [
+        family_header(c.CONFIG_RELOAD_SUCCESS, "gauge", "Whether the last configuration reload attempt was successful."),
+        f"{c.CONFIG_RELOAD_SUCCESS} {int(status.successful)}\n",
+        family_header(c.CONFIG_RELOAD_TIMESTAMP, "gauge", "Unix time in seconds of the last successful reload."),
+        f"{c.CONFIG_RELOAD_TIMESTAMP} {format_value(status.last_success)}\n",
+        family_header(c.BUILD_INFO, "gauge", "slaprobe version; always 1."),
+        f'{c.BUILD_INFO}{{version="{__version__}"}} 1\n',
+    ]
+    scheduler = exporter.scheduler
+    if scheduler is not None:
+        stats = scheduler.stats
+        out.append(family_header(c.SCHEDULER_LAG, "histogram", "How late scheduled runs started, in seconds."))
+        cumulative = 0
+        for bound, count in zip(stats.lag_buckets, stats.lag_counts, strict=False):
+            cumulative += count
+            out.append(f'{c.SCHEDULER_LAG}_bucket{{le="{format_value(bound)}"}} {cumulative}\n')
+        out.append(f'{c.SCHEDULER_LAG}_bucket{{le="+Inf"}} {sum(stats.lag_counts)}\n')
+        out.append(f"{c.SCHEDULER_LAG}_sum {format_value(stats.lag_sum)}\n")
+        out.append(f"{c.SCHEDULER_LAG}_count {sum(stats.lag_counts)}\n")
+        out.append(
+            family_header(
+                c.SCHEDULER_MISSED,
+                "counter",
+                "Scheduled runs skipped: overrun (the previous run was still going) or late (no slot in time).",
+            )
+        )
+        out.append(f'{c.SCHEDULER_MISSED}{{cause="overrun"}} {stats.missed_overrun}\n')
+        out.append(f'{c.SCHEDULER_MISSED}{{cause="late"}} {stats.missed_late}\n')
+        out.append(family_header(c.PROBES_IN_FLIGHT, "gauge", "Scheduled probe runs executing right now."))
+        out.append(f"{c.PROBES_IN_FLIGHT} {stats.in_flight}\n")
+    return "".join(out)
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    """Scheduled-probe metrics, service info, self-metrics and process metrics."""
+    exporter = request.app[EXPORTER_KEY]
+    services = {name: (s.tier, s.owner) for name, s in exporter.config.services.items()}
+    body = "".join(
+        (
+            exporter.store.render(),
+            service_info_text(services),
+            self_metrics_text(exporter),
+            generate_latest(request.app[REGISTRY_KEY]).decode(),
+        )
+    )
+    return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _guard(request: web.Request) -> ProbeGuard:
+    exporter = request.app[EXPORTER_KEY]
+    entries = [*request.app[ALLOW_KEY], *exporter.config.global_.probe_allow]
+    return ProbeGuard(exporter.configured_hosts(), AllowList.parse(entries))
+
+
+async def handle_probe(request: web.Request) -> web.StreamResponse:
+    """One probe now, answered in blackbox_exporter's format (``debug=true``: the probe log)."""
+    exporter = request.app[EXPORTER_KEY]
+    target = request.query.get("target", "")
+    module_name = request.query.get("module", "http_2xx")
+    debug = request.query.get("debug", "").lower() == "true"
+    if not target:
+        return web.Response(status=400, text="Target parameter is missing\n")
+    modules = {**blackbox.BUILTIN_MODULES, **exporter.modules}
+    module = modules.get(module_name)
+    if not isinstance(module, blackbox.Module):
+        return web.Response(status=400, text=f"Unknown module {module_name!r}\n")
+    guard = _guard(request)
+    try:
+        guard.check_target(target)
+        spec = module.spec.with_target(target)
+    except ForbiddenTargetError as exc:
+        return web.Response(status=403, text=f"{exc}\n")
+    except ValueError as exc:
+        return web.Response(status=400, text=f"Invalid target {target!r}: {exc}\n")
+    timeout = blackbox.probe_deadline(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), module.timeout)
+    trace = ProbeTrace(debug=debug)
+    ctx = ProbeContext(
+        timeout=timeout,
+        trace=trace,
+        guard=guard.address_guard(),
+        hostname=request.query.get("hostname") or None,
+    )
+    trace.log(f"Beginning probe (probe={module.kind}, timeout_seconds={timeout:g})")
+    result = await run_probe(PROBERS[module.kind], spec, ctx, name=f"/probe {module_name}")
+    trace.log(f"Probe {'succeeded' if result.success else 'failed'} (duration_seconds={result.duration:.6f})")
+    if debug:
+        text = blackbox.render_debug(result, trace.lines, module, exporter.redact)
+        return web.Response(text=text, content_type="text/plain")
+    return web.Response(body=blackbox.render_probe_metrics(result), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def handle_reload(request: web.Request) -> web.Response:
+    """POST: reload the config; a bad config is rejected and the running one stays."""
+    exporter = request.app[EXPORTER_KEY]
+    status = exporter.reload()
+    if status.successful:
+        return web.Response(text=f"reloaded: {exporter.config.summary()}\n")
+    lines = "".join(f"error: {exporter.redact(str(issue))}\n" for issue in status.issues)
+    return web.Response(status=500, text=f"failed to reload config, keeping the running one:\n{lines}")
+
+
+async def handle_healthy(_request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
+    return web.Response(text="Healthy\n")
+
+
+async def handle_ready(request: web.Request) -> web.Response:
+    """Readiness: a config has been loaded."""
+    if request.app[EXPORTER_KEY].status.last_success:
+        return web.Response(text="Ready\n")
+    return web.Response(status=503, text="Not ready: no valid config loaded yet\n")
+
+
+async def handle_status(request: web.Request) -> web.Response:
+    """The HTML status page."""
+    exporter = request.app[EXPORTER_KEY]
+    html = render_status_page(
+        exporter.config,
+        exporter.store.series(),
+        exporter.status,
+        now=time.time(),
+        redact=exporter.redact,
+        version=__version__,
+    )
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+    )
+
+
+def make_app(
+    exporter: Exporter,
+    *,
+    probe_allow: list[str] | None = None,
+    middlewares: list[object] | None = None,
+) -> web.Application:
+    """The web application; the scheduler runs while the app is up."""
+    app = web.Application(middlewares=middlewares or [])  # type: ignore[arg-type]
+    app[EXPORTER_KEY] = exporter
+    app[ALLOW_KEY] = list(probe_allow or [])
+    registry = CollectorRegistry(auto_describe=True)
+    process_collector.ProcessCollector(registry=registry)
+    platform_collector.PlatformCollector(registry=registry)
+    gc_collector.GCCollector(registry=registry)
+    app[REGISTRY_KEY] = registry
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/probe", handle_probe)
+    app.router.add_post("/-/reload", handle_reload)
+    app.router.add_get("/-/healthy", handle_healthy)
+    app.router.add_get("/-/ready", handle_ready)
+    app.router.add_get("/", handle_status)
+    app.cleanup_ctx.append(_scheduler_context)
+    return app
+
+
+async def _scheduler_context(app: web.Application):  # type: ignore[no-untyped-def]
+    scheduler = app[EXPORTER_KEY].start_scheduler()
+    task = asyncio.create_task(scheduler.run(), name="scheduler")
+    yield
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

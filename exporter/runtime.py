@@ -1,0 +1,183 @@
+"""The running exporter: current config, scheduled jobs, result store, reload."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
+from slaprobe.exporter.scheduler import Job, Scheduler
+from slaprobe.exporter.sharding import Shard
+from slaprobe.exporter.store import ProbeKey, ProbeMeta, ResultStore
+from slaprobe.probes.kinds import PROBERS
+from slaprobe.probes.result import ProbeContext, ProbeResult
+from slaprobe.probes.runner import run_probe
+from slaprobe.redact import Redactor
+
+log = logging.getLogger("slaprobe.exporter")
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Where the config comes from (either may be None, not both)."""
+
+    config: str | None = None
+    modules: str | None = None
+
+
+@dataclass(slots=True)
+class ReloadStatus:
+    """Outcome of the last (re)load, for /metrics and the status page."""
+
+    successful: bool = False
+    last_success: float = 0.0  # unix seconds
+    last_attempt: float = 0.0  # unix seconds
+    issues: list[ConfigIssue] = field(default_factory=list)
+    source: str = ""
+
+
+def target_host(target: str) -> str:
+    """The host part of a probe target (URL, host:port, [v6]:port or bare host)."""
+    if "://" in target:
+        return urlsplit(target).hostname or ""
+    if target.startswith("["):
+        return target[1 : target.index("]")]
+    if target.count(":") == 1:
+        return target.rsplit(":", 1)[0]
+    return target
+
+
+class Exporter:
+    """Owns the config and turns it into scheduled jobs and stored results."""
+
+    def __init__(
+        self,
+        sources: Sources,
+        *,
+        shard: Shard = Shard(),
+        load_modules: Callable[[str], dict[str, object]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sources = sources
+        self.shard = shard
+        self.clock = clock
+        self.config: Config = Config(version="v1")
+        self.modules: dict[str, object] = {}
+        self.redact = Redactor()
+        self.store = ResultStore()
+        self.status = ReloadStatus()
+        self.scheduler: Scheduler | None = None
+        self._load_modules = load_modules
+
+    # ------------------------------------------------------------------ config
+
+    def reload(self) -> ReloadStatus:
+        """Load the sources; apply them if valid, keep the running config otherwise."""
+        self.status.last_attempt = self.clock()
+        try:
+            config = load_config(self.sources.config) if self.sources.config else Config(version="v1")
+            modules = self._load_modules(self.sources.modules) if self.sources.modules and self._load_modules else {}
+        except ConfigError as exc:
+            self.status.successful = False
+            self.status.issues = exc.issues
+            self.status.source = exc.source or ""
+            for issue in exc.issues:
+                log.error("config rejected, keeping the running one: %s: %s", exc.source, issue)
+            return self.status
+        self.apply(config, modules)
+        self.status.successful = True
+        self.status.last_success = self.status.last_attempt
+        self.status.issues = []
+        log.info("config loaded: %s", config.summary())
+        return self.status
+
+    def apply(self, config: Config, modules: dict[str, object] | None = None) -> None:
+        """Make ``config`` the running config: store series and jobs follow it."""
+        self.config = config
+        self.modules = dict(modules or {})
+        self.redact = Redactor(config.secrets)
+        metas = []
+        jobs = []
+        for service_name, service, probe in config.probes():
+            if not self.shard.owns(service_name, probe.name):
+                continue
+            if probe.kind not in PROBERS:
+                log.warning("%s/%s: %s probes are not supported yet; skipped", service_name, probe.name, probe.kind)
+                continue
+            meta = self._meta(service_name, service, probe)
+            metas.append(meta)
+            jobs.append(
+                Job(
+                    key=meta.key,
+                    interval=meta.interval,
+                    run=self._job(meta, probe),
+                    version=(probe.model_dump_json(), meta),
+                )
+            )
+        self.store.sync(metas)
+        if self.scheduler is not None:
+            self.scheduler.set_concurrency(config.global_.concurrency)
+            self.scheduler.set_jobs(jobs)
+        self._jobs = jobs
+
+    def _meta(self, service_name: str, service: Service, probe: Probe) -> ProbeMeta:
+        return ProbeMeta(
+            service=service_name,
+            probe=probe.name,
+            kind=probe.kind,
+            target=self.redact(probe.spec.target),
+            location=self.config.global_.location,
+            interval=self.config.interval_of(probe),
+            timeout=self.config.timeout_of(probe),
+            buckets=self.config.buckets_of(service),
+            latency_threshold=service.sla.latency.threshold if service.sla.latency else None,
+        )
+
+    def _job(self, meta: ProbeMeta, probe: Probe) -> Callable[[], object]:
+        fn = PROBERS[probe.kind]
+        spec = probe.spec
+        name = f"{meta.service}/{meta.probe}"
+
+        async def run() -> None:
+            result = await run_probe(fn, spec, ProbeContext(timeout=meta.timeout), name=name)
+            self.record(meta.key, result)
+
+        return run
+
+    def record(self, key: ProbeKey, result: ProbeResult) -> None:
+        """Store a finished run (redacted) and log when the probe changes state."""
+        if self.redact and result.detail:
+            result = dataclasses.replace(result, detail=self.redact(result.detail))
+        series = self.store.get(key)
+        was_up = series.last.success if series is not None and series.last is not None else None
+        self.store.record(key, result, self.clock())
+        if was_up is not None and was_up != result.success:
+            if result.success:
+                log.info("probe %s/%s is UP again (%.3fs)", key[0], key[1], result.duration)
+            else:
+                log.warning("probe %s/%s is DOWN: %s: %s", key[0], key[1], result.reason, result.detail)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start_scheduler(self) -> Scheduler:
+        """Create the scheduler (inside the running loop) with the current jobs."""
+        self.scheduler = Scheduler(self.config.global_.concurrency)
+        self.scheduler.set_jobs(getattr(self, "_jobs", []))
+        return self.scheduler
+
+    def configured_hosts(self) -> set[str]:
+        """Every host named by a probe target in the config (for the /probe guard)."""
+        hosts = set()
+        for _, _, probe in self.config.probes():
+            if probe.flow is not None:
+                for step in (*probe.flow.steps, *probe.flow.finally_):
+                    inner = step.http or step.tcp or step.dns or step.tls
+                    if inner is not None:
+                        hosts.add(target_host(inner.target).lower())
+            else:
+                hosts.add(target_host(probe.spec.target).lower())
+        return hosts

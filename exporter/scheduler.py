@@ -1,0 +1,162 @@
+"""The probe scheduler: fixed-rate runs, spread over the interval, bounded concurrency.
+
+Each job runs every ``interval`` seconds at a stable offset derived from its key (like
+Prometheus spreads scrapes), so 10,000 probes with the same interval do not start
+together. A global semaphore bounds runs in flight; a job never overlaps itself: when
+its previous run is still going at the next due time, that slot is a *missed run*.
+A run that could not start before its next slot was due is also missed. *Lag* is how
+late a run started (semaphore wait included) relative to its due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+
+log = logging.getLogger("slaprobe.scheduler")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Something to run every ``interval`` seconds; equal jobs survive a reload untouched."""
+
+    key: Hashable
+    interval: float  # seconds
+    run: Callable[[], Awaitable[None]] = field(compare=False, hash=False)
+    version: Hashable = None  # a change (e.g. a new spec) makes it a different job
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    """Counters the scheduler exports about itself."""
+
+    started: int = 0
+    missed_overrun: int = 0  # previous run of the same job still in flight
+    missed_late: int = 0  # could not start before its next slot was due
+    in_flight: int = 0
+    lag_buckets: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+    lag_counts: list[int] = field(default_factory=lambda: [0] * 12)
+    lag_sum: float = 0.0
+
+    def observe_lag(self, seconds: float) -> None:
+        """Count one run's start lag in seconds."""
+        for i, bound in enumerate(self.lag_buckets):
+            if seconds <= bound:
+                self.lag_counts[i] += 1
+                break
+        else:
+            self.lag_counts[-1] += 1
+        self.lag_sum += seconds
+
+    @property
+    def missed(self) -> int:
+        return self.missed_overrun + self.missed_late
+
+
+def spread_offset(key: Hashable, interval: float) -> float:
+    """A stable offset in [0, interval) for ``key``: the same on every start and reload."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * interval
+
+
+def first_due(now: float, key: Hashable, interval: float) -> float:
+    """The first time at or after ``now`` that falls on the job's grid (``offset + k*interval``)."""
+    offset = spread_offset(key, interval)
+    return offset + math.ceil((now - offset) / interval) * interval
+
+
+class Scheduler:
+    """Runs jobs on their grid until stopped; ``set_jobs`` swaps the job list live."""
+
+    def __init__(self, concurrency: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._jobs: dict[Hashable, Job] = {}
+        self._heap: list[tuple[float, int, Job]] = []
+        self._seq = 0
+        self._running: dict[Hashable, asyncio.Task[None]] = {}
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._wake = asyncio.Event()
+        self.stats = SchedulerStats()
+
+    def set_concurrency(self, concurrency: int) -> None:
+        """Bound runs in flight; runs already waiting keep the old bound."""
+        if concurrency != self._concurrency:
+            self._semaphore = asyncio.Semaphore(concurrency)
+            self._concurrency = concurrency
+
+    def set_jobs(self, jobs: Iterable[Job]) -> None:
+        """Replace the job list. Unchanged jobs keep their slot; new ones join their grid."""
+        now = self._clock()
+        fresh = {job.key: job for job in jobs}
+        for key, job in fresh.items():
+            if self._jobs.get(key) != job:
+                self._push(first_due(now, key, job.interval), job)
+        self._jobs = fresh
+        self._wake.set()
+
+    def _push(self, due: float, job: Job) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, job))
+
+    async def run(self) -> None:
+        """Dispatch due jobs forever (cancel the task to stop; running jobs are cancelled too)."""
+        try:
+            while True:
+                await self._dispatch_due()
+        finally:
+            for task in list(self._running.values()):
+                task.cancel()
+
+    async def _dispatch_due(self) -> None:
+        if not self._heap:
+            self._wake.clear()
+            await self._wake.wait()
+            return
+        due, _, job = self._heap[0]
+        delay = due - self._clock()
+        if delay > 0:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+            return
+        heapq.heappop(self._heap)
+        if self._jobs.get(job.key) != job:
+            return  # removed or replaced by a reload
+        self._push(due + job.interval, job)
+        if job.key in self._running:
+            self.stats.missed_overrun += 1
+            return
+        task = asyncio.create_task(self._start(job, due), name=f"probe {job.key}")
+        self._running[job.key] = task
+        task.add_done_callback(lambda _t, key=job.key: self._running.pop(key, None))
+
+    async def _start(self, job: Job, due: float) -> None:
+        async with self._semaphore:
+            lag = self._clock() - due
+            if lag >= job.interval:
+                self.stats.missed_late += 1
+                return
+            self.stats.observe_lag(max(lag, 0.0))
+            self.stats.started += 1
+            self.stats.in_flight += 1
+            try:
+                await job.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a job's bug must not stop the scheduler
+                log.exception("job %s raised", job.key)
+            finally:
+                self.stats.in_flight -= 1
+
+    def running(self) -> int:
+        """Jobs started or waiting for a slot right now."""
+        return len(self._running)

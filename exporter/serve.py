@@ -1,0 +1,91 @@
+"""``slaprobe serve``: load the config, start the web app and scheduler, reload on SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from slaprobe.exporter.app import make_app
+from slaprobe.exporter.blackbox import load_modules
+from slaprobe.exporter.runtime import Exporter, Sources
+from slaprobe.exporter.sharding import Shard
+from slaprobe.exporter.webconfig import load_web_config
+from slaprobe.redact import RedactingFilter, Redactor
+
+log = logging.getLogger("slaprobe")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``slaprobe serve`` was asked to do."""
+
+    sources: Sources
+    listen: str = "127.0.0.1:9799"
+    probe_allow: list[str] = field(default_factory=list)
+    web_config: str | None = None
+    state_dir: str | None = None
+    shard: Shard = Shard()
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:9799"`` / ``"[::]:9799"`` / ``":9799"`` -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen: expected host:port, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def configure_logging(current_redactor: Callable[[], Redactor], level: int = logging.INFO) -> None:
+    """Log as ``ts=... level=... logger=... msg=...`` to stderr, secrets redacted."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    )
+    handler.addFilter(RedactingFilter(current_redactor))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT; return the exit status."""
+    exporter = Exporter(options.sources, shard=options.shard, load_modules=load_modules)
+    configure_logging(lambda: exporter.redact)
+    status = exporter.reload()
+    if not status.successful:
+        return 1
+    middlewares = []
+    ssl_context = None
+    if options.web_config:
+        web_config = load_web_config(options.web_config)
+        ssl_context = web_config.ssl_context()
+        middlewares.append(web_config.middleware(exempt=("/-/healthy",)))
+    app = make_app(exporter, probe_allow=options.probe_allow, middlewares=middlewares)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    host, port = split_listen(options.listen)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+    await site.start()
+    scheme = "https" if ssl_context else "http"
+    log.info("listening on %s://%s:%d (shard %d/%d)", scheme, host, port, options.shard.index, options.shard.count)
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    loop.add_signal_handler(signal.SIGHUP, exporter.reload)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+    return 0

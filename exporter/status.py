@@ -1,0 +1,109 @@
+"""The HTML status page: every probe, its last result, failure reason and last runs.
+
+Pure rendering: everything shown is escaped (target-controlled text such as a failure
+detail quoting a response must not become markup) and passed through the redactor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from html import escape
+
+from slaprobe.config import Config
+from slaprobe.exporter.runtime import ReloadStatus
+from slaprobe.exporter.store import ProbeSeries
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}
+table{border-collapse:collapse;width:100%}th,td{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left}
+th{background:#f4f4f4}.up{color:#0a7d32;font-weight:600}.down{color:#c0262d;font-weight:600}
+.pending{color:#888}.runs span{display:inline-block;width:.8em;height:1em;margin-right:2px}
+.ok{background:#2da44e}.fail{background:#cf222e}.bad{background:#fff0f0;padding:.6em;border:1px solid #cf222e}
+.muted{color:#666;font-size:.9em}code{font-size:.9em}
+"""
+
+
+def _when(timestamp: float, now: float) -> str:
+    if not timestamp:
+        return "never"
+    age = max(0.0, now - timestamp)
+    stamp = dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{stamp} ({age:.0f}s ago)"
+
+
+def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
+    meta = series.meta
+    last = series.last
+    if last is None:
+        state = '<td class="pending">pending</td><td></td><td></td>'
+    elif last.success:
+        state = f'<td class="up">UP</td><td>{last.duration * 1000:.1f} ms</td><td></td>'
+    else:
+        reason = last.reason.value if last.reason else ""
+        detail = escape(redact(last.detail))
+        state = (
+            f'<td class="down">DOWN</td><td>{last.duration * 1000:.1f} ms</td>'
+            f"<td><code>{escape(reason)}</code> {detail}</td>"
+        )
+    runs = "".join(
+        f'<span class="{"ok" if h.success else "fail"}" title="'
+        f'{escape(_when(h.timestamp, now))}: {"ok" if h.success else escape(h.reason.value if h.reason else "")} '
+        f'{h.duration * 1000:.0f} ms {escape(redact(h.detail))}"></span>'
+        for h in series.history
+    )
+    failures = sum(series.failures.values())
+    rate = f"{100 * (series.runs - failures) / series.runs:.2f}%" if series.runs else "–"
+    return (
+        f"<tr><td>{escape(meta.probe)}</td><td>{escape(meta.kind)}</td>"
+        f"<td><code>{escape(redact(meta.target))}</code></td>{state}"
+        f'<td class="runs">{runs}</td><td>{rate} of {series.runs}</td>'
+        f'<td class="muted">{escape(_when(series.last_time, now))}</td></tr>'
+    )
+
+
+def render_status_page(
+    config: Config,
+    series: Sequence[ProbeSeries],
+    reload: ReloadStatus,
+    *,
+    now: float,
+    redact: Callable[[str], str] = str,
+    version: str = "",
+) -> str:
+    """The whole status page as HTML text."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>slaprobe</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>slaprobe {escape(version)} — location {escape(config.global_.location)}</h1>",
+        f'<p class="muted">{escape(config.summary())}. Last successful config load: '
+        f"{escape(_when(reload.last_success, now))}. "
+        '<a href="/metrics">/metrics</a></p>',
+    ]
+    if not reload.successful and reload.issues:
+        items = "".join(f"<li><code>{escape(redact(str(issue)))}</code></li>" for issue in reload.issues)
+        parts.append(
+            f'<div class="bad"><b>The last reload was rejected</b> ({escape(reload.source)}); '
+            f"the previous config keeps running.<ul>{items}</ul></div>"
+        )
+    by_service: dict[str, list[ProbeSeries]] = {}
+    for s in series:
+        by_service.setdefault(s.meta.service, []).append(s)
+    for name, rows in by_service.items():
+        service = config.services.get(name)
+        tier = service.tier if service else ""
+        target = f"SLA {service.sla.availability}%" if service else ""
+        down = sum(1 for r in rows if r.last is not None and not r.last.success)
+        headline = f'<span class="down">{down} down</span>' if down else '<span class="up">all up</span>'
+        parts.append(f"<h2>{escape(name)} <span class='muted'>({escape(tier)}, {escape(target)})</span> {headline}</h2>")
+        parts.append(
+            "<table><tr><th>probe</th><th>kind</th><th>target</th><th>state</th><th>duration</th>"
+            "<th>failure</th><th>last runs</th><th>success</th><th>last run</th></tr>"
+        )
+        parts.extend(_row(r, now, redact) for r in rows)
+        parts.append("</table>")
+    if not series:
+        parts.append("<p>No scheduled probes in this config (or in this shard).</p>")
+    parts.append("</body></html>")
+    return "".join(parts)

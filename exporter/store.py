@@ -1,0 +1,234 @@
+"""The result store: counters, histogram and recent history of every scheduled probe.
+
+One ``ProbeSeries`` per (service, probe). Recording a result updates the counters and
+drops the series' cached text, which ``render`` rebuilds on the next scrape. A reload
+calls ``ResultStore.sync`` with the probes that should exist: removed ones disappear
+(no stale series), kept ones keep their counters.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value
+from slaprobe.probes.result import FailureReason, ProbeResult
+
+from slaprobe import conventions as c
+
+ProbeKey = tuple[str, str]  # (service, probe)
+HISTORY_LENGTH = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeMeta:
+    """What a series is about; a change of buckets resets its histogram."""
+
+    service: str
+    probe: str
+    kind: str
+    target: str  # already redacted
+    location: str
+    interval: float  # seconds
+    timeout: float  # seconds
+    buckets: tuple[float, ...]  # seconds, ascending, SLA threshold included
+    latency_threshold: float | None  # seconds: a run within SLA is faster than this
+
+    @property
+    def key(self) -> ProbeKey:
+        return (self.service, self.probe)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One past run, for the status page."""
+
+    timestamp: float  # unix seconds at the end of the run
+    success: bool
+    duration: float  # seconds
+    reason: FailureReason | None
+    detail: str
+
+
+@dataclass(slots=True)
+class ProbeSeries:
+    """Counters and last result of one scheduled probe."""
+
+    meta: ProbeMeta
+    runs: int = 0
+    within_sla: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    bucket_counts: list[int] = field(default_factory=list)
+    duration_sum: float = 0.0
+    last: ProbeResult | None = None
+    last_time: float = 0.0
+    history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+    step_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _labels: str = ""
+    _text: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self._labels = format_labels(
+            ((c.LABEL_SERVICE, self.meta.service), (c.LABEL_PROBE, self.meta.probe), (c.LABEL_LOCATION, self.meta.location))
+        )
+        if not self.bucket_counts:
+            self.bucket_counts = [0] * (len(self.meta.buckets) + 1)
+
+    def record(self, result: ProbeResult, now: float) -> None:
+        """Count one finished run that ended at unix time ``now``."""
+        self.runs += 1
+        if result.success:
+            threshold = self.meta.latency_threshold
+            if threshold is None or result.duration <= threshold:
+                self.within_sla += 1
+        else:
+            self.failures[(result.reason or FailureReason.INTERNAL).value] += 1
+        # bisect_left: a duration equal to a bound belongs to that bucket (le semantics)
+        self.bucket_counts[bisect.bisect_left(self.meta.buckets, result.duration)] += 1
+        self.duration_sum += result.duration
+        for step in result.steps:
+            if not step.success:
+                self.step_failures[(step.name, (step.reason or FailureReason.INTERNAL).value)] += 1
+        self.last = result
+        self.last_time = now
+        self.history.append(HistoryEntry(now, result.success, result.duration, result.reason, result.detail))
+        self._text = None
+
+    def render(self) -> tuple[str, ...]:
+        """This series' lines of each family in ``FAMILIES`` order (cached until the next run)."""
+        if self._text is None:
+            self._text = self._render()
+        return self._text
+
+    def _render(self) -> tuple[str, ...]:
+        lb = self._labels
+        runs = f"{c.PROBE_RUNS}{{{lb}}} {self.runs}\n"
+        failures = "".join(
+            f'{c.PROBE_FAILURES}{{{lb},reason="{reason}"}} {count}\n' for reason, count in sorted(self.failures.items())
+        )
+        within = f"{c.PROBE_WITHIN_SLA}{{{lb}}} {self.within_sla}\n"
+        hist = []
+        cumulative = 0
+        for bound, count in zip(self.meta.buckets, self.bucket_counts, strict=False):
+            cumulative += count
+            hist.append(f'{c.PROBE_DURATION}_bucket{{{lb},le="{format_value(bound)}"}} {cumulative}\n')
+        hist.append(f'{c.PROBE_DURATION}_bucket{{{lb},le="+Inf"}} {self.runs}\n')
+        hist.append(f"{c.PROBE_DURATION}_sum{{{lb}}} {format_value(self.duration_sum)}\n")
+        hist.append(f"{c.PROBE_DURATION}_count{{{lb}}} {self.runs}\n")
+        last = self.last
+        success = last_run = phases = cert = steps = step_failures = ""
+        if last is not None:
+            success = f"{c.PROBE_SUCCESS}{{{lb}}} {int(last.success)}\n"
+            last_run = f"{c.PROBE_LAST_RUN}{{{lb}}} {format_value(self.last_time)}\n"
+            phases = "".join(
+                f'{c.PROBE_PHASE}{{{lb},phase="{phase}"}} {format_value(seconds)}\n'
+                for phase, seconds in last.phases.items()
+            )
+            if last.cert is not None:
+                cert = f"{c.TLS_CERT_EXPIRY}{{{lb}}} {format_value(last.cert.leaf_expiry)}\n"
+            steps = "".join(
+                f'{c.FLOW_STEP_DURATION}{{{lb},step="{escape_label(step.name)}"}} {format_value(step.duration)}\n' for step in last.steps
+            )
+        step_failures = "".join(
+            f'{c.FLOW_STEP_FAILURES}{{{lb},step="{escape_label(step)}",reason="{reason}"}} {count}\n'
+            for (step, reason), count in sorted(self.step_failures.items())
+        )
+        return (
+            runs,
+            failures,
+            within,
+            "".join(hist),
+            success,
+            last_run,
+            phases,
+            cert,
+            steps,
+            step_failures,
+        )
+
+
+# (name, type, help) in the order of ProbeSeries.render's tuple.
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    (c.PROBE_RUNS, "counter", "Scheduled probe runs finished."),
+    (c.PROBE_FAILURES, "counter", "Scheduled probe runs that failed, by failure reason."),
+    (c.PROBE_WITHIN_SLA, "counter", "Runs that succeeded within the service's latency threshold (compliance rate numerator)."),
+    (c.PROBE_DURATION, "histogram", "Duration of scheduled probe runs in seconds; SLA thresholds are bucket bounds."),
+    (c.PROBE_SUCCESS, "gauge", "Whether the last run succeeded (1) or failed (0)."),
+    (c.PROBE_LAST_RUN, "gauge", "Unix time in seconds at which the last run finished."),
+    (c.PROBE_PHASE, "gauge", "Duration of each phase of the last run in seconds."),
+    (c.TLS_CERT_EXPIRY, "gauge", "Unix time in seconds at which the leaf certificate seen by the last run expires."),
+    (c.FLOW_STEP_DURATION, "gauge", "Duration of each step of the last flow run in seconds."),
+    (c.FLOW_STEP_FAILURES, "counter", "Flow steps that failed, by step and failure reason."),
+)
+
+
+class ResultStore:
+    """All probe series, keyed by (service, probe)."""
+
+    def __init__(self) -> None:
+        self._series: dict[ProbeKey, ProbeSeries] = {}
+
+    def sync(self, metas: Iterable[ProbeMeta]) -> None:
+        """Make the store hold exactly these probes; keep the counters of unchanged ones."""
+        fresh: dict[ProbeKey, ProbeSeries] = {}
+        for meta in metas:
+            old = self._series.get(meta.key)
+            if old is not None and old.meta == meta:
+                fresh[meta.key] = old
+            elif old is not None and _same_counters(old.meta, meta):
+                # Counters carry over; only the description changed (target, interval...).
+                moved = ProbeSeries(meta)
+                for name in ("runs", "within_sla", "failures", "bucket_counts", "duration_sum",
+                             "last", "last_time", "history", "step_failures"):
+                    setattr(moved, name, getattr(old, name))
+                fresh[meta.key] = moved
+            else:
+                fresh[meta.key] = ProbeSeries(meta)
+        self._series = fresh
+
+    def record(self, key: ProbeKey, result: ProbeResult, now: float | None = None) -> None:
+        """Count a finished run; a run of a probe removed meanwhile is dropped."""
+        series = self._series.get(key)
+        if series is not None:
+            series.record(result, time.time() if now is None else now)
+
+    def get(self, key: ProbeKey) -> ProbeSeries | None:
+        """The series of one probe, if it exists."""
+        return self._series.get(key)
+
+    def series(self) -> list[ProbeSeries]:
+        """Every series, in the order they were configured."""
+        return list(self._series.values())
+
+    def render(self) -> str:
+        """Every family of every series as Prometheus text."""
+        series = [s.render() for s in self._series.values()]
+        out: list[str] = []
+        for index, (name, kind, help_text) in enumerate(FAMILIES):
+            body = "".join(s[index] for s in series)
+            if body:
+                out.append(family_header(name, kind, help_text))
+                out.append(body)
+        return "".join(out)
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+
+def _same_counters(old: ProbeMeta, new: ProbeMeta) -> bool:
+    """Counters stay meaningful when the histogram bounds and SLA threshold are unchanged."""
+    return old.buckets == new.buckets and old.latency_threshold == new.latency_threshold
+
+
+def service_info_text(services: Mapping[str, tuple[str, str]]) -> str:
+    """``slaprobe_service_info{service,tier,owner} 1`` for each service."""
+    if not services:
+        return ""
+    lines = [family_header(c.SERVICE_INFO, "gauge", "Service metadata from the config; always 1.")]
+    for name, (tier, owner) in services.items():
+        labels = format_labels(((c.LABEL_SERVICE, name), (c.LABEL_TIER, tier), (c.LABEL_OWNER, owner)))
+        lines.append(f"{c.SERVICE_INFO}{{{labels}}} 1\n")
+    return "".join(lines)

@@ -1,0 +1,7 @@
+"""``python -m slaprobe``."""
+
+import sys
+
+from slaprobe.cli import main
+
+sys.exit(main())
