@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
+
+from slaprobe.units import format_value
+
+__all__ = ["CONTENT_TYPE", "escape_label", "family_header", "format_labels", "format_value"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -18,19 +21,6 @@ def escape_label(value: str) -> str:
 def format_labels(pairs: Iterable[tuple[str, str]]) -> str:
     """``[("a", "1")]`` -> ``a="1"`` (without braces)."""
     return ",".join(f'{k}="{escape_label(v)}"' for k, v in pairs)
-
-
-def format_value(value: float) -> str:
-    """A sample value as Prometheus writes it (``+Inf``, ``NaN``, integers without ``.0``)."""
-    if value == math.inf:
-        return "+Inf"
-    if value == -math.inf:
-        return "-Inf"
-    if value != value:
-        return "NaN"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
 
 
 def family_header(name: str, kind: str, help_text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
@@ -70,3 +71,20 @@ def parse_size(text: str | int) -> int:
     if match is None:
         raise ValueError(f"not a size: {text!r} (use bytes or a unit: KiB, MiB, GiB, KB, MB, GB)")
     return int(float(match["n"]) * _SIZE_FACTOR[match["unit"]])
+
+
+def format_value(value: float) -> str:
+    """A number as slaprobe writes sample values and ``le`` bounds (``+Inf``, ``NaN``, ``1`` not ``1.0``).
+
+    Rules that select a histogram bucket (``le="0.3"``) format the bound with this too,
+    so the label value they match is the one exported.
+    """
+    if value == math.inf:
+        return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    if value != value:
+        return "NaN"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))

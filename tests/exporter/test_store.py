@@ -1,0 +1,103 @@
+"""The result store: counters, histogram with SLA bounds, text exposition, reload semantics."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from slaprobe.exporter.store import ProbeMeta, ResultStore
+from slaprobe.probes.result import CertInfo, FailureReason, ProbeResult, StepResult
+
+
+def meta(probe: str = "home", **changes: object) -> ProbeMeta:
+    fields: dict[str, object] = dict(
+        service="shop", probe=probe, kind="http", target="http://x/", location="dc1",
+        interval=30.0, timeout=10.0, buckets=(0.1, 0.3, 1.0), latency_threshold=0.3,
+    )
+    fields.update(changes)
+    return ProbeMeta(**fields)  # type: ignore[arg-type]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+LABELS = (("location", "dc1"), ("probe", "home"), ("service", "shop"))
+
+
+def key(name: str, **extra: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (name, tuple(sorted((*LABELS, *extra.items()))))
+
+
+def test_runs_failures_and_compliance_are_counted_from_results() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    store.record(("shop", "home"), ProbeResult(True, 0.2), now=100)
+    store.record(("shop", "home"), ProbeResult(True, 0.5), now=130)  # slower than the 300 ms SLA
+    store.record(("shop", "home"), ProbeResult(False, 0.3, FailureReason.HTTP_STATUS, "503"), now=160)
+    got = samples(store.render())
+    assert got[("slaprobe_probe_runs_total", LABELS)] == 3
+    assert got[("slaprobe_probe_within_sla_total", LABELS)] == 1
+    assert got[key("slaprobe_probe_failures_total", reason="http_status")] == 1
+    assert got[("slaprobe_probe_success", LABELS)] == 0
+    assert got[("slaprobe_probe_last_run_timestamp_seconds", LABELS)] == 160
+
+
+def test_a_duration_equal_to_the_threshold_lands_in_the_threshold_bucket() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    store.record(("shop", "home"), ProbeResult(True, 0.3), now=1)
+    store.record(("shop", "home"), ProbeResult(True, 0.0), now=2)
+    got = samples(store.render())
+    bucket = "slaprobe_probe_duration_seconds_bucket"
+    assert got[key(bucket, le="0.1")] == 1  # a zero counts in the first bucket
+    assert got[key(bucket, le="0.3")] == 2
+    assert got[key(bucket, le="+Inf")] == 2
+    assert got[("slaprobe_probe_duration_seconds_count", LABELS)] == 2
+
+
+def test_phases_cert_expiry_and_flow_steps_of_the_last_run_are_exported() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    result = ProbeResult(
+        False, 0.4, FailureReason.ASSERTION, phases={"connect": 0.01, "tls": 0.02},
+        cert=CertInfo(leaf_expiry=2e9, earliest_expiry=2e9),
+        steps=(StepResult("login", True, 0.1), StepResult("bill", False, 0.2, FailureReason.ASSERTION)),
+    )
+    store.record(("shop", "home"), result, now=1)
+    got = samples(store.render())
+    assert got[key("slaprobe_probe_phase_seconds", phase="tls")] == 0.02
+    assert got[("slaprobe_tls_cert_expiry_timestamp_seconds", LABELS)] == 2e9
+    assert got[key("slaprobe_flow_step_duration_seconds", step="bill")] == 0.2
+    assert got[key("slaprobe_flow_step_failures_total", reason="assertion", step="bill")] == 1
+
+
+def test_a_reload_drops_removed_probes_and_keeps_counters_of_the_others() -> None:
+    store = ResultStore()
+    store.sync([meta("home"), meta("gone")])
+    store.record(("shop", "home"), ProbeResult(True, 0.1), now=1)
+    store.record(("shop", "gone"), ProbeResult(True, 0.1), now=1)
+    store.sync([meta("home", target="http://y/", interval=10.0), meta("new")])
+    text = store.render()
+    assert 'probe="gone"' not in text
+    assert samples(text)[("slaprobe_probe_runs_total", LABELS)] == 1
+    assert store.get(("shop", "new")) is not None
+
+
+def test_a_changed_sla_threshold_restarts_the_histogram() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    store.record(("shop", "home"), ProbeResult(True, 0.1), now=1)
+    store.sync([meta(buckets=(0.1, 0.5, 1.0), latency_threshold=0.5)])
+    assert samples(store.render()).get(("slaprobe_probe_runs_total", LABELS)) == 0
+
+
+def test_label_values_are_escaped_in_the_exposition() -> None:
+    store = ResultStore()
+    store.sync([meta(service='we"ird\\svc')])
+    store.record(('we"ird\\svc', "home"), ProbeResult(True, 0.1), now=1)
+    families = {f.name: f for f in text_string_to_metric_families(store.render())}
+    assert families["slaprobe_probe_runs"].samples[0].labels["service"] == 'we"ird\\svc'
