@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -188,7 +189,7 @@ def make_app(
     return app
 
 
-async def _scheduler_context(app: web.Application):  # type: ignore[no-untyped-def]
+async def _scheduler_context(app: web.Application) -> AsyncIterator[None]:
     scheduler = app[EXPORTER_KEY].start_scheduler()
     task = asyncio.create_task(scheduler.run(), name="scheduler")
     yield

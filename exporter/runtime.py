@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -137,7 +137,7 @@ class Exporter:
             latency_threshold=service.sla.latency.threshold if service.sla.latency else None,
         )
 
-    def _job(self, meta: ProbeMeta, probe: Probe) -> Callable[[], object]:
+    def _job(self, meta: ProbeMeta, probe: Probe) -> Callable[[], Awaitable[None]]:
         fn = PROBERS[probe.kind]
         spec = probe.spec
         name = f"{meta.service}/{meta.probe}"

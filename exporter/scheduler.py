@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 log = logging.getLogger("slaprobe.scheduler")
 
@@ -137,7 +138,10 @@ class Scheduler:
             return
         task = asyncio.create_task(self._start(job, due), name=f"probe {job.key}")
         self._running[job.key] = task
-        task.add_done_callback(lambda _t, key=job.key: self._running.pop(key, None))
+        task.add_done_callback(partial(self._finished, job.key))
+
+    def _finished(self, key: Hashable, _task: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
 
     async def _start(self, job: Job, due: float) -> None:
         async with self._semaphore:

@@ -9,7 +9,7 @@ import time
 
 from slaprobe.probes.result import ProbeContext
 
-_FAMILIES = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}
+_FAMILIES: dict[str, int] = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 
 
 class ResolveError(Exception):
@@ -41,7 +41,7 @@ async def resolve_host(
     try:
         ip = literal_ip(host)
         if ip is not None:
-            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            family: int = socket.AF_INET6 if ":" in ip else socket.AF_INET
             if not fallback and family != _FAMILIES[preferred]:
                 raise ResolveError(f"{host} is not an {preferred} address")
         else:

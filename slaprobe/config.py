@@ -418,8 +418,8 @@ class FlowSpec(Model):
         return spec.target
 
 
-PROBE_KINDS = ("http", "tcp", "tls", "dns", "icmp", "flow")
 ProbeKind = Literal["http", "tcp", "tls", "dns", "icmp", "flow"]
+PROBE_KINDS: tuple[ProbeKind, ...] = ("http", "tcp", "tls", "dns", "icmp", "flow")
 ProbeSpec = HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | FlowSpec
 
 
@@ -446,7 +446,11 @@ class Probe(Model):
     @property
     def kind(self) -> ProbeKind:
         """Which kind of probe this is."""
-        return next(k for k in PROBE_KINDS if getattr(self, k) is not None)  # type: ignore[return-value]
+        kind: ProbeKind
+        for kind in PROBE_KINDS:
+            if getattr(self, kind) is not None:
+                return kind
+        raise AssertionError("validated: exactly one kind")
 
     @property
     def spec(self) -> ProbeSpec:
