@@ -33,7 +33,7 @@ from slaprobe.exporter.demoservice import (
 
 from slaprobe.config import load_config
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "exporter" / "demo.yaml"
 CYCLE_START = 6_000_000 * CYCLE_SECONDS  # 2027-01-15T08:00:00Z, the start of a cycle
 
 
