@@ -12,15 +12,16 @@ import hashlib
 import os
 import ssl
 import time
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
-from slaprobe.probes.result import CertInfo, Sample
 
 from slaprobe import conventions as names
 from slaprobe.config import TLSConfig
+from slaprobe.probes.result import CertInfo, Sample
 
 SSLObjectLike = ssl.SSLObject | ssl.SSLSocket
 
@@ -100,6 +101,7 @@ def client_context(cfg: TLSConfig, *, verify: bool = True) -> ssl.SSLContext:
     ``verify=False`` gives the same context without certificate verification (to read a
     certificate that failed it). A file changed on disk (rotated CA bundle or client
     certificate) yields a fresh context, because its mtime is part of the cache key.
+    The context is shared: callers must not modify it.
     """
     files = (cfg.ca_file, cfg.cert_file, cfg.key_file)
     return _build_context(
@@ -137,20 +139,21 @@ def _build_context(
         try:
             ctx.load_cert_chain(cert_file, key_file)
         except (OSError, ssl.SSLError) as exc:
-            raise TLSSettingsError(
-                f"tls.cert_file/key_file: cannot load {cert_file}: {_reason(exc)}"
-            ) from exc
+            raise TLSSettingsError(f"tls.cert_file/key_file: cannot load {cert_file}: {_reason(exc)}") from exc
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    if min_version is not None:
-        ctx.minimum_version = _VERSIONS[min_version]
-        if min_version in ("TLS10", "TLS11"):
-            # OpenSSL 3's default security level refuses TLS < 1.2 even when allowed;
-            # whoever asks for it explicitly is probing a legacy endpoint on purpose.
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    if max_version is not None:
-        ctx.maximum_version = _VERSIONS[max_version]
+    with warnings.catch_warnings():
+        # Python deprecates TLS 1.0/1.1; a config that names them asks for them deliberately.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if min_version is not None:
+            ctx.minimum_version = _VERSIONS[min_version]
+        if max_version is not None:
+            ctx.maximum_version = _VERSIONS[max_version]
+    if min_version in ("TLS10", "TLS11"):
+        # OpenSSL 3's default security level refuses TLS < 1.2 even when allowed;
+        # whoever asks for it explicitly is probing a legacy endpoint on purpose.
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     return ctx
 
 
@@ -199,8 +202,8 @@ def _not_after(cert: x509.Certificate) -> float:
     return cert.not_valid_after_utc.timestamp()
 
 
-def _serial(number: int) -> str:
-    # As blackbox prints it: hex of the big-endian bytes, leading zeros of a byte kept.
+def serial_hex(number: int) -> str:
+    """A serial number as blackbox prints it: hex of its big-endian bytes (``0102``, not ``102``)."""
     return number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big").hex()
 
 
@@ -218,7 +221,7 @@ def cert_info(ssl_object: SSLObjectLike, verified: bool) -> CertInfo | None:
         earliest_expiry=min(_not_after(cert) for cert in presented),
         subject=leaf.subject.rfc4514_string(),
         issuer=leaf.issuer.rfc4514_string(),
-        serial=_serial(leaf.serial_number),
+        serial=serial_hex(leaf.serial_number),
         fingerprint_sha256=hashlib.sha256(ders[0]).hexdigest(),
         verified=verified,
     )
@@ -305,7 +308,8 @@ def describe_tls_error(exc: BaseException) -> str:
         reason = exc.reason.replace("_", " ").lower() if exc.reason else _reason(exc)
         return f"TLS handshake failed: {reason}"
     if isinstance(exc, ConnectionError | EOFError):
-        return f"connection lost during the TLS handshake: {_reason(exc)}"
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return "connection lost during the TLS handshake" + (f": {why}" if why else "")
     return f"TLS handshake failed: {_reason(exc)}"
 
 
@@ -356,7 +360,4 @@ def check_min_days_left(cert: CertInfo | None, cfg: TLSConfig, *, now: float | N
         return None
     if left < 0:
         return f"certificate {cert.subject} expired {-left:.1f} days ago"
-    return (
-        f"certificate {cert.subject} expires in {left:.1f} days "
-        f"(min_days_left {cfg.min_days_left:g})"
-    )
+    return f"certificate {cert.subject} expires in {left:.1f} days (min_days_left {cfg.min_days_left:g})"
