@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client import gc_collector, platform_collector, process_collector
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, gc_collector, generate_latest, platform_collector, process_collector
 
 from slaprobe import __version__
 from slaprobe import conventions as c
@@ -20,7 +21,7 @@ from slaprobe.exporter.runtime import Exporter
 from slaprobe.exporter.status import render_status_page
 from slaprobe.exporter.store import service_info_text
 from slaprobe.probes.kinds import PROBERS
-from slaprobe.probes.result import ForbiddenTargetError, ProbeContext, ProbeTrace
+from slaprobe.probes.result import FailureReason, ForbiddenTargetError, ProbeContext, ProbeTrace
 from slaprobe.probes.runner import run_probe
 
 log = logging.getLogger("slaprobe.web")
@@ -34,7 +35,9 @@ def self_metrics_text(exporter: Exporter) -> str:
     """The exporter's own health: reload status and scheduler figures."""
     status = exporter.status
     out = [
-        family_header(c.CONFIG_RELOAD_SUCCESS, "gauge", "Whether the last configuration reload attempt was successful."),
+        family_header(
+            c.CONFIG_RELOAD_SUCCESS, "gauge", "Whether the last configuration reload attempt was successful."
+        ),
         f"{c.CONFIG_RELOAD_SUCCESS} {int(status.successful)}\n",
         family_header(c.CONFIG_RELOAD_TIMESTAMP, "gauge", "Unix time in seconds of the last successful reload."),
         f"{c.CONFIG_RELOAD_TIMESTAMP} {format_value(status.last_success)}\n",
@@ -107,17 +110,23 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         return web.Response(status=403, text=f"{exc}\n")
     except ValueError as exc:
         return web.Response(status=400, text=f"Invalid target {target!r}: {exc}\n")
-    timeout = blackbox.probe_deadline(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), module.timeout)
+    try:
+        timeout = blackbox.probe_deadline(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), module.timeout)
+    except ValueError as exc:
+        return web.Response(status=500, text=f"Failed to parse timeout from Prometheus header: {exc}\n")
     trace = ProbeTrace(debug=debug)
     ctx = ProbeContext(
         timeout=timeout,
         trace=trace,
-        guard=guard.address_guard(),
+        guard=guard.address_guard(note=trace.log),
         hostname=request.query.get("hostname") or None,
     )
     trace.log(f"Beginning probe (probe={module.kind}, timeout_seconds={timeout:g})")
     result = await run_probe(PROBERS[module.kind], spec, ctx, name=f"/probe {module_name}")
     trace.log(f"Probe {'succeeded' if result.success else 'failed'} (duration_seconds={result.duration:.6f})")
+    if result.reason is FailureReason.FORBIDDEN and not debug:
+        # A redirect or a resolved address left the allow-list: refuse like the target itself.
+        return web.Response(status=403, text=f"{exporter.redact(result.detail)}\n")
     if debug:
         text = blackbox.render_debug(result, trace.lines, module, exporter.redact)
         return web.Response(text=text, content_type="text/plain")
@@ -168,10 +177,10 @@ def make_app(
     exporter: Exporter,
     *,
     probe_allow: list[str] | None = None,
-    middlewares: list[object] | None = None,
+    middlewares: Sequence[Middleware] = (),
 ) -> web.Application:
     """The web application; the scheduler runs while the app is up."""
-    app = web.Application(middlewares=middlewares or [])  # type: ignore[arg-type]
+    app = web.Application(middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app[ALLOW_KEY] = list(probe_allow or [])
     registry = CollectorRegistry(auto_describe=True)
@@ -194,7 +203,5 @@ async def _scheduler_context(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(scheduler.run(), name="scheduler")
     yield
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass

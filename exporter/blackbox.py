@@ -42,8 +42,8 @@ from slaprobe.config import (
 )
 
 # Private in slaprobe.config; see the module report: they should become public there.
-from slaprobe.config import _line_of as line_of
-from slaprobe.config import _yaml_lines as yaml_lines
+from slaprobe.config import line_of as line_of
+from slaprobe.config import yaml_lines as yaml_lines
 from slaprobe.conventions import BB_DURATION, BB_FAILURE_REASON, BB_SUCCESS, BLACKBOX_HELP, LABEL_REASON
 from slaprobe.exporter.exposition import escape_label, family_header, format_value
 from slaprobe.probes.result import ProbeResult

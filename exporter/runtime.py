@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
+from slaprobe.exporter.blackbox import Module, load_modules
 from slaprobe.exporter.scheduler import Job, Scheduler
-from slaprobe.exporter.sharding import Shard
+from slaprobe.exporter.sharding import ALL, Shard
 from slaprobe.exporter.store import ProbeKey, ProbeMeta, ResultStore
 from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import ProbeContext, ProbeResult
@@ -58,20 +59,18 @@ class Exporter:
         self,
         sources: Sources,
         *,
-        shard: Shard = Shard(),
-        load_modules: Callable[[str], dict[str, object]] | None = None,
+        shard: Shard = ALL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sources = sources
         self.shard = shard
         self.clock = clock
         self.config: Config = Config(version="v1")
-        self.modules: dict[str, object] = {}
+        self.modules: dict[str, Module] = {}
         self.redact = Redactor()
         self.store = ResultStore()
         self.status = ReloadStatus()
         self.scheduler: Scheduler | None = None
-        self._load_modules = load_modules
 
     # ------------------------------------------------------------------ config
 
@@ -80,7 +79,7 @@ class Exporter:
         self.status.last_attempt = self.clock()
         try:
             config = load_config(self.sources.config) if self.sources.config else Config(version="v1")
-            modules = self._load_modules(self.sources.modules) if self.sources.modules and self._load_modules else {}
+            modules = load_modules(self.sources.modules) if self.sources.modules else {}
         except ConfigError as exc:
             self.status.successful = False
             self.status.issues = exc.issues
@@ -95,7 +94,7 @@ class Exporter:
         log.info("config loaded: %s", config.summary())
         return self.status
 
-    def apply(self, config: Config, modules: dict[str, object] | None = None) -> None:
+    def apply(self, config: Config, modules: dict[str, Module] | None = None) -> None:
         """Make ``config`` the running config: store series and jobs follow it."""
         self.config = config
         self.modules = dict(modules or {})
@@ -178,6 +177,6 @@ class Exporter:
                     inner = step.http or step.tcp or step.dns or step.tls
                     if inner is not None:
                         hosts.add(target_host(inner.target).lower())
-            else:
+            elif not (probe.dns is not None and probe.dns.server is None):
                 hosts.add(target_host(probe.spec.target).lower())
         return hosts

@@ -11,6 +11,7 @@ late a run started (semaphore wait included) relative to its due time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import logging
@@ -124,10 +125,8 @@ class Scheduler:
         delay = due - self._clock()
         if delay > 0:
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
             return
         heapq.heappop(self._heap)
         if self._jobs.get(job.key) != job:

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from slaprobe.exporter.app import make_app
-from slaprobe.exporter.blackbox import load_modules
 from slaprobe.exporter.runtime import Exporter, Sources
-from slaprobe.exporter.sharding import Shard
+from slaprobe.exporter.sharding import ALL, Shard
 from slaprobe.exporter.webconfig import load_web_config
 from slaprobe.redact import RedactingFilter, Redactor
 
@@ -29,7 +29,7 @@ class ServeOptions:
     probe_allow: list[str] = field(default_factory=list)
     web_config: str | None = None
     state_dir: str | None = None
-    shard: Shard = Shard()
+    shard: Shard = ALL
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -55,12 +55,12 @@ def configure_logging(current_redactor: Callable[[], Redactor], level: int = log
 
 async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the exit status."""
-    exporter = Exporter(options.sources, shard=options.shard, load_modules=load_modules)
+    exporter = Exporter(options.sources, shard=options.shard)
     configure_logging(lambda: exporter.redact)
     status = exporter.reload()
     if not status.successful:
         return 1
-    middlewares = []
+    middlewares: list[Middleware] = []
     ssl_context = None
     if options.web_config:
         web_config = load_web_config(options.web_config)

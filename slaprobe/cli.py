@@ -72,12 +72,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         shard=shard,
     )
+    from slaprobe.exporter.webconfig import WebConfigError
+
     try:
         return asyncio.run(serve(options))
-    except ConfigError as exc:  # an invalid --web-config
-        _print_errors(exc)
-        return 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, WebConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -218,7 +218,7 @@ class HttpSpec(Model):
     ip_protocol_fallback: bool = True
     proxy: str | None = Field(None, description="HTTP proxy URL")
     tls: TLSConfig = TLSConfig()
-    body_size_limit: Size = Field(10 * 1024 * 1024, description="read at most this many body bytes")
+    body_size_limit: Size = Field(10 * 1024 * 1024, description="read at most this many body bytes; 0: no limit")
     expect: HttpExpect = HttpExpect()
 
     @model_validator(mode="after")
@@ -683,9 +683,19 @@ def _cross_check(cfg: Config) -> list[ConfigIssue]:
         for i, level in enumerate(levels):
             path = f"escalation.{priority}[{i}]"
             if cfg.receivers and level.notify not in cfg.receivers:
-                issues.append(ConfigIssue(f"{path}.notify", f"unknown receiver {level.notify!r}{_did_you_mean(level.notify, cfg.receivers)}"))
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.notify",
+                        f"unknown receiver {level.notify!r}{_did_you_mean(level.notify, cfg.receivers)}",
+                    )
+                )
             if level.during is not None and level.during not in cfg.time_intervals:
-                issues.append(ConfigIssue(f"{path}.during", f"unknown time interval {level.during!r}{_did_you_mean(level.during, cfg.time_intervals)}"))
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.during",
+                        f"unknown time interval {level.during!r}{_did_you_mean(level.during, cfg.time_intervals)}",
+                    )
+                )
         afters = [level.after for level in levels]
         if afters != sorted(afters):
             issues.append(ConfigIssue(f"escalation.{priority}", "levels must be in increasing order of 'after'"))
@@ -707,7 +717,7 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
 # ---------------------------------------------------------------------------- YAML with lines
 
 
-def _yaml_lines(text: str) -> tuple[dict[tuple[str | int, ...], int], list[ConfigIssue]]:
+def yaml_lines(text: str) -> tuple[dict[tuple[str | int, ...], int], list[ConfigIssue]]:
     """Map each YAML path (tuple of keys/indexes) to its 1-based line; find duplicate keys."""
     lines: dict[tuple[str | int, ...], int] = {}
     issues: list[ConfigIssue] = []
@@ -744,7 +754,7 @@ def format_path(loc: Iterable[str | int]) -> str:
     return out
 
 
-def _line_of(lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
+def line_of(lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
     while loc:
         if loc in lines:
             return lines[loc]
@@ -757,7 +767,9 @@ def _line_of(lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, .
 _INTERPOLATION = re.compile(r"\$\{(env|file):([^}]*)\}")
 
 
-def _interpolate(value: Any, path: tuple[str | int, ...], secrets: set[str], issues: list[tuple[tuple[str | int, ...], str]]) -> Any:
+def _interpolate(
+    value: Any, path: tuple[str | int, ...], secrets: set[str], issues: list[tuple[tuple[str | int, ...], str]]
+) -> Any:
     """Replace ``${env:X}``/``${file:P}`` in every string; other ``${...}`` stay (flow variables)."""
     if isinstance(value, dict):
         return {k: _interpolate(v, (*path, k), secrets, issues) for k, v in value.items()}
@@ -788,6 +800,7 @@ def _interpolate(value: Any, path: tuple[str | int, ...], secrets: set[str], iss
 
 # ---------------------------------------------------------------------------- loading
 
+
 def _message(error: Mapping[str, Any], parent: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -799,7 +812,7 @@ def _message(error: Mapping[str, Any], parent: Any) -> str:
     msg = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            msg = msg[len(prefix):]
+            msg = msg[len(prefix) :]
     return msg
 
 
@@ -851,7 +864,7 @@ def _child_annotation(annotation: Any, part: str | int) -> Any:
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate config text; raise ``ConfigError`` listing every issue with path and line."""
     try:
-        lines, issues = _yaml_lines(text)
+        lines, issues = yaml_lines(text)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -863,18 +876,18 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     secrets: set[str] = set()
     found: list[tuple[tuple[str | int, ...], str]] = []
     raw = _interpolate(raw, (), secrets, found)
-    issues += [ConfigIssue(format_path(loc), msg, _line_of(lines, loc)) for loc, msg in found]
+    issues += [ConfigIssue(format_path(loc), msg, line_of(lines, loc)) for loc, msg in found]
     cfg: Config | None = None
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         for error in exc.errors():
             loc = _clean_loc(error["loc"])
-            issues.append(ConfigIssue(format_path(loc), _message(error, _model_at(loc)), _line_of(lines, loc)))
+            issues.append(ConfigIssue(format_path(loc), _message(error, _model_at(loc)), line_of(lines, loc)))
     if cfg is not None:
         for issue in _cross_check(cfg):
             loc = _parse_path(issue.path)
-            issues.append(ConfigIssue(issue.path, issue.message, _line_of(lines, loc)))
+            issues.append(ConfigIssue(issue.path, issue.message, line_of(lines, loc)))
     if issues:
         # Messages may quote input values; those must not leak interpolated secrets.
         redact = Redactor(secrets)

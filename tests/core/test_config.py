@@ -71,7 +71,11 @@ def test_error_messages_never_quote_a_secret(monkeypatch: pytest.MonkeyPatch) ->
 
 
 INVALID = [
-    ("not yaml", "version: v1\nservices: [\n", ["<root>: invalid YAML: expected the node content, but found '<stream end>' (line 3)"]),
+    (
+        "not yaml",
+        "version: v1\nservices: [\n",
+        ["<root>: invalid YAML: expected the node content, but found '<stream end>' (line 3)"],
+    ),
     ("not a mapping", "- 1\n", ["<root>: the config must be a mapping with version: v1 (line 1)"]),
     ("no version", "global: {}\n", ["version: required key is missing (line 1)"]),
     ("wrong version", "version: v2\n", ["version: Input should be 'v1' (line 1)"]),
@@ -175,8 +179,15 @@ def test_every_error_of_a_file_is_listed_at_once() -> None:
 def test_the_json_schema_describes_every_top_level_key() -> None:
     schema = config_json_schema()
     assert set(schema["properties"]) == {
-        "version", "global", "services", "feedback", "priorities", "escalation",
-        "time_intervals", "receivers", "alertmanager",
+        "version",
+        "global",
+        "services",
+        "feedback",
+        "priorities",
+        "escalation",
+        "time_intervals",
+        "receivers",
+        "alertmanager",
     }
     assert schema["additionalProperties"] is False
     json.dumps(schema)  # serialisable
@@ -189,7 +200,8 @@ def test_example_configs_load() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("0", 0), ("250ms", 0.25), ("1h30m", 5400), ("1d", 86400), ("2w", 1209600), ("1m1s1ms", 61.001)]
+    ("text", "seconds"),
+    [("0", 0), ("250ms", 0.25), ("1h30m", 5400), ("1d", 86400), ("2w", 1209600), ("1m1s1ms", 61.001)],
 )
 def test_prometheus_durations_parse_to_seconds_and_back(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds

@@ -59,7 +59,9 @@ def write_config(path: Path, base: str, *probes: str, interval: str = "1s") -> N
 
 
 @pytest.fixture
-async def exporter_client(tmp_path: Path, target: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestClient, Exporter, Path]]:
+async def exporter_client(
+    tmp_path: Path, target: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[TestClient, Exporter, Path]]:
     monkeypatch.setenv("SHOP_TOKEN", SECRET)
     config = tmp_path / "slaprobe.yaml"
     write_config(
@@ -149,7 +151,9 @@ def test_serve_reloads_on_sighup_and_keeps_serving_with_a_bad_config(tmp_path: P
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "slaprobe", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -10,8 +10,15 @@ from slaprobe.probes.result import CertInfo, FailureReason, ProbeResult, StepRes
 
 def meta(probe: str = "home", **changes: object) -> ProbeMeta:
     fields: dict[str, object] = dict(
-        service="shop", probe=probe, kind="http", target="http://x/", location="dc1",
-        interval=30.0, timeout=10.0, buckets=(0.1, 0.3, 1.0), latency_threshold=0.3,
+        service="shop",
+        probe=probe,
+        kind="http",
+        target="http://x/",
+        location="dc1",
+        interval=30.0,
+        timeout=10.0,
+        buckets=(0.1, 0.3, 1.0),
+        latency_threshold=0.3,
     )
     fields.update(changes)
     return ProbeMeta(**fields)  # type: ignore[arg-type]
@@ -63,7 +70,10 @@ def test_phases_cert_expiry_and_flow_steps_of_the_last_run_are_exported() -> Non
     store = ResultStore()
     store.sync([meta()])
     result = ProbeResult(
-        False, 0.4, FailureReason.ASSERTION, phases={"connect": 0.01, "tls": 0.02},
+        False,
+        0.4,
+        FailureReason.ASSERTION,
+        phases={"connect": 0.01, "tls": 0.02},
         cert=CertInfo(leaf_expiry=2e9, earliest_expiry=2e9),
         steps=(StepResult("login", True, 0.1), StepResult("bill", False, 0.2, FailureReason.ASSERTION)),
     )
