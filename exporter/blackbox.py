@@ -31,6 +31,7 @@ import dns.rdatatype
 import yaml
 from pydantic import ValidationError
 
+# Private in slaprobe.config; see the module report: they should become public there.
 from slaprobe.config import (
     ConfigError,
     ConfigIssue,
@@ -39,11 +40,9 @@ from slaprobe.config import (
     IcmpSpec,
     TcpSpec,
     format_path,
+    line_of,
+    yaml_lines,
 )
-
-# Private in slaprobe.config; see the module report: they should become public there.
-from slaprobe.config import line_of as line_of
-from slaprobe.config import yaml_lines as yaml_lines
 from slaprobe.conventions import BB_DURATION, BB_FAILURE_REASON, BB_SUCCESS, BLACKBOX_HELP, LABEL_REASON
 from slaprobe.exporter.exposition import escape_label, family_header, format_value
 from slaprobe.probes.result import ProbeResult

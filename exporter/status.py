@@ -49,7 +49,7 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
         )
     runs = "".join(
         f'<span class="{"ok" if h.success else "fail"}" title="'
-        f'{escape(_when(h.timestamp, now))}: {"ok" if h.success else escape(h.reason.value if h.reason else "")} '
+        f"{escape(_when(h.timestamp, now))}: {'ok' if h.success else escape(h.reason.value if h.reason else '')} "
         f'{h.duration * 1000:.0f} ms {escape(redact(h.detail))}"></span>'
         for h in series.history
     )
@@ -96,7 +96,9 @@ def render_status_page(
         target = f"SLA {service.sla.availability}%" if service else ""
         down = sum(1 for r in rows if r.last is not None and not r.last.success)
         headline = f'<span class="down">{down} down</span>' if down else '<span class="up">all up</span>'
-        parts.append(f"<h2>{escape(name)} <span class='muted'>({escape(tier)}, {escape(target)})</span> {headline}</h2>")
+        parts.append(
+            f"<h2>{escape(name)} <span class='muted'>({escape(tier)}, {escape(target)})</span> {headline}</h2>"
+        )
         parts.append(
             "<table><tr><th>probe</th><th>kind</th><th>target</th><th>state</th><th>duration</th>"
             "<th>failure</th><th>last runs</th><th>success</th><th>last run</th></tr>"

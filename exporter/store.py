@@ -14,10 +14,9 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from slaprobe import conventions as c
 from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value
 from slaprobe.probes.result import FailureReason, ProbeResult
-
-from slaprobe import conventions as c
 
 ProbeKey = tuple[str, str]  # (service, probe)
 HISTORY_LENGTH = 10
@@ -72,7 +71,11 @@ class ProbeSeries:
 
     def __post_init__(self) -> None:
         self._labels = format_labels(
-            ((c.LABEL_SERVICE, self.meta.service), (c.LABEL_PROBE, self.meta.probe), (c.LABEL_LOCATION, self.meta.location))
+            (
+                (c.LABEL_SERVICE, self.meta.service),
+                (c.LABEL_PROBE, self.meta.probe),
+                (c.LABEL_LOCATION, self.meta.location),
+            )
         )
         if not self.bucket_counts:
             self.bucket_counts = [0] * (len(self.meta.buckets) + 1)
@@ -130,7 +133,8 @@ class ProbeSeries:
             if last.cert is not None:
                 cert = f"{c.TLS_CERT_EXPIRY}{{{lb}}} {format_value(last.cert.leaf_expiry)}\n"
             steps = "".join(
-                f'{c.FLOW_STEP_DURATION}{{{lb},step="{escape_label(step.name)}"}} {format_value(step.duration)}\n' for step in last.steps
+                f'{c.FLOW_STEP_DURATION}{{{lb},step="{escape_label(step.name)}"}} {format_value(step.duration)}\n'
+                for step in last.steps
             )
         step_failures = "".join(
             f'{c.FLOW_STEP_FAILURES}{{{lb},step="{escape_label(step)}",reason="{reason}"}} {count}\n'
@@ -154,7 +158,11 @@ class ProbeSeries:
 FAMILIES: tuple[tuple[str, str, str], ...] = (
     (c.PROBE_RUNS, "counter", "Scheduled probe runs finished."),
     (c.PROBE_FAILURES, "counter", "Scheduled probe runs that failed, by failure reason."),
-    (c.PROBE_WITHIN_SLA, "counter", "Runs that succeeded within the service's latency threshold (compliance rate numerator)."),
+    (
+        c.PROBE_WITHIN_SLA,
+        "counter",
+        "Runs that succeeded within the service's latency threshold (compliance rate numerator).",
+    ),
     (c.PROBE_DURATION, "histogram", "Duration of scheduled probe runs in seconds; SLA thresholds are bucket bounds."),
     (c.PROBE_SUCCESS, "gauge", "Whether the last run succeeded (1) or failed (0)."),
     (c.PROBE_LAST_RUN, "gauge", "Unix time in seconds at which the last run finished."),
@@ -181,8 +189,17 @@ class ResultStore:
             elif old is not None and _same_counters(old.meta, meta):
                 # Counters carry over; only the description changed (target, interval...).
                 moved = ProbeSeries(meta)
-                for name in ("runs", "within_sla", "failures", "bucket_counts", "duration_sum",
-                             "last", "last_time", "history", "step_failures"):
+                for name in (
+                    "runs",
+                    "within_sla",
+                    "failures",
+                    "bucket_counts",
+                    "duration_sum",
+                    "last",
+                    "last_time",
+                    "history",
+                    "step_failures",
+                ):
                     setattr(moved, name, getattr(old, name))
                 fresh[meta.key] = moved
             else:

@@ -18,6 +18,8 @@ import dns.message
 import dns.rcode
 import pytest
 from cryptography import x509
+
+from slaprobe.config import load_config
 from slaprobe.exporter.demoservice import (
     CYCLE_SECONDS,
     DEMO_DNS_PORT,
@@ -30,8 +32,6 @@ from slaprobe.exporter.demoservice import (
     bill_outcome,
     start_sample_service,
 )
-
-from slaprobe.config import load_config
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "exporter" / "demo.yaml"
 CYCLE_START = 6_000_000 * CYCLE_SECONDS  # 2027-01-15T08:00:00Z, the start of a cycle
