@@ -1,0 +1,728 @@
+"""The HTTP(S) probe: one request (following redirects), timed by phase, checked against ``expect``.
+
+Every hop is resolved by ``resolve_host`` (family preference, fallback, the SSRF guard) and
+the connection goes to exactly that address: a custom aiohttp connector dials the IP the
+guard saw, so DNS rebinding between the check and the connect cannot slip past it. The
+same connector splits TCP connect from the TLS handshake for the ``connect`` and ``tls``
+phases. Connections are never reused between probes, like blackbox_exporter.
+
+Phases (seconds, summed over redirects, as blackbox names them): ``resolve``, ``connect``,
+``tls``, ``processing`` (connection ready -> response headers) and ``transfer`` (response
+headers -> body read). Unlike blackbox, ``tls`` is the handshake alone, not TCP + TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import email.utils
+import functools
+import ipaddress
+import json
+import os
+import re
+import socket
+import ssl
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from slaprobe import __version__
+from slaprobe import conventions as names
+from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
+from slaprobe.probes import tlsutil
+from slaprobe.probes.jsonpath import JsonPathError, find, json_equal
+from slaprobe.probes.resolve import ResolveError, resolve_host
+from slaprobe.probes.result import (
+    CertInfo,
+    FailureReason,
+    ProbeContext,
+    ProbeResult,
+    ProbeTrace,
+    Sample,
+)
+
+PHASES = ("resolve", "connect", "tls", "processing", "transfer")
+
+COOKIE_JAR = "http_cookie_jar"
+"""``ctx.extras`` key: an ``aiohttp.abc.AbstractCookieJar`` to use instead of a fresh one
+per probe (flow steps share cookies this way)."""
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_USER_AGENT = f"slaprobe/{__version__}"
+_SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "Content-Type"})
+# Headers that must not follow a redirect to another host (Go's http client drops them too).
+_CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+
+
+class _Failed(Exception):
+    """A target fault found mid-probe; ``probe_http`` turns it into a failed result."""
+
+    def __init__(self, reason: FailureReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------------------- the probe
+
+
+async def probe_http(spec: HttpSpec, ctx: ProbeContext) -> ProbeResult:
+    """Request ``spec.url``, follow redirects, read the body and check ``spec.expect``."""
+    probe = _HttpProbe(spec, ctx)
+    try:
+        return await probe.run()
+    except BaseException:
+        # Cancelled by the runner's deadline (or refused by the guard): keep what we know.
+        probe.publish_samples()
+        raise
+
+
+class _HttpProbe:
+    """The state of one probe run: what was learned so far, turned into samples at the end."""
+
+    def __init__(self, spec: HttpSpec, ctx: ProbeContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.trace = ctx.trace
+        self.debug = ctx.trace.debug
+        self.status = 0
+        self.version: tuple[int, int] | None = None
+        self.content_length = -1.0
+        self.body_length = 0
+        self.redirects = 0
+        self.final_ssl = False
+        self.last_modified: float | None = None
+        self.failed_due_to_regex = False
+        self.cert: CertInfo | None = None
+        self.tls_samples: tuple[Sample, ...] = ()
+        self.published = False
+        for phase in PHASES:
+            self.trace.phases.setdefault(phase, 0.0)
+
+    async def run(self) -> ProbeResult:
+        """The whole probe; target faults come back as a failed result."""
+        jar = self.ctx.extras.get(COOKIE_JAR)
+        session = aiohttp.ClientSession(
+            connector=_connector(),
+            connector_owner=False,
+            cookie_jar=aiohttp.CookieJar(unsafe=True) if jar is None else jar,
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            timeout=aiohttp.ClientTimeout(total=None),  # the caller owns the deadline
+        )
+        # aiohttp retries an idempotent request once when the server drops the connection;
+        # a probe must see that failure, not hide it behind a second attempt.
+        session._retry_connection = False
+        try:
+            response = await self.request(session)
+            self.last_modified = _last_modified(response)
+            try:
+                body = await self.read_body(response)
+            finally:
+                response.close()
+            self.check(response, body)
+        except _Failed as failure:
+            if self.debug:
+                self.trace.log(f"failed ({failure.reason}): {failure.detail}")
+            return self.result(failure.reason, failure.detail)
+        finally:
+            await session.close()
+        return self.result(None, "")
+
+    # ------------------------------------------------------------------------ request
+
+    async def request(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+        """Send the request hop by hop; the final response with its body still unread."""
+        spec = self.spec
+        url = URL(spec.url)
+        origin_host = url.raw_host
+        method = spec.method
+        headers = self.base_headers()
+        if url.raw_user is not None:  # user:password@ in the URL is basic auth, unless given apart
+            if "Authorization" not in headers:
+                headers["Authorization"] = _basic_auth(url.user or "", url.password or "")
+            url = url.with_user(None)
+        body = _request_body(spec)
+        while True:
+            same_host = url.raw_host == origin_host
+            response = await self.send(session, method, url, headers, body, same_host)
+            location = response.headers.get("Location")
+            if not (spec.follow_redirects and response.status in _REDIRECTS and location):
+                return response
+            response.close()
+            if self.redirects >= spec.max_redirects:
+                raise _Failed(FailureReason.REDIRECTS, f"more than {spec.max_redirects} redirects")
+            self.redirects += 1
+            target = _redirect_target(url, location)
+            if self.debug:
+                self.trace.log(f"redirect {response.status} to {_loggable(target)}")
+            if (response.status == 303 and method != "HEAD") or (
+                response.status in (301, 302) and method == "POST"
+            ):
+                method, body = "GET", None
+                headers.popall("Content-Type", None)
+            if target.raw_host != url.raw_host or (
+                target.scheme != url.scheme and not (url.scheme == "http" and target.scheme == "https")
+            ):
+                for name in _CREDENTIAL_HEADERS:
+                    headers.popall(name, None)
+            url = target
+
+    def base_headers(self) -> CIMultiDict[str]:
+        """The request headers of the first hop (user headers, auth, user agent, body type)."""
+        spec = self.spec
+        headers: CIMultiDict[str] = CIMultiDict(spec.headers)
+        headers.setdefault("User-Agent", _USER_AGENT)
+        if spec.basic_auth is not None:
+            headers["Authorization"] = _basic_auth(spec.basic_auth.username, spec.basic_auth.password)
+        if spec.json_body is not None:
+            headers.setdefault("Content-Type", "application/json")
+        return headers
+
+    async def send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+        same_host: bool,
+    ) -> aiohttp.ClientResponse:
+        """One hop: resolve and guard, dial exactly that address, return the response head."""
+        spec, ctx, trace = self.spec, self.ctx, self.trace
+        host = url.raw_host or ""
+        port = url.port or (443 if url.scheme == "https" else 80)
+        ip, family = await self.resolve(host, ctx, first=self.redirects == 0)
+        proxy = URL(spec.proxy) if spec.proxy else None
+        if proxy is not None:
+            # The proxy comes from the config, not from the target: it is not guarded.
+            proxy_host = proxy.raw_host or ""
+            unguarded = ProbeContext(timeout=ctx.timeout, trace=trace)
+            proxy_ip, proxy_family = await self.resolve(proxy_host, unguarded, first=False)
+            dial = _Dial(proxy_host, proxy_ip, proxy_family, proxy.port or 80, trace, via_proxy=True)
+        else:
+            dial = _Dial(host, ip, family, port, trace)
+        hop_headers = headers
+        if not same_host and "Host" in headers:
+            hop_headers = headers.copy()  # a Host override names the first host only
+            hop_headers.popall("Host")
+        elif same_host and ctx.hostname:
+            hop_headers = headers.copy()
+            hop_headers["Host"] = ctx.hostname
+        server_name: str | None = None
+        tls = url.scheme == "https"
+        ssl_context: ssl.SSLContext | bool = True
+        if tls:
+            server_name = tlsutil.server_hostname(spec.tls, host, ctx.hostname if same_host else None)
+            ssl_context = self.ssl_context()
+        if self.debug:
+            via = f" via proxy {dial.ip} port {dial.port}" if proxy is not None else ""
+            trace.log(f"{method} {_loggable(url)}: dialling {ip} port {port}{via}")
+        token = _DIAL.set(dial)
+        try:
+            response = await session.request(
+                method,
+                url,
+                headers=hop_headers,
+                data=body,
+                allow_redirects=False,
+                ssl=ssl_context,
+                server_hostname=server_name,
+                proxy=proxy,
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            dial.end_processing()
+            failure = _failure(exc, dial)
+            if failure.reason is FailureReason.TLS and server_name is not None:
+                if dial.handshake is not None:  # refused after the handshake (TLS 1.3 client auth)
+                    self.keep_handshake(dial.handshake)
+                else:
+                    await self.read_unverified_cert(dial, ip, port, server_name)
+            raise failure from exc
+        finally:
+            _DIAL.reset(token)
+            dial.end_processing()
+        self.status = response.status
+        self.version = (response.version.major, response.version.minor) if response.version else None
+        self.final_ssl = tls
+        if dial.handshake is not None:
+            self.keep_handshake(dial.handshake)
+        if self.debug:
+            trace.log(f"response {response.status} {response.reason or ''} HTTP/{_version_text(self.version)}")
+        return response
+
+    async def resolve(self, host: str, ctx: ProbeContext, *, first: bool) -> tuple[str, int]:
+        """Resolve ``host`` (guarded by ``ctx.guard``); the first hop also sets the address samples."""
+        started = time.monotonic()
+        try:
+            ip, family = await resolve_host(
+                host,
+                ctx,
+                preferred=self.spec.preferred_ip_protocol,
+                fallback=self.spec.ip_protocol_fallback,
+            )
+        except ResolveError as exc:
+            raise _Failed(FailureReason.DNS, str(exc)) from exc
+        if first:
+            self.trace.samples += [
+                Sample(names.BB_DNS_LOOKUP, time.monotonic() - started),
+                Sample(names.BB_IP_PROTOCOL, 6 if family == socket.AF_INET6 else 4),
+                Sample(names.BB_IP_ADDR_HASH, ip_hash(ip)),
+            ]
+        return ip, family
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The client SSLContext of ``spec.tls`` (cached by tlsutil)."""
+        try:
+            return tlsutil.client_context(self.spec.tls)
+        except tlsutil.TLSSettingsError as exc:
+            raise _Failed(FailureReason.TLS, str(exc)) from exc
+
+    def keep_handshake(self, handshake: tlsutil.Handshake) -> None:
+        """Keep the certificate and TLS samples of the latest handshake."""
+        self.cert, self.tls_samples = handshake.cert, handshake.samples
+        if self.debug:
+            subject = handshake.cert.subject if handshake.cert else "none"
+            self.trace.log(f"{handshake.version} {handshake.cipher}, certificate {subject}")
+
+    async def read_unverified_cert(self, dial: _Dial, ip: str, port: int, server_name: str) -> None:
+        """After a failed handshake, read the certificate without verifying it (blackbox cannot)."""
+        if dial.via_proxy:
+            return  # a second handshake would bypass the proxy; report the failure alone
+        left = self.ctx.timeout - self.trace.elapsed() - 0.05
+        handshake = await tlsutil.handshake_unverified(
+            ip, port, self.spec.tls, server_name=server_name, timeout=min(left, 5.0)
+        )
+        if handshake is not None:
+            self.cert = handshake.cert
+            self.tls_samples = tuple(
+                s for s in handshake.samples if s.name not in (names.BB_TLS_VERSION, names.BB_TLS_CIPHER)
+            )
+
+    # ------------------------------------------------------------------------ response
+
+    async def read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """Stream the body, failing with body_limit as soon as it passes ``body_size_limit``."""
+        expect = self.spec.expect
+        keep = bool(expect.body_regex or expect.body_not_regex or expect.json_)
+        limit = self.spec.body_size_limit
+        chunks: list[bytes] = []
+        total = 0
+        started = time.monotonic()
+        if response.content_length is not None:
+            self.content_length = float(response.content_length)
+        try:
+            while chunk := await response.content.readany():
+                total += len(chunk)
+                if limit and total > limit:
+                    self.body_length = limit
+                    if self.status_failure() is not None:
+                        break  # the status says more than the size does
+                    raise _Failed(FailureReason.BODY_LIMIT, f"body larger than body_size_limit {limit} bytes")
+                if keep:
+                    chunks.append(chunk)
+            else:
+                self.body_length = total
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _failure(exc, None) from exc
+        finally:
+            self.trace.add_phase("transfer", time.monotonic() - started)
+        if self.debug:
+            self.trace.log(f"read {total} body bytes")
+        return b"".join(chunks)
+
+    def status_failure(self) -> _Failed | None:
+        """The http_status failure of the final response, if its status is not accepted."""
+        accepted = self.spec.expect.status
+        if accepted and self.status not in accepted:
+            return _Failed(FailureReason.HTTP_STATUS, f"status {self.status} not in {accepted}")
+        if not accepted and not 200 <= self.status < 300:
+            return _Failed(FailureReason.HTTP_STATUS, f"status {self.status} is not 2xx")
+        return None
+
+    def check(self, response: aiohttp.ClientResponse, body: bytes) -> None:
+        """Raise ``_Failed`` for the first expectation the response does not meet."""
+        expect = self.spec.expect
+        if failure := self.status_failure():
+            raise failure
+        if expect.ssl is not None and expect.ssl != self.final_ssl:
+            said = "was not" if expect.ssl else "was"
+            raise _Failed(FailureReason.ASSERTION, f"final response {said} over TLS")
+        version = f"HTTP/{_version_text(self.version)}"
+        if expect.http_version and version not in expect.http_version:
+            raise _Failed(FailureReason.ASSERTION, f"{version} not in {expect.http_version}")
+        for assertion in expect.headers:
+            if detail := _check_header(response.headers, assertion):
+                self.failed_due_to_regex = True
+                raise _Failed(FailureReason.ASSERTION, detail)
+        if expect.body_regex or expect.body_not_regex:
+            text = _text(body, response.charset)
+            for pattern in expect.body_regex:
+                if not re.search(pattern, text):
+                    self.failed_due_to_regex = True
+                    raise _Failed(FailureReason.ASSERTION, f"body does not match {pattern!r}")
+            for pattern in expect.body_not_regex:
+                if re.search(pattern, text):
+                    self.failed_due_to_regex = True
+                    raise _Failed(FailureReason.ASSERTION, f"body matches {pattern!r}")
+        if expect.json_:
+            _check_json(body, expect.json_)
+        if detail := tlsutil.check_min_days_left(self.cert, self.spec.tls):
+            raise _Failed(FailureReason.CERT_EXPIRY, detail)
+        elapsed = self.trace.elapsed()
+        if expect.max_duration is not None and elapsed > expect.max_duration:
+            raise _Failed(
+                FailureReason.SLOW, f"took {elapsed:.3f}s, more than max_duration {expect.max_duration:g}s"
+            )
+
+    # ------------------------------------------------------------------------ result
+
+    def publish_samples(self) -> None:
+        """Append the HTTP samples to the trace (once), so a timed-out run keeps them too."""
+        if self.published:
+            return
+        self.published = True
+        trace = self.trace
+        samples = trace.samples
+        samples += [
+            Sample(names.BB_HTTP_DURATION, trace.phases.get(phase, 0.0), (("phase", phase),))
+            for phase in PHASES
+        ]
+        samples += [
+            Sample(names.BB_HTTP_STATUS, self.status),
+            Sample(names.BB_HTTP_CONTENT_LENGTH, self.content_length),
+            Sample(names.BB_HTTP_BODY_LENGTH, self.body_length),
+            Sample(names.BB_HTTP_REDIRECTS, self.redirects),
+            Sample(names.BB_HTTP_SSL, 1 if self.final_ssl else 0),
+            Sample(names.BB_HTTP_VERSION, _version_number(self.version)),
+            Sample(names.BB_FAILED_DUE_TO_REGEX, 1 if self.failed_due_to_regex else 0),
+        ]
+        if self.last_modified is not None:
+            samples.append(Sample(names.BB_HTTP_LAST_MODIFIED, self.last_modified))
+        samples += self.tls_samples
+
+    def result(self, reason: FailureReason | None, detail: str) -> ProbeResult:
+        """The probe's result: failed with ``reason``, or a success when it is None."""
+        self.publish_samples()
+        trace = self.trace
+        return ProbeResult(
+            success=reason is None,
+            duration=trace.elapsed(),
+            reason=reason,
+            detail=detail,
+            phases=dict(trace.phases),
+            samples=tuple(trace.samples),
+            cert=self.cert,
+        )
+
+
+# ---------------------------------------------------------------------------- assertions
+
+
+def _check_header(headers: CIMultiDictProxy[str], assertion: HeaderAssertion) -> str | None:
+    """A failure detail for one header assertion, or None. Never quotes the header's value."""
+    values = headers.getall(assertion.name, [])
+    if not values:
+        return None if assertion.allow_missing else f"header {assertion.name} is missing"
+    matched = any(re.search(assertion.regex, value) for value in values)
+    if assertion.negate and matched:
+        return f"header {assertion.name} matches {assertion.regex!r}"
+    if not assertion.negate and not matched:
+        return f"header {assertion.name} does not match {assertion.regex!r}"
+    return None
+
+
+def _check_json(body: bytes, assertions: list[JsonAssertion]) -> None:
+    """Raise ``_Failed`` for the first JSON assertion the body does not meet.
+
+    A path with ``[*]`` may address several values: ``equals`` and ``matches`` must then
+    hold for every one of them, and ``exists`` needs at least one.
+    """
+    try:
+        document = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise _Failed(FailureReason.ASSERTION, f"body is not JSON: {exc}") from None
+    for assertion in assertions:
+        try:
+            values = find(document, assertion.path)
+        except JsonPathError as exc:
+            raise _Failed(FailureReason.ASSERTION, str(exc)) from None
+        path = assertion.path
+        if not assertion.exists:
+            if values:
+                raise _Failed(FailureReason.ASSERTION, f"{path} exists")
+            continue
+        if not values:
+            raise _Failed(FailureReason.ASSERTION, f"{path} does not exist")
+        if "equals" in assertion.model_fields_set:
+            for value in values:
+                if not json_equal(value, assertion.equals):
+                    raise _Failed(
+                        FailureReason.ASSERTION,
+                        f"{path} is {_short_json(value)}, not {_short_json(assertion.equals)}",
+                    )
+        if assertion.matches is not None:
+            for value in values:
+                text = value if isinstance(value, str) else json.dumps(value)
+                if not re.search(assertion.matches, text):
+                    raise _Failed(FailureReason.ASSERTION, f"{path} does not match {assertion.matches!r}")
+
+
+def _short_json(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@functools.lru_cache(maxsize=4096)
+def ip_hash(ip: str) -> float:
+    """FNV-32a of the address bytes (4 for IPv4), as blackbox's ``probe_ip_addr_hash``."""
+    address = ipaddress.ip_address(ip.partition("%")[0])  # without an IPv6 zone
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # Go's To4() hashes a v4-mapped address as IPv4
+    value = 0x811C9DC5
+    for byte in address.packed:
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return float(value)
+
+
+def _last_modified(response: aiohttp.ClientResponse) -> float | None:
+    """The Last-Modified header in unix seconds; None when absent or unparseable (as blackbox)."""
+    header = response.headers.get("Last-Modified")
+    if header:
+        with contextlib.suppress(TypeError, ValueError):
+            return email.utils.parsedate_to_datetime(header).timestamp()
+    return None
+
+
+def _text(body: bytes, charset: str | None) -> str:
+    """The body as text in its declared charset (UTF-8 if none or unknown)."""
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _basic_auth(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def _request_body(spec: HttpSpec) -> bytes | None:
+    if spec.json_body is not None:
+        return json.dumps(spec.json_body, separators=(",", ":")).encode()
+    return spec.body.encode() if spec.body is not None else None
+
+
+def _redirect_target(url: URL, location: str) -> URL:
+    """The absolute URL a Location header points to; protocol failure if it is not http(s)."""
+    try:
+        target = url.join(URL(location))
+    except ValueError:
+        raise _Failed(FailureReason.PROTOCOL, "redirect to an invalid Location") from None
+    if target.scheme not in ("http", "https") or not target.raw_host:
+        raise _Failed(FailureReason.PROTOCOL, f"redirect to unsupported URL {_loggable(target)}")
+    return target.with_user(None)  # credentials in a Location are not ours to send
+
+
+def _loggable(url: URL) -> str:
+    """The URL without credentials and query (either may hold secrets)."""
+    return str(url.with_user(None).with_query(None).with_fragment(None))
+
+
+def _version_text(version: tuple[int, int] | None) -> str:
+    return f"{version[0]}.{version[1]}" if version else "?"
+
+
+def _version_number(version: tuple[int, int] | None) -> float:
+    return float(f"{version[0]}.{version[1]}") if version else 0.0
+
+
+def _failure(exc: BaseException, dial: _Dial | None) -> _Failed:
+    """The failure reason and one-line detail for an exception raised by aiohttp."""
+    where = f" {dial.ip} port {dial.port}" if dial is not None else ""
+    peer = ("proxy" if dial.via_proxy else "target") if dial is not None else "peer"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return _Failed(FailureReason.TLS, tlsutil.describe_tls_error(exc.certificate_error))
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return _Failed(FailureReason.TLS, tlsutil.describe_tls_error(exc.os_error))
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return _Failed(FailureReason.CONNECT, f"proxy refused the tunnel: {exc.status} {exc.message}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _Failed(FailureReason.CONNECT, f"cannot connect to {peer}{where}: {_os_reason(exc.os_error)}")
+    if (tls_error := _tls_cause(exc)) is not None:
+        return _Failed(FailureReason.TLS, tlsutil.describe_tls_error(tls_error))
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return _Failed(FailureReason.CONNECT, f"{peer} closed the connection without responding")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return _Failed(FailureReason.PROTOCOL, f"invalid HTTP response: {_first_line(exc.message)}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return _Failed(FailureReason.PROTOCOL, f"invalid HTTP body: {_first_line(str(exc))}")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return _Failed(FailureReason.PROTOCOL, f"invalid URL: {exc}")
+    if isinstance(exc, OSError):
+        return _Failed(FailureReason.CONNECT, f"connection to {peer}{where} failed: {_os_reason(exc)}")
+    return _Failed(FailureReason.CONNECT, f"connection to {peer}{where} failed: {_first_line(str(exc))}")
+
+
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` behind ``exc`` (a TLS 1.3 client certificate refusal arrives late)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, ssl.SSLError):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return _first_line(str(exc)) or type(exc).__name__
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+# ---------------------------------------------------------------------------- the connector
+
+
+@dataclass(slots=True)
+class _Dial:
+    """The one address the connector must dial for the request in flight."""
+
+    host: str  # the name aiohttp asks the connector to resolve (the target's or the proxy's)
+    ip: str
+    family: int
+    port: int
+    trace: ProbeTrace
+    via_proxy: bool = False
+    connected: float = 0.0  # monotonic time the connection (TLS included) became usable
+    handshake: tlsutil.Handshake | None = None  # read as soon as TLS is up, while it can be
+
+    def record_handshake(self, transport: asyncio.BaseTransport) -> None:
+        """Describe the TLS handshake of ``transport`` (verified unless verification was off)."""
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            verified = ssl_object.context.verify_mode != ssl.CERT_NONE
+            self.handshake = tlsutil.describe_handshake(ssl_object, verified=verified)
+
+    def end_processing(self) -> None:
+        """Add the time since the connection became usable to ``processing`` (once)."""
+        if self.connected:
+            self.trace.add_phase("processing", time.monotonic() - self.connected)
+            self.connected = 0.0
+
+
+# Set by probe_http around each request; read by the connector in the same task.
+_DIAL: ContextVar[_Dial] = ContextVar("slaprobe_http_dial")
+
+
+class _ProbeConnector(aiohttp.TCPConnector):
+    """A TCPConnector that dials only the address ``probe_http`` resolved and guarded.
+
+    Private aiohttp hooks overridden (checked against aiohttp 3.14): ``_resolve_host``
+    (answer with the guarded IP instead of resolving again), ``_wrap_create_connection``
+    (connect the socket, then handshake TLS, timing each) and ``_start_tls_connection``
+    (time the handshake through a CONNECT proxy). Everything else is stock aiohttp.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            force_close=True,  # a fresh connection per request, like blackbox
+            limit=0,  # the scheduler bounds concurrency, not the connector
+            use_dns_cache=False,
+            resolver=aiohttp.ThreadedResolver(),  # never used: _resolve_host answers
+        )
+
+    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[Any]:
+        dial = _DIAL.get(None)
+        if dial is None or host.rstrip(".") != dial.host.rstrip("."):
+            # Fail closed: nothing but probe_http's guarded address may be dialled.
+            raise RuntimeError(f"slaprobe http connector asked to dial {host!r} outside a probe")
+        return [
+            {"hostname": host, "host": dial.ip, "port": port, "family": dial.family, "proto": 0, "flags": 0}
+        ]
+
+    async def _wrap_create_connection(
+        self,
+        *args: Any,
+        addr_infos: list[Any],
+        req: Any,
+        timeout: Any,
+        client_error: type[Exception] = aiohttp.ClientConnectorError,
+        **kwargs: Any,
+    ) -> tuple[asyncio.Transport, Any]:
+        dial = _DIAL.get()
+        family, kind, proto, _, address = addr_infos[0]
+        sock = socket.socket(family, kind, proto)
+        started = time.monotonic()
+        try:
+            sock.setblocking(False)
+            await self._loop.sock_connect(sock, address)
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, OSError):
+                raise client_error(req.connection_key, exc) from exc
+            raise
+        finally:
+            dial.trace.add_phase("connect", time.monotonic() - started)
+        tls = kwargs.get("ssl") is not None
+        started = time.monotonic()
+        try:
+            transport, protocol = await self._loop.create_connection(*args, sock=sock, **kwargs)
+        except ssl.CertificateError as exc:
+            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
+        except OSError as exc:  # ssl.SSLError included; a reset mid-handshake is a TLS failure too
+            if tls:
+                raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
+            raise client_error(req.connection_key, exc) from exc
+        finally:
+            if tls:
+                dial.trace.add_phase("tls", time.monotonic() - started)
+        dial.connected = time.monotonic()
+        if tls:
+            dial.record_handshake(transport)
+        return transport, protocol
+
+    async def _start_tls_connection(
+        self,
+        underlying_transport: asyncio.Transport,
+        req: Any,
+        timeout: Any,
+        client_error: type[Exception] = aiohttp.ClientConnectorError,
+    ) -> tuple[asyncio.BaseTransport, Any]:
+        dial = _DIAL.get()
+        dial.connected = 0.0  # the CONNECT exchange is not processing time
+        started = time.monotonic()
+        try:
+            connection = await super()._start_tls_connection(underlying_transport, req, timeout, client_error)
+        finally:
+            dial.trace.add_phase("tls", time.monotonic() - started)
+        dial.connected = time.monotonic()
+        dial.record_handshake(connection[0])
+        return connection
+
+
+_CONNECTORS: dict[asyncio.AbstractEventLoop, _ProbeConnector] = {}
+
+
+def _connector() -> _ProbeConnector:
+    """The connector of the running loop (one per loop; it holds no idle connections)."""
+    loop = asyncio.get_running_loop()
+    connector = _CONNECTORS.get(loop)
+    if connector is None or connector.closed:
+        for old in [old for old in _CONNECTORS if old.is_closed()]:
+            del _CONNECTORS[old]
+        connector = _CONNECTORS[loop] = _ProbeConnector()
+    return connector
