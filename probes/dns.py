@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import re
 import socket
 import struct
@@ -34,7 +33,7 @@ import dns.rrset
 
 from slaprobe import conventions as names
 from slaprobe.config import DnsRecordAssertion, DnsSpec
-from slaprobe.probes.resolve import ResolveError, resolve_host
+from slaprobe.probes.resolve import ResolveError, ip_hash, resolve_host
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult, Sample
 
 RESOLV_CONF = Path("/etc/resolv.conf")
@@ -166,17 +165,6 @@ def system_nameserver(path: Path = RESOLV_CONF) -> str:
     return "127.0.0.1:53"
 
 
-def ip_addr_hash(ip: str) -> int:
-    """FNV-1a (32 bit) of the address bytes (4 for IPv4), as blackbox's probe_ip_addr_hash."""
-    address = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # Go's To4() hashes a v4-mapped address as IPv4
-    value = 0x811C9DC5
-    for byte in address.packed:
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return value
-
-
 # ---------------------------------------------------------------------------- exchange
 
 
@@ -250,7 +238,7 @@ class _State:
         self.ip_samples = [
             Sample(names.BB_DNS_LOOKUP, self.ctx.trace.phases.get("resolve", 0.0)),
             Sample(names.BB_IP_PROTOCOL, 6 if family == socket.AF_INET6 else 4),
-            Sample(names.BB_IP_ADDR_HASH, ip_addr_hash(ip)),
+            Sample(names.BB_IP_ADDR_HASH, ip_hash(ip)),
         ]
         self.publish()
 

@@ -18,7 +18,6 @@ import base64
 import contextlib
 import email.utils
 import functools
-import ipaddress
 import json
 import os
 import re
@@ -38,7 +37,7 @@ from slaprobe import conventions as names
 from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
 from slaprobe.probes import tlsutil
 from slaprobe.probes.jsonpath import JsonPathError, find, json_equal
-from slaprobe.probes.resolve import ResolveError, resolve_host
+from slaprobe.probes.resolve import ResolveError, ip_hash, resolve_host
 from slaprobe.probes.result import (
     CertInfo,
     FailureReason,
@@ -483,17 +482,6 @@ def _short_json(value: Any, limit: int = 60) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def ip_hash(ip: str) -> float:
-    """FNV-32a of the address bytes (4 for IPv4), as blackbox's ``probe_ip_addr_hash``."""
-    address = ipaddress.ip_address(ip.partition("%")[0])  # without an IPv6 zone
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # Go's To4() hashes a v4-mapped address as IPv4
-    value = 0x811C9DC5
-    for byte in address.packed:
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return float(value)
-
-
 def _last_modified(response: aiohttp.ClientResponse) -> float | None:
     """The Last-Modified header in unix seconds; None when absent or unparseable (as blackbox)."""
     header = response.headers.get("Last-Modified")

@@ -37,8 +37,7 @@ from typing import Any
 
 from slaprobe import conventions as names
 from slaprobe.config import IcmpSpec
-from slaprobe.probes.dns import ip_addr_hash
-from slaprobe.probes.resolve import ResolveError, resolve_host
+from slaprobe.probes.resolve import ResolveError, ip_hash, resolve_host
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult, ProbeTrace, Sample
 
 log = logging.getLogger("slaprobe.probes")
@@ -352,7 +351,7 @@ class _State:
         self.ip_samples = [
             Sample(names.BB_DNS_LOOKUP, self.ctx.trace.phases.get("resolve", 0.0)),
             Sample(names.BB_IP_PROTOCOL, 6 if family == socket.AF_INET6 else 4),
-            Sample(names.BB_IP_ADDR_HASH, ip_addr_hash(ip)),
+            Sample(names.BB_IP_ADDR_HASH, ip_hash(ip)),
         ]
         self.publish()
 

@@ -69,3 +69,14 @@ async def _lookup(host: str, preferred: str, fallback: bool) -> tuple[str, int]:
         if infos:
             return str(infos[0][4][0]), family
     raise ResolveError(f"cannot resolve {host}: {last}" if last else f"no address for {host}")
+
+
+def ip_hash(ip: str) -> float:
+    """FNV-32a of the address bytes (4 for IPv4), as blackbox computes ``probe_ip_addr_hash``."""
+    address = ipaddress.ip_address(ip.partition("%")[0])  # without an IPv6 zone
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # Go's To4() hashes a v4-mapped address as IPv4
+    value = 0x811C9DC5
+    for byte in address.packed:
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return float(value)

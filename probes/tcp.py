@@ -7,7 +7,6 @@ upgrade to TLS, each timed as a phase in ``ctx.trace``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import re
 import socket
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 
 from slaprobe import conventions as names
 from slaprobe.config import TcpSpec, TcpStep, TLSConfig
-from slaprobe.probes.resolve import ResolveError, resolve_host
+from slaprobe.probes.resolve import ResolveError, ip_hash, resolve_host
 from slaprobe.probes.result import CertInfo, FailureReason, ProbeContext, ProbeResult, ProbeTrace, Sample
 from slaprobe.probes.tlsutil import (
     Handshake,
@@ -77,17 +76,6 @@ def split_address(address: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` as (host without brackets, port)."""
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
-
-
-def ip_hash(ip: str) -> float:
-    """FNV-1a (32 bit) of the address bytes, as blackbox computes ``probe_ip_addr_hash``."""
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped  # Go hashes the 4-byte form of a v4-mapped address
-    value = 0x811C9DC5
-    for byte in addr.packed:
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return float(value)
 
 
 def set_sample(trace: ProbeTrace, name: str, value: float) -> None:

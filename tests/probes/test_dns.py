@@ -12,7 +12,8 @@ import pytest
 
 from slaprobe import conventions as names
 from slaprobe.config import DnsSpec
-from slaprobe.probes.dns import check_records, ip_addr_hash, probe_dns, system_nameserver
+from slaprobe.probes.dns import check_records, probe_dns, system_nameserver
+from slaprobe.probes.resolve import ip_hash as ip_addr_hash
 from slaprobe.probes.result import (
     FailureReason,
     ForbiddenTargetError,

@@ -20,7 +20,8 @@ from aiohttp import web
 
 from slaprobe import conventions as names
 from slaprobe.config import HttpSpec
-from slaprobe.probes.http import COOKIE_JAR, PHASES, ip_hash, probe_http
+from slaprobe.probes.http import COOKIE_JAR, PHASES, probe_http
+from slaprobe.probes.resolve import ip_hash
 from slaprobe.probes.result import (
     FailureReason,
     ForbiddenTargetError,

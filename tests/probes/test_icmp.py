@@ -13,7 +13,6 @@ import pytest
 
 from slaprobe import conventions as names
 from slaprobe.config import IcmpSpec
-from slaprobe.probes.dns import ip_addr_hash
 from slaprobe.probes.icmp import (
     IcmpSocketError,
     echo_request,
@@ -22,6 +21,7 @@ from slaprobe.probes.icmp import (
     open_icmp_socket,
     probe_icmp,
 )
+from slaprobe.probes.resolve import ip_hash as ip_addr_hash
 from slaprobe.probes.result import (
     FailureReason,
     ForbiddenTargetError,
