@@ -163,6 +163,7 @@ async def handle_status(request: web.Request) -> web.Response:
         exporter.store.series(),
         exporter.status,
         now=time.time(),
+        today=exporter.today(),
         redact=exporter.redact,
         version=__version__,
     )

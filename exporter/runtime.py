@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
 from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
 from slaprobe.exporter.blackbox import Module, load_modules
-from slaprobe.exporter.scheduler import Job, Scheduler
+from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 from slaprobe.exporter.sharding import ALL, Shard
 from slaprobe.exporter.store import ProbeKey, ProbeMeta, ResultStore
 from slaprobe.probes.kinds import PROBERS
-from slaprobe.probes.result import ProbeContext, ProbeResult
+from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult
 from slaprobe.probes.runner import run_probe
 from slaprobe.redact import Redactor
+from slaprobe.schedule import CronExpression, Schedule, zone
 
 log = logging.getLogger("slaprobe.exporter")
 
@@ -109,12 +112,14 @@ class Exporter:
                 continue
             meta = self._meta(service_name, service, probe)
             metas.append(meta)
+            schedule = self._schedule(meta, probe)
             jobs.append(
                 Job(
                     key=meta.key,
-                    interval=meta.interval,
+                    schedule=schedule,
                     run=self._job(meta, probe),
-                    version=(probe.model_dump_json(), meta),
+                    version=(probe.model_dump_json(), meta, schedule),
+                    on_slot=partial(self._slot, meta.key),
                 )
             )
         self.store.sync(metas)
@@ -134,7 +139,29 @@ class Exporter:
             timeout=self.config.timeout_of(probe),
             buckets=self.config.buckets_of(service),
             latency_threshold=service.sla.latency.threshold if service.sla.latency else None,
+            degraded_after=probe.degraded_duration,
         )
+
+    def _schedule(self, meta: ProbeMeta, probe: Probe) -> Schedule:
+        # cron slots are spread within their minute; fixed intervals over the interval
+        spread = min(meta.interval, 60.0) if probe.schedule else meta.interval
+        return Schedule(
+            interval=meta.interval,
+            offset=spread_offset(meta.key, spread),
+            cron=CronExpression.parse(probe.schedule) if probe.schedule else None,
+            tz=zone(self.config.global_.timezone),
+            during=self.config.time_intervals_of(probe.during),
+        )
+
+    def _slot(self, key: ProbeKey) -> None:
+        series = self.store.get(key)
+        if series is not None:
+            series.slot()
+
+    def today(self, now: float | None = None) -> int:
+        """Today's date ordinal in the config's time zone ('today' of the compliance rate)."""
+        when = dt.datetime.fromtimestamp(self.clock() if now is None else now, zone(self.config.global_.timezone))
+        return when.toordinal()
 
     def _job(self, meta: ProbeMeta, probe: Probe) -> Callable[[], Awaitable[None]]:
         fn = PROBERS[probe.kind]
@@ -143,17 +170,24 @@ class Exporter:
 
         async def run() -> None:
             result = await run_probe(fn, spec, ProbeContext(timeout=meta.timeout), name=name)
-            self.record(meta.key, result)
+            first_attempt = result.reason
+            for attempt in range(probe.retries):
+                if result.success:
+                    break
+                log.debug("%s failed (%s), retry %d of %d", name, result.reason, attempt + 1, probe.retries)
+                result = await run_probe(fn, spec, ProbeContext(timeout=meta.timeout), name=name)
+            self.record(meta.key, result, first_attempt=first_attempt)
 
         return run
 
-    def record(self, key: ProbeKey, result: ProbeResult) -> None:
+    def record(self, key: ProbeKey, result: ProbeResult, *, first_attempt: FailureReason | None = None) -> None:
         """Store a finished run (redacted) and log when the probe changes state."""
         if self.redact and result.detail:
             result = dataclasses.replace(result, detail=self.redact(result.detail))
         series = self.store.get(key)
         was_up = series.last.success if series is not None and series.last is not None else None
-        self.store.record(key, result, self.clock())
+        now = self.clock()
+        self.store.record(key, result, now, day=self.today(now), first_attempt=first_attempt)
         if was_up is not None and was_up != result.success:
             if result.success:
                 log.info("probe %s/%s is UP again (%.3fs)", key[0], key[1], result.duration)

@@ -1,11 +1,12 @@
-"""The probe scheduler: fixed-rate runs, spread over the interval, bounded concurrency.
+"""The probe scheduler: runs on each job's schedule, spread out, with bounded concurrency.
 
-Each job runs every ``interval`` seconds at a stable offset derived from its key (like
-Prometheus spreads scrapes), so 10,000 probes with the same interval do not start
-together. A global semaphore bounds runs in flight; a job never overlaps itself: when
-its previous run is still going at the next due time, that slot is a *missed run*.
-A run that could not start before its next slot was due is also missed. *Lag* is how
-late a run started (semaphore wait included) relative to its due time.
+A job's slots come from its ``Schedule``: every ``interval`` seconds at a stable offset
+derived from its key (like Prometheus spreads scrapes, so 10,000 probes with the same
+interval do not start together), or at cron times, and only inside its ``during``
+windows. A global semaphore bounds runs in flight; a job never overlaps itself: when
+its previous run is still going at the next slot, that slot is a *missed run*. A run
+that could not start before its next slot was due is also missed. *Lag* is how late a
+run started (semaphore wait included) relative to its slot. Times are unix seconds.
 """
 
 from __future__ import annotations
@@ -21,17 +22,25 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+from slaprobe.schedule import Schedule
+
 log = logging.getLogger("slaprobe.scheduler")
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """Something to run every ``interval`` seconds; equal jobs survive a reload untouched."""
+    """Something to run at the slots of ``schedule``; equal jobs survive a reload untouched."""
 
     key: Hashable
-    interval: float  # seconds
+    schedule: Schedule
     run: Callable[[], Awaitable[None]] = field(compare=False, hash=False)
     version: Hashable = None  # a change (e.g. a new spec) makes it a different job
+    on_slot: Callable[[], None] | None = field(default=None, compare=False, hash=False)  # every slot, run or not
+
+    @classmethod
+    def every(cls, key: Hashable, interval: float, run: Callable[[], Awaitable[None]]) -> Job:
+        """A job every ``interval`` seconds at the key's spread offset."""
+        return cls(key, Schedule(interval, spread_offset(key, interval)), run)
 
 
 @dataclass(slots=True)
@@ -67,16 +76,10 @@ def spread_offset(key: Hashable, interval: float) -> float:
     return int.from_bytes(digest, "big") / 2**64 * interval
 
 
-def first_due(now: float, key: Hashable, interval: float) -> float:
-    """The first time at or after ``now`` that falls on the job's grid (``offset + k*interval``)."""
-    offset = spread_offset(key, interval)
-    return offset + math.ceil((now - offset) / interval) * interval
-
-
 class Scheduler:
     """Runs jobs on their grid until stopped; ``set_jobs`` swaps the job list live."""
 
-    def __init__(self, concurrency: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, concurrency: int, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._jobs: dict[Hashable, Job] = {}
         self._heap: list[tuple[float, int, Job]] = []
@@ -99,11 +102,13 @@ class Scheduler:
         fresh = {job.key: job for job in jobs}
         for key, job in fresh.items():
             if self._jobs.get(key) != job:
-                self._push(first_due(now, key, job.interval), job)
+                self._push(job.schedule.next_due(now), job)
         self._jobs = fresh
         self._wake.set()
 
     def _push(self, due: float, job: Job) -> None:
+        if due == math.inf:
+            return  # no slot in the horizon (e.g. a window that never opens)
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, job))
 
@@ -131,21 +136,25 @@ class Scheduler:
         heapq.heappop(self._heap)
         if self._jobs.get(job.key) != job:
             return  # removed or replaced by a reload
-        self._push(due + job.interval, job)
+        next_due = job.schedule.next_due(due + 1e-3)
+        self._push(next_due, job)
+        if job.on_slot is not None:
+            job.on_slot()
         if job.key in self._running:
             self.stats.missed_overrun += 1
             return
-        task = asyncio.create_task(self._start(job, due), name=f"probe {job.key}")
+        task = asyncio.create_task(self._start(job, due, next_due), name=f"probe {job.key}")
         self._running[job.key] = task
         task.add_done_callback(partial(self._finished, job.key))
 
     def _finished(self, key: Hashable, _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
 
-    async def _start(self, job: Job, due: float) -> None:
+    async def _start(self, job: Job, due: float, next_due: float) -> None:
         async with self._semaphore:
-            lag = self._clock() - due
-            if lag >= job.interval:
+            now = self._clock()
+            lag = now - due
+            if now >= next_due:
                 self.stats.missed_late += 1
                 return
             self.stats.observe_lag(max(lag, 0.0))

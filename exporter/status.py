@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from html import escape
 
-from slaprobe.config import Config
+from slaprobe.config import Config, Service
 from slaprobe.exporter.runtime import ReloadStatus
 from slaprobe.exporter.store import ProbeSeries
 
@@ -20,7 +20,8 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}
 table{border-collapse:collapse;width:100%}th,td{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left}
 th{background:#f4f4f4}.up{color:#0a7d32;font-weight:600}.down{color:#c0262d;font-weight:600}
 .pending{color:#888}.runs span{display:inline-block;width:.8em;height:1em;margin-right:2px}
-.ok{background:#2da44e}.fail{background:#cf222e}.bad{background:#fff0f0;padding:.6em;border:1px solid #cf222e}
+.ok{background:#2da44e}.fail{background:#cf222e}.slow{background:#d4a72c}
+.degraded{color:#9a6700;font-weight:600}.bad{background:#fff0f0;padding:.6em;border:1px solid #cf222e}
 .muted{color:#666;font-size:.9em}code{font-size:.9em}
 """
 
@@ -38,6 +39,12 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
     last = series.last
     if last is None:
         state = '<td class="pending">pending</td><td></td><td></td>'
+    elif series.is_degraded(last):
+        limit = (series.meta.degraded_after or 0) * 1000
+        state = (
+            f'<td class="degraded">DEGRADED</td><td>{last.duration * 1000:.1f} ms</td>'
+            f"<td>slower than {limit:.0f} ms</td>"
+        )
     elif last.success:
         state = f'<td class="up">UP</td><td>{last.duration * 1000:.1f} ms</td><td></td>'
     else:
@@ -48,7 +55,7 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
             f"<td><code>{escape(reason)}</code> {detail}</td>"
         )
     runs = "".join(
-        f'<span class="{"ok" if h.success else "fail"}" title="'
+        f'<span class="{"fail" if not h.success else "slow" if h.degraded else "ok"}" title="'
         f"{escape(_when(h.timestamp, now))}: {'ok' if h.success else escape(h.reason.value if h.reason else '')} "
         f'{h.duration * 1000:.0f} ms {escape(redact(h.detail))}"></span>'
         for h in series.history
@@ -63,16 +70,44 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
     )
 
 
+def _compliance_line(rows: Sequence[ProbeSeries], service: Service | None, today: int) -> str:
+    """Today's dial-test compliance rate of a service next to its target."""
+    runs = sum(r.runs_today for r in rows if r.day == today)
+    within = sum(r.within_sla_today for r in rows if r.day == today)
+    degraded = sum(r.degraded for r in rows)
+    if not runs:
+        return '<p class="muted">Compliance today: no runs yet.</p>'
+    rate = 100 * within / runs
+    verdict = ""
+    if service is not None:
+        target = compliance_target(service)
+        verdict = (
+            f' <span class="up">meets the {target:g}% target</span>'
+            if rate >= target
+            else f' <span class="down">below the {target:g}% target</span>'
+        )
+    return (
+        f"<p>Compliance today: <b>{rate:.2f}%</b> ({within} of {runs} runs within SLA){verdict}"
+        f'<span class="muted"> · degraded runs: {degraded}</span></p>'
+    )
+
+
+def compliance_target(service: Service) -> float:
+    """The service's dial-test compliance target in percent (default: its availability)."""
+    return service.sla.compliance if service.sla.compliance is not None else service.sla.availability
+
+
 def render_status_page(
     config: Config,
     series: Sequence[ProbeSeries],
     reload: ReloadStatus,
     *,
     now: float,
+    today: int = 0,
     redact: Callable[[str], str] = str,
     version: str = "",
 ) -> str:
-    """The whole status page as HTML text."""
+    """The whole status page as HTML text; ``today`` is the local date ordinal of 'today'."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>slaprobe</title>",
         f"<style>{_STYLE}</style></head><body>",
@@ -99,6 +134,7 @@ def render_status_page(
         parts.append(
             f"<h2>{escape(name)} <span class='muted'>({escape(tier)}, {escape(target)})</span> {headline}</h2>"
         )
+        parts.append(_compliance_line(rows, service, today))
         parts.append(
             "<table><tr><th>probe</th><th>kind</th><th>target</th><th>state</th><th>duration</th>"
             "<th>failure</th><th>last runs</th><th>success</th><th>last run</th></tr>"

@@ -9,6 +9,7 @@ calls ``ResultStore.sync`` with the probes that should exist: removed ones disap
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,7 @@ class ProbeMeta:
     timeout: float  # seconds
     buckets: tuple[float, ...]  # seconds, ascending, SLA threshold included
     latency_threshold: float | None  # seconds: a run within SLA is faster than this
+    degraded_after: float | None = None  # seconds: a slower success counts as degraded
 
     @property
     def key(self) -> ProbeKey:
@@ -50,6 +52,7 @@ class HistoryEntry:
     duration: float  # seconds
     reason: FailureReason | None
     detail: str
+    degraded: bool = False
 
 
 @dataclass(slots=True)
@@ -59,7 +62,13 @@ class ProbeSeries:
     meta: ProbeMeta
     runs: int = 0
     within_sla: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
+    degraded: int = 0
+    planned: int = 0  # slots due so far (run or missed)
+    failures: Counter[str] = field(default_factory=Counter)  # of the final attempt
+    first_attempt_failures: Counter[str] = field(default_factory=Counter)  # what a user would have seen
+    day: int = 0  # local date (ordinal) the *_today counters belong to
+    runs_today: int = 0
+    within_sla_today: int = 0
     bucket_counts: list[int] = field(default_factory=list)
     duration_sum: float = 0.0
     last: ProbeResult | None = None
@@ -80,15 +89,30 @@ class ProbeSeries:
         if not self.bucket_counts:
             self.bucket_counts = [0] * (len(self.meta.buckets) + 1)
 
-    def record(self, result: ProbeResult, now: float) -> None:
-        """Count one finished run that ended at unix time ``now``."""
+    def record(
+        self, result: ProbeResult, now: float, *, day: int = 0, first_attempt: FailureReason | None = None
+    ) -> None:
+        """Count one finished run that ended at unix time ``now`` on local date ordinal ``day``.
+
+        ``first_attempt`` is the failure reason of the first attempt when retries hid it.
+        """
+        if day != self.day:
+            self.day, self.runs_today, self.within_sla_today = day, 0, 0
         self.runs += 1
+        self.runs_today += 1
         if result.success:
             threshold = self.meta.latency_threshold
             if threshold is None or result.duration <= threshold:
                 self.within_sla += 1
+                self.within_sla_today += 1
+            degraded_after = self.meta.degraded_after
+            if degraded_after is not None and result.duration > degraded_after:
+                self.degraded += 1
         else:
             self.failures[(result.reason or FailureReason.INTERNAL).value] += 1
+        first_failure = first_attempt or (None if result.success else result.reason or FailureReason.INTERNAL)
+        if first_failure is not None:
+            self.first_attempt_failures[first_failure.value] += 1
         # bisect_left: a duration equal to a bound belongs to that bucket (le semantics)
         self.bucket_counts[bisect.bisect_left(self.meta.buckets, result.duration)] += 1
         self.duration_sum += result.duration
@@ -97,8 +121,26 @@ class ProbeSeries:
                 self.step_failures[(step.name, (step.reason or FailureReason.INTERNAL).value)] += 1
         self.last = result
         self.last_time = now
-        self.history.append(HistoryEntry(now, result.success, result.duration, result.reason, result.detail))
+        self.history.append(
+            HistoryEntry(now, result.success, result.duration, result.reason, result.detail, self.is_degraded(result))
+        )
         self._text = None
+
+    def slot(self) -> None:
+        """Count one slot of the schedule that fell due (whether or not it ran)."""
+        self.planned += 1
+        self._text = None
+
+    def is_degraded(self, result: ProbeResult) -> bool:
+        """Whether ``result`` succeeded but slower than the degraded threshold."""
+        limit = self.meta.degraded_after
+        return result.success and limit is not None and result.duration > limit
+
+    def compliance_today(self, day: int) -> float | None:
+        """Share of today's runs within SLA (0..1); None before the first run of ``day``."""
+        if day != self.day or not self.runs_today:
+            return None
+        return self.within_sla_today / self.runs_today
 
     def render(self) -> tuple[str, ...]:
         """This series' lines of each family in ``FAMILIES`` order (cached until the next run)."""
@@ -113,6 +155,12 @@ class ProbeSeries:
             f'{c.PROBE_FAILURES}{{{lb},reason="{reason}"}} {count}\n' for reason, count in sorted(self.failures.items())
         )
         within = f"{c.PROBE_WITHIN_SLA}{{{lb}}} {self.within_sla}\n"
+        first_failures = "".join(
+            f'{c.PROBE_FIRST_ATTEMPT_FAILURES}{{{lb},reason="{reason}"}} {count}\n'
+            for reason, count in sorted(self.first_attempt_failures.items())
+        )
+        degraded = f"{c.PROBE_DEGRADED}{{{lb}}} {self.degraded}\n" if self.meta.degraded_after is not None else ""
+        planned = f"{c.PROBE_PLANNED_RUNS}{{{lb}}} {self.planned}\n"
         hist = []
         cumulative = 0
         for bound, count in zip(self.meta.buckets, self.bucket_counts, strict=False):
@@ -151,6 +199,9 @@ class ProbeSeries:
             cert,
             steps,
             step_failures,
+            first_failures,
+            degraded,
+            planned,
         )
 
 
@@ -170,6 +221,13 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     (c.TLS_CERT_EXPIRY, "gauge", "Unix time in seconds at which the leaf certificate seen by the last run expires."),
     (c.FLOW_STEP_DURATION, "gauge", "Duration of each step of the last flow run in seconds."),
     (c.FLOW_STEP_FAILURES, "counter", "Flow steps that failed, by step and failure reason."),
+    (
+        c.PROBE_FIRST_ATTEMPT_FAILURES,
+        "counter",
+        "Runs whose first attempt failed, by reason (what a user saw; retries do not hide it).",
+    ),
+    (c.PROBE_DEGRADED, "counter", "Runs that succeeded but slower than expect.degraded_duration."),
+    (c.PROBE_PLANNED_RUNS, "counter", "Schedule slots that fell due, whether or not the run happened."),
 )
 
 
@@ -189,28 +247,27 @@ class ResultStore:
             elif old is not None and _same_counters(old.meta, meta):
                 # Counters carry over; only the description changed (target, interval...).
                 moved = ProbeSeries(meta)
-                for name in (
-                    "runs",
-                    "within_sla",
-                    "failures",
-                    "bucket_counts",
-                    "duration_sum",
-                    "last",
-                    "last_time",
-                    "history",
-                    "step_failures",
-                ):
-                    setattr(moved, name, getattr(old, name))
+                for f in dataclasses.fields(ProbeSeries):
+                    if f.name not in ("meta", "_labels", "_text"):
+                        setattr(moved, f.name, getattr(old, f.name))
                 fresh[meta.key] = moved
             else:
                 fresh[meta.key] = ProbeSeries(meta)
         self._series = fresh
 
-    def record(self, key: ProbeKey, result: ProbeResult, now: float | None = None) -> None:
+    def record(
+        self,
+        key: ProbeKey,
+        result: ProbeResult,
+        now: float | None = None,
+        *,
+        day: int = 0,
+        first_attempt: FailureReason | None = None,
+    ) -> None:
         """Count a finished run; a run of a probe removed meanwhile is dropped."""
         series = self._series.get(key)
         if series is not None:
-            series.record(result, time.time() if now is None else now)
+            series.record(result, time.time() if now is None else now, day=day, first_attempt=first_attempt)
 
     def get(self, key: ProbeKey) -> ProbeSeries | None:
         """The series of one probe, if it exists."""

@@ -31,7 +31,9 @@ from pydantic import (
     model_validator,
 )
 
+from slaprobe.conventions import SLO_RATE_WINDOWS
 from slaprobe.redact import Redactor
+from slaprobe.schedule import CronExpression, TimeInterval, zone
 from slaprobe.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 
 # ---------------------------------------------------------------------------- errors
@@ -88,6 +90,11 @@ def _host_port(value: str) -> str:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"not host:port: {value!r} (IPv6 as [::1]:53)")
+    return value
+
+
+def _cron(value: str) -> str:
+    CronExpression.parse(value)
     return value
 
 
@@ -192,6 +199,7 @@ class HttpExpect(Model):
     json_: list[JsonAssertion] = Field(default_factory=list, alias="json")
     headers: list[HeaderAssertion] = Field(default_factory=list)
     max_duration: Duration | None = Field(None, description="fail when the probe takes longer")
+    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
     ssl: bool | None = Field(None, description="true: fail unless the final hop used TLS; false: fail if it did")
     http_version: list[Literal["HTTP/1.0", "HTTP/1.1", "HTTP/2.0"]] = Field(default_factory=list)
 
@@ -268,6 +276,7 @@ class TlsExpect(Model):
 
     versions: list[Literal["TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"]] = Field(default_factory=list)
     cipher_regex: Regex | None = None
+    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
 
 
 class TlsSpec(TLSConfig):
@@ -304,6 +313,7 @@ class DnsExpect(Model):
     authority: DnsRecordAssertion = DnsRecordAssertion()
     additional: DnsRecordAssertion = DnsRecordAssertion()
     min_answers: int = Field(0, ge=0, description="fail with fewer answer records")
+    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
 
 
 class DnsSpec(Model):
@@ -334,6 +344,7 @@ class IcmpExpect(Model):
 
     max_loss_ratio: float = Field(0.99, ge=0, le=1, description="fail when more packets are lost")
     max_rtt: Duration | None = Field(None, description="fail when the average RTT is higher")
+    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
 
 
 class IcmpSpec(Model):
@@ -404,11 +415,19 @@ class FlowStep(Model):
         return self
 
 
+class FlowExpect(Model):
+    """Limits on a whole flow run."""
+
+    max_duration: Duration | None = Field(None, description="fail when the whole flow takes longer")
+    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
+
+
 class FlowSpec(Model):
     """Ordered steps sharing cookies and variables; ``finally`` steps always run."""
 
     steps: list[FlowStep] = Field(min_length=1)
     finally_: list[FlowStep] = Field(default_factory=list, alias="finally")
+    expect: FlowExpect = FlowExpect()
 
     @property
     def target(self) -> str:
@@ -429,6 +448,13 @@ class Probe(Model):
     name: Name
     interval: Duration | None = Field(None, gt=0, description="default: global.interval")
     timeout: Duration | None = Field(None, gt=0, description="default: global.timeout")
+    retries: int = Field(
+        0, ge=0, le=5, description="re-run a failed run up to this many times; the first attempt is still counted"
+    )
+    schedule: Annotated[str, AfterValidator(_cron)] | None = Field(
+        None, description="cron expression (5 fields, in global.timezone) instead of a fixed interval"
+    )
+    during: list[str] = Field(default_factory=list, description="time_intervals names: run only inside them")
     http: HttpSpec | None = None
     tcp: TcpSpec | None = None
     tls: TlsSpec | None = None
@@ -458,6 +484,12 @@ class Probe(Model):
         spec: ProbeSpec = getattr(self, self.kind)
         return spec
 
+    @property
+    def degraded_duration(self) -> float | None:
+        """Seconds above which a successful run counts as degraded, if set."""
+        expect = getattr(self.spec, "expect", None)
+        return getattr(expect, "degraded_duration", None)
+
 
 # ---------------------------------------------------------------------------- services
 
@@ -481,6 +513,125 @@ class SLA(Model):
 
 
 LogFormat = Literal["nginx_combined", "apache_combined", "envoy", "jsonl", "logfmt", "regex"]
+ACCESS_LOG_FORMATS: tuple[LogFormat, ...] = ("nginx_combined", "apache_combined", "envoy")
+MetricType = Literal["counter", "gauge", "histogram"]
+ValueUnit = Literal["s", "ms", "us", "µs", "ns"]
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=128)]
+
+
+def _scalar_text(value: Any) -> Any:
+    """YAML scalars as the text a log field holds: ``500`` -> ``"500"``, ``true`` -> ``"true"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _text_list(value: Any) -> Any:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    return [_scalar_text(v) for v in items]
+
+
+class MatchCondition(Model):
+    """A condition on one event field; every condition given must hold (a missing field matches none)."""
+
+    equals: Annotated[list[str] | None, BeforeValidator(_text_list)] = Field(
+        None, description="the field is one of these values (as text)"
+    )
+    not_equals: Annotated[list[str] | None, BeforeValidator(_text_list)] = Field(
+        None, description="the field is none of these values"
+    )
+    regex: Regex | None = Field(None, description="the field contains a match of this regex (re.search)")
+    gt: float | None = Field(None, description="the field, as a number, is greater than this")
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``status: 500`` or ``status: [500, 502]`` is short for ``status: {equals: ...}``."""
+        if isinstance(data, dict):
+            return data
+        return {"equals": data}
+
+    @model_validator(mode="after")
+    def _something(self) -> MatchCondition:
+        if all(getattr(self, k) is None for k in ("equals", "not_equals", "regex", "gt", "ge", "lt", "le")):
+            raise ValueError("give at least one of equals, not_equals, regex, gt, ge, lt, le")
+        return self
+
+
+class MetricValue(Model):
+    """The event field a gauge or histogram observes (or a counter adds), and its time unit."""
+
+    field: str
+    unit: ValueUnit | None = Field(None, description="a duration in this unit, exported in seconds")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``value: bytes_sent`` is short for ``value: {field: bytes_sent}``."""
+        return {"field": data} if isinstance(data, str) else data
+
+
+def _label_map(value: Any) -> Any:
+    """``labels: [method]`` is short for ``labels: {method: method}`` (label name: field)."""
+    if isinstance(value, list):
+        return {v: v for v in value} if all(isinstance(v, str) for v in value) else value
+    return value
+
+
+class LogMetric(Model):
+    """A user-defined metric counted from the events of a log source that pass ``match``."""
+
+    name: str = Field(pattern=METRIC_NAME_PATTERN, max_length=200)
+    type: MetricType
+    help: str = ""
+    match: dict[str, MatchCondition] = Field(default_factory=dict, description="field -> condition, all must hold")
+    labels: Annotated[dict[LabelName, str], BeforeValidator(_label_map)] = Field(
+        default_factory=dict, description="label name -> event field (a list: the same names)"
+    )
+    value: MetricValue | None = Field(None, description="required for gauges and histograms; counters add it")
+    buckets: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="histogram bounds; default: the service's buckets (seconds, SLA threshold included)"
+    )
+    max_label_values: int = Field(
+        100, ge=1, le=100_000, description="distinct values kept per label; more become __other__"
+    )
+    values: dict[str, list[Annotated[str, BeforeValidator(_scalar_text)]]] = Field(
+        default_factory=dict, description="known values per label, exported as 0 before the first match"
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> LogMetric:
+        if self.name.startswith("slaprobe_"):
+            raise ValueError("names starting with slaprobe_ are reserved for slaprobe's own metrics")
+        if (self.type == "counter") != self.name.endswith("_total"):
+            raise ValueError("a counter's name ends in _total, and only a counter's")
+        if self.type == "histogram" and self.name.endswith(("_bucket", "_sum", "_count")):
+            raise ValueError("a histogram's name must not end in _bucket, _sum or _count")
+        if self.type != "counter" and self.value is None:
+            raise ValueError(f"a {self.type} needs value: the field it observes")
+        if self.buckets is not None:
+            if self.type != "histogram":
+                raise ValueError("buckets are for histograms only")
+            if self.buckets != sorted(set(self.buckets)):
+                raise ValueError("buckets must be strictly increasing")
+        reserved = {"service", "le"} if self.type == "histogram" else {"service"}
+        for label in self.labels:
+            if label in reserved or label.startswith("__"):
+                raise ValueError(f"label {label!r} is reserved")
+        for label, known in self.values.items():
+            if label not in self.labels:
+                raise ValueError(f"values: {label!r} is not one of the labels")
+            if len(set(known)) > self.max_label_values:
+                raise ValueError(f"values: {label!r} has more values than max_label_values")
+        return self
 
 
 class LogSource(Model):
@@ -497,6 +648,20 @@ class LogSource(Model):
         if (self.format == "regex") != (self.regex is not None):
             raise ValueError("regex is required for format: regex, and only for it")
         return self
+
+    metrics: list[LogMetric] = Field(default_factory=list, description="user-defined metrics from this log's events")
+
+    @model_validator(mode="after")
+    def _unique_metric_names(self) -> LogSource:
+        names = [m.name for m in self.metrics]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"metrics: duplicate name {name!r}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The ``source`` label of this log's series: its name, else its path."""
+        return self.name or self.path
 
 
 Tier = Literal["critical", "high", "medium", "low"]
@@ -525,15 +690,54 @@ class Deadlines(Model):
 
 
 def _default_category_deadlines() -> dict[str, Deadlines]:
+    # model_validate: Duration fields take Prometheus duration text, not numbers.
     return {
-        "technical": Deadlines(first_response=86400, resolution=2 * 86400),
-        "operations": Deadlines(first_response=12 * 3600, resolution=86400),
-        "service": Deadlines(first_response=12 * 3600, resolution=86400),
+        "technical": Deadlines.model_validate({"first_response": "24h", "resolution": "48h"}),
+        "operations": Deadlines.model_validate({"first_response": "12h", "resolution": "24h"}),
+        "service": Deadlines.model_validate({"first_response": "12h", "resolution": "24h"}),
     }
 
 
 def _default_urgency_deadlines() -> dict[str, Deadlines]:
-    return {"urgent": Deadlines(first_response=86400), "general": Deadlines(first_response=3 * 86400)}
+    return {
+        "urgent": Deadlines.model_validate({"first_response": "24h"}),
+        "general": Deadlines.model_validate({"first_response": "72h"}),
+    }
+
+
+class TicketFields(Model):
+    """Names of the event fields a ticket event is read from."""
+
+    id: str = "id"
+    event: str = "event"
+    time: str = Field("time", description="unix seconds (ms if > 1e11) or ISO 8601; missing: when read")
+    category: str = "category"
+    urgency: str = "urgency"
+    service: str = "service"
+    channel: str = "channel"
+
+
+class TicketEvents(Model):
+    """Values of the event field that mean each step of a ticket's life."""
+
+    opened: list[str] = Field(default_factory=lambda: ["opened"])
+    first_response: list[str] = Field(default_factory=lambda: ["first_response"])
+    resolved: list[str] = Field(default_factory=lambda: ["resolved"])
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> TicketEvents:
+        words = [*self.opened, *self.first_response, *self.resolved]
+        for word in sorted({w for w in words if words.count(w) > 1}):
+            raise ValueError(f"{word!r} names more than one step")
+        return self
+
+
+class TicketDefaults(Model):
+    """Label values of tickets whose events leave a field out."""
+
+    category: str = "other"
+    urgency: str = "general"
+    channel: str = "unknown"
 
 
 class FeedbackSource(Model):
@@ -547,6 +751,20 @@ class FeedbackSource(Model):
     sla: dict[str, Deadlines] = Field(default_factory=_default_category_deadlines)
     urgency: dict[str, Deadlines] = Field(default_factory=_default_urgency_deadlines)
     quality_categories: list[str] = Field(default_factory=list)
+    fields: TicketFields = TicketFields()
+    events: TicketEvents = TicketEvents()
+    defaults: TicketDefaults = TicketDefaults()
+    start: Literal["end", "beginning"] = Field("beginning", description="where a log never read before is started")
+    max_label_values: int = Field(
+        100, ge=1, le=100_000, description="distinct values kept per label; more become __other__"
+    )
+    max_open_tickets: int = Field(100_000, ge=1, description="open tickets kept, at most; the oldest go first")
+
+    @model_validator(mode="after")
+    def _regex_for_regex(self) -> FeedbackSource:
+        if (self.format == "regex") != (self.regex is not None):
+            raise ValueError("regex is required for format: regex, and only for it")
+        return self
 
 
 class PriorityMap(Model):
@@ -578,12 +796,77 @@ class AlertmanagerRef(Model):
 
     url: HttpUrl
     poll_interval: Duration = Field(30.0, gt=0)
+    webhook_url: HttpUrl | None = Field(
+        None,
+        description="slaprobe's /alertmanager/webhook as Alertmanager reaches it; "
+        "when set, the generated routing copies every alert there (incident metrics)",
+    )
+
+
+def _rate_window(value: float) -> float:
+    allowed = {parse_duration(w): w for w in SLO_RATE_WINDOWS}
+    if value not in allowed:
+        raise ValueError(f"must be one of the recorded windows: {', '.join(SLO_RATE_WINDOWS)}")
+    return value
+
+
+RateWindow = Annotated[Duration, AfterValidator(_rate_window)]
+
+
+class BudgetProjection(Model):
+    """Alert when the error budget left would run out before the SLA window at the recent burn rate."""
+
+    lookback: RateWindow = Field(86400.0, description="burn rate measured over this recorded window")
+    for_: Duration = Field(1800.0, alias="for", ge=0, description="how long the projection must hold")
+
+
+class FeedbackAlerting(Model):
+    """Limits on complaint tickets: deadlines met and the product-quality share."""
+
+    window: Duration = Field(7 * 86400.0, gt=0, description="tickets counted over this window")
+    deadline_target: float = Field(95.0, gt=0, le=100, description="percent of tickets answered/resolved in time")
+    quality_share_max: float = Field(
+        20.0, gt=0, le=100, description="percent of tickets in quality_categories above which to alert"
+    )
+
+
+class Alerting(Model):
+    """How the generated alerts and Alertmanager routing behave."""
+
+    probe_down_runs: int = Field(3, ge=1, le=100, description="consecutive failed runs before a probe is down")
+    no_data_for: Duration = Field(600.0, gt=0, description="how long without fresh results before alerting")
+    tls_expiry_days: float = Field(21.0, gt=0, description="ticket when a certificate expires within this many days")
+    tls_expiry_page_days: float = Field(3.0, ge=0, description="page within this many days (0: never page)")
+    compliance_window: RateWindow = Field(86400.0, description="compliance rate measured over this recorded window")
+    budget_projection: BudgetProjection = BudgetProjection()
+    feedback: FeedbackAlerting = FeedbackAlerting()
+    escalation_bridge: Duration = Field(
+        300.0, gt=0, description="an alert that stops firing for less than this keeps its escalation clock"
+    )
+    runbook_url: str = Field(
+        "",
+        description="runbook of services without `runbook`; {service} and {alertname} are replaced "
+        "(default: the README section on alerts)",
+    )
+    group_wait: Duration = Field(30.0, ge=0, description="Alertmanager group_wait")
+    group_interval: Duration = Field(300.0, gt=0, description="Alertmanager group_interval")
+    repeat_interval: Duration = Field(4 * 3600.0, gt=0, description="Alertmanager repeat_interval")
+    default_receiver: str | None = Field(
+        None, description="receiver of alerts no escalation level routes (default: a receiver that drops them)"
+    )
+
+    @model_validator(mode="after")
+    def _page_before_ticket(self) -> Alerting:
+        if self.tls_expiry_page_days >= self.tls_expiry_days:
+            raise ValueError("tls_expiry_page_days must be below tls_expiry_days")
+        return self
 
 
 class Global(Model):
     """Defaults for every probe and process-wide limits."""
 
     location: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    timezone: str = Field("UTC", description="IANA zone of cron schedules and of 'today' on the status page")
     interval: Duration = Field(30.0, gt=0)
     timeout: Duration = Field(10.0, gt=0)
     concurrency: int = Field(256, ge=1, le=100_000, description="probes in flight, at most")
@@ -596,6 +879,7 @@ class Global(Model):
     def _checks(self) -> Global:
         if self.timeout > self.interval:
             raise ValueError("timeout must not exceed interval")
+        zone(self.timezone)
         for entry in self.probe_allow:
             _check_allow_entry(entry)
         return self
@@ -623,6 +907,7 @@ class Config(Model):
     time_intervals: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     receivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     alertmanager: AlertmanagerRef | None = None
+    alerting: Alerting = Alerting()
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
 
@@ -644,6 +929,10 @@ class Config(Model):
     def timeout_of(self, probe: Probe) -> float:
         """The probe's timeout in seconds, never above its interval."""
         return min(probe.timeout or self.global_.timeout, self.interval_of(probe))
+
+    def time_intervals_of(self, names: Iterable[str]) -> tuple[TimeInterval, ...]:
+        """The parsed ``time_intervals`` entries of these names (validated at load)."""
+        return tuple(TimeInterval.parse(entry) for name in names for entry in self.time_intervals.get(name, []))
 
     def buckets_of(self, service: Service) -> tuple[float, ...]:
         """Histogram bounds for a service: global buckets plus its SLA thresholds."""
@@ -675,10 +964,20 @@ def _cross_check(cfg: Config) -> list[ConfigIssue]:
             interval = cfg.interval_of(probe)
             if probe.timeout and probe.timeout > interval:
                 issues.append(ConfigIssue(f"{path}.timeout", "timeout must not exceed the probe's interval"))
+            for name in probe.during:
+                if name not in cfg.time_intervals:
+                    known = _did_you_mean(name, cfg.time_intervals)
+                    issues.append(ConfigIssue(f"{path}.during", f"unknown time interval {name!r}{known}"))
             if probe.flow:
                 names = [s.name for s in (*probe.flow.steps, *probe.flow.finally_)]
                 for name in {n for n in names if names.count(n) > 1}:
                     issues.append(ConfigIssue(f"{path}.flow", f"duplicate step name {name!r}"))
+    for name, entries in cfg.time_intervals.items():
+        for i, entry in enumerate(entries):
+            try:
+                TimeInterval.parse(entry)
+            except ValueError as exc:
+                issues.append(ConfigIssue(f"time_intervals.{name}[{i}]", str(exc)))
     for priority, levels in cfg.escalation.items():
         for i, level in enumerate(levels):
             path = f"escalation.{priority}[{i}]"
@@ -699,6 +998,14 @@ def _cross_check(cfg: Config) -> list[ConfigIssue]:
         afters = [level.after for level in levels]
         if afters != sorted(afters):
             issues.append(ConfigIssue(f"escalation.{priority}", "levels must be in increasing order of 'after'"))
+    default_receiver = cfg.alerting.default_receiver
+    if default_receiver is not None and cfg.receivers and default_receiver not in cfg.receivers:
+        issues.append(
+            ConfigIssue(
+                "alerting.default_receiver",
+                f"unknown receiver {default_receiver!r}{_did_you_mean(default_receiver, cfg.receivers)}",
+            )
+        )
     known_priorities = {p for m in cfg.priorities.values() for p in (m.page, m.ticket)}
     for priority in cfg.escalation:
         if priority not in known_priorities:
@@ -706,6 +1013,33 @@ def _cross_check(cfg: Config) -> list[ConfigIssue]:
     for i, source in enumerate(cfg.feedback):
         if source.service is not None and source.service not in cfg.services:
             issues.append(ConfigIssue(f"feedback[{i}].service", f"unknown service {source.service!r}"))
+    issues += _log_source_issues(cfg)
+    return issues
+
+
+def _log_source_issues(cfg: Config) -> list[ConfigIssue]:
+    """Log and feedback sources need distinct ``source`` labels; user metric names are config-wide."""
+    issues: list[ConfigIssue] = []
+    labels: dict[str, str] = {}
+    metrics: dict[str, str] = {}
+    for service_name, service in cfg.services.items():
+        for i, log in enumerate(service.logs):
+            path = f"services.{service_name}.logs[{i}]"
+            if log.label in labels:
+                what = "name" if log.name else "path"
+                message = f"source {log.label!r} is also used at {labels[log.label]} (give each a distinct name)"
+                issues.append(ConfigIssue(f"{path}.{what}", message))
+            labels.setdefault(log.label, path)
+            for j, metric in enumerate(log.metrics):
+                if metric.name in metrics:
+                    message = f"metric {metric.name!r} is already defined at {metrics[metric.name]}"
+                    issues.append(ConfigIssue(f"{path}.metrics[{j}].name", message))
+                metrics.setdefault(metric.name, f"{path}.metrics[{j}]")
+    for i, source in enumerate(cfg.feedback):
+        if source.name in labels:
+            message = f"source {source.name!r} is also used at {labels[source.name]}"
+            issues.append(ConfigIssue(f"feedback[{i}].name", message))
+        labels.setdefault(source.name, f"feedback[{i}]")
     return issues
 
 

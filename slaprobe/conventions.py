@@ -26,6 +26,9 @@ PROBE_LABELS = (LABEL_SERVICE, LABEL_PROBE, LABEL_LOCATION)
 PROBE_RUNS = "slaprobe_probe_runs_total"
 PROBE_FAILURES = "slaprobe_probe_failures_total"
 PROBE_WITHIN_SLA = "slaprobe_probe_within_sla_total"
+PROBE_FIRST_ATTEMPT_FAILURES = "slaprobe_probe_first_attempt_failures_total"
+PROBE_DEGRADED = "slaprobe_probe_degraded_total"
+PROBE_PLANNED_RUNS = "slaprobe_probe_planned_runs_total"
 PROBE_DURATION = "slaprobe_probe_duration_seconds"
 PROBE_SUCCESS = "slaprobe_probe_success"
 PROBE_LAST_RUN = "slaprobe_probe_last_run_timestamp_seconds"
@@ -54,6 +57,41 @@ BUILD_INFO = "slaprobe_build_info"
 LOG_LINES = "slaprobe_log_lines_total"
 HTTP_REQUESTS = "slaprobe_http_requests_total"
 HTTP_REQUEST_DURATION = "slaprobe_http_request_duration_seconds"
+LOG_BYTES_READ = "slaprobe_log_bytes_read_total"
+LOG_LAG = "slaprobe_log_lag_bytes"
+LOG_ROTATIONS = "slaprobe_log_rotations_total"
+
+LABEL_SOURCE = "source"  # a log or feedback source: its name (log sources without one: their path)
+LABEL_RESULT = "result"  # of a log line: parsed, unparsed, too_long; of a ticket event: see FEEDBACK_EVENTS
+LABEL_CODE = "code"  # HTTP status code as logged; "0" = no response (envoy)
+LINE_PARSED = "parsed"
+LINE_UNPARSED = "unparsed"
+LINE_TOO_LONG = "too_long"
+OVERFLOW_LABEL_VALUE = "__other__"  # stands for every label value past a cardinality cap
+
+# ---------------------------------------------------------------- feedback tickets
+LABEL_CATEGORY = "category"
+LABEL_URGENCY = "urgency"
+LABEL_CHANNEL = "channel"
+LABEL_STAGE = "stage"
+STAGE_FIRST_RESPONSE = "first_response"
+STAGE_RESOLUTION = "resolution"
+
+FEEDBACK_TICKETS = "slaprobe_feedback_tickets_total"
+FEEDBACK_TICKETS_BY_CHANNEL = "slaprobe_feedback_tickets_by_channel_total"
+FEEDBACK_QUALITY_TICKETS = "slaprobe_feedback_quality_tickets_total"
+FEEDBACK_FIRST_RESPONSE = "slaprobe_feedback_first_response_seconds"
+FEEDBACK_RESOLUTION = "slaprobe_feedback_resolution_seconds"
+FEEDBACK_SLA_BREACHES = "slaprobe_feedback_sla_breaches_total"
+FEEDBACK_OPEN_TICKETS = "slaprobe_feedback_open_tickets"
+FEEDBACK_OLDEST_OPEN_AGE = "slaprobe_feedback_oldest_open_ticket_age_seconds"
+FEEDBACK_EVENTS = "slaprobe_feedback_events_total"
+# result label values of FEEDBACK_EVENTS
+EVENT_APPLIED = "applied"  # changed a ticket
+EVENT_DUPLICATE = "duplicate"  # a step the ticket already took (opened twice, second first response...)
+EVENT_OUT_OF_ORDER = "out_of_order"  # before its ticket's opened event (held, then applied) or dated before it
+EVENT_UNKNOWN_TICKET = "unknown_ticket"  # for a ticket never opened (dropped after a while)
+EVENT_INVALID = "invalid"  # no id, or an event value that names no step
 
 # ---------------------------------------------------------------- blackbox_exporter (/probe)
 BB_SUCCESS = "probe_success"
@@ -124,3 +162,83 @@ BLACKBOX_HELP: dict[str, str] = {
     BB_ICMP_RTT: "ICMP round-trip time by statistic: min, avg, max, jitter (slaprobe extension)",
     BB_TLS_LEAF_EXPIRY: "Expiry of the leaf certificate in unixtime (slaprobe extension)",
 }
+
+# ---------------------------------------------------------------- generated rules, alerts, routing (alerts/)
+# Recording rules follow Sloth's names and labels (https://sloth.dev) so its dashboards work on them.
+SLO_SLI_ERROR_PREFIX = "slo:sli_error:ratio_rate"  # + window: slo:sli_error:ratio_rate5m ... _rate30d
+SLO_OBJECTIVE = "slo:objective:ratio"
+SLO_ERROR_BUDGET = "slo:error_budget:ratio"
+SLO_TIME_PERIOD_DAYS = "slo:time_period:days"
+SLO_CURRENT_BURN_RATE = "slo:current_burn_rate:ratio"
+SLO_PERIOD_BURN_RATE = "slo:period_burn_rate:ratio"
+SLO_PERIOD_BUDGET_REMAINING = "slo:period_error_budget_remaining:ratio"
+SLO_INFO = "sloth_slo_info"
+SLO_RATE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")  # besides each SLA window (the period)
+
+
+def slo_sli_error(window: str) -> str:
+    """The Sloth record name of the error ratio over ``window`` (``5m`` -> ``slo:sli_error:ratio_rate5m``)."""
+    return f"{SLO_SLI_ERROR_PREFIX}{window}"
+
+
+LABEL_SLOTH_ID = "sloth_id"  # <service>-<slo>
+LABEL_SLOTH_SERVICE = "sloth_service"
+LABEL_SLOTH_SLO = "sloth_slo"
+LABEL_SLOTH_WINDOW = "sloth_window"
+LABEL_SLOTH_MODE = "sloth_mode"
+LABEL_SLOTH_SPEC = "sloth_spec"
+LABEL_SLOTH_VERSION = "sloth_version"
+LABEL_SLOTH_OBJECTIVE = "sloth_objective"  # percent, on sloth_slo_info only
+
+# The SLOs of a service (values of sloth_slo).
+SLO_AVAILABILITY = "availability"  # probe runs that failed
+SLO_LATENCY = "latency"  # probe runs slower than the threshold
+SLO_COMPLIANCE = "compliance"  # probe runs not within SLA (the compliance rate's complement)
+SLO_LOG_AVAILABILITY = "log-availability"  # access-log requests answered 5xx or not at all
+SLO_LOG_LATENCY = "log-latency"  # access-log requests slower than the threshold
+
+# Feedback ratios, per feedback source (recording rules).
+FEEDBACK_DEADLINE_BREACH_RATIO = "slaprobe:feedback_deadline_breaches:ratio"  # {source, stage}
+FEEDBACK_QUALITY_SHARE_RATIO = "slaprobe:feedback_quality_share:ratio"  # {source}
+
+# Alert names.
+ALERT_BURN_RATE = "SLAErrorBudgetBurn"
+ALERT_BUDGET_EXHAUSTION = "SLAErrorBudgetExhaustionProjected"
+ALERT_PROBE_DOWN = "SLAProbeDown"
+ALERT_PROBE_NO_DATA = "SLAProbeNoData"
+ALERT_EXPORTER_ABSENT = "SLAProbeExporterAbsent"
+ALERT_TLS_EXPIRING = "SLATLSCertificateExpiring"
+ALERT_COMPLIANCE = "SLAComplianceBelowTarget"
+ALERT_FEEDBACK_DEADLINES = "SLAFeedbackDeadlinesBreached"
+ALERT_FEEDBACK_QUALITY = "SLAFeedbackQualityShareHigh"
+SLO_ALERTS = (ALERT_BURN_RATE, ALERT_BUDGET_EXHAUSTION, ALERT_COMPLIANCE)  # inhibited while the prober is down
+PROBER_DOWN_ALERTS = (ALERT_EXPORTER_ABSENT, ALERT_PROBE_NO_DATA)
+
+# Labels and annotations every generated alert carries.
+LABEL_ALERTNAME = "alertname"
+LABEL_ALERTSTATE = "alertstate"
+LABEL_PRIORITY = "priority"  # from the tier x urgency table (priorities:)
+LABEL_SEVERITY = "severity"  # page | ticket
+LABEL_ESCALATION_LEVEL = "escalation_level"  # "1" is the alert itself, "2"... the meta-alerts
+LABEL_BURNRATE = "burnrate"  # window pair of a burn-rate alert: 1h/5m, 6h/30m, 1d/2h, 3d/6h
+LABEL_RUNBOOK_URL = "runbook_url"  # also a label, so escalation meta-alerts can carry it on
+LABEL_NAMESPACE = "namespace"  # AlertmanagerConfig (OnNamespace) routes match on it
+SEVERITY_PAGE = "page"
+SEVERITY_TICKET = "ticket"
+ANNOTATION_SUMMARY = "summary"
+ANNOTATION_DESCRIPTION = "description"
+ANNOTATION_RUNBOOK_URL = "runbook_url"
+ALERTS_SERIES = "ALERTS"  # Prometheus' own series of pending and firing alerts
+ALERT_FIRING = "firing"
+
+# Alertmanager receivers slaprobe adds to the ones in the config.
+RECEIVER_INCIDENTS = "slaprobe-incidents"  # slaprobe's /alertmanager/webhook, for incident metrics
+RECEIVER_UNROUTED = "slaprobe-unrouted"  # alerts no escalation level routes (no notification)
+
+# ---------------------------------------------------------------- acknowledgements and incidents (exporter)
+ALERT_ACKNOWLEDGED = "slaprobe_alert_acknowledged"  # {service, alertname} = 1 while a silence covers it
+INCIDENT_TIME_TO_ACKNOWLEDGE = "slaprobe_incident_time_to_acknowledge_seconds"  # histogram {priority}
+INCIDENT_TIME_TO_RESOLVE = "slaprobe_incident_time_to_resolve_seconds"  # histogram {priority}
+INCIDENTS_OPEN = "slaprobe_incidents_open"  # gauge {priority, escalation_level}
+ALERTMANAGER_POLL_SUCCESS = "slaprobe_alertmanager_last_poll_successful"
+ALERTMANAGER_NOTIFICATIONS = "slaprobe_alertmanager_notifications_total"  # counter {status}: webhook calls

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from slaprobe.exporter.scheduler import Job, Scheduler, first_due, spread_offset
+from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -17,6 +17,10 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.005)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def test_start_offsets_spread_evenly_over_the_interval() -> None:
@@ -30,7 +34,7 @@ def test_start_offsets_spread_evenly_over_the_interval() -> None:
 
 def test_the_offset_of_a_probe_is_the_same_after_a_restart() -> None:
     assert spread_offset(("a", "b"), 60) == spread_offset(("a", "b"), 60)
-    due = first_due(1000.0, ("a", "b"), 60)
+    due = Job.every(("a", "b"), 60, _nothing).schedule.next_due(1000.0)
     assert 1000.0 <= due < 1060.0 and (due - spread_offset(("a", "b"), 60)) % 60 == pytest.approx(0, abs=1e-6)
 
 
@@ -48,7 +52,7 @@ async def test_a_slow_job_never_runs_twice_at_once_and_its_skipped_slots_count_a
         finished += 1
 
     scheduler = Scheduler(concurrency=10)
-    scheduler.set_jobs([Job("slow", 0.03, slow)])
+    scheduler.set_jobs([Job.every("slow", 0.03, slow)])
     task = asyncio.create_task(scheduler.run())
     await until(lambda: finished >= 2)
     task.cancel()
@@ -70,7 +74,7 @@ async def test_no_more_jobs_run_at_once_than_the_concurrency_limit() -> None:
         done += 1
 
     scheduler = Scheduler(concurrency=3)
-    scheduler.set_jobs([Job(i, 0.2, work) for i in range(12)])
+    scheduler.set_jobs([Job.every(i, 0.2, work) for i in range(12)])
     task = asyncio.create_task(scheduler.run())
     await until(lambda: done >= 12)
     task.cancel()
@@ -86,9 +90,9 @@ async def test_removed_jobs_stop_and_kept_jobs_keep_running_after_set_jobs() -> 
 
         return run  # type: ignore[return-value]
 
-    kept = Job("kept", 0.02, counter("kept"))
+    kept = Job.every("kept", 0.02, counter("kept"))
     scheduler = Scheduler(concurrency=4)
-    scheduler.set_jobs([kept, Job("removed", 0.02, counter("removed"))])
+    scheduler.set_jobs([kept, Job.every("removed", 0.02, counter("removed"))])
     task = asyncio.create_task(scheduler.run())
     await until(lambda: counts["removed"] >= 2 and counts["kept"] >= 2)
     scheduler.set_jobs([kept])
@@ -105,7 +109,7 @@ async def test_every_started_run_records_its_start_lag() -> None:
         return None
 
     scheduler = Scheduler(concurrency=4)
-    scheduler.set_jobs([Job(i, 0.05, nothing) for i in range(5)])
+    scheduler.set_jobs([Job.every(i, 0.05, nothing) for i in range(5)])
     task = asyncio.create_task(scheduler.run())
     await until(lambda: scheduler.stats.started >= 10)
     task.cancel()
