@@ -1,0 +1,543 @@
+"""Pure, fast log line parsers: ``parse_<format>(line: bytes) -> Event | None``.
+
+Every parser takes one line (without or with its trailing ``\\n``/``\\r\\n``) and returns
+an :class:`~slaprobe.probes.logevent.Event`, or ``None`` when the line is not in the
+format (the caller counts it as unparsed). Parsers never raise on input: invalid UTF-8
+is decoded with U+FFFD replacement characters, truncated lines return ``None``.
+
+Field names per format (``Event.fields``, all text, values as written unless noted):
+
+- ``nginx_combined``: ``remote_addr remote_user time_local request method path protocol
+  status body_bytes_sent http_referer http_user_agent`` and, when the line has them,
+  ``request_time`` and ``upstream_response_time`` (as written, e.g. ``0.120, 0.003 :
+  0.001`` or ``-``) plus ``upstream_response_time_sum`` (seconds, the sum of every
+  attempt, absent when all are ``-``). ``method path protocol`` are absent when the
+  request line is not ``METHOD TARGET PROTOCOL`` (e.g. ``-`` or TLS garbage).
+  ``duration`` = ``request_time`` in seconds.
+- ``apache_combined``: the same names (``ident`` for ``%l``) plus ``request_time_us``
+  for a trailing ``%D``; ``body_bytes_sent`` ``-`` is read as ``0``; ``duration`` =
+  ``%D`` / 1e6.
+- ``envoy`` (default format): ``start_time method path protocol response_code
+  response_flags bytes_received bytes_sent duration upstream_service_time
+  x_forwarded_for user_agent request_id authority upstream_host``; ``duration`` is the
+  ``%DURATION%`` milliseconds as seconds; ``status`` 0 means no response was sent.
+- ``jsonl`` / ``logfmt`` / ``regex``: keys or group names as written (see
+  :data:`STATUS_KEYS`, :data:`DURATION_KEYS`, :data:`TIME_KEYS` for the typed values).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from slaprobe.probes.logevent import Event
+
+LineParser = Callable[[bytes], "Event | None"]
+
+# ---------------------------------------------------------------------------- timestamps
+
+_MONTHS = {
+    m: i
+    for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)
+}
+_CACHE_MAX = 4096
+_clf_cache: dict[str, float | None] = {}
+
+
+def parse_clf_time(text: str) -> float | None:
+    """Unix seconds of a ``10/Oct/2000:13:55:36 -0700`` timestamp (nginx/apache), else None."""
+    cached = _clf_cache.get(text, _clf_cache)
+    if cached is not _clf_cache:
+        return cached  # type: ignore[return-value]
+    value = _parse_clf_time(text)
+    if len(_clf_cache) >= _CACHE_MAX:
+        _clf_cache.clear()
+    _clf_cache[text] = value
+    return value
+
+
+def _parse_clf_time(s: str) -> float | None:
+    # Hand-parsed: strptime is ~20x slower, and the cache above makes this once a second.
+    if len(s) != 26 or s[2] != "/" or s[6] != "/" or s[11] != ":" or s[20] != " ":
+        return None
+    month = _MONTHS.get(s[3:6])
+    sign = s[21]
+    if month is None or sign not in "+-":
+        return None
+    try:
+        day, year = int(s[0:2]), int(s[7:11])
+        hour, minute, second = int(s[12:14]), int(s[15:17]), int(s[18:20])
+        offset = int(s[22:24]) * 3600 + int(s[24:26]) * 60
+    except ValueError:
+        return None
+    if not (1 <= day <= 31 and hour < 24 and minute < 60 and second <= 60):
+        return None
+    epoch = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    return float(epoch - offset if sign == "+" else epoch + offset)
+
+
+_iso_cache: dict[str, float | None] = {}
+
+
+def parse_iso_time(text: str) -> float | None:
+    """Unix seconds of an ISO 8601 / RFC 3339 timestamp (no zone = UTC), else None."""
+    # Cache on the part up to the seconds; the fraction and the zone are added here.
+    head = text[:19]
+    if len(head) != 19 or head[4] != "-" or head[10] not in "T ":
+        return None
+    base = _iso_cache.get(head, _iso_cache)
+    if base is _iso_cache:
+        try:
+            parsed = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC)
+            base = parsed.timestamp()
+        except ValueError:
+            base = None
+        if len(_iso_cache) >= _CACHE_MAX:
+            _iso_cache.clear()
+        _iso_cache[head] = base
+    if base is None:
+        return None
+    rest = text[19:]
+    if not rest:
+        return base  # type: ignore[return-value]
+    fraction = 0.0
+    if rest[0] in ".,":
+        i = 1
+        while i < len(rest) and rest[i].isdigit():
+            i += 1
+        if i == 1:
+            return None
+        fraction = float("0." + rest[1:i])
+        rest = rest[i:]
+    if rest in ("", "Z", "z"):
+        return base + fraction  # type: ignore[operator]
+    if len(rest) in (5, 6) and rest[0] in "+-":
+        digits = rest[1:].replace(":", "")
+        if len(digits) != 4 or not digits.isdigit():
+            return None
+        offset = int(digits[:2]) * 3600 + int(digits[2:]) * 60
+        return base + fraction - offset if rest[0] == "+" else base + fraction + offset  # type: ignore[operator]
+    return None
+
+
+def parse_time_value(value: object) -> float | None:
+    """Unix seconds from a number (seconds; above 1e11 read as milliseconds) or a text timestamp."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        text = str(value)
+        if text[:1].isdigit() and len(text) >= 19 and text[4:5] == "-":
+            return parse_iso_time(text)
+        if len(text) == 26 and text[2:3] == "/":
+            return parse_clf_time(text)
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+    if number != number or number < 0:
+        return None
+    return number / 1000.0 if number > 1e11 else number
+
+
+# ---------------------------------------------------------------------------- numbers
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and value >= 0 else None
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration_text(text: str, unit: float = 1.0) -> float | None:
+    """Seconds from ``0.25`` (times ``unit``) or a duration with units (``250ms``, ``1m30s``, ``300µs``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        return value * unit if value == value and value >= 0 else None
+    total, pos = 0.0, 0
+    for m in _GO_DURATION.finditer(text):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return total if pos == len(text) and pos > 0 else None
+
+
+def sum_upstream_times(text: str) -> float | None:
+    """Total seconds of an nginx ``$upstream_response_time`` list (``, `` and `` : `` joined), ``-`` skipped."""
+    if "," not in text and ":" not in text:
+        return _float_or_none(text)
+    total, any_value = 0.0, False
+    for part in text.replace(":", ",").split(","):
+        value = _float_or_none(part.strip())
+        if value is not None:
+            total += value
+            any_value = True
+    return total if any_value else None
+
+
+def _status_or_none(text: str) -> int | None:
+    if len(text) == 3 and text.isdigit():
+        return int(text)
+    return None
+
+
+def _decode(line: bytes) -> str:
+    # U+FFFD for invalid bytes: text that can always be re-encoded (metric labels).
+    text = line.decode("utf-8", "replace")
+    if text.endswith("\n"):
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    return text
+
+
+# ---------------------------------------------------------------------------- nginx / apache
+
+# Slow path for lines the split fast path cannot take (quotes escaped as \" inside fields,
+# as Apache does and nginx with escape=json/none; spaces in remote_user).
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_CLF_RE = re.compile(
+    r"(\S+) (\S+) (.*?) \[([^\]]*)\] " + _QUOTED + r" (\d{3}) (\S+) " + _QUOTED + " " + _QUOTED + r"(.*)\Z"
+)
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def _unescape(text: str) -> str:
+    return _UNESCAPE.sub(r"\1", text) if "\\" in text else text
+
+
+def _split_clf(text: str) -> tuple[str, str, str, str, str, str, str, str, str, str] | None:
+    """(addr, ident, user, time, request, status, bytes, referer, agent, rest) of a combined line."""
+    parts = text.split('"')
+    if len(parts) == 7 and parts[4] == " ":
+        head, request, middle, referer, _, agent, rest = parts
+        lb = head.find(" [")
+        if lb > 0 and head.endswith("] "):
+            who = head[:lb].split(" ", 2)
+            mid = middle.split()
+            if len(who) == 3 and len(mid) == 2 and middle[0] == " " and middle[-1] == " ":
+                return (who[0], who[1], who[2], head[lb + 2 : -2], request, mid[0], mid[1], referer, agent, rest)
+    m = _CLF_RE.match(text)
+    if m is None:
+        return None
+    g = m.groups()
+    return (g[0], g[1], g[2], g[3], _unescape(g[4]), g[5], g[6], _unescape(g[7]), _unescape(g[8]), g[9])
+
+
+def parse_nginx_combined(line: bytes) -> Event | None:
+    """nginx ``combined`` with optional trailing ``$request_time`` and ``$upstream_response_time``."""
+    parts = _split_clf(_decode(line))
+    if parts is None:
+        return None
+    addr, _, user, time_local, request, status_text, body_bytes, referer, agent, rest = parts
+    status = _status_or_none(status_text)
+    if status is None:
+        return None
+    fields = {
+        "remote_addr": addr,
+        "remote_user": user,
+        "time_local": time_local,
+        "request": request,
+        "status": status_text,
+        "body_bytes_sent": body_bytes,
+        "http_referer": referer,
+        "http_user_agent": agent,
+    }
+    req = request.split(" ")
+    if len(req) == 3:
+        fields["method"], fields["path"], fields["protocol"] = req
+    duration = None
+    if rest:
+        if rest[0] != " ":
+            return None
+        rest = rest.strip()
+        request_time, _, upstream = rest.partition(" ")
+        fields["request_time"] = request_time
+        if request_time != "-":
+            duration = _float_or_none(request_time)
+            if duration is None:
+                return None
+        if upstream:
+            fields["upstream_response_time"] = upstream
+            upstream_sum = sum_upstream_times(upstream)
+            if upstream_sum is not None:
+                fields["upstream_response_time_sum"] = repr(upstream_sum)
+    return Event(fields, parse_clf_time(time_local), status, duration)
+
+
+def parse_apache_combined(line: bytes) -> Event | None:
+    """Apache ``combined`` (``%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i"``) with optional ``%D``."""
+    parts = _split_clf(_decode(line))
+    if parts is None:
+        return None
+    addr, ident, user, time_local, request, status_text, body_bytes, referer, agent, rest = parts
+    status = _status_or_none(status_text)
+    if status is None:
+        return None
+    fields = {
+        "remote_addr": addr,
+        "ident": ident,
+        "remote_user": user,
+        "time_local": time_local,
+        "request": request,
+        "status": status_text,
+        "body_bytes_sent": "0" if body_bytes == "-" else body_bytes,
+        "http_referer": referer,
+        "http_user_agent": agent,
+    }
+    req = request.split(" ")
+    if len(req) == 3:
+        fields["method"], fields["path"], fields["protocol"] = req
+    duration = None
+    if rest:
+        micros = rest.strip()
+        if rest[0] != " " or not micros.isdigit():
+            return None
+        fields["request_time_us"] = micros
+        duration = int(micros) / 1e6
+    return Event(fields, parse_clf_time(time_local), status, duration)
+
+
+# ---------------------------------------------------------------------------- envoy
+
+_ENVOY_NAMES = (
+    "response_code",
+    "response_flags",
+    "bytes_received",
+    "bytes_sent",
+    "duration",
+    "upstream_service_time",
+)
+_ENVOY_QUOTED = ("x_forwarded_for", "user_agent", "request_id", "authority", "upstream_host")
+_ENVOY_RE = re.compile(
+    r"\[([^\]]*)\] " + _QUOTED + r" (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) " + " ".join([_QUOTED] * 5) + r"\s*\Z"
+)
+
+
+def parse_envoy(line: bytes) -> Event | None:
+    """Envoy's default access log format; durations in ms, ``-`` unset, RESPONSE_CODE 0 = no response."""
+    text = _decode(line)
+    parts = text.split('"')
+    if (
+        len(parts) == 13
+        and parts[0][:1] == "["
+        and parts[0][-2:] == "] "
+        and parts[4] == parts[6] == parts[8] == parts[10] == " "
+        and not parts[12].strip()
+    ):
+        start_time, request = parts[0][1:-2], parts[1]
+        numbers = parts[2].split()
+        quoted = (parts[3], parts[5], parts[7], parts[9], parts[11])
+        if len(numbers) != 6 or parts[2][0] != " " or parts[2][-1] != " ":
+            return None
+    else:
+        m = _ENVOY_RE.match(text)
+        if m is None:
+            return None
+        g = m.groups()
+        start_time, request = g[0], _unescape(g[1])
+        numbers = list(g[2:8])
+        quoted = tuple(_unescape(v) for v in g[8:13])  # type: ignore[assignment]
+    code = numbers[0]
+    if not code.isdigit():
+        return None
+    fields = dict(zip(_ENVOY_NAMES, numbers, strict=True))
+    fields.update(zip(_ENVOY_QUOTED, quoted, strict=True))
+    fields["start_time"] = start_time
+    req = request.split(" ")
+    if len(req) == 3:
+        fields["method"], fields["path"], fields["protocol"] = req
+    duration = None
+    if numbers[4] != "-":
+        duration = _float_or_none(numbers[4])
+        if duration is None:
+            return None
+        duration /= 1000.0
+    return Event(fields, parse_iso_time(start_time), int(code), duration)
+
+
+# ---------------------------------------------------------------------------- structured: jsonl, logfmt, regex
+
+#: Keys read as the HTTP status (first present wins; an integer 0-999 or its text).
+STATUS_KEYS = ("status", "status_code", "http_status")
+#: Keys read as the request duration, with the unit of a bare number (first present wins).
+#: A text value may carry its own unit (``250ms``, ``1.5s``, ``300us``), which then wins.
+DURATION_KEYS: tuple[tuple[str, float], ...] = (
+    ("duration", 1.0),
+    ("duration_seconds", 1.0),
+    ("request_time", 1.0),
+    ("latency", 1.0),
+    ("duration_ms", 1e-3),
+    ("latency_ms", 1e-3),
+    ("response_time_ms", 1e-3),
+    ("duration_us", 1e-6),
+    ("latency_us", 1e-6),
+)
+#: Keys read as the event time: ISO 8601 text, CLF text, or unix seconds (numbers above
+#: 1e11 are read as milliseconds).
+TIME_KEYS = ("time", "timestamp", "ts", "@timestamp")
+
+
+def _typed(src: Mapping[str, object]) -> tuple[float | None, int | None, float | None]:
+    """(time, status, duration) from the well-known keys of a structured line."""
+    status = None
+    for key in STATUS_KEYS:
+        value = src.get(key)
+        if value is not None:
+            if isinstance(value, int) and not isinstance(value, bool):
+                status = value if 0 <= value <= 999 else None
+            elif isinstance(value, str) and value.isdigit() and len(value) <= 3:
+                status = int(value)
+            break
+    duration = None
+    for key, unit in DURATION_KEYS:
+        value = src.get(key)
+        if value is not None:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                duration = float(value) * unit if value >= 0 else None
+            elif isinstance(value, str):
+                duration = parse_duration_text(value, unit)
+            break
+    time = None
+    for key in TIME_KEYS:
+        value = src.get(key)
+        if value is not None:
+            time = parse_time_value(value)
+            break
+    return time, status, duration
+
+
+def _json_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_json_loads = json.loads
+
+
+def parse_jsonl(line: bytes) -> Event | None:
+    """One JSON object per line; values as text (nested values as JSON, null as empty text)."""
+    text = _decode(line).strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = _json_loads(text)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    fields = {k: v if isinstance(v, str) else _json_text(v) for k, v in obj.items()}
+    time, status, duration = _typed(obj)
+    return Event(fields, time, status, duration)
+
+
+_LOGFMT_PAIR = re.compile(r'\s*([^\s="]+)(?:=("(?:[^"\\]|\\.)*"|[^\s"]*))?')
+_LOGFMT_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+_LOGFMT_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+
+
+def _logfmt_unescape(m: re.Match[str]) -> str:
+    code = m.group(1)
+    if len(code) == 5:
+        return chr(int(code[1:], 16))
+    return _LOGFMT_ESCAPES.get(code, code)
+
+
+def parse_logfmt(line: bytes) -> Event | None:
+    """``key=value key="quoted \\"value\\"" bare`` (a bare key is ``true``); None if no ``key=value``."""
+    text = _decode(line)
+    fields: dict[str, str] = {}
+    pos, end, pairs = 0, len(text.rstrip()), 0
+    match = _LOGFMT_PAIR.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None or m.end() == pos:
+            return None
+        key, value = m.group(1), m.group(2)
+        pos = m.end()
+        if pos < end and not text[pos].isspace():
+            return None  # e.g. an unterminated quote, or a quote inside a bare value
+        if value is None:
+            fields[key] = "true"
+            continue
+        pairs += 1
+        if value[:1] == '"':
+            value = value[1:-1]
+            if "\\" in value:
+                value = _LOGFMT_ESCAPE.sub(_logfmt_unescape, value)
+        fields[key] = value
+    if not pairs:
+        return None
+    time, status, duration = _typed(fields)
+    return Event(fields, time, status, duration)
+
+
+def make_regex_parser(pattern: str) -> LineParser:
+    """A parser that searches ``pattern``; named groups become fields (unmatched groups are absent)."""
+    search = re.compile(pattern).search
+
+    def parse_regex(line: bytes) -> Event | None:
+        m = search(_decode(line))
+        if m is None:
+            return None
+        fields = {k: v for k, v in m.groupdict().items() if v is not None}
+        time, status, duration = _typed(fields)
+        return Event(fields, time, status, duration)
+
+    parse_regex.__doc__ = f"Regex parser for {pattern!r}."
+    return parse_regex
+
+
+# ---------------------------------------------------------------------------- lookup
+
+PARSERS: Mapping[str, LineParser] = {
+    "nginx_combined": parse_nginx_combined,
+    "apache_combined": parse_apache_combined,
+    "envoy": parse_envoy,
+    "jsonl": parse_jsonl,
+    "logfmt": parse_logfmt,
+}
+
+
+class FormatSpec(Protocol):
+    """What :func:`parser_for` reads: ``LogSource`` and ``FeedbackSource`` both fit."""
+
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def regex(self) -> str | None: ...
+
+
+def parser_for(source: FormatSpec) -> LineParser:
+    """The line parser of a log source (``format``, and ``regex`` for ``format: regex``)."""
+    if source.format == "regex":
+        if not source.regex:
+            raise ValueError("format: regex needs a regex")
+        return make_regex_parser(source.regex)
+    try:
+        return PARSERS[source.format]
+    except KeyError:
+        raise ValueError(f"unknown log format {source.format!r}") from None
