@@ -1,0 +1,285 @@
+"""Level-1 alerts of each service: burn rates, budget projection, compliance, probes, TLS, feedback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from slaprobe import conventions as c
+from slaprobe.alerts.policy import Concern, alert_annotations, alert_labels, concern_of
+from slaprobe.alerts.promql import any_of, number, ratio, selector
+from slaprobe.alerts.slos import SLO
+from slaprobe.config import Config, FeedbackSource, Probe, Service
+from slaprobe.units import format_duration, parse_duration
+
+Rule = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BurnWindow:
+    """One row of the SRE workbook's multi-window table: share of budget spent in ``long``."""
+
+    budget_share: float
+    long: str
+    short: str
+    severity: str
+
+    @property
+    def label(self) -> str:
+        """The stable ``burnrate`` label value: ``1h/5m``."""
+        return f"{self.long}/{self.short}"
+
+    def factor(self, period: float) -> float:
+        """The burn rate that spends ``budget_share`` of a ``period`` budget within ``long``."""
+        return round(self.budget_share * period / parse_duration(self.long), 6)
+
+
+BURN_WINDOWS = (
+    BurnWindow(0.02, "1h", "5m", c.SEVERITY_PAGE),
+    BurnWindow(0.05, "6h", "30m", c.SEVERITY_PAGE),
+    BurnWindow(0.10, "1d", "2h", c.SEVERITY_TICKET),
+    BurnWindow(0.10, "3d", "6h", c.SEVERITY_TICKET),
+)
+
+
+def _percent(value: float) -> str:
+    return number(value)
+
+
+def _alert(name: str, expr: str, labels: dict[str, str], notes: dict[str, str], for_: float = 0) -> Rule:
+    rule: Rule = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = format_duration(for_)
+    rule["labels"] = labels
+    rule["annotations"] = notes
+    return rule
+
+
+def burn_windows(slo: SLO) -> Iterator[tuple[BurnWindow, float]]:
+    """The window pairs that apply to an SLO, with their burn-rate factor.
+
+    A pair whose long window exceeds the SLA window, or whose threshold (factor x budget)
+    is 100% or more (an objective too low for it: it could never fire), is left out.
+    """
+    for window in BURN_WINDOWS:
+        factor = window.factor(slo.period)
+        if parse_duration(window.long) <= slo.period and factor * slo.budget < 1:
+            yield window, factor
+
+
+def burn_rate_alerts(cfg: Config, concern: Concern, slo: SLO) -> list[Rule]:
+    """One alert per window pair: both windows' error ratios above factor x budget."""
+    rules = []
+    for window, factor in burn_windows(slo):
+        threshold = f"({number(factor)} * {number(slo.budget)})"
+        expr = (
+            f"(\n  {slo.selector(c.slo_sli_error(window.long))} > {threshold}\n)\n"
+            f"and ignoring ({c.LABEL_SLOTH_WINDOW})\n"
+            f"(\n  {slo.selector(c.slo_sli_error(window.short))} > {threshold}\n)"
+        )
+        extra = {c.LABEL_SLOTH_SLO: slo.name, c.LABEL_BURNRATE: window.label}
+        labels = alert_labels(cfg, concern, c.ALERT_BURN_RATE, window.severity, **extra)
+        notes = alert_annotations(
+            f"{slo.service}: {slo.name} error budget burning {number(factor)}x too fast ({window.label})",
+            f"{{{{ $value | humanizePercentage }}}} of the {slo.events} of {slo.service} {slo.bad} over the last "
+            f"{window.long} (and too many over {window.short}): {number(factor)} times the error budget of its "
+            f"{_percent(slo.objective)}% {slo.name} objective over {slo.period_window}, which spends "
+            f"{number(window.budget_share * 100)}% of the budget in {window.long}.",
+            labels[c.LABEL_RUNBOOK_URL],
+        )
+        rules.append(_alert(c.ALERT_BURN_RATE, expr, labels, notes))
+    return rules
+
+
+def budget_exhaustion_alert(cfg: Config, concern: Concern, slo: SLO) -> Rule:
+    """Days until the budget left is spent at the recent burn rate, below the days of the SLA window."""
+    projection = cfg.alerting.budget_projection
+    lookback = format_duration(projection.lookback)
+    days = number(slo.period / 86400)
+    # group_left keeps the left side's labels; "()" because a parenthesis follows.
+    on = f"on ({c.LABEL_SLOTH_ID}, {c.LABEL_SLOTH_SLO}, {c.LABEL_SLOTH_SERVICE}) group_left ()"
+    burn = f"{slo.selector(c.slo_sli_error(lookback))}\n  / {on}\n  {slo.selector(c.SLO_ERROR_BUDGET)}"
+    expr = (
+        f"(\n  clamp_min({slo.selector(c.SLO_PERIOD_BUDGET_REMAINING)}, 0) * {days}\n)\n"
+        f"/ {on}\n(\n  {burn}\n)\n< {days}"
+    )
+    labels = alert_labels(cfg, concern, c.ALERT_BUDGET_EXHAUSTION, c.SEVERITY_TICKET, **{c.LABEL_SLOTH_SLO: slo.name})
+    notes = alert_annotations(
+        f"{slo.service}: {slo.name} error budget projected to run out within {slo.period_window}",
+        f"At the burn rate of the last {lookback}, the {slo.name} error budget of {slo.service} "
+        f"({_percent(slo.objective)}% over {slo.period_window}) is spent in {{{{ $value | humanize }}}} days.",
+        labels[c.LABEL_RUNBOOK_URL],
+    )
+    return _alert(c.ALERT_BUDGET_EXHAUSTION, expr, labels, notes, projection.for_)
+
+
+def compliance_alert(cfg: Config, concern: Concern, slo: SLO) -> Rule:
+    """The compliance rate (runs within SLA / runs) over ``alerting.compliance_window`` below target."""
+    window = format_duration(cfg.alerting.compliance_window)
+    expr = f"(\n  1 - {slo.selector(c.slo_sli_error(window))}\n)\n< {number(ratio(slo.objective))}"
+    labels = alert_labels(cfg, concern, c.ALERT_COMPLIANCE, c.SEVERITY_TICKET)
+    notes = alert_annotations(
+        f"{slo.service}: compliance rate below {_percent(slo.objective)}%",
+        f"{{{{ $value | humanizePercentage }}}} of the probe runs of {slo.service} over the last {window} "
+        f"were within SLA; the target is {_percent(slo.objective)}%.",
+        labels[c.LABEL_RUNBOOK_URL],
+    )
+    return _alert(c.ALERT_COMPLIANCE, expr, labels, notes)
+
+
+def _probe_groups(cfg: Config, probes: list[Probe]) -> list[tuple[float, list[Probe]]]:
+    """One group of all probes when they share an interval, else one group per probe.
+
+    Timings depend on the interval. Rules of one name need distinct static labels
+    (promtool rejects duplicates), so split rules carry the ``probe`` label, which the
+    series has anyway: the alerts' labels are the same either way.
+    """
+    intervals = {cfg.interval_of(p) for p in probes}
+    if len(intervals) == 1:
+        return [(intervals.pop(), probes)]
+    return [(cfg.interval_of(p), [p]) for p in probes]
+
+
+def _probe_matchers(name: str, probes: list[Probe], everyone: list[Probe]) -> tuple[dict[str, str], dict[str, str]]:
+    """Equality matchers and static labels for a probe group (``probe`` when it is one of several)."""
+    if len(probes) == len(everyone):
+        return {c.LABEL_SERVICE: name}, {}
+    return {c.LABEL_SERVICE: name, c.LABEL_PROBE: probes[0].name}, {c.LABEL_PROBE: probes[0].name}
+
+
+def _is_scheduled(probe: Probe) -> bool:
+    """Probes that run by a cron schedule or only during time intervals are quiet on purpose."""
+    return bool(getattr(probe, "schedule", None) or getattr(probe, "during", None))
+
+
+def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> list[Rule]:
+    """Probe down for N consecutive runs, probe without fresh results, exporter absent, TLS expiry."""
+    alerting = cfg.alerting
+    runs = alerting.probe_down_runs
+    rules: list[Rule] = []
+    for interval, probes in _probe_groups(cfg, service.probes):
+        equal, static = _probe_matchers(name, probes, service.probes)
+        every = format_duration(interval)
+        labels = alert_labels(cfg, concern, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, **static)
+        notes = alert_annotations(
+            f"{name}: probe {{{{ $labels.probe }}}} is down",
+            f"Probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} failed its last {runs} runs "
+            f"(one every {every}); last run successful: {{{{ $value }}}}.",
+            labels[c.LABEL_RUNBOOK_URL],
+        )
+        expr = f"{selector(c.PROBE_SUCCESS, equal)} == 0"
+        rules.append(_alert(c.ALERT_PROBE_DOWN, expr, labels, notes, (runs - 1) * interval))
+    unscheduled = [p for p in service.probes if not _is_scheduled(p)]
+    for interval, probes in _probe_groups(cfg, unscheduled) if unscheduled else ():
+        equal, static = _probe_matchers(name, probes, service.probes)
+        stale_after = max(alerting.no_data_for, 3 * interval)
+        labels = alert_labels(cfg, concern, c.ALERT_PROBE_NO_DATA, c.SEVERITY_TICKET, **static)
+        notes = alert_annotations(
+            f"{name}: probe {{{{ $labels.probe }}}} reports no fresh results",
+            f"The last run of probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} finished "
+            f"{{{{ $value | humanizeDuration }}}} ago; it runs every {format_duration(interval)}.",
+            labels[c.LABEL_RUNBOOK_URL],
+        )
+        probe_re = {c.LABEL_PROBE: any_of(p.name for p in probes)} if len(probes) < len(service.probes) else {}
+        if static:
+            probe_re = {}
+        expr = f"time() - {selector(c.PROBE_LAST_RUN, equal, **probe_re)} > {number(stale_after)}"
+        rules.append(_alert(c.ALERT_PROBE_NO_DATA, expr, labels, notes))
+    labels = alert_labels(cfg, concern, c.ALERT_EXPORTER_ABSENT, c.SEVERITY_PAGE)
+    notes = alert_annotations(
+        f"{name}: no probe results reach Prometheus",
+        f"Prometheus has had no {c.PROBE_RUNS} series of {name} for {format_duration(alerting.no_data_for)} "
+        f"(absent: {{{{ $value }}}}): is slaprobe running, scraped, and is {name} in its config?",
+        labels[c.LABEL_RUNBOOK_URL],
+    )
+    expr = f"absent({selector(c.PROBE_RUNS, {c.LABEL_SERVICE: name})})"
+    rules.append(_alert(c.ALERT_EXPORTER_ABSENT, expr, labels, notes, alerting.no_data_for))
+    rules.extend(tls_alerts(cfg, concern, name))
+    return rules
+
+
+def tls_alerts(cfg: Config, concern: Concern, name: str) -> list[Rule]:
+    """Leaf certificate expiring: a ticket within ``tls_expiry_days``, a page within ``tls_expiry_page_days``."""
+    alerting = cfg.alerting
+    days_left = f"(\n  {selector(c.TLS_CERT_EXPIRY, {c.LABEL_SERVICE: name})} - time()\n) / 86400"
+    ticket_days, page_days = number(alerting.tls_expiry_days), number(alerting.tls_expiry_page_days)
+    rules = []
+    for severity, expr in (
+        (
+            c.SEVERITY_TICKET,
+            f"{days_left}\n< {ticket_days}" + (f" >= {page_days}" if alerting.tls_expiry_page_days else ""),
+        ),
+        (c.SEVERITY_PAGE, f"{days_left}\n< {page_days}"),
+    ):
+        if severity == c.SEVERITY_PAGE and not alerting.tls_expiry_page_days:
+            continue
+        labels = alert_labels(cfg, concern, c.ALERT_TLS_EXPIRING, severity)
+        notes = alert_annotations(
+            f"{name}: TLS certificate seen by {{{{ $labels.probe }}}} expires in {{{{ $value | humanize }}}} days",
+            f"The leaf certificate seen by probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} "
+            f"expires in {{{{ $value | humanize }}}} days (a ticket below {ticket_days} days"
+            + (f", a page below {page_days}" if alerting.tls_expiry_page_days else "")
+            + ").",
+            labels[c.LABEL_RUNBOOK_URL],
+        )
+        rules.append(_alert(c.ALERT_TLS_EXPIRING, expr, labels, notes))
+    return rules
+
+
+def service_alerts(cfg: Config, name: str, service: Service, slos: list[SLO]) -> list[Rule]:
+    """Every level-1 alert of one service."""
+    concern = concern_of(name, service)
+    rules: list[Rule] = []
+    # Compliance (failed or slow) would repeat the availability and latency burn alerts; it has its own.
+    budgeted = [slo for slo in slos if slo.name != c.SLO_COMPLIANCE]
+    for slo in budgeted:
+        rules.extend(burn_rate_alerts(cfg, concern, slo))
+    for slo in budgeted:
+        rules.append(budget_exhaustion_alert(cfg, concern, slo))
+    for slo in slos:
+        if slo.name == c.SLO_COMPLIANCE:
+            rules.append(compliance_alert(cfg, concern, slo))
+    if service.probes:
+        rules.extend(probe_alerts(cfg, concern, name, service))
+    return rules
+
+
+def feedback_concern(cfg: Config, source: FeedbackSource) -> Concern:
+    """A feedback source's alerts concern its service (tier from the config), else the source itself."""
+    if source.service and source.service in cfg.services:
+        return concern_of(source.service, cfg.services[source.service])
+    return Concern(service=source.service or source.name, tier="medium")
+
+
+def feedback_alerts(cfg: Config) -> list[Rule]:
+    """Per feedback source: deadlines missed too often, and too many product-quality complaints."""
+    limits = cfg.alerting.feedback
+    window = format_duration(limits.window)
+    rules: list[Rule] = []
+    for source in cfg.feedback:
+        concern = feedback_concern(cfg, source)
+        src = {c.LABEL_SOURCE: source.name}
+        allowed = number(ratio(100 - limits.deadline_target))
+        labels = alert_labels(cfg, concern, c.ALERT_FEEDBACK_DEADLINES, c.SEVERITY_TICKET)
+        notes = alert_annotations(
+            f"{source.name}: {{{{ $labels.stage }}}} deadline missed for {{{{ $value | humanizePercentage }}}} "
+            "of tickets",
+            f"Over the last {window}, {{{{ $value | humanizePercentage }}}} of the tickets of {source.name} "
+            f"missed their {{{{ $labels.stage }}}} deadline; at most {number(100 - limits.deadline_target)}% may.",
+            labels[c.LABEL_RUNBOOK_URL],
+        )
+        expr = f"{selector(c.FEEDBACK_DEADLINE_BREACH_RATIO, src)} > {allowed}"
+        rules.append(_alert(c.ALERT_FEEDBACK_DEADLINES, expr, labels, notes))
+        if source.quality_categories:
+            labels = alert_labels(cfg, concern, c.ALERT_FEEDBACK_QUALITY, c.SEVERITY_TICKET)
+            categories = ", ".join(source.quality_categories)
+            notes = alert_annotations(
+                f"{source.name}: product-quality complaints are {{{{ $value | humanizePercentage }}}} of tickets",
+                f"Over the last {window}, {{{{ $value | humanizePercentage }}}} of the tickets of {source.name} "
+                f"were in a quality category ({categories}); the limit is {number(limits.quality_share_max)}%.",
+                labels[c.LABEL_RUNBOOK_URL],
+            )
+            expr = f"{selector(c.FEEDBACK_QUALITY_SHARE_RATIO, src)} > {number(ratio(limits.quality_share_max))}"
+            rules.append(_alert(c.ALERT_FEEDBACK_QUALITY, expr, labels, notes))
+    return rules

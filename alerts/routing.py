@@ -1,0 +1,132 @@
+"""Alertmanager configuration: one route per priority and escalation level, grouping, inhibitions.
+
+Alertmanager only routes; the escalation clock lives in the Prometheus rules. Each
+(priority, level) route sends to that level's receiver, muted outside its ``during:`` time
+interval. Higher priorities inhibit lower ones for the same service; SLO alerts are
+inhibited while the prober itself is down for that service (its data cannot be trusted).
+When ``alertmanager.webhook_url`` is set, a first route copies every alert to slaprobe's
+``/alertmanager/webhook`` (ungrouped, ``continue: true``) for the incident metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slaprobe import conventions as c
+from slaprobe.alerts.policy import levels_of, ordered_priorities
+from slaprobe.alerts.promql import any_of, quote
+from slaprobe.config import Config
+from slaprobe.units import format_duration
+
+GROUP_BY = [c.LABEL_SERVICE, c.LABEL_ALERTNAME]
+RESOLVE_TIMEOUT = "5m"
+
+
+def matcher(name: str, value: str, op: str = "=") -> str:
+    """An Alertmanager matcher string: ``priority="P1"``."""
+    return f"{name}{op}{quote(value)}"
+
+
+def level_routes(cfg: Config) -> list[dict[str, Any]]:
+    """Every (priority, level) route, most urgent priority first, level 1 first."""
+    routes: list[dict[str, Any]] = []
+    for priority in ordered_priorities(cfg):
+        for number, level in enumerate(levels_of(cfg, priority), start=1):
+            route: dict[str, Any] = {
+                "receiver": level.notify,
+                "matchers": [matcher(c.LABEL_PRIORITY, priority), matcher(c.LABEL_ESCALATION_LEVEL, str(number))],
+            }
+            if number == 1 and level.after > 0:
+                # Level 1 is the alert itself; a delay before its first notification is group_wait.
+                route["group_wait"] = format_duration(level.after)
+            if level.during:
+                route["active_time_intervals"] = [level.during]
+            routes.append(route)
+    return routes
+
+
+def incident_route(cfg: Config) -> dict[str, Any] | None:
+    """The route that copies every slaprobe alert to slaprobe's webhook, if one is configured."""
+    if cfg.alertmanager is None or cfg.alertmanager.webhook_url is None:
+        return None
+    return {
+        "receiver": c.RECEIVER_INCIDENTS,
+        "matchers": [matcher(c.LABEL_ESCALATION_LEVEL, ".+", "=~")],
+        "group_by": ["..."],
+        "group_wait": "0s",
+        "continue": True,
+    }
+
+
+def receivers(cfg: Config) -> list[dict[str, Any]]:
+    """Generated receivers, then the config's as written, then bare ones for names no config defines."""
+    out: list[dict[str, Any]] = []
+    if cfg.alerting.default_receiver is None:
+        out.append({"name": c.RECEIVER_UNROUTED})
+    if cfg.alertmanager is not None and cfg.alertmanager.webhook_url is not None:
+        out.append(
+            {
+                "name": c.RECEIVER_INCIDENTS,
+                "webhook_configs": [{"url": cfg.alertmanager.webhook_url, "send_resolved": True}],
+            }
+        )
+    out.extend({"name": name, **spec} for name, spec in cfg.receivers.items())
+    named = {r["name"] for r in out}
+    wanted = [level.notify for levels in cfg.escalation.values() for level in levels]
+    if cfg.alerting.default_receiver is not None:
+        wanted.append(cfg.alerting.default_receiver)
+    for name in wanted:
+        if name not in named:
+            # No receivers in the config: route anyway, deliver nowhere until one is defined.
+            out.append({"name": name})
+            named.add(name)
+    return out
+
+
+def inhibit_rules(cfg: Config) -> list[dict[str, Any]]:
+    """Higher priorities mute lower ones of the same service; a down prober mutes that service's SLO alerts."""
+    rules: list[dict[str, Any]] = []
+    priorities = ordered_priorities(cfg)
+    for index, priority in enumerate(priorities[:-1]):
+        rules.append(
+            {
+                "source_matchers": [matcher(c.LABEL_PRIORITY, priority)],
+                "target_matchers": [matcher(c.LABEL_PRIORITY, any_of(priorities[index + 1 :]), "=~")],
+                "equal": [c.LABEL_SERVICE],
+            }
+        )
+    rules.append(
+        {
+            "source_matchers": [matcher(c.LABEL_ALERTNAME, any_of(c.PROBER_DOWN_ALERTS), "=~")],
+            "target_matchers": [matcher(c.LABEL_ALERTNAME, any_of(c.SLO_ALERTS), "=~")],
+            "equal": [c.LABEL_SERVICE],
+        }
+    )
+    return rules
+
+
+def generate_alertmanager(cfg: Config) -> dict[str, Any]:
+    """The Alertmanager configuration (``alertmanager.yaml``) for ``cfg``; pure and deterministic."""
+    alerting = cfg.alerting
+    routes = level_routes(cfg)
+    incidents = incident_route(cfg)
+    if incidents is not None:
+        routes.insert(0, incidents)
+    document: dict[str, Any] = {
+        "global": {"resolve_timeout": RESOLVE_TIMEOUT},
+        "route": {
+            "receiver": alerting.default_receiver or c.RECEIVER_UNROUTED,
+            "group_by": list(GROUP_BY),
+            "group_wait": format_duration(alerting.group_wait),
+            "group_interval": format_duration(alerting.group_interval),
+            "repeat_interval": format_duration(alerting.repeat_interval),
+            "routes": routes,
+        },
+        "inhibit_rules": inhibit_rules(cfg),
+        "receivers": receivers(cfg),
+    }
+    if cfg.time_intervals:
+        document["time_intervals"] = [
+            {"name": name, "time_intervals": list(intervals)} for name, intervals in cfg.time_intervals.items()
+        ]
+    return document

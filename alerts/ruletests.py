@@ -1,0 +1,427 @@
+"""promtool rule tests generated with the rules: they pin when each escalation level fires.
+
+For every priority with more than one level, synthetic ``ALERTS`` series of a level-1 alert
+of that priority check that level N fires exactly at its ``after`` and not one evaluation
+before; that a flap shorter than the bridge keeps the clock and one just longer resets it;
+that an acknowledgement resolves the fired level and withholds the next. For one service
+per tier, real probe series check the SLIs and alerts end to end: no failures reads 0 (not
+"no data"), an outage fires the burn-rate alerts and the budget projection, probe down
+fires after N runs and escalates on time, and the compliance, TLS and feedback alerts fire.
+
+promtool compares annotations exactly, so expected texts are the rules' templates filled in
+here; tests only use values whose Go formatting is certain (0, 1, 50%, 100%, whole days).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from slaprobe import conventions as c
+from slaprobe.alerts.alerting import burn_windows, feedback_concern
+from slaprobe.alerts.escalation import escalation_annotations
+from slaprobe.alerts.policy import levels_of, ordered_priorities, priority_of
+from slaprobe.alerts.promql import number
+from slaprobe.alerts.rules import alerting_rules, generate_rules, group_names
+from slaprobe.alerts.slos import SLO, service_slos
+from slaprobe.config import Config, EscalationLevel, Probe, Service
+from slaprobe.units import format_duration
+
+RULES_FILE = "slaprobe-rules.yaml"
+INSTANCE = {"instance": "slaprobe:9799", "job": "slaprobe"}
+_TEMPLATE = re.compile(r"\{\{ \$labels\.(\w+) \}\}|\{\{ \$value( \| (\w+))? \}\}")
+
+
+# ---------------------------------------------------------------------------- Go template subset
+
+
+def go_number(value: float) -> str:
+    """Go's ``%v`` of a float64, for the values tests use."""
+    if value == int(value) and abs(value) < 1e21:
+        return str(int(value))
+    return repr(value)
+
+
+def humanize(value: float) -> str:
+    """Prometheus' ``humanize`` (``%.4g`` with SI prefixes)."""
+    if value == 0 or math.isnan(value) or math.isinf(value):
+        return f"{value:.4g}"
+    prefix = ""
+    if abs(value) >= 1:
+        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
+            if abs(value) < 1000:
+                break
+            prefix, value = p, value / 1000
+    else:
+        for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+            if abs(value) >= 1:
+                break
+            prefix, value = p, value * 1000
+    return f"{value:.4g}{prefix}"
+
+
+def expand(template: str, labels: dict[str, str], value: float | None = None) -> str:
+    """Fill ``{{ $labels.x }}`` and ``{{ $value }}`` (plain, ``humanize``, ``humanizePercentage``)."""
+
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1):
+            return labels.get(match.group(1), "<no value>")
+        assert value is not None, f"template needs a value: {template}"
+        function = match.group(3)
+        if function == "humanize":
+            return humanize(value)
+        if function == "humanizePercentage":
+            return f"{value * 100:.4g}%"
+        if function is None:
+            return go_number(value)
+        raise ValueError(f"no expectation for {function} in tests")
+
+    return _TEMPLATE.sub(fill, template)
+
+
+# ---------------------------------------------------------------------------- test building
+
+
+@dataclass
+class Case:
+    """One promtool test: input series and the checks on them."""
+
+    name: str
+    series: list[dict[str, str]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    exprs: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_series(self, metric: str, labels: dict[str, str], values: str) -> None:
+        """Add an input series."""
+        body = ", ".join(f"{k}={_q(v)}" for k, v in labels.items())
+        self.series.append({"series": f"{metric}{{{body}}}", "values": values})
+
+    def expect(self, at: float, alertname: str, alerts: Iterable[tuple[dict[str, str], dict[str, str]]]) -> None:
+        """At ``at`` seconds, exactly these (labels, annotations) alerts of ``alertname`` fire."""
+        exp = [{"exp_labels": {"alertname": alertname, **labels}, "exp_annotations": notes} for labels, notes in alerts]
+        self.alerts.append({"eval_time": format_duration(at), "alertname": alertname, "exp_alerts": exp})
+
+    def document(self, step: float) -> dict[str, Any]:
+        """The promtool test entry."""
+        test: dict[str, Any] = {"name": self.name, "interval": format_duration(step), "input_series": self.series}
+        if self.alerts:
+            test["alert_rule_test"] = self.alerts
+        if self.exprs:
+            test["promql_expr_test"] = self.exprs
+        return test
+
+
+def _q(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def values(*runs: tuple[str, int]) -> str:
+    """promtool values from (value, samples) runs: ``("1", 3), ("_", 2)`` -> ``1x2 _x2``."""
+    parts = []
+    for value, count in runs:
+        if count <= 0:
+            continue
+        if value == "_":
+            parts.append(f"_x{count}")
+        elif value == "stale":
+            parts.extend(["stale"] * count)
+        elif "+" in value:
+            parts.append(f"{value}x{count - 1}")
+        else:
+            parts.append(f"{value}x{count - 1}" if count > 1 else value)
+    return " ".join(parts)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def test_step(cfg: Config) -> float:
+    """The evaluation interval of the tests: every timing they pin is a multiple of it (at most 1m)."""
+    durations = [60.0, cfg.alerting.escalation_bridge, cfg.alerting.budget_projection.for_]
+    durations += [level.after for levels in cfg.escalation.values() for level in levels]
+    durations += [(cfg.alerting.probe_down_runs - 1) * cfg.interval_of(p) for _, _, p in cfg.probes()]
+    step = 0
+    for duration in durations:
+        step = math.gcd(step, _ms(duration))
+    return max(step, 1000) / 1000
+
+
+# ---------------------------------------------------------------------------- escalation with synthetic ALERTS
+
+
+def _meta(labels: dict[str, str], level: int, spec: EscalationLevel) -> tuple[dict[str, str], dict[str, str]]:
+    """Expected labels and annotations of the level-``level`` meta-alert of a level-1 alert."""
+    meta = {k: v for k, v in labels.items() if k != c.LABEL_ALERTSTATE}
+    meta[c.LABEL_ESCALATION_LEVEL] = str(level)
+    notes = escalation_annotations(level, spec.after, spec.notify)
+    full = {c.LABEL_ALERTNAME: labels[c.LABEL_ALERTNAME], **meta}
+    return meta, {k: expand(v, full) for k, v in notes.items()}
+
+
+def escalation_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case]:
+    """Timing, flap and acknowledgement tests for every priority with more than one level."""
+    cases: list[Case] = []
+    bridge = cfg.alerting.escalation_bridge
+    base_rules = [r for r in alerting_rules(rules) if r["labels"].get(c.LABEL_ESCALATION_LEVEL) == "1"]
+    for priority in ordered_priorities(cfg):
+        levels = levels_of(cfg, priority)
+        candidates = [r for r in base_rules if r["labels"][c.LABEL_PRIORITY] == priority]
+        if len(levels) < 2 or not candidates:
+            continue
+        rule = min(candidates, key=lambda r: str(r["alert"]))
+        alertname = rule["alert"]
+        labels = {
+            c.LABEL_ALERTNAME: alertname,
+            c.LABEL_ALERTSTATE: c.ALERT_FIRING,
+            **rule["labels"],
+            **INSTANCE,
+        }
+        last = levels[-1].after
+        horizon = int((last + 3 * step + 2 * bridge) / step) + 2
+
+        # Steady: level N fires exactly at its after, not one evaluation before.
+        case = Case(f"{priority}: each escalation level of {alertname} fires exactly at its delay")
+        case.series.append(_alerts_series(labels, values(("1", horizon))))
+        for level_no, level in enumerate(levels[1:], start=2):
+            fired = [_meta(labels, n, levels[n - 1]) for n in range(2, level_no)]
+            if level.after >= step:
+                case.expect(level.after - step, alertname, fired)
+            case.expect(level.after, alertname, [*fired, _meta(labels, level_no, level)])
+        cases.append(case)
+
+        second = levels[1]
+        k = round(bridge / step)
+        # The alert fires up to evaluation a, stops, and fires again from evaluation b. Prometheus 2
+        # selects ranges closed at both ends, Prometheus 3 open at the start: b = a + k keeps the
+        # clock under both, b = a + k + 2 resets it under both (a + k + 1 depends on the version).
+        if k >= 2 and second.after > 2 * step:
+            a = max(0, min(round(second.after / step) - k - 2, round(second.after / step) // 3))
+            case = Case(f"{priority}: a flap of {alertname} shorter than the bridge keeps the level-2 clock")
+            case.series.append(_alerts_series(labels, values(("1", a + 1), ("stale", 1), ("_", k - 2), ("1", horizon))))
+            case.expect(second.after - step, alertname, [])
+            case.expect(second.after, alertname, [_meta(labels, 2, second)])
+            cases.append(case)
+        a = 1
+        resume = (a + k + 2) * step
+        case = Case(f"{priority}: a flap of {alertname} longer than the bridge resets the level-2 clock")
+        case.series.append(_alerts_series(labels, values(("1", a + 1), ("stale", 1), ("_", k), ("1", horizon + k + 2))))
+        if second.after > 0:
+            case.expect(resume + second.after - step, alertname, [])
+        case.expect(resume + second.after, alertname, [_meta(labels, 2, second)])
+        cases.append(case)
+
+        # Acknowledged after level 2 fired: level 2 resolves at once and no later level fires.
+        ack_at = second.after + step
+        case = Case(f"{priority}: acknowledging {alertname} resolves level 2 and withholds the next levels")
+        case.series.append(_alerts_series(labels, values(("1", horizon))))
+        ack_steps = round(ack_at / step)
+        case.add_series(
+            c.ALERT_ACKNOWLEDGED,
+            {c.LABEL_SERVICE: labels[c.LABEL_SERVICE], c.LABEL_ALERTNAME: alertname, **INSTANCE},
+            values(("_", ack_steps), ("1", horizon - ack_steps)),
+        )
+        case.expect(ack_at - step, alertname, [_meta(labels, 2, second)])
+        case.expect(ack_at, alertname, [])
+        for level in levels[2:]:
+            case.expect(max(level.after, ack_at), alertname, [])
+        cases.append(case)
+    return cases
+
+
+def _alerts_series(labels: dict[str, str], vals: str) -> dict[str, str]:
+    body = ", ".join(f"{k}={_q(v)}" for k, v in labels.items() if k != c.LABEL_ALERTNAME)
+    return {"series": f"{c.ALERTS_SERIES}{{alertname={_q(labels[c.LABEL_ALERTNAME])}, {body}}}", "values": vals}
+
+
+# ---------------------------------------------------------------------------- end to end on one service per tier
+
+
+def sample_services(cfg: Config) -> list[tuple[str, Service]]:
+    """The first service with probes of each tier, in config order."""
+    seen: set[str] = set()
+    out = []
+    for name, service in cfg.services.items():
+        if service.probes and service.tier not in seen:
+            seen.add(service.tier)
+            out.append((name, service))
+    return out
+
+
+def _rule_for(rules: dict[str, Any], alertname: str, **labels: str) -> dict[str, Any]:
+    for rule in alerting_rules(rules):
+        if rule["alert"] == alertname and all(rule["labels"].get(k) == v for k, v in labels.items()):
+            return rule
+    raise LookupError(f"no {alertname} rule with {labels}")
+
+
+def _expected(rule: dict[str, Any], series_labels: dict[str, str], value: float) -> tuple[dict, dict]:
+    labels = {**series_labels, **rule["labels"]}
+    full = {c.LABEL_ALERTNAME: rule["alert"], **labels}
+    return labels, {k: expand(v, full, value) for k, v in rule["annotations"].items()}
+
+
+def service_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case]:
+    """SLI, burn-rate, projection, probe-down (with escalation), compliance and TLS tests per sample service."""
+    cases: list[Case] = []
+    for name, service in sample_services(cfg):
+        probe = service.probes[0]
+        probe_labels = {c.LABEL_SERVICE: name, c.LABEL_PROBE: probe.name, c.LABEL_LOCATION: cfg.global_.location}
+        series = {**probe_labels, **INSTANCE}
+        slos = {slo.name: slo for slo in service_slos(cfg, name, service)}
+        cases.append(_zero_failures_case(name, series, slos[c.SLO_AVAILABILITY], step))
+        cases.append(_outage_case(cfg, rules, name, series, slos[c.SLO_AVAILABILITY], step))
+        cases.append(_probe_down_case(cfg, rules, name, service, probe, series, step))
+        compliance = slos[c.SLO_COMPLIANCE]
+        if compliance.objective > 50:
+            cases.append(_compliance_case(cfg, rules, name, series, compliance, step))
+        cases.append(_tls_case(cfg, rules, name, series))
+    return cases
+
+
+def _zero_failures_case(name: str, series: dict[str, str], slo: SLO, step: float) -> Case:
+    case = Case(f"{name}: runs without failures give an availability error ratio of 0, not no data")
+    case.add_series(c.PROBE_RUNS, series, values(("0+1", 30)))
+    for window in c.SLO_RATE_WINDOWS[:2]:
+        labels = {**slo.labels(), c.LABEL_SLOTH_WINDOW: window}
+        body = ", ".join(f"{k}={_q(v)}" for k, v in labels.items())
+        case.exprs.append(
+            {
+                "expr": slo.selector(c.slo_sli_error(window)),
+                "eval_time": format_duration(20 * step),
+                "exp_samples": [{"labels": f"{c.slo_sli_error(window)}{{{body}}}", "value": 0}],
+            }
+        )
+    return case
+
+
+def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str, str], slo: SLO, step: float) -> Case:
+    case = Case(f"{name}: a full outage fires every burn-rate pair and, after its delay, the budget projection")
+    hold = cfg.alerting.budget_projection.for_
+    samples = round((hold + 2 * step) / step) + 12
+    case.add_series(c.PROBE_RUNS, series, values(("0+1", samples)))
+    case.add_series(c.PROBE_FAILURES, {**series, c.LABEL_REASON: "connect"}, values(("0+1", samples)))
+    burns = []
+    for window, _ in burn_windows(slo):
+        rule = _rule_for(rules, c.ALERT_BURN_RATE, service=name, sloth_slo=slo.name, burnrate=window.label)
+        burns.append(_expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window.long}, 1))
+    case.expect(10 * step, c.ALERT_BURN_RATE, burns)
+    rule = _rule_for(rules, c.ALERT_BUDGET_EXHAUSTION, service=name, sloth_slo=slo.name)
+    # The budget left keeps the window label of the period ratio it is computed from (as Sloth's does).
+    projected = _expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: slo.period_window}, 0)
+    first = step  # the first evaluation with two samples, so a rate
+    if hold >= step:
+        case.expect(first + hold - step, c.ALERT_BUDGET_EXHAUSTION, [])
+    case.expect(first + hold, c.ALERT_BUDGET_EXHAUSTION, [projected])
+    return case
+
+
+def _probe_down_case(
+    cfg: Config, rules: dict[str, Any], name: str, service: Service, probe: Probe, series: dict[str, str], step: float
+) -> Case:
+    runs = cfg.alerting.probe_down_runs
+    hold = (runs - 1) * cfg.interval_of(probe)
+    severity_priority = priority_of(cfg, service.tier, c.SEVERITY_PAGE)
+    levels = levels_of(cfg, severity_priority)
+    case = Case(
+        f"{name}: probe {probe.name} down fires after {runs} failed runs"
+        + (" and escalates on time" if len(levels) > 1 else "")
+    )
+    failing_from = 2 * step
+    fired_at = failing_from + hold
+    last = levels[-1].after if len(levels) > 1 else 0
+    samples = round((fired_at + last) / step) + 3
+    case.add_series(c.PROBE_SUCCESS, series, values(("1", 2), ("0", samples)))
+    try:
+        rule = _rule_for(rules, c.ALERT_PROBE_DOWN, service=name, probe=probe.name)
+    except LookupError:
+        rule = _rule_for(rules, c.ALERT_PROBE_DOWN, service=name)
+    base = _expected(rule, series, 0)
+    if hold >= step:
+        case.expect(fired_at - step, c.ALERT_PROBE_DOWN, [])
+    case.expect(fired_at, c.ALERT_PROBE_DOWN, [base])
+    alert = {c.LABEL_ALERTNAME: c.ALERT_PROBE_DOWN, **base[0]}
+    for level_no, level in enumerate(levels[1:], start=2):
+        fired = [base] + [_meta(alert, n, levels[n - 1]) for n in range(2, level_no)]
+        case.expect(fired_at + level.after - step, c.ALERT_PROBE_DOWN, fired)
+        case.expect(fired_at + level.after, c.ALERT_PROBE_DOWN, [*fired, _meta(alert, level_no, level)])
+    return case
+
+
+def _compliance_case(
+    cfg: Config, rules: dict[str, Any], name: str, series: dict[str, str], slo: SLO, step: float
+) -> Case:
+    window = format_duration(cfg.alerting.compliance_window)
+    case = Case(f"{name}: half the runs within SLA fires the compliance alert (target {number(slo.objective)}%)")
+    case.add_series(c.PROBE_RUNS, series, values(("0+2", 20)))
+    case.add_series(c.PROBE_WITHIN_SLA, series, values(("0+1", 20)))
+    rule = _rule_for(rules, c.ALERT_COMPLIANCE, service=name)
+    case.expect(10 * step, c.ALERT_COMPLIANCE, [_expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window}, 0.5)])
+    return case
+
+
+def _tls_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str, str]) -> Case:
+    alerting_cfg = cfg.alerting
+    case = Case(f"{name}: a certificate close to expiry opens a ticket, and pages when closer")
+    ticket_days: float = math.floor((alerting_cfg.tls_expiry_days + alerting_cfg.tls_expiry_page_days) / 2)
+    if not alerting_cfg.tls_expiry_page_days <= ticket_days < alerting_cfg.tls_expiry_days:
+        ticket_days = alerting_cfg.tls_expiry_page_days  # a narrow band: its lower edge still tickets
+    fine = {**series, c.LABEL_PROBE: "fine"}
+    soon = {**series, c.LABEL_PROBE: "soon"}
+    case.add_series(c.TLS_CERT_EXPIRY, fine, values((str(int(alerting_cfg.tls_expiry_days + 30) * 86400), 2)))
+    case.add_series(c.TLS_CERT_EXPIRY, soon, values((number(ticket_days * 86400), 2)))
+    ticket = _rule_for(rules, c.ALERT_TLS_EXPIRING, service=name, severity=c.SEVERITY_TICKET)
+    expected = [_expected(ticket, soon, ticket_days)]
+    if alerting_cfg.tls_expiry_page_days:
+        page_days = alerting_cfg.tls_expiry_page_days / 2
+        urgent = {**series, c.LABEL_PROBE: "urgent"}
+        case.add_series(c.TLS_CERT_EXPIRY, urgent, values((number(page_days * 86400), 2)))
+        page = _rule_for(rules, c.ALERT_TLS_EXPIRING, service=name, severity=c.SEVERITY_PAGE)
+        expected.append(_expected(page, urgent, page_days))
+    case.expect(0, c.ALERT_TLS_EXPIRING, expected)
+    return case
+
+
+# ---------------------------------------------------------------------------- feedback
+
+
+def feedback_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case]:
+    """Half the tickets breaching first response (and half in quality categories) fire the feedback alerts."""
+    cases = []
+    for source in cfg.feedback:
+        case = Case(f"feedback {source.name}: half the tickets late and half about quality fire both alerts")
+        src = {c.LABEL_SOURCE: source.name, **INSTANCE}
+        kind = {c.LABEL_CATEGORY: "technical", c.LABEL_URGENCY: "urgent"}
+        ticket = {**src, c.LABEL_SERVICE: source.service or "", **kind}
+        case.add_series(c.FEEDBACK_TICKETS, ticket, values(("0+2", 20)))
+        breach = {**src, **kind, c.LABEL_STAGE: c.STAGE_FIRST_RESPONSE}
+        case.add_series(c.FEEDBACK_SLA_BREACHES, breach, values(("0+1", 20)))
+        case.add_series(c.FEEDBACK_QUALITY_TICKETS, {**src, c.LABEL_SERVICE: source.service or ""}, values(("0+1", 20)))
+        concern = feedback_concern(cfg, source)
+        deadline = _rule_for(rules, c.ALERT_FEEDBACK_DEADLINES, service=concern.service)
+        recorded = {c.LABEL_SOURCE: source.name, c.LABEL_STAGE: c.STAGE_FIRST_RESPONSE}
+        case.expect(10 * step, c.ALERT_FEEDBACK_DEADLINES, [_expected(deadline, recorded, 0.5)])
+        if source.quality_categories and cfg.alerting.feedback.quality_share_max < 50:
+            quality = _rule_for(rules, c.ALERT_FEEDBACK_QUALITY, service=concern.service)
+            case.expect(10 * step, c.ALERT_FEEDBACK_QUALITY, [_expected(quality, {c.LABEL_SOURCE: source.name}, 0.5)])
+        cases.append(case)
+        break  # rules are the same per source; one is enough
+    return cases
+
+
+def generate_rule_tests(
+    cfg: Config, *, rule_file: str = RULES_FILE, rules: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The promtool test file for the rules of ``cfg`` (``rule_file`` is the rule file's path from the test)."""
+    rules = rules if rules is not None else generate_rules(cfg)
+    step = test_step(cfg)
+    cases = escalation_cases(cfg, rules, step) + service_cases(cfg, rules, step) + feedback_cases(cfg, rules, step)
+    return {
+        "rule_files": [rule_file],
+        "evaluation_interval": format_duration(step),
+        "group_eval_order": group_names(rules),
+        "tests": [case.document(step) for case in cases],
+    }
