@@ -53,6 +53,10 @@ COOKIE_JAR = "http_cookie_jar"
 """``ctx.extras`` key: an ``aiohttp.abc.AbstractCookieJar`` to use instead of a fresh one
 per probe (flow steps share cookies this way)."""
 
+RESPONSE_CAPTURE = "http_response_capture"
+"""``ctx.extras`` key: a ``ResponseCapture`` that the probe fills with the final response
+(flow steps extract variables from it)."""
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = f"slaprobe/{__version__}"
 _SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "Content-Type"})
@@ -67,6 +71,16 @@ class _Failed(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+
+@dataclass(slots=True)
+class ResponseCapture:
+    """The final response's headers and body, kept for the caller when the body has been read."""
+
+    keep_body: bool = True  # False: headers only, the body is not held in memory
+    headers: CIMultiDictProxy[str] | None = None  # None until a response was read in full
+    body: bytes = b""
+    charset: str | None = None
 
 
 # ---------------------------------------------------------------------------- the probe
@@ -125,6 +139,8 @@ class _HttpProbe:
                 body = await self.read_body(response)
             finally:
                 response.close()
+            if (capture := self.ctx.extras.get(RESPONSE_CAPTURE)) is not None:
+                capture.headers, capture.body, capture.charset = response.headers, body, response.charset
             self.check(response, body)
         except _Failed as failure:
             if self.debug:
@@ -309,7 +325,9 @@ class _HttpProbe:
     async def read_body(self, response: aiohttp.ClientResponse) -> bytes:
         """Stream the body, failing with body_limit as soon as it passes ``body_size_limit``."""
         expect = self.spec.expect
-        keep = bool(expect.body_regex or expect.body_not_regex or expect.json_)
+        capture = self.ctx.extras.get(RESPONSE_CAPTURE)
+        captured = capture is not None and capture.keep_body
+        keep = bool(expect.body_regex or expect.body_not_regex or expect.json_ or captured)
         limit = self.spec.body_size_limit
         chunks: list[bytes] = []
         total = 0

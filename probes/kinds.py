@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from slaprobe.probes.dns import probe_dns
+from slaprobe.probes.flow import probe_flow
 from slaprobe.probes.http import probe_http
 from slaprobe.probes.icmp import probe_icmp
 from slaprobe.probes.result import ProbeFn
@@ -17,4 +18,5 @@ PROBERS: Mapping[str, ProbeFn] = {
     "tls": probe_tls,
     "dns": probe_dns,
     "icmp": probe_icmp,
+    "flow": probe_flow,
 }
