@@ -1,0 +1,460 @@
+"""Log line parsers on real-format lines, odd ones included: every format, every documented field."""
+
+from __future__ import annotations
+
+import calendar
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slaprobe.config import LogSource
+from slaprobe.probes.logevent import Event
+from slaprobe.probes.parsers import (
+    PARSERS,
+    LazyFields,
+    make_regex_parser,
+    parse_apache_combined,
+    parse_clf_time,
+    parse_duration_text,
+    parse_envoy,
+    parse_iso_time,
+    parse_jsonl,
+    parse_logfmt,
+    parse_nginx_combined,
+    parse_time_value,
+    parser_for,
+    sum_upstream_times,
+)
+
+T_2023 = calendar.timegm((2023, 10, 10, 13, 55, 36))  # 10/Oct/2023:13:55:36 +0000
+
+NGINX = (
+    b'203.0.113.9 - - [10/Oct/2023:13:55:36 +0000] "GET /api/v1/orders?id=7 HTTP/1.1" 200 2326 '
+    b'"https://shop.example/cart" "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0" 0.123 0.120'
+)
+
+
+def parsed(parser: object, line: bytes) -> Event:
+    event = parser(line)  # type: ignore[operator]
+    assert event is not None, line
+    return event  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------- nginx
+
+
+def test_an_nginx_line_gives_status_duration_time_and_every_field() -> None:
+    event = parsed(parse_nginx_combined, NGINX)
+    assert (event.status, event.duration, event.time) == (200, 0.123, T_2023)
+    assert dict(event.fields) == {
+        "remote_addr": "203.0.113.9",
+        "remote_user": "-",
+        "time_local": "10/Oct/2023:13:55:36 +0000",
+        "request": "GET /api/v1/orders?id=7 HTTP/1.1",
+        "method": "GET",
+        "path": "/api/v1/orders?id=7",
+        "protocol": "HTTP/1.1",
+        "status": "200",
+        "body_bytes_sent": "2326",
+        "http_referer": "https://shop.example/cart",
+        "http_user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0",
+        "request_time": "0.123",
+        "upstream_response_time": "0.120",
+        "upstream_response_time_sum": "0.12",
+    }
+
+
+def test_plain_nginx_combined_without_request_time_has_no_duration() -> None:
+    line = b'10.0.0.1 - bob [10/Oct/2023:13:55:36 +0000] "POST /login HTTP/2.0" 302 0 "-" "curl/8.4.0"'
+    event = parsed(parse_nginx_combined, line)
+    assert (event.status, event.duration) == (302, None)
+    assert "request_time" not in event.fields
+    assert event.fields["remote_user"] == "bob"
+
+
+@pytest.mark.parametrize(
+    ("tail", "request_time", "upstream", "upstream_sum", "duration"),
+    [
+        (b" 0.000 -", "0.000", "-", None, 0.0),
+        (b" - -", "-", "-", None, None),
+        (b" 0.503 0.250, 0.251", "0.503", "0.250, 0.251", "0.501", 0.503),
+        (b" 1.010 0.500, 0.004 : 0.500", "1.010", "0.500, 0.004 : 0.500", "1.004", 1.01),
+        (b" 0.002 -, 0.001", "0.002", "-, 0.001", "0.001", 0.002),
+        (b" 12.5", "12.5", None, None, 12.5),
+    ],
+)
+def test_nginx_request_time_and_upstream_time_lists(
+    tail: bytes, request_time: str, upstream: str | None, upstream_sum: str | None, duration: float | None
+) -> None:
+    line = b'::1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 502 157 "-" "kube-probe/1.28"' + tail
+    event = parsed(parse_nginx_combined, line)
+    assert event.duration == duration
+    assert event.fields["request_time"] == request_time
+    assert event.fields.get("upstream_response_time") == upstream
+    assert event.fields.get("upstream_response_time_sum") == upstream_sum
+
+
+def test_an_ipv6_client_and_a_zone_offset_are_read() -> None:
+    line = b'2001:db8::5:1 - - [10/Oct/2023:21:55:36 +0800] "GET /x HTTP/1.1" 404 12 "-" "-" 0.001'
+    event = parsed(parse_nginx_combined, line)
+    assert event.fields["remote_addr"] == "2001:db8::5:1"
+    assert event.time == T_2023
+    assert event.status == 404
+
+
+def test_nginx_escaped_bytes_stay_as_written() -> None:
+    # nginx's default escaping writes " as \x22 and bytes >= 0x7f as \xNN.
+    line = (
+        b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET /q?a=\\x22b\\x22 HTTP/1.1" 200 5 "-" "say \\x22hi\\x22" 0.010'
+    )
+    event = parsed(parse_nginx_combined, line)
+    assert event.fields["path"] == "/q?a=\\x22b\\x22"
+    assert event.fields["http_user_agent"] == "say \\x22hi\\x22"
+    assert event.duration == 0.01
+
+
+def test_nginx_escape_json_quotes_do_not_end_a_field() -> None:
+    line = b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET /a HTTP/1.1" 200 5 "-" "say \\"hi\\"" 0.010'
+    event = parsed(parse_nginx_combined, line)
+    assert event.fields["http_user_agent"] == 'say \\"hi\\"'
+    assert (event.status, event.duration) == (200, 0.01)
+
+
+def test_a_request_line_that_is_not_http_keeps_only_request() -> None:
+    line = b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "\\x16\\x03\\x01\\x02\\x00" 400 150 "-" "-" 0.001'
+    event = parsed(parse_nginx_combined, line)
+    assert event.status == 400
+    assert event.fields["request"] == "\\x16\\x03\\x01\\x02\\x00"
+    assert "method" not in event.fields and "path" not in event.fields
+    dash = parsed(parse_nginx_combined, b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "-" 408 0 "-" "-"')
+    assert (dash.status, dash.fields["request"]) == (408, "-")
+
+
+def test_invalid_utf8_never_raises_and_becomes_replacement_characters() -> None:
+    line = b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET /caf\xe9 HTTP/1.1" 200 5 "-" "\xff\xfe agent" 0.010'
+    event = parsed(parse_nginx_combined, line)
+    assert event.fields["path"] == "/caf\ufffd"
+    assert event.fields["http_user_agent"] == "\ufffd\ufffd agent"
+    assert event.status == 200
+
+
+def test_a_trailing_newline_or_crlf_is_ignored() -> None:
+    for ending in (b"\n", b"\r\n"):
+        event = parsed(parse_nginx_combined, NGINX + ending)
+        assert (event.status, event.duration) == (200, 0.123)
+        assert event.fields["upstream_response_time"] == "0.120"
+
+
+@pytest.mark.parametrize("cut", [1, 20, 47, 60, 83, 88, 93, 120, -1])
+def test_a_truncated_nginx_line_does_not_parse(cut: int) -> None:
+    line = b'203.0.113.9 - - [10/Oct/2023:13:55:36 +0000] "GET /api/v1/orders?id=7 HTTP/1.1" 200 2326 "https://shop.example/cart" "Mozilla/5.0 Firefox/121.0"'
+    assert parse_nginx_combined(line[:cut]) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"",
+        b"hello world",
+        b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" OK 5 "-" "-"',
+        b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 2000 5 "-" "-"',
+        b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "-" slow',
+        b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "-"0.1',
+        b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "-" nan',
+        b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "-" -1.5',
+        b'[10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "-"',
+    ],
+)
+def test_lines_that_are_not_nginx_combined_give_none(line: bytes) -> None:
+    assert parse_nginx_combined(line) is None
+
+
+def test_an_unreadable_timestamp_leaves_time_unset_but_the_line_counts() -> None:
+    line = b'10.0.0.1 - - [yesterday at noon] "GET / HTTP/1.1" 200 5 "-" "-" 0.2'
+    event = parsed(parse_nginx_combined, line)
+    assert (event.time, event.status, event.duration) == (None, 200, 0.2)
+
+
+def test_status_000_is_kept() -> None:
+    line = b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/2.0" 000 0 "-" "-" 0.000'
+    assert parsed(parse_nginx_combined, line).status == 0
+
+
+# ---------------------------------------------------------------------------- apache
+
+
+def test_an_apache_line_with_microseconds() -> None:
+    line = b'192.0.2.7 - frank [10/Oct/2023:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)" 1534'
+    event = parsed(parse_apache_combined, line)
+    assert (event.status, event.duration, event.time) == (200, 0.001534, T_2023 + 7 * 3600)
+    assert event.fields["ident"] == "-"
+    assert event.fields["remote_user"] == "frank"
+    assert event.fields["request_time_us"] == "1534"
+    assert event.fields["http_user_agent"] == "Mozilla/4.08 [en] (Win98; I ;Nav)"
+
+
+def test_apache_backslash_escaped_quotes_are_unescaped() -> None:
+    line = (
+        b'2001:db8::1 - - [10/Oct/2023:13:55:36 +0000] "GET /say?\\"hi\\" HTTP/1.1" 404 - "-" "curl \\"7\\" \\\\o/" 99'
+    )
+    event = parsed(parse_apache_combined, line)
+    assert event.fields["path"] == '/say?"hi"'
+    assert event.fields["http_user_agent"] == 'curl "7" \\o/'
+    assert event.fields["body_bytes_sent"] == "0"
+    assert (event.status, event.duration) == (404, 99e-6)
+
+
+def test_apache_without_d_has_no_duration_and_bad_d_does_not_parse() -> None:
+    base = b'192.0.2.7 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 500 10 "-" "-"'
+    assert parsed(parse_apache_combined, base).duration is None
+    assert parse_apache_combined(base + b" 1.5") is None
+    assert parse_apache_combined(base + b" -") is None
+
+
+# ---------------------------------------------------------------------------- envoy
+
+ENVOY = (
+    b'[2016-04-15T20:17:00.310Z] "POST /api/v1/locations HTTP/2" 204 - 154 0 226 100 "10.0.35.28" '
+    b'"nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "locations" "tcp://10.0.2.1:80"'
+)
+
+
+def test_an_envoy_default_line() -> None:
+    event = parsed(parse_envoy, ENVOY)
+    assert (event.status, event.duration) == (204, 0.226)
+    assert event.time == pytest.approx(calendar.timegm((2016, 4, 15, 20, 17, 0)) + 0.31)
+    assert dict(event.fields) == {
+        "start_time": "2016-04-15T20:17:00.310Z",
+        "method": "POST",
+        "path": "/api/v1/locations",
+        "protocol": "HTTP/2",
+        "response_code": "204",
+        "response_flags": "-",
+        "bytes_received": "154",
+        "bytes_sent": "0",
+        "duration": "226",
+        "upstream_service_time": "100",
+        "x_forwarded_for": "10.0.35.28",
+        "user_agent": "nsq2http",
+        "request_id": "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2",
+        "authority": "locations",
+        "upstream_host": "tcp://10.0.2.1:80",
+    }
+
+
+def test_envoy_no_response_and_unset_values() -> None:
+    line = b'[2024-01-02T03:04:05.000Z] "GET /slow HTTP/1.1" 0 UF,URX 0 0 - - "-" "-" "1-2-3" "svc.local" "[2001:db8::7]:8080"\n'
+    event = parsed(parse_envoy, line)
+    assert (event.status, event.duration) == (0, None)
+    assert event.fields["response_flags"] == "UF,URX"
+    assert event.fields["upstream_service_time"] == "-"
+    assert event.fields["upstream_host"] == "[2001:db8::7]:8080"
+
+
+def test_envoy_lines_that_do_not_fit() -> None:
+    assert parse_envoy(ENVOY[:80]) is None
+    assert parse_envoy(ENVOY.replace(b" 204 ", b" OK ")) is None
+    assert parse_envoy(ENVOY.replace(b" 226 ", b" fast ")) is None
+    assert parse_envoy(NGINX) is None
+
+
+# ---------------------------------------------------------------------------- jsonl
+
+
+def test_a_jsonl_object_gives_text_fields_and_typed_values() -> None:
+    line = json.dumps(
+        {
+            "time": "2024-01-02T03:04:05.250+01:00",
+            "status": 503,
+            "duration_ms": 12.5,
+            "ok": False,
+            "user": None,
+            "tags": ["a", "b"],
+            "ctx": {"region": "eu"},
+            "msg": 'caf\u00e9 "quoted"',
+        }
+    ).encode()
+    event = parsed(parse_jsonl, line)
+    assert event.status == 503
+    assert event.duration == pytest.approx(0.0125)
+    assert event.time == calendar.timegm((2024, 1, 2, 2, 4, 5)) + 0.25
+    assert event.fields == {
+        "time": "2024-01-02T03:04:05.250+01:00",
+        "status": "503",
+        "duration_ms": "12.5",
+        "ok": "false",
+        "user": "",
+        "tags": '["a","b"]',
+        "ctx": '{"region":"eu"}',
+        "msg": 'café "quoted"',
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "status", "duration", "time"),
+    [
+        ({"status_code": "404", "latency": "250ms", "ts": 1_700_000_000_123}, 404, 0.25, 1_700_000_000.123),
+        ({"http_status": 200, "request_time": 0.5, "timestamp": 1_700_000_000}, 200, 0.5, 1_700_000_000.0),
+        ({"status": "ok", "duration_us": 1500, "@timestamp": "2024-01-02 03:04:05"}, None, 0.0015, 1704164645.0),
+        ({"status": True, "duration": "1m30s", "time": "10/Oct/2023:13:55:36 +0000"}, None, 90.0, T_2023),
+        ({"duration": -1, "latency_ms": 5, "time": "soon"}, None, None, None),
+    ],
+)
+def test_jsonl_typed_values_come_from_the_documented_keys(
+    obj: dict[str, object], status: int | None, duration: float | None, time: float | None
+) -> None:
+    event = parsed(parse_jsonl, json.dumps(obj).encode())
+    assert event.status == status
+    assert event.duration == (pytest.approx(duration) if duration is not None else None)
+    assert event.time == (pytest.approx(time) if time is not None else None)
+
+
+@pytest.mark.parametrize("line", [b"", b"[1, 2]", b'"text"', b'{"a": 1', b"{'a': 1}", b"not json"])
+def test_jsonl_lines_that_are_not_one_object_give_none(line: bytes) -> None:
+    assert parse_jsonl(line) is None
+
+
+def test_jsonl_survives_invalid_utf8_inside_a_string() -> None:
+    event = parsed(parse_jsonl, b'{"msg": "bad \xff byte", "status": 200}\n')
+    assert event.fields["msg"] == "bad \ufffd byte"
+
+
+# ---------------------------------------------------------------------------- logfmt
+
+
+def test_logfmt_quoted_values_escapes_and_bare_keys() -> None:
+    line = b'ts=2024-01-02T03:04:05Z level=warn msg="disk \\"sda\\" at 91%\\n" path=/a=b retry empty= status=429 duration=1.5s'
+    event = parsed(parse_logfmt, line)
+    assert event.fields == {
+        "ts": "2024-01-02T03:04:05Z",
+        "level": "warn",
+        "msg": 'disk "sda" at 91%\n',
+        "path": "/a=b",
+        "retry": "true",
+        "empty": "",
+        "status": "429",
+        "duration": "1.5s",
+    }
+    assert (event.status, event.duration, event.time) == (429, 1.5, calendar.timegm((2024, 1, 2, 3, 4, 5)))
+
+
+def test_logfmt_unicode_escape_and_invalid_utf8() -> None:
+    event = parsed(parse_logfmt, b'msg="caf\\u00e9" who=\xff')
+    assert event.fields == {"msg": "café", "who": "\ufffd"}
+
+
+@pytest.mark.parametrize("line", [b"", b"   ", b"just some words", b'msg="unterminated', b'a="x"y b=1', b'a=x"y'])
+def test_logfmt_lines_without_pairs_or_with_broken_quotes_give_none(line: bytes) -> None:
+    assert parse_logfmt(line) is None
+
+
+# ---------------------------------------------------------------------------- regex
+
+
+def test_a_regex_parser_types_status_and_duration_groups() -> None:
+    parse = make_regex_parser(
+        r"(?P<method>[A-Z]+) (?P<path>\S+) -> (?P<status>\d+) in (?P<duration_ms>\d+)ms(?: user=(?P<user>\w+))?"
+    )
+    event = parsed(parse, b"2024-01-02 app: GET /x -> 502 in 340ms\n")
+    assert event.fields == {"method": "GET", "path": "/x", "status": "502", "duration_ms": "340"}
+    assert (event.status, event.duration) == (502, pytest.approx(0.34))
+    assert parse(b"nothing to see") is None
+    assert parsed(parse, b"GET /y -> 200 in 1ms user=ann").fields["user"] == "ann"
+
+
+def test_a_regex_parser_reads_time_and_duration_with_units() -> None:
+    parse = make_regex_parser(r"^(?P<time>\S+) took (?P<duration>\S+)$")
+    event = parsed(parse, b"2024-01-02T03:04:05Z took 250ms")
+    assert event.duration == 0.25
+    assert event.time == calendar.timegm((2024, 1, 2, 3, 4, 5))
+
+
+# ---------------------------------------------------------------------------- lookup, helpers
+
+
+def test_parser_for_picks_the_format_of_a_log_source() -> None:
+    for name, fn in PARSERS.items():
+        assert parser_for(LogSource(path="/x", format=name)) is fn  # type: ignore[arg-type]
+    regex = parser_for(LogSource(path="/x", format="regex", regex=r"(?P<status>\d{3})"))
+    assert parsed(regex, b"got 201").status == 201
+    with pytest.raises(ValueError, match="unknown log format"):
+        parser_for(type("Spec", (), {"format": "syslog", "regex": None})())
+
+
+def test_lazy_fields_behave_like_a_read_only_dict() -> None:
+    fields = parsed(parse_nginx_combined, NGINX).fields
+    assert isinstance(fields, LazyFields)
+    assert fields == dict(fields)
+    assert "path" in fields and "nope" not in fields
+    assert fields.get("nope", "x") == "x"
+    assert len(fields) == len(list(fields)) == len(dict(fields.items()))
+    with pytest.raises(KeyError):
+        fields["nope"]
+    assert "remote_addr" in repr(fields)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("10/Oct/2023:13:55:36 +0000", T_2023),
+        ("10/Oct/2023:13:55:36 -0130", T_2023 + 5400),
+        ("29/Feb/2024:00:00:00 +0000", calendar.timegm((2024, 2, 29, 0, 0, 0))),
+        ("10/Foo/2023:13:55:36 +0000", None),
+        ("10/Oct/2023:13:55:36", None),
+        ("aa/Oct/2023:13:55:36 +0000", None),
+    ],
+)
+def test_clf_timestamps(text: str, seconds: float | None) -> None:
+    assert parse_clf_time(text) == seconds
+    assert parse_clf_time(text) == seconds  # cached
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2023-10-10T13:55:36Z", T_2023),
+        ("2023-10-10T13:55:36.5Z", T_2023 + 0.5),
+        ("2023-10-10 13:55:36,25", T_2023 + 0.25),
+        ("2023-10-10T15:55:36+02:00", T_2023),
+        ("2023-10-10T12:55:36.000-0100", T_2023),
+        ("2023-10-10T13:55:36 UTC", None),
+        ("2023-13-10T13:55:36Z", None),
+    ],
+)
+def test_iso_timestamps(text: str, seconds: float | None) -> None:
+    assert parse_iso_time(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_duration_and_time_helpers() -> None:
+    assert parse_duration_text("250ms") == 0.25
+    assert parse_duration_text("1h2m3.5s") == 3723.5
+    assert parse_duration_text("300µs") == pytest.approx(0.0003)
+    assert parse_duration_text("12", 1e-3) == 0.012
+    assert parse_duration_text("fast") is None
+    assert parse_duration_text("5ms later") is None
+    assert sum_upstream_times("-") is None
+    assert sum_upstream_times("0.1, 0.2 : 0.3") == pytest.approx(0.6)
+    assert parse_time_value(1_700_000_000) == 1_700_000_000
+    assert parse_time_value("1700000000500") == 1_700_000_000.5
+    assert parse_time_value(True) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_no_parser_raises_on_arbitrary_bytes(data: bytes) -> None:
+    for parse in [*PARSERS.values(), make_regex_parser(r"(?P<status>\d+) (?P<duration>\S+)")]:
+        event = parse(data)
+        if event is not None:
+            dict(event.fields)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40), st.binary(max_size=40))
+def test_no_parser_raises_on_mangled_access_lines(prefix: bytes, suffix: bytes) -> None:
+    for line in (NGINX, ENVOY):
+        for parse in PARSERS.values():
+            event = parse(prefix + line[len(prefix) :] + suffix)
+            if event is not None:
+                dict(event.fields)
