@@ -69,6 +69,7 @@ def stub_generated(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "generated": {
             "configChecksum": helm_generate().config_checksum(text),
+            "namespace": NAMESPACE,
             "prometheusRule": {
                 "groups": [{"name": "slaprobe-stub", "rules": [{"record": "slaprobe:stub", "expr": "vector(1)"}]}]
             },
@@ -93,7 +94,7 @@ def objects(rendered: Mapping[str, str]) -> list[dict[str, Any]]:
     for path in sorted(rendered):
         if path.endswith(".txt"):
             continue
-        docs += [doc for doc in yaml.safe_load_all(rendered[path]) if isinstance(doc, dict)]
+        docs += helm_generate().load_manifests(rendered[path])
     return docs
 
 

@@ -23,6 +23,7 @@ from tests.helm.chart import (
     pod_spec,
     render,
     render_case,
+    stub_generated,
     update_requested,
     validate,
     values_table,
@@ -247,6 +248,17 @@ def test_generated_artefacts_from_another_config_are_refused() -> None:
     }
     with pytest.raises(helm_python.HelmRenderError, match="generated: made from another config"):
         render(helm_generate().merge_values(values, stale))
+
+
+def test_alerts_labelled_for_another_namespace_than_the_alertmanagerconfig_are_refused() -> None:
+    values = case_values("full")
+    generated = stub_generated(values)
+    generated["generated"]["namespace"] = "observability"
+    with pytest.raises(helm_python.HelmRenderError, match='labelled namespace="observability"'):
+        render(helm_generate().merge_values(values, generated))
+    values["alertmanagerConfig"]["namespace"] = "observability"
+    docs = objects(render(helm_generate().merge_values(values, generated)))
+    assert find(docs, "AlertmanagerConfig")["metadata"]["namespace"] == "observability"
 
 
 def test_turning_on_generated_resources_without_generating_says_what_to_run() -> None:
