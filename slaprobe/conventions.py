@@ -52,6 +52,12 @@ SCHEDULER_LAG = "slaprobe_scheduler_lag_seconds"
 SCHEDULER_MISSED = "slaprobe_scheduler_missed_runs_total"
 PROBES_IN_FLIGHT = "slaprobe_probes_in_flight"
 BUILD_INFO = "slaprobe_build_info"
+LABEL_CAUSE = "cause"  # of a missed run: overrun or late
+# Standard series the exporter-health board reads: Prometheus' scrape health and
+# prometheus_client's process collector (on /metrics of every instance).
+UP = "up"
+PROCESS_RESIDENT_MEMORY = "process_resident_memory_bytes"
+PROCESS_CPU_SECONDS = "process_cpu_seconds_total"
 
 # ---------------------------------------------------------------- log-derived (later issues)
 LOG_LINES = "slaprobe_log_lines_total"
@@ -225,11 +231,21 @@ LABEL_RUNBOOK_URL = "runbook_url"  # also a label, so escalation meta-alerts can
 LABEL_NAMESPACE = "namespace"  # AlertmanagerConfig (OnNamespace) routes match on it
 SEVERITY_PAGE = "page"
 SEVERITY_TICKET = "ticket"
+# The SRE workbook's multi-window burn-rate table, read by the rules and by the boards that draw
+# their thresholds: (share of the SLA window's budget, long window, short window, severity).
+# A row's burn-rate factor is share x SLA window / long window (14.4 for 2% in 1h of 30d).
+BURN_RATE_TABLE: tuple[tuple[float, str, str, str], ...] = (
+    (0.02, "1h", "5m", SEVERITY_PAGE),
+    (0.05, "6h", "30m", SEVERITY_PAGE),
+    (0.10, "1d", "2h", SEVERITY_TICKET),
+    (0.10, "3d", "6h", SEVERITY_TICKET),
+)
 ANNOTATION_SUMMARY = "summary"
 ANNOTATION_DESCRIPTION = "description"
 ANNOTATION_RUNBOOK_URL = "runbook_url"
 ALERTS_SERIES = "ALERTS"  # Prometheus' own series of pending and firing alerts
 ALERT_FIRING = "firing"
+ALERTS_FOR_STATE_SERIES = "ALERTS_FOR_STATE"  # Prometheus' own: value = when each active alert became active
 
 # Alertmanager receivers slaprobe adds to the ones in the config.
 RECEIVER_INCIDENTS = "slaprobe-incidents"  # slaprobe's /alertmanager/webhook, for incident metrics
