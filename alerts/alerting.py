@@ -59,12 +59,14 @@ def _alert(name: str, expr: str, labels: dict[str, str], notes: dict[str, str], 
 def burn_windows(slo: SLO) -> Iterator[tuple[BurnWindow, float]]:
     """The window pairs that apply to an SLO, with their burn-rate factor.
 
-    A pair whose long window exceeds the SLA window, or whose threshold (factor x budget)
-    is 100% or more (an objective too low for it: it could never fire), is left out.
+    Left out: a pair whose long window exceeds the SLA window; one whose factor is below 1
+    (short SLA windows: it would alert on spending less than the budget); one whose
+    threshold (factor x budget) is 100% or more (an objective too low for it: it could
+    never fire).
     """
     for window in BURN_WINDOWS:
         factor = window.factor(slo.period)
-        if parse_duration(window.long) <= slo.period and factor * slo.budget < 1:
+        if parse_duration(window.long) <= slo.period and factor >= 1 and factor * slo.budget < 1:
             yield window, factor
 
 
@@ -128,29 +130,30 @@ def compliance_alert(cfg: Config, concern: Concern, slo: SLO) -> Rule:
     return _alert(c.ALERT_COMPLIANCE, expr, labels, notes)
 
 
-def _probe_groups(cfg: Config, probes: list[Probe]) -> list[tuple[float, list[Probe]]]:
-    """One group of all probes when they share an interval, else one group per probe.
-
-    Timings depend on the interval. Rules of one name need distinct static labels
-    (promtool rejects duplicates), so split rules carry the ``probe`` label, which the
-    series has anyway: the alerts' labels are the same either way.
-    """
-    intervals = {cfg.interval_of(p) for p in probes}
-    if len(intervals) == 1:
-        return [(intervals.pop(), probes)]
-    return [(cfg.interval_of(p), [p]) for p in probes]
-
-
-def _probe_matchers(name: str, probes: list[Probe], everyone: list[Probe]) -> tuple[dict[str, str], dict[str, str]]:
-    """Equality matchers and static labels for a probe group (``probe`` when it is one of several)."""
-    if len(probes) == len(everyone):
-        return {c.LABEL_SERVICE: name}, {}
-    return {c.LABEL_SERVICE: name, c.LABEL_PROBE: probes[0].name}, {c.LABEL_PROBE: probes[0].name}
-
-
-def _is_scheduled(probe: Probe) -> bool:
-    """Probes that run by a cron schedule or only during time intervals are quiet on purpose."""
+def is_scheduled(probe: Probe) -> bool:
+    """Probes that run by a cron schedule or only during time intervals: quiet, and stale, on purpose."""
     return bool(getattr(probe, "schedule", None) or getattr(probe, "during", None))
+
+
+def _probe_groups(
+    cfg: Config, name: str, service: Service
+) -> list[tuple[float, list[Probe], dict[str, str], dict[str, str], dict[str, str]]]:
+    """The service's interval-driven probes in groups of one interval, with their matchers.
+
+    Each item is (interval, probes, equality matchers, regex matchers, static labels). One
+    group holds all probes when they share an interval; else there is one group per probe.
+    Rules of one name need distinct static labels (promtool rejects duplicates), so split
+    rules carry the ``probe`` label, which the series has anyway: alert labels are the same.
+    """
+    probes = [p for p in service.probes if not is_scheduled(p)]
+    if not probes:
+        return []
+    intervals = {cfg.interval_of(p) for p in probes}
+    equal = {c.LABEL_SERVICE: name}
+    if len(intervals) == 1:
+        regex = {c.LABEL_PROBE: any_of(p.name for p in probes)} if len(probes) < len(service.probes) else {}
+        return [(intervals.pop(), probes, equal, regex, {})]
+    return [(cfg.interval_of(p), [p], {**equal, c.LABEL_PROBE: p.name}, {}, {c.LABEL_PROBE: p.name}) for p in probes]
 
 
 def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> list[Rule]:
@@ -158,21 +161,18 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
     alerting = cfg.alerting
     runs = alerting.probe_down_runs
     rules: list[Rule] = []
-    for interval, probes in _probe_groups(cfg, service.probes):
-        equal, static = _probe_matchers(name, probes, service.probes)
-        every = format_duration(interval)
+    groups = _probe_groups(cfg, name, service)
+    for interval, _, equal, regex, static in groups:
         labels = alert_labels(cfg, concern, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, **static)
         notes = alert_annotations(
             f"{name}: probe {{{{ $labels.probe }}}} is down",
             f"Probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} failed its last {runs} runs "
-            f"(one every {every}); last run successful: {{{{ $value }}}}.",
+            f"(one every {format_duration(interval)}); last run successful: {{{{ $value }}}}.",
             labels[c.LABEL_RUNBOOK_URL],
         )
-        expr = f"{selector(c.PROBE_SUCCESS, equal)} == 0"
+        expr = f"{selector(c.PROBE_SUCCESS, equal, **regex)} == 0"
         rules.append(_alert(c.ALERT_PROBE_DOWN, expr, labels, notes, (runs - 1) * interval))
-    unscheduled = [p for p in service.probes if not _is_scheduled(p)]
-    for interval, probes in _probe_groups(cfg, unscheduled) if unscheduled else ():
-        equal, static = _probe_matchers(name, probes, service.probes)
+    for interval, _, equal, regex, static in groups:
         stale_after = max(alerting.no_data_for, 3 * interval)
         labels = alert_labels(cfg, concern, c.ALERT_PROBE_NO_DATA, c.SEVERITY_TICKET, **static)
         notes = alert_annotations(
@@ -181,10 +181,7 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
             f"{{{{ $value | humanizeDuration }}}} ago; it runs every {format_duration(interval)}.",
             labels[c.LABEL_RUNBOOK_URL],
         )
-        probe_re = {c.LABEL_PROBE: any_of(p.name for p in probes)} if len(probes) < len(service.probes) else {}
-        if static:
-            probe_re = {}
-        expr = f"time() - {selector(c.PROBE_LAST_RUN, equal, **probe_re)} > {number(stale_after)}"
+        expr = f"time() - {selector(c.PROBE_LAST_RUN, equal, **regex)} > {number(stale_after)}"
         rules.append(_alert(c.ALERT_PROBE_NO_DATA, expr, labels, notes))
     labels = alert_labels(cfg, concern, c.ALERT_EXPORTER_ABSENT, c.SEVERITY_PAGE)
     notes = alert_annotations(

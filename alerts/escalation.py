@@ -65,7 +65,8 @@ def escalation_rules(cfg: Config, alert_priorities: Iterable[tuple[str, str]]) -
             for number, level in enumerate(levels[1:], start=2):
                 rule: Rule = {"alert": alertname, "expr": escalation_expr(alertname, priority, bridge)}
                 rule["for"] = format_duration(level.after)
-                rule["labels"] = {c.LABEL_ESCALATION_LEVEL: str(number)}
+                # priority as well (the series has it): rules of one name need distinct static labels
+                rule["labels"] = {c.LABEL_PRIORITY: priority, c.LABEL_ESCALATION_LEVEL: str(number)}
                 rule["annotations"] = escalation_annotations(number, level.after, level.notify)
                 rules.append(rule)
     return rules

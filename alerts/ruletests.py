@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slaprobe import conventions as c
-from slaprobe.alerts.alerting import burn_windows, feedback_concern
+from slaprobe.alerts.alerting import burn_windows, feedback_concern, is_scheduled
 from slaprobe.alerts.escalation import escalation_annotations
 from slaprobe.alerts.policy import levels_of, ordered_priorities, priority_of
 from slaprobe.alerts.promql import number
@@ -232,6 +232,20 @@ def escalation_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Ca
     return cases
 
 
+def escalated(
+    cfg: Config, alertname: str, alerts: Iterable[tuple[dict[str, str], dict[str, str]]], fired_at: float, at: float
+) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """Level-1 alerts that fired at ``fired_at``, with the meta-alerts of the levels due by ``at``."""
+    out = []
+    for labels, notes in alerts:
+        out.append((labels, notes))
+        levels = levels_of(cfg, labels[c.LABEL_PRIORITY])
+        for level_no, level in enumerate(levels[1:], start=2):
+            if fired_at + level.after <= at:
+                out.append(_meta({c.LABEL_ALERTNAME: alertname, **labels}, level_no, level))
+    return out
+
+
 def _alerts_series(labels: dict[str, str], vals: str) -> dict[str, str]:
     body = ", ".join(f"{k}={_q(v)}" for k, v in labels.items() if k != c.LABEL_ALERTNAME)
     return {"series": f"{c.ALERTS_SERIES}{{alertname={_q(labels[c.LABEL_ALERTNAME])}, {body}}}", "values": vals}
@@ -274,7 +288,10 @@ def service_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case]
         slos = {slo.name: slo for slo in service_slos(cfg, name, service)}
         cases.append(_zero_failures_case(name, series, slos[c.SLO_AVAILABILITY], step))
         cases.append(_outage_case(cfg, rules, name, series, slos[c.SLO_AVAILABILITY], step))
-        cases.append(_probe_down_case(cfg, rules, name, service, probe, series, step))
+        steady = [p for p in service.probes if not is_scheduled(p)]
+        if steady:
+            steady_series = {**series, c.LABEL_PROBE: steady[0].name}
+            cases.append(_probe_down_case(cfg, rules, name, service, steady[0], steady_series, step))
         compliance = slos[c.SLO_COMPLIANCE]
         if compliance.objective > 50:
             cases.append(_compliance_case(cfg, rules, name, series, compliance, step))
@@ -299,7 +316,9 @@ def _zero_failures_case(name: str, series: dict[str, str], slo: SLO, step: float
 
 
 def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str, str], slo: SLO, step: float) -> Case:
-    case = Case(f"{name}: a full outage fires every burn-rate pair and, after its delay, the budget projection")
+    case = Case(
+        f"{name}: a full outage fires every burn-rate pair that applies and, after its delay, the budget projection"
+    )
     hold = cfg.alerting.budget_projection.for_
     samples = round((hold + 2 * step) / step) + 12
     case.add_series(c.PROBE_RUNS, series, values(("0+1", samples)))
@@ -308,14 +327,15 @@ def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str
     for window, _ in burn_windows(slo):
         rule = _rule_for(rules, c.ALERT_BURN_RATE, service=name, sloth_slo=slo.name, burnrate=window.label)
         burns.append(_expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window.long}, 1))
-    case.expect(10 * step, c.ALERT_BURN_RATE, burns)
+    case.expect(10 * step, c.ALERT_BURN_RATE, escalated(cfg, c.ALERT_BURN_RATE, burns, step, 10 * step))
     rule = _rule_for(rules, c.ALERT_BUDGET_EXHAUSTION, service=name, sloth_slo=slo.name)
     # The budget left keeps the window label of the period ratio it is computed from (as Sloth's does).
     projected = _expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: slo.period_window}, 0)
     first = step  # the first evaluation with two samples, so a rate
     if hold >= step:
         case.expect(first + hold - step, c.ALERT_BUDGET_EXHAUSTION, [])
-    case.expect(first + hold, c.ALERT_BUDGET_EXHAUSTION, [projected])
+    at = first + hold
+    case.expect(at, c.ALERT_BUDGET_EXHAUSTION, escalated(cfg, c.ALERT_BUDGET_EXHAUSTION, [projected], at, at))
     return case
 
 
@@ -359,7 +379,8 @@ def _compliance_case(
     case.add_series(c.PROBE_RUNS, series, values(("0+2", 20)))
     case.add_series(c.PROBE_WITHIN_SLA, series, values(("0+1", 20)))
     rule = _rule_for(rules, c.ALERT_COMPLIANCE, service=name)
-    case.expect(10 * step, c.ALERT_COMPLIANCE, [_expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window}, 0.5)])
+    alert = _expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window}, 0.5)
+    case.expect(10 * step, c.ALERT_COMPLIANCE, escalated(cfg, c.ALERT_COMPLIANCE, [alert], step, 10 * step))
     return case
 
 
@@ -381,7 +402,7 @@ def _tls_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str, s
         case.add_series(c.TLS_CERT_EXPIRY, urgent, values((number(page_days * 86400), 2)))
         page = _rule_for(rules, c.ALERT_TLS_EXPIRING, service=name, severity=c.SEVERITY_PAGE)
         expected.append(_expected(page, urgent, page_days))
-    case.expect(0, c.ALERT_TLS_EXPIRING, expected)
+    case.expect(0, c.ALERT_TLS_EXPIRING, escalated(cfg, c.ALERT_TLS_EXPIRING, expected, 0, 0))
     return case
 
 
@@ -403,10 +424,16 @@ def feedback_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case
         concern = feedback_concern(cfg, source)
         deadline = _rule_for(rules, c.ALERT_FEEDBACK_DEADLINES, service=concern.service)
         recorded = {c.LABEL_SOURCE: source.name, c.LABEL_STAGE: c.STAGE_FIRST_RESPONSE}
-        case.expect(10 * step, c.ALERT_FEEDBACK_DEADLINES, [_expected(deadline, recorded, 0.5)])
+        late = [_expected(deadline, recorded, 0.5)]
+        case.expect(
+            10 * step, c.ALERT_FEEDBACK_DEADLINES, escalated(cfg, c.ALERT_FEEDBACK_DEADLINES, late, step, 10 * step)
+        )
         if source.quality_categories and cfg.alerting.feedback.quality_share_max < 50:
             quality = _rule_for(rules, c.ALERT_FEEDBACK_QUALITY, service=concern.service)
-            case.expect(10 * step, c.ALERT_FEEDBACK_QUALITY, [_expected(quality, {c.LABEL_SOURCE: source.name}, 0.5)])
+            share = [_expected(quality, {c.LABEL_SOURCE: source.name}, 0.5)]
+            case.expect(
+                10 * step, c.ALERT_FEEDBACK_QUALITY, escalated(cfg, c.ALERT_FEEDBACK_QUALITY, share, step, 10 * step)
+            )
         cases.append(case)
         break  # rules are the same per source; one is enough
     return cases

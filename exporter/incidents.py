@@ -1,0 +1,397 @@
+"""Acknowledgements from Alertmanager's silences, and incident metrics from its webhook.
+
+An acknowledgement is a silence: ``serve`` polls the configured Alertmanager
+(``alertmanager.url``) for active silences and the alerts they silence, and exports
+``slaprobe_alert_acknowledged{service,alertname} 1`` for each incident covered, which the
+escalation rules exclude. A silence acknowledges (service, alertname) when its matchers say
+so by equality, or when it silences a firing alert with those labels (so a silence on the
+level-1 alert alone is enough). Polling errors keep the last known acknowledgements.
+
+``POST /alertmanager/webhook`` takes Alertmanager's webhook notifications (the generated
+routing copies every alert there when ``alertmanager.webhook_url`` is set). An incident is
+one (service, alertname): it opens with its first firing alert, reaches the highest
+escalation level notified, and closes when its last alert resolves. Time to acknowledge
+(first acknowledgement minus start) and time to resolve (the level-1 alerts' end minus
+start) are histograms by priority; open incidents are counted by priority and level.
+Incidents live in memory: a restart forgets the open ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import hashlib
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from slaprobe import conventions as c
+from slaprobe.exporter.exposition import family_header, format_labels, format_value
+from slaprobe.exporter.runtime import Exporter
+
+log = logging.getLogger("slaprobe.incidents")
+
+WEBHOOK_PATH = "/alertmanager/webhook"
+# Seconds: from a minute to three days (acknowledgement is minutes, resolution can be days).
+INCIDENT_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+                    86400.0, 259200.0)  # fmt: skip
+FORGET_AFTER = 7 * 86400.0  # an incident without any notification for this long is dropped
+MAX_INCIDENTS = 10_000
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+AckKey = tuple[str, str]  # (service, alertname)
+
+
+def parse_time(text: str | None) -> float | None:
+    """Alertmanager's RFC 3339 time (nanoseconds allowed) as unix seconds; None for none or year 1."""
+    if not text or text.startswith("0001-"):
+        return None
+    try:
+        return datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00"))).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Cumulative-on-render histogram of seconds."""
+
+    bounds: tuple[float, ...] = INCIDENT_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(INCIDENT_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def lines(self, name: str, labels: str) -> str:
+        """The ``_bucket``, ``_sum`` and ``_count`` lines."""
+        out, cumulative = [], 0
+        for bound, count in zip(self.bounds, self.counts, strict=False):
+            cumulative += count
+            out.append(f'{name}_bucket{{{labels},le="{format_value(bound)}"}} {cumulative}\n')
+        cumulative += self.counts[-1]
+        out.append(f'{name}_bucket{{{labels},le="+Inf"}} {cumulative}\n')
+        out.append(f"{name}_sum{{{labels}}} {format_value(self.total)}\n")
+        out.append(f"{name}_count{{{labels}}} {cumulative}\n")
+        return "".join(out)
+
+
+@dataclass(slots=True)
+class Incident:
+    """One (service, alertname) while any of its alerts fires."""
+
+    priority: str
+    started: float  # unix seconds: start of its earliest alert
+    level: int = 1  # highest escalation level notified
+    firing: set[str] = field(default_factory=set)  # fingerprints of its firing alerts
+    acknowledged: float | None = None  # unix seconds of the first acknowledgement
+    resolved: float = 0.0  # latest end of a level-1 alert
+    ended: float = 0.0  # latest end of any of its alerts
+    seen: float = 0.0  # unix seconds of the last notification about it
+
+
+def _fingerprint(alert: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    given = alert.get("fingerprint")
+    if isinstance(given, str) and given:
+        return given
+    return hashlib.sha1(repr(sorted(labels.items())).encode(), usedforsecurity=False).hexdigest()
+
+
+def _level(labels: Mapping[str, str]) -> int:
+    try:
+        return max(1, int(labels.get(c.LABEL_ESCALATION_LEVEL, "1")))
+    except ValueError:
+        return 1
+
+
+class Incidents:
+    """Acknowledgements and incidents, rendered as Prometheus text."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.acknowledged: dict[AckKey, float] = {}  # -> unix seconds since when
+        self.open: dict[AckKey, Incident] = {}
+        self.time_to_acknowledge: dict[str, Histogram] = {}
+        self.time_to_resolve: dict[str, Histogram] = {}
+        self.notifications: Counter[str] = Counter()
+        self.poll_successful: bool | None = None  # None: no Alertmanager configured
+        self.levels: dict[str, int] = {}  # priority -> number of escalation levels (exported as 0)
+
+    # ------------------------------------------------------------------ inputs
+
+    def configure(self, levels: Mapping[str, int]) -> None:
+        """Priorities and their number of levels, so open-incident series exist (as 0) before any incident."""
+        self.levels = dict(levels)
+
+    def set_acknowledged(self, acknowledged: Mapping[AckKey, float]) -> None:
+        """Replace the acknowledgements (from a successful poll); record time to acknowledge of open incidents."""
+        self.acknowledged = dict(acknowledged)
+        for key, incident in self.open.items():
+            if key in self.acknowledged:
+                self._acknowledge(incident, self.acknowledged[key])
+
+    def _acknowledge(self, incident: Incident, since: float) -> None:
+        if incident.acknowledged is not None:
+            return
+        incident.acknowledged = max(since, incident.started)
+        self._histogram(self.time_to_acknowledge, incident.priority).observe(incident.acknowledged - incident.started)
+
+    @staticmethod
+    def _histogram(table: dict[str, Histogram], priority: str) -> Histogram:
+        histogram = table.get(priority)
+        if histogram is None:
+            histogram = table[priority] = Histogram()
+        return histogram
+
+    def receive(self, payload: Mapping[str, Any]) -> int:
+        """Apply one webhook notification; return how many of its alerts were about incidents."""
+        alerts = payload.get("alerts")
+        if not isinstance(alerts, list):
+            raise ValueError("no alerts list")
+        now = self.clock()
+        used = 0
+        for alert in alerts:
+            if not isinstance(alert, Mapping) or not isinstance(alert.get("labels"), Mapping):
+                continue
+            labels = {str(k): str(v) for k, v in alert["labels"].items()}
+            service, alertname = labels.get(c.LABEL_SERVICE), labels.get(c.LABEL_ALERTNAME)
+            if not service or not alertname:
+                continue
+            used += 1
+            status = "resolved" if alert.get("status") == "resolved" else "firing"
+            self.notifications[status] += 1
+            self._apply((service, alertname), labels, alert, status, now)
+        self._forget(now)
+        return used
+
+    def _apply(self, key: AckKey, labels: dict[str, str], alert: Mapping[str, Any], status: str, now: float) -> None:
+        fingerprint = _fingerprint(alert, labels)
+        level = _level(labels)
+        starts = parse_time(alert.get("startsAt")) or now
+        incident = self.open.get(key)
+        if status == "firing":
+            if incident is None:
+                if len(self.open) >= MAX_INCIDENTS:
+                    return
+                incident = self.open[key] = Incident(priority=labels.get(c.LABEL_PRIORITY, ""), started=starts)
+            incident.started = min(incident.started, starts)
+            incident.firing.add(fingerprint)
+            incident.level = max(incident.level, level)
+            incident.seen = now
+            if key in self.acknowledged:
+                self._acknowledge(incident, self.acknowledged[key])
+            return
+        if incident is None:
+            return  # resolved before we saw it fire (or before a restart): nothing to measure
+        ends = parse_time(alert.get("endsAt")) or now
+        incident.firing.discard(fingerprint)
+        incident.ended = max(incident.ended, ends)
+        if level == 1:
+            incident.resolved = max(incident.resolved, ends)
+        incident.seen = now
+        if not incident.firing:
+            del self.open[key]
+            end = incident.resolved or incident.ended
+            self._histogram(self.time_to_resolve, incident.priority).observe(max(0.0, end - incident.started))
+
+    def _forget(self, now: float) -> None:
+        stale = [key for key, incident in self.open.items() if now - incident.seen > FORGET_AFTER]
+        for key in stale:
+            del self.open[key]
+
+    # ------------------------------------------------------------------ output
+
+    def render(self) -> str:
+        """Every incident family as Prometheus text."""
+        out: list[str] = []
+        if self.acknowledged:
+            out.append(
+                family_header(
+                    c.ALERT_ACKNOWLEDGED,
+                    "gauge",
+                    "1 while an Alertmanager silence covers the alert (an acknowledgement); "
+                    "escalation rules withhold further levels.",
+                )
+            )
+            for service, alertname in sorted(self.acknowledged):
+                labels = format_labels(((c.LABEL_SERVICE, service), (c.LABEL_ALERTNAME, alertname)))
+                out.append(f"{c.ALERT_ACKNOWLEDGED}{{{labels}}} 1\n")
+        for name, table, help_text in (
+            (
+                c.INCIDENT_TIME_TO_ACKNOWLEDGE,
+                self.time_to_acknowledge,
+                "Seconds from an incident's start to its first acknowledgement (a silence), by priority.",
+            ),
+            (
+                c.INCIDENT_TIME_TO_RESOLVE,
+                self.time_to_resolve,
+                "Seconds from an incident's start to the resolution of its level-1 alert, by priority.",
+            ),
+        ):
+            priorities = sorted(set(table) | set(self.levels))
+            if priorities:
+                out.append(family_header(name, "histogram", help_text))
+                for priority in priorities:
+                    histogram = table.get(priority) or Histogram()
+                    out.append(histogram.lines(name, format_labels(((c.LABEL_PRIORITY, priority),))))
+        counts: Counter[tuple[str, int]] = Counter(
+            {(p, level): 0 for p, n in self.levels.items() for level in range(1, max(n, 1) + 1)}
+        )
+        counts.update((incident.priority, incident.level) for incident in self.open.values())
+        if counts:
+            out.append(
+                family_header(
+                    c.INCIDENTS_OPEN, "gauge", "Incidents firing now, by priority and highest escalation level reached."
+                )
+            )
+            for (priority, level), count in sorted(counts.items()):
+                labels = format_labels(((c.LABEL_PRIORITY, priority), (c.LABEL_ESCALATION_LEVEL, str(level))))
+                out.append(f"{c.INCIDENTS_OPEN}{{{labels}}} {count}\n")
+        if self.notifications:
+            out.append(
+                family_header(
+                    c.ALERTMANAGER_NOTIFICATIONS,
+                    "counter",
+                    "Alerts received on /alertmanager/webhook, by status (firing, resolved).",
+                )
+            )
+            for status, count in sorted(self.notifications.items()):
+                out.append(f'{c.ALERTMANAGER_NOTIFICATIONS}{{status="{status}"}} {count}\n')
+        if self.poll_successful is not None:
+            out.append(
+                family_header(
+                    c.ALERTMANAGER_POLL_SUCCESS,
+                    "gauge",
+                    "Whether the last poll of Alertmanager's silences (acknowledgements) succeeded.",
+                )
+            )
+            out.append(f"{c.ALERTMANAGER_POLL_SUCCESS} {int(self.poll_successful)}\n")
+        return "".join(out)
+
+
+# ---------------------------------------------------------------------------- polling
+
+
+def _equal_matchers(matchers: Iterable[Any]) -> dict[str, str]:
+    """The plain equality matchers of a silence, by label name."""
+    out = {}
+    for m in matchers:
+        if isinstance(m, Mapping) and not m.get("isRegex") and m.get("isEqual", True):
+            out[str(m.get("name"))] = str(m.get("value"))
+    return out
+
+
+def acknowledgements(silences: Iterable[Any], alerts: Iterable[Any]) -> dict[AckKey, float]:
+    """(service, alertname) -> since when, from Alertmanager's silences and the alerts they silence."""
+    active: dict[str, float] = {}
+    acks: dict[AckKey, float] = {}
+
+    def add(key: AckKey, since: float) -> None:
+        acks[key] = min(since, acks.get(key, since))
+
+    for silence in silences:
+        if not isinstance(silence, Mapping) or (silence.get("status") or {}).get("state") != "active":
+            continue
+        since = parse_time(silence.get("startsAt")) or 0.0
+        active[str(silence.get("id"))] = since
+        equal = _equal_matchers(silence.get("matchers") or ())
+        if c.LABEL_SERVICE in equal and c.LABEL_ALERTNAME in equal:
+            add((equal[c.LABEL_SERVICE], equal[c.LABEL_ALERTNAME]), since)
+    for alert in alerts:
+        if not isinstance(alert, Mapping):
+            continue
+        labels = alert.get("labels") or {}
+        service, alertname = labels.get(c.LABEL_SERVICE), labels.get(c.LABEL_ALERTNAME)
+        ids = [i for i in (alert.get("status") or {}).get("silencedBy") or () if i in active]
+        if service and alertname and ids:
+            add((str(service), str(alertname)), min(active[i] for i in ids))
+    return acks
+
+
+async def fetch_acknowledgements(session: aiohttp.ClientSession, url: str, timeout: float) -> dict[AckKey, float]:
+    """Read active silences and silenced alerts from Alertmanager's v2 API."""
+    base = url.rstrip("/")
+    limit = aiohttp.ClientTimeout(total=timeout)
+    async with session.get(f"{base}/api/v2/silences", timeout=limit) as response:
+        response.raise_for_status()
+        silences = await response.json()
+    query = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "false"}
+    async with session.get(f"{base}/api/v2/alerts", params=query, timeout=limit) as response:
+        response.raise_for_status()
+        alerts = await response.json()
+    return acknowledgements(silences or [], alerts or [])
+
+
+def escalation_levels(exporter: Exporter) -> dict[str, int]:
+    """Priority -> number of escalation levels of the running config."""
+    return {priority: len(levels) for priority, levels in exporter.config.escalation.items()}
+
+
+async def poll_forever(incidents: Incidents, exporter: Exporter, *, idle: float = 5.0) -> None:
+    """Poll the running config's Alertmanager for acknowledgements until cancelled."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            incidents.configure(escalation_levels(exporter))
+            ref = exporter.config.alertmanager
+            if ref is None:
+                incidents.poll_successful = None
+                incidents.set_acknowledged({})
+                await asyncio.sleep(idle)  # a reload may add one
+                continue
+            try:
+                acks = await fetch_acknowledgements(session, ref.url, min(ref.poll_interval, 10.0))
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                if incidents.poll_successful is not False:
+                    log.warning("cannot read silences from %s: %s", ref.url, exc)
+                incidents.poll_successful = False
+            else:
+                incidents.poll_successful = True
+                incidents.set_acknowledged(acks)
+            await asyncio.sleep(ref.poll_interval)
+
+
+# ---------------------------------------------------------------------------- web
+
+
+INCIDENTS_KEY = web.AppKey("incidents", Incidents)
+
+
+async def handle_webhook(request: web.Request) -> web.Response:
+    """POST: an Alertmanager webhook notification (version 4)."""
+    try:
+        payload = await request.json()
+        if not isinstance(payload, dict):
+            raise ValueError("not a JSON object")
+        request.app[INCIDENTS_KEY].receive(payload)
+    except ValueError as exc:
+        return web.Response(status=400, text=f"not an Alertmanager webhook notification: {exc}\n")
+    return web.Response(text="ok\n")
+
+
+def install_incidents(app: web.Application, exporter: Exporter) -> Incidents:
+    """Add ``/alertmanager/webhook`` and the silence poller to ``app`` (before it starts); return the tracker."""
+    incidents = Incidents()
+    incidents.configure(escalation_levels(exporter))
+    app[INCIDENTS_KEY] = incidents
+    app.router.add_post(WEBHOOK_PATH, handle_webhook)
+
+    async def poller(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(poll_forever(incidents, exporter), name="alertmanager-poller")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(poller)
+    return incidents

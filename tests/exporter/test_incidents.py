@@ -1,0 +1,291 @@
+"""Acknowledgements from Alertmanager silences and incident metrics from its webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from slaprobe import conventions as c
+from slaprobe.exporter.incidents import (
+    INCIDENT_BUCKETS,
+    INCIDENTS_KEY,
+    Incidents,
+    acknowledgements,
+    install_incidents,
+    parse_time,
+)
+from slaprobe.exporter.runtime import Exporter, Sources
+
+T0 = 1_700_000_000.0
+
+
+def iso(seconds: float) -> str:
+    """Alertmanager's time format, with nanoseconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e9):09d}Z"
+
+
+def alert(
+    status: str, level: int = 1, *, service: str = "shop", name: str = "SLAProbeDown", start: float = T0, end=None
+) -> dict[str, Any]:
+    labels = {"alertname": name, "service": service, "priority": "P1", "escalation_level": str(level)}
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": {},
+        "startsAt": iso(start),
+        "endsAt": iso(end) if end else "0001-01-01T00:00:00Z",
+        "fingerprint": f"{service}-{name}-{level}",
+    }
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text, by (name, sorted labels)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_times_from_alertmanager_parse_with_nanoseconds_and_year_one_means_none() -> None:
+    assert parse_time("2023-11-14T22:13:20.123456789Z") == pytest.approx(T0 + 0.123456, abs=1e-6)
+    assert parse_time("0001-01-01T00:00:00Z") is None
+    assert parse_time("garbage") is None
+
+
+def test_a_silence_with_service_and_alertname_matchers_acknowledges_that_pair() -> None:
+    silences = [
+        {
+            "id": "a",
+            "status": {"state": "active"},
+            "startsAt": iso(T0),
+            "matchers": [
+                {"name": "alertname", "value": "SLAProbeDown", "isRegex": False, "isEqual": True},
+                {"name": "service", "value": "shop", "isRegex": False},
+            ],
+        },
+        {
+            "id": "old",
+            "status": {"state": "expired"},
+            "startsAt": iso(T0),
+            "matchers": [{"name": "alertname", "value": "X"}, {"name": "service", "value": "y"}],
+        },
+        {
+            "id": "re",
+            "status": {"state": "active"},
+            "startsAt": iso(T0 + 5),
+            "matchers": [{"name": "alertname", "value": "SLA.*", "isRegex": True}, {"name": "service", "value": "db"}],
+        },
+    ]
+    assert acknowledgements(silences, []) == {("shop", "SLAProbeDown"): T0}
+
+
+def test_a_silence_of_any_shape_acknowledges_the_alerts_it_silences() -> None:
+    silences = [{"id": "re", "status": {"state": "active"}, "startsAt": iso(T0 + 5), "matchers": []}]
+    alerts = [
+        {"labels": {"alertname": "SLAErrorBudgetBurn", "service": "db"}, "status": {"silencedBy": ["re"]}},
+        {"labels": {"alertname": "SLAProbeDown", "service": "db"}, "status": {"silencedBy": []}},
+        {"labels": {"alertname": "Other"}, "status": {"silencedBy": ["re"]}},
+    ]
+    assert acknowledgements(silences, alerts) == {("db", "SLAErrorBudgetBurn"): T0 + 5}
+
+
+def test_an_incident_records_its_level_time_to_acknowledge_and_time_to_resolve() -> None:
+    clock = Clock()
+    incidents = Incidents(clock=clock)
+    incidents.configure({"P1": 3})
+    incidents.receive({"alerts": [alert("firing")]})
+    got = samples(incidents.render())
+    assert got[(c.INCIDENTS_OPEN, (("escalation_level", "1"), ("priority", "P1")))] == 1
+    assert got[(c.INCIDENTS_OPEN, (("escalation_level", "3"), ("priority", "P1")))] == 0
+
+    clock.now = T0 + 900
+    incidents.receive({"alerts": [alert("firing", 2, start=T0 + 900)]})
+    got = samples(incidents.render())
+    assert got[(c.INCIDENTS_OPEN, (("escalation_level", "1"), ("priority", "P1")))] == 0
+    assert got[(c.INCIDENTS_OPEN, (("escalation_level", "2"), ("priority", "P1")))] == 1
+
+    clock.now = T0 + 1000
+    incidents.set_acknowledged({("shop", "SLAProbeDown"): T0 + 950})
+    incidents.set_acknowledged({("shop", "SLAProbeDown"): T0 + 950})  # counted once
+    got = samples(incidents.render())
+    assert got[(c.ALERT_ACKNOWLEDGED, (("alertname", "SLAProbeDown"), ("service", "shop")))] == 1
+    tta = c.INCIDENT_TIME_TO_ACKNOWLEDGE
+    assert got[(f"{tta}_count", (("priority", "P1"),))] == 1
+    assert got[(f"{tta}_sum", (("priority", "P1"),))] == 950
+    assert got[(f"{tta}_bucket", (("le", "900"), ("priority", "P1")))] == 0
+    assert got[(f"{tta}_bucket", (("le", "1800"), ("priority", "P1")))] == 1
+
+    # The acknowledgement resolves level 2; the incident stays open until level 1 resolves.
+    incidents.receive({"alerts": [alert("resolved", 2, start=T0 + 900, end=T0 + 1005)]})
+    assert samples(incidents.render())[(c.INCIDENTS_OPEN, (("escalation_level", "2"), ("priority", "P1")))] == 1
+    incidents.receive({"alerts": [alert("resolved", 1, end=T0 + 3600)]})
+    got = samples(incidents.render())
+    assert got[(c.INCIDENTS_OPEN, (("escalation_level", "2"), ("priority", "P1")))] == 0
+    ttr = c.INCIDENT_TIME_TO_RESOLVE
+    assert got[(f"{ttr}_count", (("priority", "P1"),))] == 1
+    assert got[(f"{ttr}_sum", (("priority", "P1"),))] == 3600
+    assert got[(c.ALERTMANAGER_NOTIFICATIONS, (("status", "firing"),))] == 2
+    assert got[(c.ALERTMANAGER_NOTIFICATIONS, (("status", "resolved"),))] == 2
+
+
+def test_an_incident_that_opens_already_acknowledged_takes_zero_seconds_to_acknowledge() -> None:
+    incidents = Incidents(clock=Clock())
+    incidents.set_acknowledged({("shop", "SLAProbeDown"): T0 - 600})
+    incidents.receive({"alerts": [alert("firing")]})
+    got = samples(incidents.render())
+    assert got[(f"{c.INCIDENT_TIME_TO_ACKNOWLEDGE}_sum", (("priority", "P1"),))] == 0
+    assert got[(f"{c.INCIDENT_TIME_TO_ACKNOWLEDGE}_count", (("priority", "P1"),))] == 1
+
+
+def test_repeated_notifications_from_several_receivers_count_one_incident() -> None:
+    incidents = Incidents(clock=Clock())
+    for _ in range(3):
+        incidents.receive({"alerts": [alert("firing"), alert("firing", name="SLAErrorBudgetBurn")]})
+    assert len(incidents.open) == 2
+    incidents.receive({"alerts": [alert("resolved", end=T0 + 60)]})
+    incidents.receive({"alerts": [alert("resolved", end=T0 + 60)]})  # again: ignored
+    got = samples(incidents.render())
+    assert got[(f"{c.INCIDENT_TIME_TO_RESOLVE}_count", (("priority", "P1"),))] == 1
+
+
+def test_alerts_without_service_or_alertname_and_unknown_resolutions_are_ignored() -> None:
+    incidents = Incidents(clock=Clock())
+    assert incidents.receive({"alerts": [{"status": "firing", "labels": {"alertname": "Watchdog"}}, "junk"]}) == 0
+    incidents.receive({"alerts": [alert("resolved", end=T0)]})
+    assert incidents.open == {}
+    text = incidents.render()
+    assert c.INCIDENTS_OPEN not in text
+    assert c.INCIDENT_TIME_TO_RESOLVE not in text
+    with pytest.raises(ValueError):
+        incidents.receive({"version": "4"})
+
+
+def test_the_rendered_text_has_every_bucket_of_the_histograms() -> None:
+    incidents = Incidents(clock=Clock())
+    incidents.configure({"P2": 2})
+    text = incidents.render()
+    buckets = [line for line in text.splitlines() if line.startswith(f"{c.INCIDENT_TIME_TO_RESOLVE}_bucket")]
+    assert len(buckets) == len(INCIDENT_BUCKETS) + 1
+    assert 'le="+Inf"' in buckets[-1]
+
+
+# ---------------------------------------------------------------------------- web and polling
+
+
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+class FakeAlertmanager:
+    """Serves /api/v2/silences and /api/v2/alerts from lists a test changes."""
+
+    def __init__(self) -> None:
+        self.silences: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+        self.fail = False
+        self.polls = 0
+
+    def app(self) -> web.Application:
+        async def silences(_request: web.Request) -> web.Response:
+            self.polls += 1
+            if self.fail:
+                return web.Response(status=503)
+            return web.json_response(self.silences)
+
+        async def alerts(_request: web.Request) -> web.Response:
+            return web.json_response(self.alerts)
+
+        app = web.Application()
+        app.router.add_get("/api/v2/silences", silences)
+        app.router.add_get("/api/v2/alerts", alerts)
+        return app
+
+
+@pytest.fixture
+async def alertmanager() -> AsyncIterator[tuple[FakeAlertmanager, str]]:
+    fake = FakeAlertmanager()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    yield fake, f"http://127.0.0.1:{server.port}"
+    await server.close()
+
+
+@pytest.fixture
+async def client(tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]) -> AsyncIterator[TestClient]:
+    _, url = alertmanager
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(
+        "version: v1\n"
+        "escalation: {P1: [{after: 0m, notify: oncall}, {after: 15m, notify: lead}]}\n"
+        f"alertmanager: {{url: '{url}', poll_interval: 100ms}}\n"
+    )
+    exporter = Exporter(Sources(config=str(config)))
+    assert exporter.reload().successful
+    app = web.Application()
+    install_incidents(app, exporter)
+    test_client = TestClient(TestServer(app, host="127.0.0.1"))
+    await test_client.start_server()
+    yield test_client
+    await test_client.close()
+
+
+async def test_the_poller_exports_acknowledgements_and_keeps_them_while_alertmanager_is_unreachable(
+    client: TestClient, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, _ = alertmanager
+    incidents = client.app[INCIDENTS_KEY]
+    fake.silences = [
+        {
+            "id": "s1",
+            "status": {"state": "active"},
+            "startsAt": iso(T0),
+            "matchers": [{"name": "service", "value": "shop"}, {"name": "alertname", "value": "SLAProbeDown"}],
+        }
+    ]
+    await until(lambda: incidents.acknowledged)
+    assert incidents.poll_successful is True
+    assert 'slaprobe_alert_acknowledged{service="shop",alertname="SLAProbeDown"} 1' in incidents.render()
+    fake.fail = True
+    polls = fake.polls
+    await until(lambda: fake.polls > polls + 1)
+    assert incidents.poll_successful is False
+    assert incidents.acknowledged  # kept: an unreachable Alertmanager is no reason to escalate
+    assert f"{c.ALERTMANAGER_POLL_SUCCESS} 0" in incidents.render()
+    fake.fail = False
+    fake.silences = []
+    await until(lambda: not incidents.acknowledged)
+
+
+async def test_the_webhook_takes_notifications_and_refuses_anything_else(client: TestClient) -> None:
+    response = await client.post(
+        "/alertmanager/webhook", data=json.dumps({"version": "4", "alerts": [alert("firing")]})
+    )
+    assert response.status == 200
+    response = await client.post("/alertmanager/webhook", data="{not json")
+    assert response.status == 400
+    response = await client.post("/alertmanager/webhook", data=json.dumps([1, 2]))
+    assert response.status == 400
+    incidents = client.app[INCIDENTS_KEY]
+    assert ("shop", "SLAProbeDown") in incidents.open
