@@ -308,6 +308,20 @@ def _requests(cfg: Config) -> list[Panel]:
     ]
 
 
+def _burn_description(pairs: list[tuple[str, float]]) -> str:
+    text = (
+        "Error ratio over each window divided by the error budget, per SLO: "
+        "1 spends the budget exactly over the SLA window."
+    )
+    if not pairs:
+        return text + " No burn-rate alerts apply to these SLA windows (every factor would be below 1)."
+    factors = ", ".join(f"{label}: {factor:g}x" for label, factor in pairs)
+    return (
+        f"{text} The dashed lines are the service's burn-rate alert thresholds; they scale with its SLA window "
+        f"({factors} in this config). A window pair fires when both of its windows are above its line."
+    )
+
+
 def _budget(cfg: Config) -> list[Panel]:
     overrides = tuple(
         p.by_regexp(f"^{regex_of([name])} ", ("thresholds", slo.burn_steps(cfg.services[name])))
@@ -326,12 +340,7 @@ def _budget(cfg: Config) -> list[Panel]:
                 p.q(slo.burn_rate(window, SERVICE_VAR), f"{{{{service}}}} {{{{sloth_slo}}}} {window}")
                 for window in slo.BURN_WINDOWS
             ),
-            description=(
-                "Error ratio over each window divided by the error budget, per SLO. The dashed lines are the "
-                "burn-rate alert thresholds of the service (they scale with its SLA window; "
-                + ", ".join(f"{label}: {factor:g}x" for label, factor in pairs)
-                + " in this config). A window pair fires when both of its windows are above its line."
-            ),
+            description=_burn_description(pairs),
             steps=(Step(None, "green"),),
             threshold_style="dashed",
             overrides=overrides,

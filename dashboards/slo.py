@@ -35,15 +35,17 @@ class BurnThreshold:
 def burn_thresholds(service: Service) -> list[BurnThreshold]:
     """The burn-rate alerts the rules generate for a service (SRE workbook table), fastest first.
 
-    The factor spends a share of the SLA window's budget within the long window; pairs
-    longer than the SLA window, or that could never fire (factor x budget >= 1), are left out.
+    The factor spends a share of the SLA window's budget within the long window. Left out,
+    as the rules leave them out: pairs longer than the SLA window, factors below 1 (they
+    would alert on spending less than the budget), and pairs that could never fire
+    (factor x budget >= 1).
     """
     period = service.sla.window
     budget = round(1 - service.sla.availability / 100, 12)
     found = []
     for share, long, short, severity in c.BURN_RATE_TABLE:
         factor = round(share * period / parse_duration(long), 6)
-        if parse_duration(long) <= period and factor * budget < 1:
+        if parse_duration(long) <= period and factor >= 1 and factor * budget < 1:
             found.append(BurnThreshold(long, short, factor, severity))
     return found
 

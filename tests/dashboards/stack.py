@@ -238,7 +238,7 @@ def write_config(workdir: Path, target: Target, access_log: Path, ticket_log: Pa
                 "tier": "critical",
                 "owner": "web-team",
                 "runbook": f"{base}/runbook",
-                "sla": {"window": "1d", "availability": 99, "latency": {"threshold": "250ms", "target": 90}},
+                "sla": {"window": "30d", "availability": 99, "latency": {"threshold": "250ms", "target": 90}},
                 "probes": [
                     {"name": "home", "http": {"url": f"{base}/flaky", "expect": {"status": [200]}}},
                     {
@@ -277,7 +277,7 @@ def write_config(workdir: Path, target: Target, access_log: Path, ticket_log: Pa
             OTHER_SERVICE: {
                 "tier": "high",
                 "owner": "payments",
-                "sla": {"window": "30d", "availability": 99.9},
+                "sla": {"window": "7d", "availability": 99.9},
                 "probes": [{"name": "api", "http": {"url": f"{base}/ok"}}],
             },
         },

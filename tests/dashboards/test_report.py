@@ -1,0 +1,151 @@
+"""The SLA report's pure parts: incidents from ALERTS, formatting, self-contained HTML and Markdown."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from slaprobe.dashboards.report import (
+    CategoryFigures,
+    ComplaintReport,
+    Incident,
+    Latency,
+    Report,
+    ReportError,
+    ServiceReport,
+    by_priority,
+    incidents_from,
+    parse_end,
+    percent,
+    render_html,
+    render_markdown,
+    seconds_text,
+)
+from tests.dashboards.test_live import EXTERNAL
+
+T0 = 1_700_000_000.0
+
+
+def _alert(name: str, priority: str, level: int = 1, **extra: str) -> dict[str, str]:
+    labels = {"__name__": "ALERTS", "alertname": name, "alertstate": "firing", "service": "shop"}
+    return {**labels, "priority": priority, "escalation_level": str(level), "severity": "page", **extra}
+
+
+def _points(*spans: tuple[int, int], step: int = 10) -> list[tuple[float, float]]:
+    return [(T0 + t, 1.0) for first, last in spans for t in range(first, last + 1, step)]
+
+
+def test_overlapping_alerts_of_one_service_and_priority_are_one_incident() -> None:
+    series = [
+        (_alert("SLAErrorBudgetBurn", "P1", sloth_slo="availability", burnrate="1h/5m"), _points((0, 100))),
+        (_alert("SLAErrorBudgetBurn", "P1", sloth_slo="availability", burnrate="6h/30m"), _points((50, 200))),
+        (_alert("SLAErrorBudgetBurn", "P1", 2, burnrate="1h/5m"), _points((60, 100))),
+        (_alert("SLAProbeDown", "P1", probe="home"), _points((400, 450))),
+        (_alert("SLAComplianceBelowTarget", "P3"), _points((0, 30))),
+    ]
+    incidents = incidents_from(series, 10, T0 + 1000)
+    p1 = [i for i in incidents if i.priority == "P1"]
+    assert [(i.start - T0, i.end - T0, i.max_level) for i in p1] == [(-10, 200, 2), (390, 450, 1)]
+    assert p1[0].alerts == (
+        "SLAErrorBudgetBurn (availability 1h/5m)",
+        "SLAErrorBudgetBurn (availability 6h/30m)",
+    )
+    assert p1[1].alerts == ("SLAProbeDown (home)",)
+    assert [i.priority for i in incidents] == ["P1", "P3", "P1"]  # by start time
+    assert not any(i.ongoing for i in incidents)
+    assert by_priority(incidents) == [("P1", 2, 270.0, 210.0, 2), ("P3", 1, 40.0, 40.0, 1)]
+
+
+def test_a_gap_longer_than_a_step_and_a_half_splits_an_incident_and_the_last_one_is_ongoing() -> None:
+    series = [(_alert("SLAProbeDown", "P2"), _points((0, 50), (80, 120)))]
+    incidents = incidents_from(series, 10, T0 + 120)
+    assert [(i.start - T0, i.end - T0) for i in incidents] == [(-10, 50), (70, 120)]
+    assert [i.ongoing for i in incidents] == [False, True]
+
+
+def test_escalation_levels_alone_make_no_incident() -> None:
+    assert incidents_from([(_alert("X", "P1", 2), _points((0, 50)))], 10, T0 + 100) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("1700000000", 1_700_000_000.0),
+        ("1700000000.5", 1_700_000_000.5),
+        ("2023-11-14T22:13:20Z", 1_700_000_000.0),
+        ("2023-11-15T06:13:20+08:00", 1_700_000_000.0),
+        ("2023-11-14T22:13:20", 1_700_000_000.0),  # no zone: UTC
+    ],
+)
+def test_end_of_period_is_rfc3339_or_unix_seconds(text: str | None, expected: float | None) -> None:
+    assert parse_end(text) == expected
+
+
+def test_end_of_period_that_is_no_time_is_refused() -> None:
+    with pytest.raises(ReportError, match="--end: not a time: 'yesterday'"):
+        parse_end("yesterday")
+
+
+def test_numbers_are_written_for_people() -> None:
+    assert percent(0.995123) == "99.512%"
+    assert percent(0.995, 2) == "99.50%"
+    assert percent(None) == "-"
+    assert percent(float("inf")) == "∞"
+    assert seconds_text(0.25) == "250 ms"
+    assert seconds_text(1.5) == "1.5 s"
+    assert seconds_text(3725) == "1h2m5s"
+    assert seconds_text(None) == "-"
+
+
+def _report() -> Report:
+    incident = Incident("a<b>", "P1", "page", T0 + 60, T0 + 400, 2, False, ("SLAProbeDown (home)",))
+    shop = ServiceReport(
+        name="a<b>",
+        tier="critical",
+        owner='web "team"',
+        objective=0.99,
+        runs=1000,
+        failures=25,
+        compliance=0.97,
+        compliance_target=0.99,
+        latency=Latency(0.25, 0.9, 0.93, 0.01, 0.3, 0.45),
+        incidents=(incident,),
+        history=tuple((T0 + 60 * i, 1.0 if i % 4 else 0.9) for i in range(1, 31)),
+        tickets=12,
+    )
+    quiet = ServiceReport("quiet", "low", "", 0.999, 0, 0, None, 0.999, None, (), (), None)
+    complaints = ComplaintReport("tickets", "a<b>", 20, 2, 5, 4, 3, (CategoryFigures("technical", 8, 7200.0, 86400.0),))
+    return Report(T0, T0 + 1800, "30m", "prometheus:9090", (shop, quiet), (complaints,), 1.0, generated=T0 + 1800)
+
+
+def test_html_report_is_self_contained_escaped_and_its_charts_are_well_formed_svg() -> None:
+    text = render_html(_report())
+    assert not EXTERNAL.findall(text)
+    assert "xmlns" not in text  # inline SVG in HTML needs no namespace URL
+    assert "a<b>" not in text and "a&lt;b&gt;" in text
+    assert "web &quot;team&quot;" in text
+    charts = re.findall(r"<svg.*?</svg>", text, re.S)
+    assert len(charts) == 2  # availability of a<b> and its incidents; quiet has neither
+    for chart in charts:
+        ET.fromstring(chart)
+    assert text.index('id="summary"') < text.index('id="service-a&lt;b&gt;"') < text.index('id="complaints"')
+    assert "97.500%" in text and "250.0%" in text  # availability, budget used (2.5% of a 1% budget)
+    assert "No probe runs in the period." in text and "No alerts fired in the period." in text
+    assert "first response within deadline 90.0%" in text
+
+
+def test_markdown_report_has_the_same_tables() -> None:
+    text = render_markdown(_report())
+    assert text.startswith("# SLA report\n")
+    assert (
+        "| a<b> | critical | 99.00% | 97.500% | NO | 250.0% | 97.000% / 99.00% | 93.000% / 90.00% | P1: 1 (5m40s) |"
+        in text
+    )
+    assert "| quiet | low | 99.90% | - | - | - | - / 99.90% | - | none |" in text
+    assert "| P1 | 1 | 5m40s | 5m40s | 2 |" in text
+    assert "| tickets | 20 | 90.0% | 75.0% | 20.0% | 3 |" in text
+    assert "| technical | 8 | 2h | 1d |" in text
