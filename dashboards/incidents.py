@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from slaprobe import conventions as c
 from slaprobe.config import Config
 from slaprobe.dashboards import panels as p
@@ -17,8 +19,11 @@ ACK_MATCH = f"on ({c.LABEL_SERVICE}, {c.LABEL_ALERTNAME})"
 
 
 def priorities(cfg: Config) -> list[str]:
-    """Every priority the config's tier x urgency table can give, sorted."""
-    return sorted({prio for m in cfg.priorities.values() for prio in (m.page, m.ticket)})
+    """Every priority of the tier x urgency table and the escalation policy, most urgent first (P2 before P10)."""
+    names = {prio for m in cfg.priorities.values() for prio in (m.page, m.ticket)} | set(cfg.escalation)
+    return sorted(
+        names, key=lambda name: [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", name)]
+    )
 
 
 def _now() -> list[Panel]:
