@@ -308,7 +308,7 @@ def _zero_failures_case(name: str, series: dict[str, str], slo: SLO, step: float
         case.exprs.append(
             {
                 "expr": slo.selector(c.slo_sli_error(window)),
-                "eval_time": format_duration(20 * step),
+                "eval_time": format_duration(3 * step),
                 "exp_samples": [{"labels": f"{c.slo_sli_error(window)}{{{body}}}", "value": 0}],
             }
         )
@@ -327,7 +327,7 @@ def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str
     for window, _ in burn_windows(slo):
         rule = _rule_for(rules, c.ALERT_BURN_RATE, service=name, sloth_slo=slo.name, burnrate=window.label)
         burns.append(_expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window.long}, 1))
-    case.expect(10 * step, c.ALERT_BURN_RATE, escalated(cfg, c.ALERT_BURN_RATE, burns, step, 10 * step))
+    case.expect(3 * step, c.ALERT_BURN_RATE, escalated(cfg, c.ALERT_BURN_RATE, burns, step, 3 * step))
     rule = _rule_for(rules, c.ALERT_BUDGET_EXHAUSTION, service=name, sloth_slo=slo.name)
     # The budget left keeps the window label of the period ratio it is computed from (as Sloth's does).
     projected = _expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: slo.period_window}, 0)
@@ -380,7 +380,7 @@ def _compliance_case(
     case.add_series(c.PROBE_WITHIN_SLA, series, values(("0+1", 20)))
     rule = _rule_for(rules, c.ALERT_COMPLIANCE, service=name)
     alert = _expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window}, 0.5)
-    case.expect(10 * step, c.ALERT_COMPLIANCE, escalated(cfg, c.ALERT_COMPLIANCE, [alert], step, 10 * step))
+    case.expect(3 * step, c.ALERT_COMPLIANCE, escalated(cfg, c.ALERT_COMPLIANCE, [alert], step, 3 * step))
     return case
 
 
@@ -426,13 +426,13 @@ def feedback_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case
         recorded = {c.LABEL_SOURCE: source.name, c.LABEL_STAGE: c.STAGE_FIRST_RESPONSE}
         late = [_expected(deadline, recorded, 0.5)]
         case.expect(
-            10 * step, c.ALERT_FEEDBACK_DEADLINES, escalated(cfg, c.ALERT_FEEDBACK_DEADLINES, late, step, 10 * step)
+            3 * step, c.ALERT_FEEDBACK_DEADLINES, escalated(cfg, c.ALERT_FEEDBACK_DEADLINES, late, step, 3 * step)
         )
         if source.quality_categories and cfg.alerting.feedback.quality_share_max < 50:
             quality = _rule_for(rules, c.ALERT_FEEDBACK_QUALITY, service=concern.service)
             share = [_expected(quality, {c.LABEL_SOURCE: source.name}, 0.5)]
             case.expect(
-                10 * step, c.ALERT_FEEDBACK_QUALITY, escalated(cfg, c.ALERT_FEEDBACK_QUALITY, share, step, 10 * step)
+                3 * step, c.ALERT_FEEDBACK_QUALITY, escalated(cfg, c.ALERT_FEEDBACK_QUALITY, share, step, 3 * step)
             )
         cases.append(case)
         break  # rules are the same per source; one is enough

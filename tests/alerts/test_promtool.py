@@ -1,0 +1,139 @@
+"""promtool accepts the generated rules, and the generated rule tests pass and pin the escalation timing."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from slaprobe.alerts import RULE_TESTS_FILE, RULES_FILE, generate_rule_tests, generate_rules
+from slaprobe.alerts.yamltext import dump_yaml
+from tests.alerts.conftest import CONFIG_NAMES, load, run, tool
+
+
+def write(directory: Path, rules: dict[str, Any], tests: dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / RULES_FILE).write_text(dump_yaml(rules))
+    (directory / RULE_TESTS_FILE).write_text(dump_yaml(tests))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def promtool_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``promtool test rules`` of every test config, run side by side (the tiers config takes a while)."""
+    promtool = tool("promtool")
+    jobs = {}
+    for name in CONFIG_NAMES:
+        cfg = load(name)
+        rules = generate_rules(cfg)
+        jobs[name] = write(tmp_path_factory.mktemp(name), rules, generate_rule_tests(cfg, rules=rules))
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {name: pool.submit(run, [promtool, "test", "rules", RULE_TESTS_FILE], d) for name, d in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_promtool_checks_the_generated_rules(name: str, tmp_path: Path) -> None:
+    promtool = tool("promtool")
+    cfg = load(name)
+    rules = generate_rules(cfg)
+    write(tmp_path, rules, generate_rule_tests(cfg, rules=rules))
+    result = run([promtool, "check", "rules", RULES_FILE], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_the_generated_rule_tests_pass(
+    name: str, promtool_results: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    result = promtool_results[name]
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def escalation_tests(priority: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tiers config's escalation rules and their tests of one priority.
+
+    These tests feed synthetic ALERTS series, so the escalation group is all they need; the
+    other groups would only make promtool slower.
+    """
+    cfg = load("tiers")
+    rules = generate_rules(cfg)
+    tests = generate_rule_tests(cfg, rules=rules)
+    tests["tests"] = [t for t in tests["tests"] if t["name"].startswith(f"{priority}: ")]
+    assert len(tests["tests"]) == 4
+    rules["groups"] = [g for g in rules["groups"] if g["name"] == "slaprobe-escalation"]
+    tests["group_eval_order"] = ["slaprobe-escalation"]
+    return rules, tests
+
+
+def escalation_rules(rules: dict[str, Any]) -> list[dict[str, Any]]:
+    return next(g for g in rules["groups"] if g["name"] == "slaprobe-escalation")["rules"]
+
+
+def failing_tests(tmp_path: Path, rules: dict[str, Any], tests: dict[str, Any]) -> str:
+    promtool = tool("promtool")
+    result = run([promtool, "test", "rules", RULE_TESTS_FILE], write(tmp_path, rules, tests))
+    assert result.returncode != 0, "the generated tests did not notice the change"
+    return result.stdout + result.stderr
+
+
+def test_the_unchanged_escalation_tests_pass(tmp_path: Path) -> None:
+    rules, tests = escalation_tests("P1")
+    result = run([tool("promtool"), "test", "rules", RULE_TESTS_FILE], write(tmp_path, rules, tests))
+    assert result.returncode == 0, result.stdout
+
+
+def test_level_2_one_minute_late_fails_the_tests(tmp_path: Path) -> None:
+    rules, tests = escalation_tests("P1")
+    for rule in escalation_rules(rules):
+        if rule["labels"] == {"priority": "P1", "escalation_level": "2"}:
+            rule["for"] = "16m"
+    output = failing_tests(tmp_path, rules, tests)
+    assert "time: 15m" in output
+
+
+def test_level_2_one_minute_early_fails_the_tests(tmp_path: Path) -> None:
+    rules, tests = escalation_tests("P1")
+    for rule in escalation_rules(rules):
+        if rule["labels"] == {"priority": "P1", "escalation_level": "2"}:
+            rule["for"] = "14m"
+    output = failing_tests(tmp_path, rules, tests)
+    assert "time: 14m" in output
+
+
+def test_a_shorter_bridge_fails_the_flap_test(tmp_path: Path) -> None:
+    rules, tests = escalation_tests("P1")
+    for rule in escalation_rules(rules):
+        rule["expr"] = rule["expr"].replace("[5m]", "[3m]")
+    output = failing_tests(tmp_path, rules, tests)
+    assert "shorter than the bridge keeps the level-2 clock" in output
+
+
+def test_no_bridge_at_all_fails_the_flap_test(tmp_path: Path) -> None:
+    rules, tests = escalation_tests("P1")
+    for rule in escalation_rules(rules):
+        rule["expr"] = rule["expr"].replace("max_over_time(", "last_over_time(").replace("[5m]", "[1m]")
+    output = failing_tests(tmp_path, rules, tests)
+    assert "shorter than the bridge keeps the level-2 clock" in output
+
+
+def test_ignoring_acknowledgements_fails_the_ack_test(tmp_path: Path) -> None:
+    rules, tests = escalation_tests("P1")
+    for rule in escalation_rules(rules):
+        rule["expr"] = rule["expr"].split("unless")[0]
+    output = failing_tests(tmp_path, rules, tests)
+    assert "acknowledging" in output
+
+
+def test_the_tests_are_valid_for_a_rule_file_elsewhere(tmp_path: Path) -> None:
+    """``rule_file`` is written into the test file as given, for layouts with rules in another folder."""
+    cfg = load("minimal")
+    tests = generate_rule_tests(copy.deepcopy(cfg), rule_file="../rules/slaprobe-rules.yaml")
+    assert tests["rule_files"] == ["../rules/slaprobe-rules.yaml"]
+    assert yaml.safe_load(dump_yaml(tests)) == tests
