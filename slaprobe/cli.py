@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from slaprobe import __version__
-from slaprobe.config import ConfigError, config_json_schema, load_config
+from slaprobe.config import Config, ConfigError, config_json_schema, load_config
 
 
 def _print_errors(exc: ConfigError) -> None:
@@ -88,10 +89,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(listen=args.listen, workdir=args.workdir))
 
 
+def _manifest_labels(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``["release=kps"]`` -> ``{"release": "kps"}``."""
+    labels = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--manifest-label: expected KEY=VALUE, got {pair!r}")
+        labels[key] = value
+    return labels
+
+
+def _generate_rules(cfg: Config, args: argparse.Namespace) -> dict[str, str]:
+    """Rule file, promtool rule tests, PrometheusRule manifest."""
+    from slaprobe.alerts import render_rule_files
+
+    return render_rule_files(cfg, namespace=args.namespace, labels=_manifest_labels(args.manifest_label))
+
+
+def _generate_alertmanager(cfg: Config, args: argparse.Namespace) -> dict[str, str]:
+    """alertmanager.yaml and the AlertmanagerConfig manifest."""
+    from slaprobe.alerts import render_alertmanager_files
+
+    return render_alertmanager_files(cfg, namespace=args.namespace, labels=_manifest_labels(args.manifest_label))
+
+
+# What `generate` writes, by name: each returns {file name: text}; `all` runs every one, in this order.
+GENERATORS: dict[str, Callable[[Config, argparse.Namespace], dict[str, str]]] = {
+    "rules": _generate_rules,
+    "alertmanager": _generate_alertmanager,
+}
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Write generated rules, routing or dashboards (later issues)."""
-    print(f"error: generate {args.what}: not implemented yet", file=sys.stderr)
-    return 2
+    """Write generated rules, routing or dashboards into --out (deterministic files)."""
+    names = list(GENERATORS) if args.what == "all" else [args.what]
+    missing = [name for name in names if name not in GENERATORS]
+    if missing:
+        print(f"error: generate {missing[0]}: not implemented yet", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        _print_errors(exc)
+        return 1
+    out = Path(args.out)
+    try:
+        files = {name: text for generator in names for name, text in GENERATORS[generator](cfg, args).items()}
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out / name).write_text(text, encoding="utf-8")
+            print(out / name)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -126,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("what", choices=["rules", "alertmanager", "dashboards", "all"])
     generate.add_argument("--config", required=True)
     generate.add_argument("--out", required=True)
+    generate.add_argument("--namespace", default="monitoring", help="namespace of the Kubernetes manifests")
+    generate.add_argument(
+        "--manifest-label",
+        action="append",
+        metavar="KEY=VALUE",
+        help="label on the manifests, e.g. release=kube-prometheus-stack (repeatable)",
+    )
     generate.set_defaults(func=cmd_generate)
 
     demo = sub.add_parser("demo", help="local demo: a faulty sample service and the exporter probing it")
