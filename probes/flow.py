@@ -40,15 +40,15 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from slaprobe import variables
 from slaprobe.config import FlowSpec, FlowStep
-from slaprobe.probes import variables
 from slaprobe.probes.dns import probe_dns
 from slaprobe.probes.http import COOKIE_JAR, RESPONSE_CAPTURE, ResponseCapture, probe_http
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeFn, ProbeResult, ProbeTrace, StepResult
 from slaprobe.probes.runner import run_probe
 from slaprobe.probes.tcp import probe_tcp
 from slaprobe.probes.tls import probe_tls
-from slaprobe.probes.variables import ExtractError, MissingVariableError, Variables
+from slaprobe.variables import ExtractError, MissingVariableError, Variables
 
 STEP_PROBERS: Mapping[str, ProbeFn] = {"http": probe_http, "tcp": probe_tcp, "dns": probe_dns, "tls": probe_tls}
 MAX_FINALLY_SHARE = 0.5  # of the flow timeout, at most, reserved for the finally steps
@@ -115,7 +115,7 @@ class _FlowRun:
         self.deadline = now + ctx.timeout - margin
         self.main_deadline = self.deadline - self.reserve
         self.values = Variables()
-        self.results: list[StepResult] = []
+        self.results: list[StepResult] = ctx.trace.steps  # on the trace, so a timeout keeps them
         extras = dict(ctx.extras)
         if COOKIE_JAR not in extras:
             extras[COOKIE_JAR] = aiohttp.CookieJar(unsafe=True)

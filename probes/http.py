@@ -36,7 +36,7 @@ from slaprobe import __version__
 from slaprobe import conventions as names
 from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
 from slaprobe.probes import tlsutil
-from slaprobe.probes.jsonpath import JsonPathError, find, json_equal
+from slaprobe.jsonpath import JsonPathError, find, json_equal
 from slaprobe.probes.resolve import ResolveError, ip_hash, resolve_host
 from slaprobe.probes.result import (
     CertInfo,

@@ -88,12 +88,13 @@ class ProbeTrace:
     into a result when the deadline cancels the probe.
     """
 
-    __slots__ = ("debug", "lines", "phases", "samples", "started")
+    __slots__ = ("debug", "lines", "phases", "samples", "started", "steps")
 
     def __init__(self, *, debug: bool = False) -> None:
         self.started = time.monotonic()
         self.phases: dict[str, float] = {}
         self.samples: list[Sample] = []
+        self.steps: list[StepResult] = []  # flow steps finished so far
         self.lines: list[str] = []
         self.debug = debug
 

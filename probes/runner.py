@@ -45,4 +45,5 @@ def _from_trace(ctx: ProbeContext, reason: FailureReason, detail: str) -> ProbeR
         detail=detail,
         phases=dict(ctx.trace.phases),
         samples=tuple(ctx.trace.samples),
+        steps=tuple(ctx.trace.steps),
     )

@@ -953,6 +953,8 @@ class Config(Model):
 
 def _cross_check(cfg: Config) -> list[ConfigIssue]:
     """Checks that span sections; each issue names the offending path."""
+    from slaprobe.variables import flow_problems  # variables refers to these models
+
     issues: list[ConfigIssue] = []
     for service_name, service in cfg.services.items():
         seen: set[str] = set()
@@ -969,6 +971,8 @@ def _cross_check(cfg: Config) -> list[ConfigIssue]:
                     known = _did_you_mean(name, cfg.time_intervals)
                     issues.append(ConfigIssue(f"{path}.during", f"unknown time interval {name!r}{known}"))
             if probe.flow:
+                for where, message in flow_problems(probe.flow):
+                    issues.append(ConfigIssue(f"{path}.flow.{where}", message))
                 names = [s.name for s in (*probe.flow.steps, *probe.flow.finally_)]
                 for name in {n for n in names if names.count(n) > 1}:
                     issues.append(ConfigIssue(f"{path}.flow", f"duplicate step name {name!r}"))

@@ -58,9 +58,10 @@ def test_flow_variables_are_left_for_run_time(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TOKEN", "s3cret")
     cfg = parse_config(
         "version: v1\nservices:\n  web:\n    probes:\n      - name: f\n        flow:\n          steps:\n"
-        "            - {name: a, http: {url: 'http://x/', headers: {A: '${env:TOKEN}', B: 'Bearer ${token}'}}}\n"
+        "            - {name: a, http: {url: 'http://x/'}, extract: {token: {json: $.token}}}\n"
+        "            - {name: b, http: {url: 'http://x/', headers: {A: '${env:TOKEN}', B: 'Bearer ${token}'}}}\n"
     )
-    headers = cfg.services["web"].probes[0].flow.steps[0].http.headers  # type: ignore[union-attr]
+    headers = cfg.services["web"].probes[0].flow.steps[1].http.headers  # type: ignore[union-attr]
     assert headers == {"A": "s3cret", "B": "Bearer ${token}"}
 
 
@@ -185,6 +186,7 @@ def test_the_json_schema_describes_every_top_level_key() -> None:
         "feedback",
         "priorities",
         "escalation",
+        "alerting",
         "time_intervals",
         "receivers",
         "alertmanager",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slaprobe.probes.jsonpath import JsonPathError, Wildcard, find, json_equal, parse_path
+from slaprobe.jsonpath import JsonPathError, Wildcard, find, json_equal, parse_path
 
 DOC = {
     "status": "up",

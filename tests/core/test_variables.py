@@ -8,7 +8,7 @@ import pytest
 from multidict import CIMultiDict
 
 from slaprobe.config import DnsSpec, Extract, FlowSpec, HttpSpec, TcpSpec
-from slaprobe.probes.variables import (
+from slaprobe.variables import (
     ExtractError,
     MissingVariableError,
     Variables,

@@ -33,15 +33,15 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
-from slaprobe.probes.jsonpath import JsonPathError, find, parse_path
+from slaprobe.jsonpath import JsonPathError, find, parse_path
 
 if TYPE_CHECKING:
     from slaprobe.config import DnsSpec, Extract, FlowSpec, FlowStep, HttpSpec, TcpSpec, TlsSpec
 
-    StepSpec = HttpSpec | TcpSpec | DnsSpec | TlsSpec
+    StepSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | TlsSpec
 
 NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 # $${name} is an escaped literal (group 1 set); ${name} a reference.
