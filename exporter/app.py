@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
+import yaml
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, gc_collector, generate_latest, platform_collector, process_collector
@@ -21,7 +23,7 @@ from slaprobe.exporter.runtime import Exporter
 from slaprobe.exporter.status import render_status_page
 from slaprobe.exporter.store import service_info_text
 from slaprobe.probes.kinds import PROBERS
-from slaprobe.probes.result import FailureReason, ForbiddenTargetError, ProbeContext, ProbeTrace
+from slaprobe.probes.result import FailureReason, ForbiddenTargetError, ProbeContext, ProbeResult, ProbeTrace
 from slaprobe.probes.runner import run_probe
 
 log = logging.getLogger("slaprobe.web")
@@ -90,28 +92,82 @@ def _guard(request: web.Request) -> ProbeGuard:
     return ProbeGuard(exporter.configured_hosts(), AllowList.parse(entries))
 
 
+@dataclass(frozen=True, slots=True)
+class _ProbeRequest:
+    """What ``/probe`` was asked to run: a kind, an aimed spec and how to describe it in debug output."""
+
+    kind: str
+    spec: object
+    timeout: float | None  # seconds, the module's or probe's own limit
+    describe: Callable[[ProbeResult, list[str]], str]
+
+
+def _configured_probe(exporter: Exporter, module_name: str, target: str) -> _ProbeRequest | None:
+    """``module=<service>/<probe>`` runs that probe of the config now (``target`` may be omitted)."""
+    service_name, _, probe_name = module_name.partition("/")
+    service = exporter.config.services.get(service_name)
+    probe = next((p for p in service.probes if p.name == probe_name), None) if service else None
+    if probe is None:
+        return None
+    spec = probe.spec
+    if target and target != spec.target:
+        if probe.flow is not None:
+            raise ValueError("a flow probe runs against its configured steps; omit target")
+        spec = spec.with_target(target)  # type: ignore[union-attr]
+    written = probe.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+    def describe(result: ProbeResult, lines: list[str]) -> str:
+        text = (
+            "Logs for the probe:\n" + "".join(f"{line}\n" for line in lines)
+            + "\n\n\nMetrics that would have been returned:\n" + blackbox.render_probe_metrics(result).decode()
+            + f"\n\n\nProbe configuration ({service_name}):\n"
+            + yaml.safe_dump(written, sort_keys=False, allow_unicode=True)
+        )  # fmt: skip
+        return exporter.redact(text)
+
+    return _ProbeRequest(probe.kind, spec, exporter.config.timeout_of(probe), describe)
+
+
+def _module_probe(exporter: Exporter, module: blackbox.Module, target: str) -> _ProbeRequest:
+    """A blackbox module aimed at ``target`` (ValueError for a target of the wrong shape)."""
+
+    def describe(result: ProbeResult, lines: list[str]) -> str:
+        return blackbox.render_debug(result, lines, module, exporter.redact)
+
+    return _ProbeRequest(module.kind, module.spec.with_target(target), module.timeout, describe)
+
+
 async def handle_probe(request: web.Request) -> web.StreamResponse:
-    """One probe now, answered in blackbox_exporter's format (``debug=true``: the probe log)."""
+    """One probe now, answered in blackbox_exporter's format (``debug=true``: the probe log).
+
+    ``module`` names a blackbox module (``--modules``, or the built-in ``http_2xx``) or a
+    configured probe as ``<service>/<probe>``.
+    """
     exporter = request.app[EXPORTER_KEY]
     target = request.query.get("target", "")
-    module_name = request.query.get("module", "http_2xx")
+    module_name = request.query.get("module", blackbox.DEFAULT_MODULE)
     debug = request.query.get("debug", "").lower() == "true"
-    if not target:
-        return web.Response(status=400, text="Target parameter is missing\n")
-    modules = {**blackbox.BUILTIN_MODULES, **exporter.modules}
-    module = modules.get(module_name)
-    if not isinstance(module, blackbox.Module):
-        return web.Response(status=400, text=f"Unknown module {module_name!r}\n")
     guard = _guard(request)
+    module = {**blackbox.BUILTIN_MODULES, **exporter.modules}.get(module_name)
     try:
-        guard.check_target(target)
-        spec = module.spec.with_target(target)
+        if module is not None:
+            if not target:
+                return web.Response(status=400, text="Target parameter is missing\n")
+            guard.check_target(target)
+            wanted = _module_probe(exporter, module, target)
+        else:
+            if target:
+                guard.check_target(target)
+            found = _configured_probe(exporter, module_name, target)
+            if found is None:
+                return web.Response(status=400, text=f"Unknown module {module_name!r}\n")
+            wanted = found
     except ForbiddenTargetError as exc:
         return web.Response(status=403, text=f"{exc}\n")
     except ValueError as exc:
         return web.Response(status=400, text=f"Invalid target {target!r}: {exc}\n")
     try:
-        timeout = blackbox.probe_deadline(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), module.timeout)
+        timeout = blackbox.probe_deadline(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), wanted.timeout)
     except ValueError as exc:
         return web.Response(status=500, text=f"Failed to parse timeout from Prometheus header: {exc}\n")
     trace = ProbeTrace(debug=debug)
@@ -121,15 +177,14 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         guard=guard.address_guard(note=trace.log),
         hostname=request.query.get("hostname") or None,
     )
-    trace.log(f"Beginning probe (probe={module.kind}, timeout_seconds={timeout:g})")
-    result = await run_probe(PROBERS[module.kind], spec, ctx, name=f"/probe {module_name}")
+    trace.log(f"Beginning probe (probe={wanted.kind}, timeout_seconds={timeout:g})")
+    result = await run_probe(PROBERS[wanted.kind], wanted.spec, ctx, name=f"/probe {module_name}")
     trace.log(f"Probe {'succeeded' if result.success else 'failed'} (duration_seconds={result.duration:.6f})")
     if result.reason is FailureReason.FORBIDDEN and not debug:
         # A redirect or a resolved address left the allow-list: refuse like the target itself.
         return web.Response(status=403, text=f"{exporter.redact(result.detail)}\n")
     if debug:
-        text = blackbox.render_debug(result, trace.lines, module, exporter.redact)
-        return web.Response(text=text, content_type="text/plain")
+        return web.Response(text=wanted.describe(result, trace.lines), content_type="text/plain")
     return web.Response(body=blackbox.render_probe_metrics(result), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -188,11 +188,11 @@ class Exporter:
         was_up = series.last.success if series is not None and series.last is not None else None
         now = self.clock()
         self.store.record(key, result, now, day=self.today(now), first_attempt=first_attempt)
-        if was_up is not None and was_up != result.success:
-            if result.success:
-                log.info("probe %s/%s is UP again (%.3fs)", key[0], key[1], result.duration)
-            else:
+        if was_up is not result.success:  # a change, or the first run
+            if not result.success:
                 log.warning("probe %s/%s is DOWN: %s: %s", key[0], key[1], result.reason, result.detail)
+            elif was_up is not None:
+                log.info("probe %s/%s is UP again (%.3fs)", key[0], key[1], result.duration)
 
     # ------------------------------------------------------------------ lifecycle
 
