@@ -114,10 +114,18 @@ def _generate_alertmanager(cfg: Config, args: argparse.Namespace) -> dict[str, s
     return render_alertmanager_files(cfg, namespace=args.namespace, labels=_manifest_labels(args.manifest_label))
 
 
+def _generate_dashboards(cfg: Config, args: argparse.Namespace) -> dict[str, str]:
+    """The Grafana boards, one JSON file each."""
+    from slaprobe.dashboards import generate_dashboards
+
+    return generate_dashboards(cfg)
+
+
 # What `generate` writes, by name: each returns {file name: text}; `all` runs every one, in this order.
 GENERATORS: dict[str, Callable[[Config, argparse.Namespace], dict[str, str]]] = {
     "rules": _generate_rules,
     "alertmanager": _generate_alertmanager,
+    "dashboards": _generate_dashboards,
 }
 
 
@@ -147,9 +155,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write the SLA report (a later issue)."""
-    print("error: report: not implemented yet", file=sys.stderr)
-    return 2
+    """Write the SLA report: every service against its SLA over ``--period``, from Prometheus."""
+    from slaprobe.dashboards.report import ReportError, build_report, parse_end
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        _print_errors(exc)
+        return 1
+    try:
+        text = build_report(cfg, args.prometheus, args.period, fmt=args.format, end=parse_end(args.end))
+    except ReportError as exc:
+        print(f"error: report: {exc}", file=sys.stderr)
+        return 1
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"error: report: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(args.out)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--period", default="30d")
     report.add_argument("--out", required=True)
     report.add_argument("--format", choices=["html", "markdown"], default="html")
+    report.add_argument("--end", help="end of the period: RFC 3339 time or unix seconds (default: now)")
     report.set_defaults(func=cmd_report)
     return parser
 
