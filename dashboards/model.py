@@ -120,6 +120,7 @@ class Board:
     annotations: tuple[Annotation, ...] = ()
     time_from: str = "now-24h"
     refresh: str = "1m"
+    timezone: str = ""  # IANA zone of the board's time axes and of "today"; "" is the viewer's browser
 
     def queries(self) -> list[tuple[str, Query]]:
         """Every (panel or annotation title, query) of the board, in order."""

@@ -191,7 +191,8 @@ def _compliance(cfg: Config) -> list[Panel]:
                 (p.q(compliance(window, PROBES, [c.LABEL_SERVICE]), "{{service}}", instant=True),),
                 description=(
                     "Runs that succeeded within the service's latency threshold, over all runs; "
-                    "red below the service's compliance target (its availability SLA unless set)."
+                    "red below the service's compliance target (its availability SLA unless set). "
+                    f"Today starts at midnight {cfg.global_.timezone} (global.timezone)."
                 ),
                 unit="percentunit",
                 decimals=2,
@@ -353,4 +354,6 @@ def overview_board(cfg: Config) -> Board:
         panels=(*_summary(cfg), *_compliance(cfg), *_latency(cfg), *_complaints(cfg), *_offenders(cfg)),
         time_from="now-7d",
         refresh="5m",
+        # "today" starts at midnight where the status page's does; Grafana spells UTC "utc".
+        timezone="utc" if cfg.global_.timezone.upper() == "UTC" else cfg.global_.timezone,
     )

@@ -292,7 +292,7 @@ def render_board(board: Board) -> dict[str, Any]:
         time=gl.Time(board.time_from, "now"),
         refresh=board.refresh,
         graphTooltip=1,
-        timezone="",
+        timezone=board.timezone,
         schemaVersion=SCHEMA_VERSION,
         editable=True,
         version=1,
