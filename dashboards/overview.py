@@ -308,10 +308,15 @@ def _offenders(cfg: Config) -> list[Panel]:
                 "Fastest-burning SLOs (1h)",
                 (p.q(f"topk(5, {slo.burn_rate('1h', SERVICE_VAR)})", "{{service}} {{sloth_slo}}", instant=True),),
                 description=(
-                    "Error ratio of the last hour over the error budget: 1 spends the budget just over the SLA window."
+                    "Error ratio of the last hour over the error budget: 1 spends the budget just over the SLA "
+                    "window. Coloured at each service's burn-rate alert thresholds (yellow from 1x)."
                 ),
                 decimals=1,
-                steps=(Step(None, "green"), Step(1, "yellow"), Step(6, "orange"), Step(14.4, "red")),
+                steps=(Step(None, "green"), Step(1, "yellow")),
+                overrides=tuple(
+                    p.by_regexp(f"^{regex_of([name])} ", ("thresholds", slo.burn_steps(cfg.services[name])))
+                    for name in slo.services_with_burn_alerts(cfg)
+                ),
                 field_links=(SERVICE_LINK,),
                 options=p.bargauge_options(),
                 width=10,

@@ -36,8 +36,8 @@ pytestmark = pytest.mark.skipif(st.PROMETHEUS is None, reason="needs prometheus 
 
 # Series of exporter parts still being written, and who writes them. A query on one of them
 # may come back empty only while Prometheus has no series of that metric at all.
-_LOGS = "log scrapers (issue 4): access logs and tickets are parsed, but serve does not export them yet"
-_INCIDENTS = "rules issue (5): serve's Alertmanager silence poller and /alertmanager/webhook are not there yet"
+_LOGS = "log scrapers (issue 4): logs and tickets are parsed and counted, but serve does not export them yet"
+_INCIDENTS = "rules issue (5): exporter/incidents.py (silence poller, /alertmanager/webhook) is not wired into serve yet"
 AWAITED: dict[str, str] = {
     c.HTTP_REQUESTS: _LOGS,
     c.HTTP_REQUEST_DURATION: _LOGS,
