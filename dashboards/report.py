@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -49,6 +50,7 @@ class PrometheusClient:
 
     def __init__(self, url: str, *, session: requests.Session | None = None, timeout: float = TIMEOUT) -> None:
         self.url = url.rstrip("/")
+        self.shown = f"{urlsplit(self.url).scheme}://{where(self.url)}"  # for messages: no credentials
         self.session = session or requests.Session()
         self.timeout = timeout
 
@@ -56,11 +58,13 @@ class PrometheusClient:
         try:
             response = self.session.post(f"{self.url}{path}", data=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise ReportError(f"cannot reach Prometheus at {self.url}: {exc}") from None
+            errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+            reason = errno.group(1) if errno else type(exc).__name__
+            raise ReportError(f"cannot reach Prometheus at {self.shown}: {reason}") from None
         try:
             body = response.json()
         except ValueError:
-            raise ReportError(f"{self.url}{path}: HTTP {response.status_code}, not a Prometheus API answer") from None
+            raise ReportError(f"{self.shown}{path}: HTTP {response.status_code}, not a Prometheus API answer") from None
         if body.get("status") != "success":
             raise ReportError(f"query refused ({body.get('errorType')}: {body.get('error')}): {params.get('query')}")
         return body["data"]
@@ -424,8 +428,16 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
             )
         )
     complaints = tuple(_complaints(client, source, window, at) for source in cfg.feedback)
-    host = re.sub(r"^[a-z]+://", "", client.url)
-    return Report(at - seconds, at, window, host, tuple(services), complaints, step)
+    return Report(at - seconds, at, window, where(client.url), tuple(services), complaints, step)
+
+
+def where(url: str) -> str:
+    """Where the data came from, for the report: host, port and path, no scheme and no credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}{parts.path}" if parts.port else f"{host}{parts.path}"
 
 
 def build_report(cfg: Config, prometheus: str, period: str, *, fmt: str = "html", end: float | None = None) -> str:

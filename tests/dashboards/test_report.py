@@ -12,6 +12,7 @@ from slaprobe.dashboards.report import (
     ComplaintReport,
     Incident,
     Latency,
+    PrometheusClient,
     Report,
     ReportError,
     ServiceReport,
@@ -22,7 +23,9 @@ from slaprobe.dashboards.report import (
     render_html,
     render_markdown,
     seconds_text,
+    where,
 )
+from tests.conftest import free_port
 from tests.dashboards.test_live import EXTERNAL
 
 T0 = 1_700_000_000.0
@@ -88,6 +91,20 @@ def test_end_of_period_is_rfc3339_or_unix_seconds(text: str | None, expected: fl
 def test_end_of_period_that_is_no_time_is_refused() -> None:
     with pytest.raises(ReportError, match="--end: not a time: 'yesterday'"):
         parse_end("yesterday")
+
+
+def test_the_report_names_its_prometheus_without_scheme_or_credentials() -> None:
+    assert where("https://user:secret@prom.example:9090/prometheus") == "prom.example:9090/prometheus"
+    assert where("http://[::1]:9090") == "[::1]:9090"
+    assert where("http://prometheus") == "prometheus"
+
+
+def test_an_unreachable_prometheus_is_named_without_its_credentials() -> None:
+    client = PrometheusClient(f"http://user:secret@127.0.0.1:{free_port()}")
+    with pytest.raises(ReportError) as caught:
+        client.query("up", T0)
+    assert str(caught.value) == f"cannot reach Prometheus at {client.shown}: Connection refused"
+    assert "secret" not in str(caught.value)
 
 
 def test_numbers_are_written_for_people() -> None:
