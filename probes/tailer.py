@@ -1,33 +1,36 @@
 """Follow the log files of one path glob: complete lines only, rotation-safe, offsets kept on disk.
 
 A :class:`Tailer` polls: each :meth:`Tailer.poll` lists the glob, notices rotations,
-reads what is new (1 MiB ``pread`` chunks split on ``\\n``) and returns the complete
-lines (without their ``\\n``). The owner counts them, then calls :meth:`Tailer.commit`;
-only committed offsets are saved, so a restart at any moment loses nothing, and
-re-reads at most the lines of one uncommitted poll (none after a clean
-``commit(); close()``).
+reads what is new (``pread`` in chunks of up to 1 MiB, split on ``\\n``) and returns the
+complete lines, without their ``\\n``. The owner counts them, then calls
+:meth:`Tailer.commit`; only committed offsets are saved, so a restart at any moment
+loses nothing and re-reads at most the lines returned since the last commit (none
+after ``commit(force=True); close()``).
 
-Intended use: one Tailer per log source, driven by one thread (reads block, so the
-exporter calls ``poll`` from an executor thread, e.g. ``await asyncio.to_thread(...)``,
-every 0.25-1 s; ``max_bytes`` bounds the work of one call). :attr:`Tailer.stats` may be
-read from any thread.
+Intended use: one Tailer per log source, driven by one thread at a time. Reads block,
+so the exporter calls ``poll`` and ``commit`` from a worker thread (``run_in_executor``),
+every 0.25-1 s, and again at once while ``poll`` keeps returning lines; ``max_bytes``
+bounds the work of one call. :attr:`Tailer.stats` may be read from any thread.
 
-What it survives (fail2ban's recipe: a file is identified by device + inode and a hash
-of its first bytes; it was rewritten if its size fell below the offset or that hash
-changed):
+Files are known by device + inode and by their first bytes (fail2ban's recipe: a file
+was rewritten if its size fell below the offset or its first bytes changed). What it
+survives:
 
-- rename + create: the old file is read to its end through the descriptor already
-  open, before the new one, and kept for ``rotate_grace`` seconds in case the writer
-  has not reopened yet; a renamed file still matched by the glob is simply followed.
-- copytruncate: the truncation is noticed and the file is read again from 0; a copy
-  that the glob matches (``access.log.1``) is recognised by its content and yields only
-  the lines the truncation took away before they were read, never the rest twice.
-- delete + recreate, files that appear later (read from their first byte), several
-  files per glob. Compressed files (``.gz``, ``.bz2``, ``.xz``, ``.zst``, ...) are skipped.
-- ``start: end|beginning`` applies to files present at the first poll when the source
-  has no saved state; after a restart, files that appeared while stopped are read whole.
+- rename + create: the renamed file is read to its end through the descriptor already
+  open, before the new one, and kept ``rotate_grace`` seconds in case the writer has
+  not reopened yet; a renamed file the glob still matches is simply followed on.
+- copytruncate: the truncation is noticed and the file is read again from 0. A copy the
+  glob matches (``access.log.1``) is recognised by its content: it yields only the lines
+  the truncation took away before they were read, never the rest a second time.
+- delete + recreate; files that appear later (read from their first byte); several files
+  per glob. Compressed files (``.gz``, ``.bz2``, ``.xz``, ``.zst``, ...) are never read.
+- ``start: end|beginning`` applies to the files present at the first poll when the
+  source has no saved state; after a restart, files that appeared meanwhile are read whole.
 - A line longer than ``max_line_bytes`` is counted in ``stats.too_long`` and skipped
   without being buffered.
+
+Rotations that follow each other faster than the polls can lose a file the glob does
+not match (as in every polling tailer); the state file holds hashes, never log text.
 """
 
 from __future__ import annotations
@@ -47,19 +50,21 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_BYTES = 256  # a file is known by its inode and a hash of up to this many first bytes
+HEAD_BYTES = 256  # a file is known by its inode and its first bytes, up to this many
 TAIL_BYTES = 64  # the bytes before an offset, kept to confirm that a new file is a copy
-COPY_CHECK_BYTES = 64 * 1024  # prefix compared byte for byte before a file is taken as a copy
+COPY_CHECK_BYTES = 64 * 1024  # compared byte for byte before a new file counts as a copy
 CHUNK_BYTES = 1 << 20
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
-DEFAULT_POLL_BYTES = 16 << 20
+DEFAULT_POLL_BYTES = 1 << 20  # per poll() call; call again at once while it returns lines
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lz", ".z", ".zip", ".br", ".7z", ".sz")
 STATE_VERSION = 1
 
 RotationKind = Literal["rename", "truncate", "delete"]
 Start = Literal["end", "beginning"]
+Role = Literal["follow", "undecided", "shadow", "copy"]
+Key = tuple[int, int]  # (st_dev, st_ino)
 
-# A glob and an uncapped retired list would let one noisy directory grow memory without bound.
+# Bounds on what is remembered of files no longer followed (a noisy directory must not grow memory).
 _RETIRED_MAX = 32
 _RETIRED_TTL = 600.0
 
@@ -72,79 +77,38 @@ class TailerStats:
     lines: int = 0  # complete lines returned by poll()
     too_long: int = 0  # lines longer than max_line_bytes, skipped
     rotations: dict[str, int] = field(default_factory=lambda: {"rename": 0, "truncate": 0, "delete": 0})
-    lag_bytes: int = 0  # at the last poll: file sizes minus offsets, summed over followed files
-    files: int = 0  # files followed (open) at the last poll
+    lag_bytes: int = 0  # after the last poll: file sizes minus offsets, over the files read
+    files: int = 0  # files open after the last poll
 
 
 @dataclass(frozen=True)
 class FollowedFile:
-    """One followed file as of the last poll (for status pages and tests)."""
+    """One file as of the last poll (for status pages and tests)."""
 
     path: str
     offset: int
     size: int
-    state: Literal["live", "detached", "copy"]  # copy: a copy of another file, not read
+    state: Literal["live", "detached", "copy", "undecided"]  # copy: of another file, not read
 
 
 @dataclass
 class _Snapshot:
-    """What a rewritten or vanished file looked like: lets a copy of it resume at the offset."""
+    """What a rewritten or vanished file looked like, so that a copy of it resumes at its offset."""
 
+    head: bytes | None  # None when loaded from a state file (which keeps only hashes)
     fp: str
     fp_len: int
     offset: int
-    tail: bytes
+    tail_hash: str
+    tail_len: int
     at: float
-
-
-class _File:
-    __slots__ = (
-        "acked",
-        "copy_of",
-        "detached",
-        "dev",
-        "fd",
-        "fp",
-        "fp_len",
-        "idle_since",
-        "ino",
-        "mtime_ns",
-        "nlink",
-        "offset",
-        "path",
-        "shadow_of",
-        "size",
-        "skipping",
-        "tail",
-        "verified",
-    )
-
-    def __init__(self, fd: int, st: os.stat_result, path: str) -> None:
-        self.fd = fd
-        self.dev, self.ino = st.st_dev, st.st_ino
-        self.path = path
-        self.size, self.mtime_ns, self.nlink = st.st_size, st.st_mtime_ns, st.st_nlink
-        self.offset = 0
-        self.tail = b""
-        self.skipping = False
-        self.fp, self.fp_len = _hash(b""), 0
-        self.detached = False
-        self.idle_since = 0.0
-        self.shadow_of: tuple[int, int] | None = None  # key of the live file this is a copy of
-        self.verified = 0  # bytes of this shadow copy compared equal to its original
-        self.copy_of: _Snapshot | None = None  # rewritten original whose offset this copy resumes at
-        self.acked: tuple[int, bytes, bool] = (0, b"", False)
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return self.dev, self.ino
 
 
 def _hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _key_text(key: tuple[int, int]) -> str:
+def _key_text(key: Key) -> str:
     return f"{key[0]}:{key[1]}"
 
 
@@ -153,6 +117,71 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
     except OSError:
         return b""
+
+
+class _File:
+    __slots__ = (
+        "acked",
+        "copy_of",
+        "detached",
+        "dev",
+        "end_if_new",
+        "fd",
+        "head",
+        "idle_since",
+        "ino",
+        "mtime_ns",
+        "nlink",
+        "offset",
+        "path",
+        "role",
+        "shadow_of",
+        "size",
+        "skipping",
+        "tail",
+        "verified",
+    )
+
+    def __init__(self, fd: int, st: os.stat_result, path: str, now: float) -> None:
+        self.fd = fd
+        self.dev, self.ino = st.st_dev, st.st_ino
+        self.path = path
+        self.size, self.mtime_ns, self.nlink = st.st_size, st.st_mtime_ns, st.st_nlink
+        self.offset = 0
+        self.tail = b""  # up to TAIL_BYTES before offset
+        self.skipping = False  # inside an over-long line
+        self.head = _pread(fd, HEAD_BYTES, 0)
+        self.detached = False  # no longer matched by the glob (renamed away or deleted)
+        self.idle_since = now
+        self.role: Role = "follow"
+        self.shadow_of: Key | None = None  # role shadow: the live file this is a copy of
+        self.verified = 0  # role shadow: bytes compared equal to that file
+        self.copy_of: _Snapshot | None = None  # role copy: the rewritten file whose offset it resumes at
+        self.end_if_new = False  # role undecided: start at the end if it turns out a new file
+        self.acked: tuple[int, bytes, bool] = (0, b"", False)
+
+    @property
+    def key(self) -> Key:
+        return self.dev, self.ino
+
+    def snapshot(self, now: float) -> _Snapshot:
+        return _Snapshot(
+            self.head, _hash(self.head), len(self.head), self.offset, _hash(self.tail), len(self.tail), now
+        )
+
+
+def _compare_head(head: bytes, ref: _Snapshot | _File) -> Literal["copy", "prefix", "other"]:
+    """Does ``head`` (a new file's first bytes) start like ``ref``: fully, so far, or not at all?"""
+    ref_head = ref.head
+    if ref_head is None:  # only a hash: decides once the new file is long enough
+        assert isinstance(ref, _Snapshot)
+        ok = ref.fp_len and len(head) >= ref.fp_len and _hash(head[: ref.fp_len]) == ref.fp
+        return "copy" if ok else "other"
+    if not ref_head:
+        return "other"
+    if len(head) >= len(ref_head):
+        return "copy" if head.startswith(ref_head) else "other"
+    return "prefix" if ref_head.startswith(head) else "other"
 
 
 class Tailer:
@@ -181,9 +210,9 @@ class Tailer:
         self.stats = TailerStats()
         self._clock = clock
         self._chunk = max(CHUNK_BYTES, max_line_bytes + 1)
-        self._files: dict[tuple[int, int], _File] = {}
-        self._path_owner: dict[str, tuple[int, int]] = {}
-        self._fate: dict[tuple[int, int], RotationKind] = {}  # how a file we stopped following ended
+        self._files: dict[Key, _File] = {}
+        self._path_owner: dict[str, Key] = {}
+        self._fate: dict[Key, RotationKind] = {}  # how files we stopped following ended
         self._retired: list[_Snapshot] = []
         self._first_poll = True
         self._dirty = False
@@ -197,31 +226,30 @@ class Tailer:
     # ------------------------------------------------------------------ public API
 
     def poll(self, max_bytes: int = DEFAULT_POLL_BYTES) -> list[bytes]:
-        """New complete lines (without ``\\n``) from every file; at most about ``max_bytes`` read."""
+        """New complete lines (without ``\\n``) of every file; reads about ``max_bytes`` at most."""
         with self._lock:
             now = self._clock()
-            lines: list[bytes] = []
             seen = self._scan()
             self._update_followed(seen, now)
             self._open_new(seen, now)
+            for f in list(self._files.values()):
+                self._settle(f, now)
+            lines: list[bytes] = []
             budget = max_bytes
-            # Old content first: detached (rotated) files, then live files in path order.
-            order = sorted(self._files.values(), key=lambda f: (not f.detached, f.path))
-            for f in order:
+            # Old content first: detached (rotated away) files, then copies, then by path.
+            for f in sorted(self._files.values(), key=lambda f: (not f.detached, f.path)):
                 if budget <= 0:
                     break
-                if f.shadow_of is None and f.copy_of is None:
+                if f.role == "follow":
                     budget -= self._read(f, lines, budget, now)
             self._close_idle(now)
             self._retired = [s for s in self._retired if now - s.at < _RETIRED_TTL][-_RETIRED_MAX:]
-            self.stats.lag_bytes = sum(
-                max(0, f.size - f.offset) for f in self._files.values() if f.shadow_of is None and f.copy_of is None
-            )
+            self.stats.lag_bytes = sum(max(0, f.size - f.offset) for f in self._files.values() if f.role == "follow")
             self.stats.files = len(self._files)
             return lines
 
     def commit(self, *, force: bool = False) -> None:
-        """Acknowledge every line returned so far; save offsets (at most every ``save_interval``)."""
+        """Acknowledge every line returned so far; save offsets (at most every ``save_interval`` unless forced)."""
         with self._lock:
             for f in self._files.values():
                 f.acked = (f.offset, f.tail, f.skipping)
@@ -239,15 +267,10 @@ class Tailer:
             self._files.clear()
 
     def followed(self) -> list[FollowedFile]:
-        """The files followed at the last poll."""
+        """The files open after the last poll."""
         with self._lock:
             return [
-                FollowedFile(
-                    f.path,
-                    f.offset,
-                    f.size,
-                    "copy" if f.shadow_of or f.copy_of else "detached" if f.detached else "live",
-                )
+                FollowedFile(f.path, f.offset, f.size, _state_of(f))
                 for f in sorted(self._files.values(), key=lambda f: f.path)
             ]
 
@@ -257,10 +280,10 @@ class Tailer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ scanning
+    # ------------------------------------------------------------------ files that we follow
 
-    def _scan(self) -> dict[tuple[int, int], tuple[str, os.stat_result]]:
-        seen: dict[tuple[int, int], tuple[str, os.stat_result]] = {}
+    def _scan(self) -> dict[Key, tuple[str, os.stat_result]]:
+        seen: dict[Key, tuple[str, os.stat_result]] = {}
         for path in sorted(glob.glob(self.pattern)):
             if path.lower().endswith(COMPRESSED_SUFFIXES):
                 continue
@@ -268,12 +291,11 @@ class Tailer:
                 st = os.stat(path)
             except OSError:
                 continue
-            if not _is_regular(st):
-                continue
-            seen.setdefault((st.st_dev, st.st_ino), (path, st))
+            if _is_regular(st):
+                seen.setdefault((st.st_dev, st.st_ino), (path, st))
         return seen
 
-    def _update_followed(self, seen: dict[tuple[int, int], tuple[str, os.stat_result]], now: float) -> None:
+    def _update_followed(self, seen: dict[Key, tuple[str, os.stat_result]], now: float) -> None:
         for key, f in list(self._files.items()):
             hit = seen.pop(key, None)
             if hit is not None:
@@ -293,34 +315,44 @@ class Tailer:
                 f.nlink = st.st_nlink
             if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
                 f.idle_since = now
-                self._check_rewrite(f, st, now)
-            f.size, f.mtime_ns = st.st_size, st.st_mtime_ns
-        for f in list(self._files.values()):
-            if f.shadow_of is not None:
-                self._check_shadow(f, now)
-            elif f.copy_of is not None:
-                self._check_copy(f, now)
+                f.size, f.mtime_ns = st.st_size, st.st_mtime_ns
+                self._check_rewrite(f, now)
 
-    def _check_rewrite(self, f: _File, st: os.stat_result, now: float) -> None:
-        """Notice a truncation (size below offset, or first bytes changed); keep the fingerprint fresh."""
-        head = _pread(f.fd, FINGERPRINT_BYTES, 0) if st.st_size else b""
-        rewritten = st.st_size < f.offset or len(head) < f.fp_len or _hash(head[: f.fp_len]) != f.fp
-        if rewritten:
-            self.stats.rotations["truncate"] += 1
-            snap = _Snapshot(f.fp, f.fp_len, f.offset, f.tail, now)
-            if f.fp_len:
-                self._retired.append(snap)
-            self._release_shadows(f.key, snap)
-            f.offset, f.tail, f.skipping = 0, b"", False
-            f.shadow_of, f.copy_of = None, None
-            f.idle_since = now
-        if rewritten or len(head) > f.fp_len:
-            f.fp, f.fp_len = _hash(head), len(head)
+    def _check_rewrite(self, f: _File, now: float) -> None:
+        """Notice a truncation (size below the offset, or other first bytes); keep the head fresh."""
+        old = f.head
+        # Common case, a file that grew: one 256-byte read tells it was not rewritten.
+        full = len(old) == HEAD_BYTES and f.size >= max(f.offset, HEAD_BYTES) and f.role == "follow"
+        if full and _pread(f.fd, HEAD_BYTES, 0) == old:
+            return
+        head = _pread(f.fd, HEAD_BYTES, 0) if f.size else b""
+        if f.size < f.offset or not (head.startswith(old) if len(head) >= len(old) else False):
+            if f.role == "undecided":  # it has not been read: decide again on its new bytes
+                f.head = head
+                return
+            self._rewritten(f, now)
+        f.head = head
 
-    def _open_new(self, seen: dict[tuple[int, int], tuple[str, os.stat_result]], now: float) -> None:
+    def _rewritten(self, f: _File, now: float) -> None:
+        """``f`` was truncated or rewritten: read it again from 0; a copy of it may resume where it was."""
+        self.stats.rotations["truncate"] += 1
+        snap = f.snapshot(now)
+        if f.head:
+            self._retired.append(snap)
+        for other in self._files.values():
+            if other.role == "shadow" and other.shadow_of == f.key:
+                other.role, other.shadow_of, other.copy_of = "copy", None, snap
+        f.offset, f.tail, f.skipping = 0, b"", False
+        f.head = _pread(f.fd, HEAD_BYTES, 0)
+        if f.role != "follow":  # a copy that was itself rewritten is a file of its own now
+            f.role, f.shadow_of, f.copy_of = "follow", None, None
+
+    # ------------------------------------------------------------------ files that are new to us
+
+    def _open_new(self, seen: dict[Key, tuple[str, os.stat_result]], now: float) -> None:
         first = self._first_poll
         self._first_poll = False
-        news: list[tuple[_File, bytes]] = []
+        news: list[_File] = []
         for path, _ in sorted(seen.values(), key=lambda ps: (ps[1].st_mtime_ns, ps[0])):
             try:
                 fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -330,45 +362,25 @@ class Tailer:
             if (st.st_dev, st.st_ino) in self._files or not _is_regular(st):
                 os.close(fd)
                 continue
-            f = _File(fd, st, path)
-            head = _pread(fd, FINGERPRINT_BYTES, 0)
-            f.fp, f.fp_len = _hash(head), len(head)
+            f = _File(fd, st, path, now)
             self._files[f.key] = f
-            news.append((f, head))
+            news.append(f)
             previous = self._path_owner.get(path)
             self._path_owner[path] = f.key
             if previous is not None and previous != f.key and not first:
                 self._count_replacement(previous)
         if first and self._saved:
-            resumed = {f.key for f, head in news if self._resume_saved(f, head, now)}
-            news = [(f, head) for f, head in news if f.key not in resumed]
-            gone = {  # files of the last run that are gone or were rewritten while we were stopped
-                key: _Snapshot(e["fingerprint"], e["fingerprint_bytes"], e["offset"], e["tail"], now)
-                for key, e in self._saved.items()
-            }
-            self._retired += [snap for snap in gone.values() if snap.fp_len]
-            for f in self._files.values():
-                if f.shadow_of is not None and f.shadow_of not in resumed:
-                    snap = gone.get(_key_text(f.shadow_of))
-                    f.shadow_of = None
-                    if snap is not None:
-                        f.copy_of = snap
-                    else:
-                        self._seek_end(f)
-            self._saved.clear()
-        for f, head in news:
-            if self._match_copy(f, head, now):
-                continue
-            if first and not self._resumed and self.start == "end":
-                self._seek_end(f)
-            f.idle_since = now
-        for f, _ in news:
+            news = self._resume(news, now)
+        at_end = first and not self._resumed and self.start == "end"
+        for f in news:
+            f.role, f.end_if_new = "undecided", at_end
+            self._decide(f, now)
             f.acked = (f.offset, f.tail, f.skipping)
         if news:
             self._dirty = True
 
-    def _count_replacement(self, previous: tuple[int, int]) -> None:
-        """A new file took the path of one we followed: count the rotation by what became of the old one."""
+    def _count_replacement(self, previous: Key) -> None:
+        """A new file took the path of one we followed: count a rotation, by what became of the old one."""
         old = self._files.get(previous)
         if old is not None:
             kind: RotationKind = "delete" if old.detached and old.nlink == 0 else "rename"
@@ -376,92 +388,64 @@ class Tailer:
             kind = self._fate.get(previous, "delete")
         self.stats.rotations[kind] += 1
 
-    def _resume_saved(self, f: _File, head: bytes, now: float) -> bool:
-        """Continue a file of the last run at its saved offset; False if it is not that file (any more)."""
-        entry = self._saved.get(_key_text(f.key))
-        if entry is None:
-            return False
-        n = entry["fingerprint_bytes"]
-        if len(head) < n or _hash(head[:n]) != entry["fingerprint"] or f.size < entry["offset"]:
-            self.stats.rotations["truncate"] += 1  # rewritten while we were stopped; a copy may resume it
-            return False
-        del self._saved[_key_text(f.key)]
-        f.offset, f.tail, f.skipping = entry["offset"], entry["tail"], entry["skipping"]
-        f.idle_since = now
-        shadow = entry.get("shadow_of")
-        if shadow:
-            dev, ino = (int(x) for x in shadow.split(":"))
-            f.shadow_of = (dev, ino)
-        copy = entry.get("copy_of")
-        if copy:
-            f.copy_of = _Snapshot("", 0, copy["offset"], bytes.fromhex(copy["tail"]), now)
-        return True
-
-    # ------------------------------------------------------------------ copies (copytruncate)
-
-    def _match_copy(self, f: _File, head: bytes, now: float) -> bool:
-        """Is the new file a copy of a followed or rewritten file? Then it is not read from 0."""
-        if not head:
-            return False
+    def _decide(self, f: _File, now: float) -> None:
+        """Is a new file a copy of one we follow or followed (copytruncate), a new file, or too short to tell?"""
+        prefix = False
         for snap in reversed(self._retired):
-            if snap.fp_len and len(head) >= snap.fp_len and _hash(head[: snap.fp_len]) == snap.fp:
-                f.copy_of = snap
-                f.idle_since = now
-                self._check_copy(f, now)
-                return True
-        for other in self._files.values():
-            if other is f or other.shadow_of is not None or other.copy_of is not None or not other.fp_len:
-                continue
-            if len(head) >= other.fp_len and _hash(head[: other.fp_len]) == other.fp:
-                f.shadow_of = other.key
-                f.idle_since = now
-                self._check_shadow(f, now)
-                if f.shadow_of is not None:
-                    return True
-                f.offset, f.copy_of = 0, None
-                return False
-        return False
-
-    def _check_shadow(self, f: _File, now: float) -> None:
-        """A copy of a live file is never read; it stops being one if its bytes differ."""
-        assert f.shadow_of is not None
-        original = self._files.get(f.shadow_of)
-        if original is None:
-            f.shadow_of = None
-            f.offset = f.size
-            return
-        limit = min(f.size, original.size, COPY_CHECK_BYTES)
-        if limit > f.verified:
-            mine, theirs = _pread(f.fd, limit, 0), _pread(original.fd, limit, 0)
-            if mine != theirs:
-                f.shadow_of = None  # not a copy after all: a file of its own, read from 0
-                f.offset, f.idle_since = 0, now
+            verdict = _compare_head(f.head, snap)
+            if verdict == "copy":
+                f.role, f.copy_of, f.idle_since = "copy", snap, now
                 return
-            f.verified = limit
-
-    def _release_shadows(self, key: tuple[int, int], snap: _Snapshot) -> None:
+            prefix = prefix or verdict == "prefix"
         for other in self._files.values():
-            if other.shadow_of == key:
-                other.shadow_of = None
-                other.copy_of = snap
-                self._check_copy(other, snap.at)
-
-    def _check_copy(self, f: _File, now: float) -> None:
-        """A copy of a rewritten file resumes where the original was, once its bytes confirm it."""
-        snap = f.copy_of
-        assert snap is not None
-        if f.size >= snap.offset:
-            start = snap.offset - len(snap.tail)
-            if _pread(f.fd, len(snap.tail), start) == snap.tail:
-                f.offset, f.tail = snap.offset, snap.tail
-            else:
-                f.offset, f.tail = 0, b""
-            f.copy_of = None
-            f.idle_since = now
-        elif now - f.idle_since >= self.rotate_grace:
-            # A copy that stopped short of what was read of its original holds nothing unread.
+            if other is f or other.role != "follow":
+                continue
+            verdict = _compare_head(f.head, other)
+            if verdict == "copy":
+                f.role, f.shadow_of, f.verified, f.idle_since = "shadow", other.key, 0, now
+                return
+            prefix = prefix or verdict == "prefix"
+        if prefix:
+            return  # its bytes so far begin another file's: wait until they say which it is
+        f.role = "follow"
+        if f.end_if_new:
             self._seek_end(f)
-            f.copy_of = None
+
+    def _settle(self, f: _File, now: float) -> None:
+        """Move a file out of the undecided, shadow and copy roles once its bytes allow."""
+        if f.role == "undecided":
+            if len(f.head) < HEAD_BYTES and f.size > len(f.head):
+                f.head = _pread(f.fd, HEAD_BYTES, 0)
+            self._decide(f, now)
+        elif f.role == "shadow":
+            original = self._files.get(f.shadow_of) if f.shadow_of is not None else None
+            if original is None:
+                f.role, f.shadow_of = "follow", None
+                self._seek_end(f)
+                return
+            limit = min(f.size, original.size, COPY_CHECK_BYTES)
+            if limit > f.verified:
+                theirs = _pread(original.fd, limit, 0)
+                if len(theirs) < limit or not theirs.startswith(original.head):
+                    return  # the original is being rewritten right now: the next poll sees it
+                if _pread(f.fd, limit, 0) != theirs:
+                    f.role, f.shadow_of, f.offset = "follow", None, 0  # not a copy: a file of its own
+                    return
+                f.verified = limit
+        elif f.role == "copy":
+            snap = f.copy_of
+            assert snap is not None
+            if f.size >= snap.offset:
+                if _hash(_pread(f.fd, snap.tail_len, snap.offset - snap.tail_len)) == snap.tail_hash:
+                    f.offset = snap.offset  # the copy holds what the rewrite took: read it from there
+                    f.tail = _pread(f.fd, TAIL_BYTES, max(0, snap.offset - TAIL_BYTES))[-TAIL_BYTES:]
+                else:
+                    f.offset, f.tail = 0, b""  # same first bytes, other content: a file of its own
+                f.role, f.copy_of = "follow", None
+            elif now - f.idle_since >= self.rotate_grace:
+                # A copy shorter than what was read of its original holds nothing unread.
+                f.role, f.copy_of = "follow", None
+                self._seek_end(f)
 
     # ------------------------------------------------------------------ reading
 
@@ -469,6 +453,7 @@ class Tailer:
         """Offset after the last complete line (the rest of a partial last line is skipped)."""
         size = f.size
         if not size:
+            f.offset, f.tail, f.skipping = 0, b"", False
             return
         back = min(size, self.max_line_bytes + 1)
         data = _pread(f.fd, back, size - back)
@@ -476,8 +461,10 @@ class Tailer:
         if i >= 0:
             f.offset, f.skipping = size - back + i + 1, False
             f.tail = data[max(0, i + 1 - TAIL_BYTES) : i + 1]
+        elif back < size:
+            f.offset, f.skipping = size, True  # inside a line longer than the limit: skip its rest
         else:
-            f.offset, f.skipping = size, True  # inside a line longer than we look back: skip its rest
+            f.offset, f.skipping = 0, False  # one partial line: the writer is still on it
 
     def _read(self, f: _File, out: list[bytes], budget: int, now: float) -> int:
         """Append the complete lines of ``f`` past its offset to ``out``; return the bytes consumed."""
@@ -485,7 +472,13 @@ class Tailer:
         max_line = self.max_line_bytes
         stats = self.stats
         while consumed < budget:
-            data = _pread(f.fd, self._chunk, f.offset)
+            want = min(self._chunk, budget - consumed)
+            data = self._pread_checked(f, want, now)
+            if data is not None and len(data) == want <= max_line and b"\n" not in data:
+                if consumed:
+                    break  # the budget ends inside a line: the rest next time
+                want = max_line + 1  # a small budget must still see whether a line is too long
+                data = self._pread_checked(f, want, now)
             if not data:
                 break
             if f.skipping:
@@ -493,10 +486,12 @@ class Tailer:
                 if i < 0:
                     f.offset += len(data)
                     consumed += len(data)
+                    f.tail = _tail_after(f.tail, data, len(data))
                     continue
                 f.skipping = False
                 f.offset += i + 1
                 consumed += i + 1
+                f.tail = _tail_after(f.tail, data, i + 1)
                 data = data[i + 1 :]
             j = data.rfind(b"\n")
             if j < 0:
@@ -505,6 +500,7 @@ class Tailer:
                     f.skipping = True
                     f.offset += len(data)
                     consumed += len(data)
+                    f.tail = _tail_after(f.tail, data, len(data))
                     continue
                 break
             block = data[:j]
@@ -517,14 +513,26 @@ class Tailer:
             stats.lines += len(lines)
             f.offset += j + 1
             consumed += j + 1
-            f.tail = (f.tail + data[: j + 1])[-TAIL_BYTES:] if j + 1 < TAIL_BYTES else data[j + 1 - TAIL_BYTES : j + 1]
-            if len(data) < self._chunk:
-                break
+            f.tail = _tail_after(f.tail, data, j + 1)
+            if len(data) < want:
+                break  # end of file
         if consumed:
             stats.bytes_read += consumed
             f.idle_since = now
             f.size = max(f.size, f.offset)
         return consumed
+
+    def _pread_checked(self, f: _File, size: int, now: float) -> bytes | None:
+        """``size`` bytes at the offset, read together with the bytes before it to prove the file
+        was not rewritten since (a copytruncate between our stat and our read); None if it was."""
+        keep = len(f.tail)
+        if not keep:
+            return _pread(f.fd, size, f.offset)
+        data = _pread(f.fd, keep + size, f.offset - keep)
+        if data[:keep] != f.tail:
+            self._rewritten(f, now)
+            return None
+        return data[keep:]
 
     def _close_idle(self, now: float) -> None:
         for key, f in list(self._files.items()):
@@ -532,13 +540,49 @@ class Tailer:
                 os.close(f.fd)
                 del self._files[key]
                 self._fate[key] = "delete" if f.nlink == 0 else "rename"
-                self._release_shadows(key, _Snapshot(f.fp, f.fp_len, f.offset, f.tail, now))
                 self._dirty = True
+                for other in self._files.values():
+                    if other.role == "shadow" and other.shadow_of == key:
+                        other.role, other.shadow_of, other.copy_of = "copy", None, f.snapshot(now)
         if len(self._fate) > 4 * _RETIRED_MAX:
             for key in list(self._fate)[: len(self._fate) - 2 * _RETIRED_MAX]:
                 del self._fate[key]
 
     # ------------------------------------------------------------------ state
+
+    def _resume(self, news: list[_File], now: float) -> list[_File]:
+        """Continue the files of the last run at their saved offsets; return the files that are new."""
+        resumed: dict[str, _File] = {}
+        for f in news:
+            entry = self._saved.get(_key_text(f.key))
+            if entry is None:
+                continue
+            n = entry["fingerprint_bytes"]
+            if len(f.head) < n or _hash(f.head[:n]) != entry["fingerprint"] or f.size < entry["offset"]:
+                self.stats.rotations["truncate"] += 1  # rewritten while we were stopped; a copy may resume it
+                continue
+            resumed[_key_text(f.key)] = f
+            f.offset, f.skipping = entry["offset"], entry["skipping"]
+            f.tail = _pread(f.fd, TAIL_BYTES, max(0, f.offset - TAIL_BYTES))[: f.offset]
+            f.acked = (f.offset, f.tail, f.skipping)
+        gone = {key: _entry_snapshot(e, now) for key, e in self._saved.items() if key not in resumed}
+        self._retired += [snap for snap in gone.values() if snap.fp_len]
+        for key, f in resumed.items():
+            entry = self._saved[key]
+            role = entry.get("role", "follow")
+            if role == "shadow":
+                target = entry.get("shadow_of")
+                if target in resumed:
+                    f.role, f.shadow_of = "shadow", resumed[target].key
+                elif target in gone:
+                    f.role, f.copy_of = "copy", gone[target]
+            elif role == "copy":
+                f.role, f.copy_of = "copy", _entry_snapshot(entry["copy_of"], now)
+            elif role == "undecided":
+                f.role = "undecided"
+        self._saved.clear()
+        keep = {id(f) for f in resumed.values()}
+        return [f for f in news if id(f) not in keep]
 
     def _load_state(self) -> None:
         if self._state_path is None:
@@ -555,13 +599,15 @@ class Tailer:
                 raise ValueError(f"version {raw.get('version')!r}")
             files = {}
             for key, entry in raw["files"].items():
-                files[key] = {
+                files[str(key)] = {
                     "path": str(entry["path"]),
                     "offset": int(entry["offset"]),
                     "fingerprint": str(entry["fingerprint"]),
                     "fingerprint_bytes": int(entry["fingerprint_bytes"]),
-                    "tail": bytes.fromhex(entry["tail"]),
+                    "tail_hash": str(entry["tail_hash"]),
+                    "tail_bytes": int(entry["tail_bytes"]),
                     "skipping": bool(entry["skipping"]),
+                    "role": str(entry.get("role", "follow")),
                     "shadow_of": entry.get("shadow_of"),
                     "copy_of": entry.get("copy_of"),
                 }
@@ -569,7 +615,7 @@ class Tailer:
             log.warning("tailer %s: ignoring malformed state %s: %s", self.name, self._state_path, exc)
             return
         self._saved = files
-        # Files that appear while we were stopped are read whole, unless the glob changed.
+        # Files that appeared while we were stopped are read whole, unless the glob changed.
         self._resumed = raw.get("pattern") == self.pattern
 
     def _save(self) -> None:
@@ -583,15 +629,18 @@ class Tailer:
             entry: dict[str, Any] = {
                 "path": f.path,
                 "offset": offset,
-                "fingerprint": f.fp,
-                "fingerprint_bytes": f.fp_len,
-                "tail": tail.hex(),
+                "fingerprint": _hash(f.head),
+                "fingerprint_bytes": len(f.head),
+                "tail_hash": _hash(tail),  # of the bytes before the offset: a copy is matched on it
+                "tail_bytes": len(tail),
                 "skipping": skipping,
+                "role": f.role,
             }
-            if f.shadow_of is not None:
+            if f.role == "shadow" and f.shadow_of is not None:
                 entry["shadow_of"] = _key_text(f.shadow_of)
-            if f.copy_of is not None:
-                entry["copy_of"] = {"offset": f.copy_of.offset, "tail": f.copy_of.tail.hex()}
+            if f.role == "copy" and f.copy_of is not None:
+                c = f.copy_of
+                entry["copy_of"] = {"offset": c.offset, "tail_hash": c.tail_hash, "tail_bytes": c.tail_len}
             files[_key_text(f.key)] = entry
         doc = {"version": STATE_VERSION, "source": self.name, "pattern": self.pattern, "files": files}
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -601,6 +650,33 @@ class Tailer:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self._state_path)
+
+
+def _entry_snapshot(entry: dict[str, Any], now: float) -> _Snapshot:
+    return _Snapshot(
+        None,
+        entry.get("fingerprint", ""),
+        int(entry.get("fingerprint_bytes", 0)),
+        int(entry["offset"]),
+        entry.get("tail_hash", _hash(b"")),
+        int(entry.get("tail_bytes", 0)),
+        now,
+    )
+
+
+def _state_of(f: _File) -> Literal["live", "detached", "copy", "undecided"]:
+    if f.role in ("shadow", "copy"):
+        return "copy"
+    if f.role == "undecided":
+        return "undecided"
+    return "detached" if f.detached else "live"
+
+
+def _tail_after(tail: bytes, data: bytes, end: int) -> bytes:
+    """The last TAIL_BYTES before an offset moved ``end`` bytes into ``data`` past ``tail``."""
+    if end >= TAIL_BYTES:
+        return data[end - TAIL_BYTES : end]
+    return (tail + data[:end])[-TAIL_BYTES:]
 
 
 def _is_regular(st: os.stat_result) -> bool:
