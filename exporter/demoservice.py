@@ -40,6 +40,14 @@ user's subscriptions). ``POST /hooks/<receiver>`` stores an Alertmanager webhook
 notification and ``GET /hooks`` lists the last 200, so the demo's receivers can point
 here. Requests are logged to ``<workdir>/access.log`` in nginx ``combined`` format
 followed by ``$request_time``. State lives in memory and is lost at exit.
+
+The support desk writes ``<workdir>/tickets.jsonl`` (one JSON ticket event per line,
+started afresh at every start), five tickets per 5-minute cycle on the same wall-clock
+schedule (``TICKET_SCRIPT``). Opened events are backdated, so day-long deadlines pass
+within the cycle: ticket B (operations) passes its 12 h first-response deadline ~30 s
+after it is opened, while still open; ticket C (service) arrives 25 h old, past both
+deadlines; A, D and E are handled in time (E, with no first response, is resolved
+directly); A's first response is logged twice (a duplicate).
 """
 
 from __future__ import annotations
@@ -126,6 +134,52 @@ def behaviour_at(t: float) -> Behaviour:
     boundaries = (*ERROR_BURST, *SLOW_WINDOW, CYCLE_SECONDS)
     ends = min(b for b in boundaries if b > second)
     return Behaviour(phase, status, delay, second, ends - second)
+
+
+# ---------------------------------------------------------------------------- the ticket desk
+
+TICKET_WRITE_INTERVAL = 1.0  # seconds between appends to tickets.jsonl
+_HOUR = 3600.0
+
+# (cycle second written, ticket, event, backdated by (s), category, urgency, channel, service)
+TICKET_SCRIPT: tuple[tuple[float, str, str, float, str, str, str, str], ...] = (
+    (10, "A", "opened", 1 * _HOUR, "technical", "urgent", "phone", "shop"),
+    (20, "B", "opened", 12 * _HOUR - 30, "operations", "general", "email", "shop"),
+    (30, "C", "opened", 25 * _HOUR, "service", "general", "web", "shop"),
+    (40, "A", "first_response", 0, "", "", "", ""),
+    (45, "A", "first_response", 0, "", "", "", ""),
+    (60, "D", "opened", 0.5 * _HOUR, "technical", "general", "app", "shop"),
+    (70, "E", "opened", 2 * _HOUR, "account", "urgent", "phone", "billing"),
+    (90, "D", "first_response", 0, "", "", "", ""),
+    (100, "A", "resolved", 0, "", "", "", ""),
+    (120, "B", "first_response", 0, "", "", "", ""),
+    (150, "C", "resolved", 0, "", "", "", ""),
+    (200, "B", "resolved", 0, "", "", "", ""),
+    (250, "E", "resolved", 0, "", "", "", ""),
+    (280, "D", "resolved", 0, "", "", "", ""),
+)
+
+
+def ticket_events_between(start: float, end: float) -> list[dict[str, str]]:
+    """The ticket events the desk writes at Unix times in ``(start, end]``, in order (pure)."""
+    events = []
+    first_cycle = int(start // CYCLE_SECONDS)
+    for cycle in range(first_cycle, int(end // CYCLE_SECONDS) + 1):
+        base = cycle * CYCLE_SECONDS
+        for second, ticket, kind, backdated, category, urgency, channel, service in TICKET_SCRIPT:
+            written = base + second
+            if not start < written <= end:
+                continue
+            when = dt.datetime.fromtimestamp(written - backdated, dt.UTC)
+            event = {
+                "time": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "id": f"DEMO-{cycle}-{ticket}",
+                "event": kind,
+            }
+            if kind == "opened":
+                event.update(category=category, urgency=urgency, channel=channel, service=service)
+            events.append(event)
+    return events
 
 
 def bill_outcome(check: int) -> BillOutcome:
@@ -521,6 +575,7 @@ class SampleService:
     cert_not_after: dt.datetime
     access_log: Path
     state: DemoState
+    ticket_log: Path | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     @property
@@ -554,6 +609,7 @@ class SampleService:
             "dns": f"{self.dns_server} (udp, {DEMO_DNS_NAME})",
             "ca_file": str(self.ca_file),
             "access_log": str(self.access_log),
+            **({"ticket_log": str(self.ticket_log)} if self.ticket_log else {}),
         }
 
     async def close(self) -> None:
@@ -569,6 +625,18 @@ class SampleService:
     async def __aexit__(self, *exc_info: object) -> None:
         """Close the service."""
         await self.close()
+
+
+async def _write_tickets(path: Path, clock: Callable[[], float]) -> None:
+    """Append the scripted ticket events to ``path`` as their time comes (the file starts empty)."""
+    with path.open("w", encoding="utf-8", buffering=1) as out:
+        last = clock()
+        while True:
+            await asyncio.sleep(TICKET_WRITE_INTERVAL)
+            now = clock()
+            for event in ticket_events_between(last, now):
+                out.write(json.dumps(event) + "\n")
+            last = max(last, now)
 
 
 def _listen(port: int, kind: socket.SocketKind, what: str) -> socket.socket:
@@ -599,6 +667,7 @@ async def start_sample_service(
     clock: Callable[[], float] = time.time,
     sleep: Sleep = asyncio.sleep,
     log_request_time: bool = True,
+    write_tickets: bool = True,
 ) -> SampleService:
     """Start the shop (HTTP, HTTPS), line service and DNS responder on 127.0.0.1 (port 0: any free)."""
     workdir = Path(workdir)
@@ -635,6 +704,16 @@ async def start_sample_service(
         access_log.close()
 
     service._closers.append(close_log)
+    if write_tickets:
+        service.ticket_log = workdir / "tickets.jsonl"
+        desk = asyncio.create_task(_write_tickets(service.ticket_log, clock), name="demo-ticket-desk")
+
+        async def close_desk() -> None:
+            desk.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await desk
+
+        service._closers.append(close_desk)
     try:
         runner = web.AppRunner(
             _Shop(state, clock, sleep, access_log, log_request_time).app(),

@@ -1,0 +1,415 @@
+"""Log events into metrics: per-service HTTP requests and durations, user-defined mappings, tickets.
+
+Each object here counts parsed events (``probes.logevent.Event``) and renders its series
+as Prometheus text, cached until the next change, in the style of ``store.ProbeSeries``:
+``render()`` returns one string per family of its ``FAMILIES`` table (empty when it has
+nothing for it), and the caller writes each family's header once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from slaprobe import conventions as c
+from slaprobe.config import LogMetric, MatchCondition
+from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value
+from slaprobe.probes.feedback import TicketTracker
+from slaprobe.probes.logevent import Event
+from slaprobe.probes.parsers import parse_duration_text
+from slaprobe.probes.tally import Histogram, LabelCap
+
+UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+Family = tuple[str, str, str]  # (name, type, help)
+
+
+def render_families(families: Iterable[Family], parts: Iterable[tuple[str, ...]]) -> str:
+    """Each family's header once, followed by every part's text for it; empty families left out."""
+    parts = list(parts)
+    out: list[str] = []
+    for index, (name, kind, help_text) in enumerate(families):
+        body = "".join(p[index] for p in parts)
+        if body:
+            out.append(family_header(name, kind, help_text))
+            out.append(body)
+    return "".join(out)
+
+
+def histogram_lines(name: str, labels: str, histogram: Histogram) -> str:
+    """``_bucket`` (cumulative), ``_sum`` and ``_count`` lines of one histogram series."""
+    sep = "," if labels else ""
+    lines = []
+    cumulative = 0
+    for bound, count in zip(histogram.bounds, histogram.counts, strict=False):
+        cumulative += count
+        lines.append(f'{name}_bucket{{{labels}{sep}le="{format_value(bound)}"}} {cumulative}\n')
+    cumulative += histogram.counts[-1]
+    lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {cumulative}\n')
+    braces = f"{{{labels}}}" if labels else ""
+    lines.append(f"{name}_sum{braces} {format_value(histogram.total)}\n")
+    lines.append(f"{name}_count{braces} {cumulative}\n")
+    return "".join(lines)
+
+
+# ---------------------------------------------------------------------------- access logs
+
+
+HTTP_FAMILIES: tuple[Family, ...] = (
+    (c.HTTP_REQUESTS, "counter", "Requests in the service's access logs, by HTTP status code (0: no response)."),
+    (
+        c.HTTP_REQUEST_DURATION,
+        "histogram",
+        "Request duration logged in the service's access logs, in seconds; SLA thresholds are bucket bounds.",
+    ),
+)
+
+
+class HttpMetrics:
+    """Requests by status and the duration histogram of one service, from all its access logs."""
+
+    def __init__(self, service: str, buckets: tuple[float, ...]) -> None:
+        self.service = service
+        self.buckets = buckets
+        self.codes: Counter[int] = Counter()
+        self.histogram = Histogram(buckets)
+        self._labels = format_labels(((c.LABEL_SERVICE, service),))
+        self._text: tuple[str, ...] | None = None
+
+    def add(self, events: Iterable[Event]) -> None:
+        """Count a batch of parsed access-log events (the hot path: keep it lean)."""
+        codes = self.codes
+        counts = self.histogram.counts
+        bounds = self.buckets
+        where = bisect.bisect_left
+        total = 0.0
+        for event in events:
+            status = event.status
+            if status is not None:
+                codes[status] += 1
+            duration = event.duration
+            if duration is not None:
+                counts[where(bounds, duration)] += 1
+                total += duration
+        self.histogram.total += total
+        self._text = None
+
+    def render(self) -> tuple[str, ...]:
+        """Lines of each family in ``HTTP_FAMILIES``, cached until the next batch."""
+        if self._text is None:
+            lb = self._labels
+            requests = "".join(
+                f'{c.HTTP_REQUESTS}{{{lb},{c.LABEL_CODE}="{code}"}} {count}\n'
+                for code, count in sorted(self.codes.items())
+            )
+            self._text = (requests, histogram_lines(c.HTTP_REQUEST_DURATION, lb, self.histogram))
+        return self._text
+
+
+# ---------------------------------------------------------------------------- user-defined metrics
+
+
+Predicate = Callable[[str], bool]
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if not math.isnan(value) else None
+
+
+def compile_condition(condition: MatchCondition) -> Predicate:
+    """One predicate over a field's text that holds when every part of ``condition`` does."""
+    checks: list[Predicate] = []
+    if condition.equals is not None:
+        allowed = frozenset(condition.equals)
+        checks.append(allowed.__contains__)
+    if condition.not_equals is not None:
+        refused = frozenset(condition.not_equals)
+        checks.append(lambda text: text not in refused)
+    if condition.regex is not None:
+        search = re.compile(condition.regex).search
+        checks.append(lambda text: search(text) is not None)
+    bounds = [(op, limit) for op in ("gt", "ge", "lt", "le") if (limit := getattr(condition, op)) is not None]
+    if bounds:
+
+        def numeric(text: str) -> bool:
+            value = _number(text)
+            if value is None:
+                return False
+            for op, limit in bounds:
+                if not (
+                    (op == "gt" and value > limit)
+                    or (op == "ge" and value >= limit)
+                    or (op == "lt" and value < limit)
+                    or (op == "le" and value <= limit)
+                ):
+                    return False
+            return True
+
+        checks.append(numeric)
+    if len(checks) == 1:
+        return checks[0]
+    return lambda text: all(check(text) for check in checks)
+
+
+@dataclass(slots=True)
+class UserMetric:
+    """One ``metrics:`` entry of a log source: its matching, labels, value and series."""
+
+    spec: LogMetric
+    service: str
+    service_buckets: tuple[float, ...]  # a histogram without buckets of its own uses these
+    source: str
+    conditions: tuple[tuple[str, Predicate], ...] = ()
+    labels: tuple[tuple[str, str, LabelCap], ...] = ()  # (label, field, cap)
+    factor: float | None = None  # unit -> seconds; None: a plain number
+    buckets: tuple[float, ...] = ()  # of histograms: the metric's own, else the service's
+    values: dict[tuple[str, ...], float] = field(default_factory=dict)  # counters and gauges
+    histograms: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
+    _prefix: str = ""
+    _text: str | None = None
+
+    def __post_init__(self) -> None:
+        spec = self.spec
+        self.buckets = tuple(spec.buckets) if spec.buckets else self.service_buckets
+        self.conditions = tuple((name, compile_condition(cond)) for name, cond in spec.match.items())
+        self.labels = tuple(
+            (label, source_field, LabelCap(spec.max_label_values, spec.values.get(label, ())))
+            for label, source_field in spec.labels.items()
+        )
+        if spec.value is not None and spec.value.unit is not None:
+            self.factor = UNIT_SECONDS[spec.value.unit]
+        self._prefix = format_labels(((c.LABEL_SERVICE, self.service),))
+        if spec.type != "gauge" and all(label in spec.values for label in spec.labels):
+            # Known label values: their series exist (at 0) before the first match.
+            combos = itertools.product(*(dict.fromkeys(spec.values[label]) for label in spec.labels))
+            for combo in combos:
+                if spec.type == "histogram":
+                    self.histograms[combo] = Histogram(self.buckets)
+                else:
+                    self.values[combo] = 0.0
+
+    @property
+    def settings(self) -> tuple[LogMetric, str, Sequence[float]]:
+        """What the series depend on (definition, service, bounds): a reload that keeps all three keeps them."""
+        return (self.spec, self.service, self.spec.buckets or self.service_buckets)
+
+    def observe(self, event: Event) -> None:
+        """Count ``event`` if it passes ``match``."""
+        fields = event.fields
+        for name, check in self.conditions:
+            text = fields.get(name)
+            if text is None or not check(text):
+                return
+        value = 1.0
+        spec_value = self.spec.value
+        if spec_value is not None:
+            text = fields.get(spec_value.field)
+            if text is None:
+                return
+            parsed = _number(text) if self.factor is None else parse_duration_text(text, self.factor)
+            if parsed is None or math.isinf(parsed):
+                return
+            value = parsed
+        key = tuple(cap(fields.get(source_field, "")) for _, source_field, cap in self.labels)
+        kind = self.spec.type
+        if kind == "counter":
+            if value < 0:
+                return
+            self.values[key] = self.values.get(key, 0.0) + value
+        elif kind == "gauge":
+            self.values[key] = value
+        else:
+            histogram = self.histograms.get(key)
+            if histogram is None:
+                histogram = self.histograms[key] = Histogram(self.buckets)
+            histogram.observe(max(value, 0.0))
+        self._text = None
+
+    def family(self) -> Family:
+        """(name, type, help) of this metric."""
+        spec = self.spec
+        return (spec.name, spec.type, spec.help or f"User-defined {spec.type} from log source {self.source}.")
+
+    def render(self) -> str:
+        """This metric's series (without the header), cached until the next match."""
+        if self._text is None:
+            name = self.spec.name
+            names = [label for label, _, _ in self.labels]
+            out = []
+            if self.spec.type == "histogram":
+                for key, histogram in sorted(self.histograms.items()):
+                    out.append(histogram_lines(name, self._series_labels(names, key), histogram))
+            else:
+                for key, value in sorted(self.values.items()):
+                    out.append(f"{name}{{{self._series_labels(names, key)}}} {format_value(value)}\n")
+            self._text = "".join(out)
+        return self._text
+
+    def _series_labels(self, names: list[str], key: tuple[str, ...]) -> str:
+        if not names:
+            return self._prefix
+        return self._prefix + "," + ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(names, key, strict=True))
+
+
+# ---------------------------------------------------------------------------- source health
+
+
+LINE_FAMILIES: tuple[Family, ...] = (
+    (c.LOG_LINES, "counter", "Lines read from log and feedback sources: parsed, unparsed, or too_long (skipped)."),
+    (c.LOG_BYTES_READ, "counter", "Bytes read from the files of a log or feedback source."),
+    (c.LOG_LAG, "gauge", "Bytes written to the files of a source but not read yet, at the last poll."),
+    (c.LOG_ROTATIONS, "counter", "Rotations seen (renamed, truncated, or replaced files) of a log or feedback source."),
+)
+
+
+@dataclass(slots=True)
+class LineStats:
+    """What a source has read: lines by result, bytes, rotations, and its lag at the last poll."""
+
+    source: str
+    parsed: int = 0
+    unparsed: int = 0
+    too_long: int = 0
+    bytes_read: int = 0
+    rotations: int = 0
+    lag: int = 0
+
+    def render(self) -> tuple[str, ...]:
+        """Lines of each family in ``LINE_FAMILIES``."""
+        lb = format_labels(((c.LABEL_SOURCE, self.source),))
+        lines = "".join(
+            f'{c.LOG_LINES}{{{lb},{c.LABEL_RESULT}="{result}"}} {count}\n'
+            for result, count in (
+                (c.LINE_PARSED, self.parsed),
+                (c.LINE_UNPARSED, self.unparsed),
+                (c.LINE_TOO_LONG, self.too_long),
+            )
+        )
+        return (
+            lines,
+            f"{c.LOG_BYTES_READ}{{{lb}}} {self.bytes_read}\n",
+            f"{c.LOG_LAG}{{{lb}}} {self.lag}\n",
+            f"{c.LOG_ROTATIONS}{{{lb}}} {self.rotations}\n",
+        )
+
+
+# ---------------------------------------------------------------------------- feedback tickets
+
+
+FEEDBACK_FAMILIES: tuple[Family, ...] = (
+    (c.FEEDBACK_TICKETS, "counter", "Tickets opened, by service, category and urgency."),
+    (c.FEEDBACK_TICKETS_BY_CHANNEL, "counter", "Tickets opened, by the channel they came in through."),
+    (
+        c.FEEDBACK_QUALITY_TICKETS,
+        "counter",
+        "Tickets opened in a product-quality category (quality_categories); over all tickets: the complaint share.",
+    ),
+    (c.FEEDBACK_FIRST_RESPONSE, "histogram", "Time from a ticket's opening to its first response, in seconds."),
+    (c.FEEDBACK_RESOLUTION, "histogram", "Time from a ticket's opening to its resolution, in seconds."),
+    (
+        c.FEEDBACK_SLA_BREACHES,
+        "counter",
+        "Tickets whose first response or resolution deadline passed, counted when it passes (also while open).",
+    ),
+    (c.FEEDBACK_OPEN_TICKETS, "gauge", "Tickets opened and not resolved yet."),
+    (c.FEEDBACK_OLDEST_OPEN_AGE, "gauge", "Seconds since the oldest open ticket was opened; 0 without open tickets."),
+    (
+        c.FEEDBACK_EVENTS,
+        "counter",
+        "Ticket events read, by result: applied, duplicate, out_of_order, unknown_ticket, invalid.",
+    ),
+)
+_EVENT_RESULTS = (c.EVENT_APPLIED, c.EVENT_DUPLICATE, c.EVENT_OUT_OF_ORDER, c.EVENT_UNKNOWN_TICKET, c.EVENT_INVALID)
+
+
+class TicketMetrics:
+    """Renders one ``TicketTracker``; the text is rebuilt only when the tracker changed."""
+
+    def __init__(self, tracker: TicketTracker) -> None:
+        self.tracker = tracker
+        self._source = format_labels(((c.LABEL_SOURCE, tracker.source.name),))
+        self._text: tuple[int, tuple[str, ...]] | None = None
+
+    def render(self, now: float) -> tuple[str, ...]:
+        """Lines of each family in ``FEEDBACK_FAMILIES``; the oldest-ticket age is as of ``now``."""
+        tracker = self.tracker
+        if self._text is None or self._text[0] != tracker.version:
+            self._text = (tracker.version, self._render_counters())
+        text = self._text[1]
+        age = f"{c.FEEDBACK_OLDEST_OPEN_AGE}{{{self._source}}} {format_value(tracker.oldest_open_age(now))}\n"
+        return (*text[:7], age, text[7])
+
+    def _labels(self, *pairs: tuple[str, str]) -> str:
+        return self._source + "," + format_labels(pairs)
+
+    def _render_counters(self) -> tuple[str, ...]:
+        t = self.tracker
+        pairs = t.known_pairs()
+        default_service = t.source.service or ""
+        tickets = Counter({(default_service, cat, urg): 0 for cat, urg in pairs} if t.source.service else {})
+        tickets.update(t.tickets)
+        by_service_etc = "".join(
+            f"{c.FEEDBACK_TICKETS}{{"
+            f"{self._labels((c.LABEL_SERVICE, s), (c.LABEL_CATEGORY, cat), (c.LABEL_URGENCY, urg))}}} {n}\n"
+            for (s, cat, urg), n in sorted(tickets.items())
+        )
+        channels = Counter({t.source.defaults.channel: 0})
+        channels.update(t.by_channel)
+        by_channel = "".join(
+            f"{c.FEEDBACK_TICKETS_BY_CHANNEL}{{{self._labels((c.LABEL_CHANNEL, ch))}}} {n}\n"
+            for ch, n in sorted(channels.items())
+        )
+        quality_counts = Counter({default_service: 0} if t.source.service else {})
+        quality_counts.update(t.quality)
+        quality = "".join(
+            f"{c.FEEDBACK_QUALITY_TICKETS}{{{self._labels((c.LABEL_SERVICE, s))}}} {n}\n"
+            for s, n in sorted(quality_counts.items())
+        )
+        first: list[str] = []
+        resolution: list[str] = []
+        for table, out, name in (
+            (t.first_response, first, c.FEEDBACK_FIRST_RESPONSE),
+            (t.resolution, resolution, c.FEEDBACK_RESOLUTION),
+        ):
+            keys = sorted({*pairs, *table})
+            for cat, urg in keys:
+                histogram = table.get((cat, urg)) or Histogram(t.bounds)
+                labels = self._labels((c.LABEL_CATEGORY, cat), (c.LABEL_URGENCY, urg))
+                out.append(histogram_lines(name, labels, histogram))
+        breaches_counts = Counter({(cat, urg, stage): 0 for cat, urg in pairs for stage in t.stages_of(cat, urg)})
+        breaches_counts.update(t.breaches)
+        breaches = "".join(
+            f"{c.FEEDBACK_SLA_BREACHES}{{"
+            f"{self._labels((c.LABEL_CATEGORY, cat), (c.LABEL_URGENCY, urg), (c.LABEL_STAGE, stage))}}} {n}\n"
+            for (cat, urg, stage), n in sorted(breaches_counts.items())
+        )
+        open_counts = Counter(dict.fromkeys(pairs, 0))
+        open_counts.update(t.open_counts)
+        open_tickets = "".join(
+            f"{c.FEEDBACK_OPEN_TICKETS}{{{self._labels((c.LABEL_CATEGORY, cat), (c.LABEL_URGENCY, urg))}}} {n}\n"
+            for (cat, urg), n in sorted(open_counts.items())
+        )
+        events = Counter(dict.fromkeys(_EVENT_RESULTS, 0))
+        events.update(t.events)
+        event_lines = "".join(
+            f"{c.FEEDBACK_EVENTS}{{{self._labels((c.LABEL_RESULT, result))}}} {n}\n" for result, n in events.items()
+        )
+        return (
+            by_service_etc,
+            by_channel,
+            quality,
+            "".join(first),
+            "".join(resolution),
+            breaches,
+            open_tickets,
+            event_lines,
+        )

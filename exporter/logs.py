@@ -1,0 +1,337 @@
+"""The log pipeline: every log and feedback source of the config, tailed, parsed, counted, rendered.
+
+``LogPipeline.apply(config)`` makes the running sources match the config; ``run()``
+polls them every ``poll_interval`` (reading and parsing in one worker thread, counting
+in the event loop, so scrapes never see a half-counted batch); ``render()`` is their
+Prometheus text.
+
+Restarts: a tailer's offsets are committed only after the lines it returned have been
+counted, and a feedback source's open tickets are written (atomically) before its
+offsets are committed, so a restart resumes after the last counted line. A crash re-reads
+at most the lines of the tailer's last save interval; replayed ticket events are
+recognised as duplicates, so ticket state never counts one twice.
+
+Reloads: a source keeps its tailer and line counters while its file settings (path,
+format, regex, start) are unchanged, each user metric keeps its series while its own
+definition, service and buckets are unchanged, the HTTP metrics of a service live as long
+as it has an access log and the same buckets, and a feedback source keeps its counters
+while its settings are unchanged (its open tickets are carried over in any case).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from slaprobe.config import ACCESS_LOG_FORMATS, Config, FeedbackSource, LogSource
+from slaprobe.exporter.exposition import family_header
+from slaprobe.exporter.logmetrics import (
+    FEEDBACK_FAMILIES,
+    HTTP_FAMILIES,
+    LINE_FAMILIES,
+    HttpMetrics,
+    LineStats,
+    TicketMetrics,
+    UserMetric,
+    render_families,
+)
+from slaprobe.probes.feedback import TicketTracker, write_atomically
+from slaprobe.probes.logevent import Event
+from slaprobe.probes.parsers import LineParser, parser_for
+from slaprobe.probes.tailer import Tailer
+
+log = logging.getLogger("slaprobe.logs")
+
+POLL_INTERVAL = 0.5  # seconds between polls of every source
+BATCH_BYTES = 4 << 20  # read per batch, at most; a batch is parsed in the worker thread
+MAX_BATCHES = 64  # per source and poll, so one busy source cannot starve the others
+
+T = TypeVar("T")
+
+
+def state_file_name(prefix: str, name: str) -> str:
+    """A file name for ``name`` (a source label, maybe a path): safe characters, unique by a hash."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100]
+    if safe != name:
+        safe += "-" + hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+    return f"{prefix}-{safe}.json"
+
+
+@dataclass(eq=False)
+class _Source:
+    """One tailed log or feedback source and what its events feed."""
+
+    label: str
+    reading: tuple[Any, ...]  # what the tailer depends on; a change means a new tailer
+    pattern: str
+    start: Literal["end", "beginning"]
+    parse: LineParser
+    tailer: Tailer | None = None  # opened at the first poll (after a replaced one is closed)
+    stats: LineStats = field(init=False)
+    service: str | None = None
+    http: HttpMetrics | None = None
+    metrics: list[UserMetric] = field(default_factory=list)
+    tracker: TicketTracker | None = None
+    tickets: TicketMetrics | None = None
+    saved_version: int = -1  # tracker version last written to the state dir
+    busy: bool = False  # a read is under way in the worker thread
+    retired: bool = False  # removed or replaced by a reload
+
+    def __post_init__(self) -> None:
+        self.stats = LineStats(self.label)
+
+    def line_text(self) -> tuple[str, ...]:
+        """This source's lines of ``LINE_FAMILIES``, with the tailer's figures as of now."""
+        if self.tailer is not None:
+            tailer = self.tailer.stats
+            self.stats.too_long = tailer.too_long
+            self.stats.bytes_read = tailer.bytes_read
+            self.stats.rotations = sum(tailer.rotations.values())
+            self.stats.lag = tailer.lag_bytes
+        return self.stats.render()
+
+
+class LogPipeline:
+    """Every log and feedback source of the running config."""
+
+    def __init__(
+        self,
+        state_dir: Path | None,
+        clock: Callable[[], float] = time.time,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        batch_bytes: int = BATCH_BYTES,
+    ) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.batch_bytes = batch_bytes
+        self._sources: dict[str, _Source] = {}
+        self._http: dict[str, HttpMetrics] = {}
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self.polls = 0  # poll rounds completed
+        self._retiring: list[_Source] = []  # retired while being read: closed when the read returns
+
+    # ------------------------------------------------------------------ config
+
+    def apply(self, config: Config) -> None:
+        """Make the sources follow ``config``; unchanged ones keep their tailers and counters."""
+        old, fresh = self._sources, {}
+        http: dict[str, HttpMetrics] = {}
+        for service_name, service in config.services.items():
+            buckets = config.buckets_of(service)
+            for source in service.logs:
+                src = self._keep_or_open(old, source.label, source)
+                src.service = service_name
+                src.http = None
+                if source.format in ACCESS_LOG_FORMATS:
+                    src.http = http.get(service_name) or self._http_metrics(service_name, buckets)
+                    http[service_name] = src.http
+                before = old[source.label].metrics if source.label in old else []
+                src.metrics = [
+                    next((m for m in before if m.settings == (spec, service_name, spec.buckets or buckets)), None)
+                    or UserMetric(spec, service_name, buckets, source.label)
+                    for spec in source.metrics
+                ]
+                fresh[source.label] = src
+        for feedback in config.feedback:
+            src = self._keep_or_open(old, feedback.name, feedback)
+            previous = old[feedback.name].tracker if feedback.name in old else None
+            tracker = previous
+            if tracker is None or tracker.source != feedback:
+                tracker = TicketTracker(feedback, self.clock)
+                if previous is not None:
+                    tracker.restore(previous.state())  # open tickets outlive a change of deadlines
+                elif self.state_dir is not None:
+                    tracker.load(self._ticket_path(feedback.name))
+            if src.tracker is not tracker:
+                src.tracker, src.tickets, src.saved_version = tracker, TicketMetrics(tracker), -1
+            fresh[feedback.name] = src
+        self._sources, self._http = fresh, http
+        for label, src in old.items():
+            if fresh.get(label) is not src:
+                self._retire(src)
+
+    def _keep_or_open(self, old: dict[str, _Source], label: str, source: LogSource | FeedbackSource) -> _Source:
+        kind = "feedback" if isinstance(source, FeedbackSource) else "log"
+        reading = (kind, source.path, source.format, source.regex, source.start)
+        src = old.get(label)
+        if src is not None and src.reading == reading:
+            return src
+        return _Source(label, reading, source.path, source.start, parser_for(source))
+
+    def _http_metrics(self, service: str, buckets: tuple[float, ...]) -> HttpMetrics:
+        kept = self._http.get(service)
+        return kept if kept is not None and kept.buckets == buckets else HttpMetrics(service, buckets)
+
+    def _retire(self, src: _Source) -> None:
+        """Close a source that left the config; one being read is closed by its poll instead."""
+        src.retired = True
+        if src.busy:
+            self._retiring.append(src)
+        else:
+            self._close_source(src)
+
+    def _ticket_path(self, name: str) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / state_file_name("tickets", name)
+
+    # ------------------------------------------------------------------ reading
+
+    def _open_tailer(self, src: _Source) -> Tailer:
+        return Tailer(src.label, src.pattern, start=src.start, state_dir=self.state_dir)
+
+    def _read(self, src: _Source) -> tuple[list[Event], int]:
+        """Read and parse one batch (runs in the worker thread): the events and the number of lines."""
+        if src.tailer is None:
+            src.tailer = self._open_tailer(src)
+        lines = src.tailer.poll(self.batch_bytes)
+        return [e for e in map(src.parse, lines) if e is not None], len(lines)
+
+    def _count(self, src: _Source, events: list[Event], lines: int) -> None:
+        """Feed a parsed batch to everything that counts it (in the event loop)."""
+        src.stats.parsed += len(events)
+        src.stats.unparsed += lines - len(events)
+        if not events:
+            return
+        if src.http is not None:
+            src.http.add(events)
+        for metric in src.metrics:
+            observe = metric.observe
+            for event in events:
+                observe(event)
+        tracker = src.tracker
+        if tracker is not None:
+            for event in events:
+                tracker.consume(event.fields, time=event.time)
+
+    def _caught_up(self, src: _Source, lines: int) -> bool:
+        return lines == 0 or (src.tailer is not None and src.tailer.stats.lag_bytes == 0)
+
+    def _ticket_snapshot(self, src: _Source) -> bytes | None:
+        """The tracker's state to write before the offsets are committed, if it changed."""
+        tracker = src.tracker
+        if tracker is None or self.state_dir is None or tracker.version == src.saved_version:
+            return None
+        src.saved_version = tracker.version
+        return json.dumps(tracker.state(), separators=(",", ":")).encode()
+
+    def _persist(self, src: _Source, snapshot: bytes | None, *, force: bool = False) -> None:
+        """Write ticket state, then commit the counted lines (worker thread or shutdown)."""
+        if snapshot is not None:
+            write_atomically(self._ticket_path(src.label), snapshot)
+        if src.tailer is not None:
+            src.tailer.commit(force=force)
+
+    def _close_source(self, src: _Source) -> None:
+        if src.tailer is not None:
+            src.tailer.close()  # saves the committed offsets only: an uncounted batch is read again
+
+    def poll_now(self) -> None:
+        """One poll of every source, synchronously (tests, benchmarks): read, count, tick, save."""
+        for src in list(self._sources.values()):
+            for _ in range(MAX_BATCHES):
+                events, lines = self._read(src)
+                self._count(src, events, lines)
+                self._persist(src, self._ticket_snapshot(src))
+                if self._caught_up(src, lines):
+                    break
+            self._tick(src)
+        self.polls += 1
+
+    async def poll(self) -> None:
+        """One poll of every source: reads and parsing in the worker thread, counting here."""
+        for src in list(self._sources.values()):
+            if src.retired:
+                continue
+            for _ in range(MAX_BATCHES):
+                src.busy = True
+                try:
+                    events, lines = await self._in_worker(self._read, src)
+                finally:
+                    src.busy = False
+                if src.retired:
+                    self._retiring.remove(src)
+                    await self._in_worker(self._close_source, src)
+                    break
+                self._count(src, events, lines)
+                snapshot = self._ticket_snapshot(src)
+                await self._in_worker(self._persist, src, snapshot)
+                if self._caught_up(src, lines):
+                    break
+            if not src.retired:
+                self._tick(src)
+        self.polls += 1
+
+    def _tick(self, src: _Source) -> None:
+        """Count ticket deadlines that passed, once the source has read everything written so far."""
+        if src.tracker is not None and src.tailer is not None and src.tailer.stats.lag_bytes == 0:
+            src.tracker.tick(self.clock())
+
+    async def _in_worker(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._worker is None:
+            self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="slaprobe-logs")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    async def run(self) -> None:
+        """Poll every source every ``poll_interval`` until cancelled; then save and close everything."""
+        try:
+            while True:
+                try:
+                    await self.poll()
+                except Exception:
+                    log.exception("log pipeline: poll failed; trying again")
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Save ticket state and committed offsets, close every file (the pipeline can be polled again)."""
+        for src in self._sources.values():
+            snapshot = self._ticket_snapshot(src)
+            if snapshot is not None:
+                write_atomically(self._ticket_path(src.label), snapshot)
+            self._close_source(src)
+            src.tailer = None
+        for src in self._retiring:
+            self._close_source(src)
+        self._retiring.clear()
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
+            self._worker = None
+
+    # ------------------------------------------------------------------ output
+
+    def render(self) -> str:
+        """Every log-derived and feedback series as Prometheus text."""
+        sources = list(self._sources.values())
+        out = [
+            render_families(LINE_FAMILIES, [s.line_text() for s in sources]),
+            render_families(HTTP_FAMILIES, [h.render() for h in self._http.values()]),
+        ]
+        for src in sources:
+            for metric in src.metrics:
+                name, kind, help_text = metric.family()
+                out.append(family_header(name, kind, help_text))
+                out.append(metric.render())
+        now = self.clock()
+        out.append(render_families(FEEDBACK_FAMILIES, [s.tickets.render(now) for s in sources if s.tickets]))
+        return "".join(out)
+
+    def sources(self) -> list[str]:
+        """The ``source`` labels of the running sources, in config order."""
+        return list(self._sources)
+
+    def tracker(self, name: str) -> TicketTracker | None:
+        """The ticket tracker of a feedback source (status page, tests)."""
+        src = self._sources.get(name)
+        return src.tracker if src is not None else None
