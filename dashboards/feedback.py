@@ -6,7 +6,7 @@ from slaprobe import conventions as c
 from slaprobe.config import Config, Deadlines, FeedbackSource
 from slaprobe.dashboards import panels as p
 from slaprobe.dashboards.model import Board, Override, Panel, Variable
-from slaprobe.dashboards.promql import increase_sum, quantile, regex_of, selector, share
+from slaprobe.dashboards.promql import increase_sum, quantile, selector, share
 from slaprobe.units import format_duration
 
 SOURCE_VAR = f'{c.LABEL_SOURCE}=~"$source"'
@@ -30,15 +30,14 @@ def effective_deadline(source: FeedbackSource, category: str, urgency: str, stag
 
 def deadline_overrides(cfg: Config, stage: str) -> tuple[Override, ...]:
     """Per (source, category, urgency) series: orange from 75% of its deadline, red from the deadline."""
-    found = []
+    deadlines = {}
     for source in cfg.feedback:
         for category in sorted({*source.sla, *source.quality_categories}):
             for urgency in sorted(source.urgency):
                 deadline = effective_deadline(source, category, urgency, stage)
                 if deadline:
-                    pattern = f"^{regex_of([source.name])} {regex_of([category])}/{regex_of([urgency])} "
-                    found.append(p.by_regexp(pattern, ("thresholds", p.ceiling_steps(deadline, warn=deadline * 0.75))))
-    return tuple(found)
+                    deadlines[f"{source.name} {category}/{urgency}"] = deadline
+    return p.grouped(deadlines, " ", lambda limit: [("thresholds", p.ceiling_steps(limit, warn=limit * 0.75))])
 
 
 def _variables() -> tuple[Variable, ...]:

@@ -20,7 +20,6 @@ from slaprobe.dashboards.promql import (
     latency_sli,
     matches,
     quantile,
-    regex_of,
     selector,
     share,
     union,
@@ -211,14 +210,10 @@ def _compliance(cfg: Config) -> list[Panel]:
 
 def _latency(cfg: Config) -> list[Panel]:
     targets = {n: p.ratio(s.sla.latency.target) for n, s in cfg.services.items() if s.sla.latency is not None}
-    thresholds = tuple(
-        p.by_regexp(
-            f"^{regex_of([n])} p95",
-            ("thresholds", p.ceiling_steps(s.sla.latency.threshold)),
-            ("custom.thresholdsStyle", {"mode": "dashed"}),
-        )
-        for n, s in cfg.services.items()
-        if s.sla.latency is not None
+    thresholds = p.grouped(
+        {n: s.sla.latency.threshold for n, s in cfg.services.items() if s.sla.latency is not None},
+        " p95",
+        lambda limit: [("thresholds", p.ceiling_steps(limit)), ("custom.thresholdsStyle", {"mode": "dashed"})],
     )
     panels = [p.row("Latency")]
     if targets:
@@ -313,9 +308,10 @@ def _offenders(cfg: Config) -> list[Panel]:
                 ),
                 decimals=1,
                 steps=(Step(None, "green"), Step(1, "yellow")),
-                overrides=tuple(
-                    p.by_regexp(f"^{regex_of([name])} ", ("thresholds", slo.burn_steps(cfg.services[name])))
-                    for name in slo.services_with_burn_alerts(cfg)
+                overrides=p.grouped(
+                    {name: slo.burn_steps(cfg.services[name]) for name in slo.services_with_burn_alerts(cfg)},
+                    " ",
+                    lambda steps: [("thresholds", steps)],
                 ),
                 field_links=(SERVICE_LINK,),
                 options=p.bargauge_options(),

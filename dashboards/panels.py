@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from slaprobe import conventions as c
 from slaprobe.config import Config, Service
 from slaprobe.dashboards.model import Link, Override, Panel, Query, Step, Variable
-from slaprobe.dashboards.promql import LOCATION_VAR, SERVICE_VAR, selector
+from slaprobe.dashboards.promql import LOCATION_VAR, SERVICE_VAR, regex_of, selector
+
+H = TypeVar("H", bound=Hashable)
 
 TAGS = ("slaprobe", "sla")
 UID_PREFIX = "slaprobe-"
@@ -120,9 +122,32 @@ def by_regexp(pattern: str, *properties: tuple[str, Any]) -> Override:
     return Override("byRegexp", pattern, tuple(properties))
 
 
+def grouped(
+    values: Mapping[str, H], suffix: str, properties: Callable[[H], Iterable[tuple[str, Any]]]
+) -> tuple[Override, ...]:
+    """One override per distinct value, for the series named ``<name><suffix>...`` of every name with it.
+
+    500 services with three targets make three overrides, not 500. With ``suffix`` ``$``
+    the names must match whole; a single name with ``$`` is a plain ``byName`` override.
+    """
+    groups: dict[H, list[str]] = {}
+    for name, value in values.items():
+        groups.setdefault(value, []).append(name)
+    found = []
+    for value, names in sorted(groups.items(), key=lambda group: min(group[1])):
+        props = tuple(properties(value))
+        if suffix == "$" and len(names) == 1:
+            found.append(by_name(names[0], *props))
+        elif len(names) == 1:
+            found.append(by_regexp(f"^{regex_of(names)}{suffix}", *props))
+        else:
+            found.append(by_regexp(f"^(?:{regex_of(names)}){suffix}", *props))
+    return tuple(found)
+
+
 def per_service_targets(targets: Mapping[str, float]) -> tuple[Override, ...]:
     """Thresholds per series named after a service: red below that service's target."""
-    return tuple(by_name(name, ("thresholds", target_steps(target))) for name, target in sorted(targets.items()))
+    return grouped(targets, "$", lambda target: [("thresholds", target_steps(target))])
 
 
 def tier_mappings() -> tuple[Mapping[str, Any], ...]:

@@ -16,7 +16,6 @@ from slaprobe.dashboards.promql import (
     increase_sum,
     quantile,
     rate_sum,
-    regex_of,
     selector,
     share,
 )
@@ -99,30 +98,23 @@ def _now(cfg: Config) -> list[Panel]:
 
 
 def _tls_overrides(cfg: Config) -> tuple[Override, ...]:
-    found = []
+    """Per probe with ``min_days_left``: red below it, orange below twice it (series ``<service>/<probe> @ ...``)."""
+    minimums = {}
     for service_name, _, probe in cfg.probes():
         spec = probe.tls if probe.tls is not None else (probe.http.tls if probe.http is not None else None)
         if spec is not None and spec.min_days_left:
-            pattern = f"^{regex_of([service_name])}/{regex_of([probe.name])} @ "
-            steps = p.target_steps(spec.min_days_left * 2, warn=spec.min_days_left)
-            found.append(p.by_regexp(pattern, ("thresholds", steps)))
-    return tuple(found)
+            minimums[f"{service_name}/{probe.name}"] = spec.min_days_left
+    return p.grouped(minimums, " @ ", lambda days: [("thresholds", p.target_steps(days * 2, warn=days))])
 
 
 def _latency_overrides(cfg: Config, suffix: str) -> tuple[Override, ...]:
-    """A red threshold line at each service's latency threshold, on series named ``<service> <suffix>``."""
-    found = []
-    for name, service in cfg.services.items():
-        if service.sla.latency is not None:
-            limit = service.sla.latency.threshold
-            found.append(
-                p.by_regexp(
-                    f"^{regex_of([name])} {suffix}",
-                    ("thresholds", p.ceiling_steps(limit)),
-                    ("custom.thresholdsStyle", {"mode": "line"}),
-                )
-            )
-    return tuple(found)
+    """A red threshold line at each service's latency threshold, on series named ``<service> <suffix>...``."""
+    limits = {name: s.sla.latency.threshold for name, s in cfg.services.items() if s.sla.latency is not None}
+    return p.grouped(
+        limits,
+        f" {suffix}",
+        lambda limit: [("thresholds", p.ceiling_steps(limit)), ("custom.thresholdsStyle", {"mode": "line"})],
+    )
 
 
 def _probes(cfg: Config) -> list[Panel]:
@@ -280,13 +272,10 @@ def _requests(cfg: Config) -> list[Panel]:
             ),
             description="Share of logged requests answered with a 5xx; the red line is the service's error budget.",
             unit="percentunit",
-            overrides=tuple(
-                p.by_name(
-                    name,
-                    ("thresholds", p.ceiling_steps(p.budget(cfg.services[name].sla.availability))),
-                    ("custom.thresholdsStyle", {"mode": "line"}),
-                )
-                for name in sorted(cfg.services)
+            overrides=p.grouped(
+                {name: p.budget(service.sla.availability) for name, service in cfg.services.items()},
+                "$",
+                lambda budget: [("thresholds", p.ceiling_steps(budget)), ("custom.thresholdsStyle", {"mode": "line"})],
             ),
             options=p.legend_options("lastNotNull", "max"),
             width=8,
@@ -323,9 +312,10 @@ def _burn_description(pairs: list[tuple[str, float]]) -> str:
 
 
 def _budget(cfg: Config) -> list[Panel]:
-    overrides = tuple(
-        p.by_regexp(f"^{regex_of([name])} ", ("thresholds", slo.burn_steps(cfg.services[name])))
-        for name in slo.services_with_burn_alerts(cfg)
+    overrides = p.grouped(
+        {name: slo.burn_steps(cfg.services[name]) for name in slo.services_with_burn_alerts(cfg)},
+        " ",
+        lambda steps: [("thresholds", steps)],
     )
     pairs = sorted(
         {(t.label, t.factor) for thresholds in slo.services_with_burn_alerts(cfg).values() for t in thresholds},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,12 +146,18 @@ def test_overview_links_to_the_service_detail_carrying_the_service(boards: dict[
         assert "slaprobe" in board["tags"]
 
 
-def _thresholds_by_name(panel: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    found = {}
+def _thresholds_for(panel: dict[str, Any], display_name: str) -> list[float | None]:
+    """The threshold values Grafana applies to the series shown as ``display_name`` (overrides in order)."""
+    found = None
     for override in panel["fieldConfig"]["overrides"]:
+        matcher = override["matcher"]
+        hit = (matcher["id"] == "byName" and matcher["options"] == display_name) or (
+            matcher["id"] == "byRegexp" and re.search(matcher["options"], display_name)
+        )
         for prop in override["properties"]:
-            if prop["id"] == "thresholds":
-                found[override["matcher"]["options"]] = prop["value"]["steps"]
+            if hit and prop["id"] == "thresholds":
+                found = [step["value"] for step in prop["value"]["steps"]]
+    assert found is not None, (panel["title"], display_name)
     return found
 
 
@@ -163,15 +170,21 @@ def test_sla_targets_and_thresholds_come_from_the_config(example: Config) -> Non
     changed = {n: json.loads(t) for n, t in generate_dashboards(parse_config(text)).items()}
     before = {n: json.loads(t) for n, t in generate_dashboards(example).items()}
     title = "Availability over the SLA window"
-    assert _thresholds_by_name(_panel(before["sla-overview.json"], title))["checkout"][1]["value"] == 0.999
-    assert _thresholds_by_name(_panel(changed["sla-overview.json"], title))["checkout"][1]["value"] == 0.9995
-    assert _thresholds_by_name(_panel(before["sla-overview.json"], title))["search"][1]["value"] == 0.995
-    compliance = _thresholds_by_name(_panel(before["sla-overview.json"], "Compliance rate, 7 days"))
-    assert compliance["search"][1]["value"] == 0.98  # sla.compliance, not availability
-    latency = _thresholds_by_name(_panel(changed["service-detail.json"], "Probe duration vs latency threshold"))
-    assert latency["^checkout p"][1]["value"] == 0.35
-    tls = _thresholds_by_name(_panel(before["service-detail.json"], "TLS certificate days left"))
-    assert tls["^checkout/home @ "][1]["value"] == 14 and tls["^search/certificate @ "][1]["value"] == 21
+    assert _thresholds_for(_panel(before["sla-overview.json"], title), "checkout") == [None, 0.999]
+    assert _thresholds_for(_panel(changed["sla-overview.json"], title), "checkout") == [None, 0.9995]
+    assert _thresholds_for(_panel(before["sla-overview.json"], title), "search") == [None, 0.995]
+    assert _thresholds_for(_panel(before["sla-overview.json"], title), "status-page") == [None, 0.999]
+    assert _thresholds_for(_panel(changed["sla-overview.json"], title), "status-page") == [None, 0.999]
+    compliance = _panel(before["sla-overview.json"], "Compliance rate, 7 days")
+    assert _thresholds_for(compliance, "search") == [None, 0.98]  # sla.compliance, not availability
+    latency = _panel(changed["service-detail.json"], "Probe duration vs latency threshold")
+    assert _thresholds_for(latency, "checkout p95") == [None, 0.35]
+    tls = _panel(before["service-detail.json"], "TLS certificate days left")
+    assert _thresholds_for(tls, "checkout/home @ dc1") == [None, 14, 28]
+    assert _thresholds_for(tls, "search/certificate @ dc1") == [None, 21, 42]
+    deadlines = _panel(before["feedback.json"], "First response time p50 / p90 vs deadline (time range)")
+    assert _thresholds_for(deadlines, "tickets technical/general p90") == [None, 64800, 86400]
+    assert _thresholds_for(deadlines, "hotline billing/urgent p50") == [None, 2700, 3600]  # urgency is earlier
     health = _panel(before["exporter-health.json"], "Probes in flight")
     assert health["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 128
     summary = _panel(before["sla-overview.json"], "SLA summary")
@@ -181,9 +194,8 @@ def test_sla_targets_and_thresholds_come_from_the_config(example: Config) -> Non
 
 def test_burn_rate_lines_scale_with_each_services_sla_window(boards: dict[str, dict[str, Any]]) -> None:
     panel = _panel(boards["service-detail.json"], "Burn rate by window")
-    steps = _thresholds_by_name(panel)
-    assert [s["value"] for s in steps["^checkout "]][1:] == [1, 3, 6, 14.4]  # 30 days
-    assert [s["value"] for s in steps["^search "]][1:] == [1.4, 3.36]  # 7 days: the 1d and 3d pairs fall below 1x
+    assert _thresholds_for(panel, "checkout availability 1h")[1:] == [1, 3, 6, 14.4]  # 30 days
+    assert _thresholds_for(panel, "search latency 5m")[1:] == [1.4, 3.36]  # 7 days: the 1d and 3d pairs are below 1x
     assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "dashed"
 
 
@@ -273,3 +285,18 @@ def test_generate_dashboards_reports_config_errors_by_path(tmp_path: Path) -> No
     )
     assert done.returncode == 1
     assert done.stderr.startswith("error: services.x.tier:")
+
+
+def test_overrides_are_grouped_by_value_not_one_per_service() -> None:
+    services = {
+        f"svc{i}": {
+            "sla": {"availability": [99, 99.5, 99.9][i % 3]},
+            "probes": [{"name": "p", "tcp": {"address": "h:1"}}],
+        }
+        for i in range(60)
+    }
+    cfg = parse_config(json.dumps({"version": "v1", "services": services}))
+    panel = _panel(json.loads(generate_dashboards(cfg)["sla-overview.json"]), "Availability over the SLA window")
+    assert len(panel["fieldConfig"]["overrides"]) == 3
+    assert _thresholds_for(panel, "svc4") == [None, 0.995]
+    assert _thresholds_for(panel, "svc41") == [None, 0.999]  # svc4's group is anchored: no prefix match
