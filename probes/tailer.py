@@ -79,6 +79,7 @@ class TailerStats:
     rotations: dict[str, int] = field(default_factory=lambda: {"rename": 0, "truncate": 0, "delete": 0})
     lag_bytes: int = 0  # after the last poll: file sizes minus offsets, over the files read
     files: int = 0  # files open after the last poll
+    state_errors: int = 0  # failed writes of the state file (logged; reading goes on)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
         return b""
 
 
+def _read_head(fd: int) -> bytes:
+    """A file's first bytes, without trailing NULs (space preallocated, written in place later)."""
+    return _pread(fd, HEAD_BYTES, 0).rstrip(b"\x00")
+
+
 class _File:
     __slots__ = (
         "acked",
@@ -150,7 +156,7 @@ class _File:
         self.offset = 0
         self.tail = b""  # up to TAIL_BYTES before offset
         self.skipping = False  # inside an over-long line
-        self.head = _pread(fd, HEAD_BYTES, 0)
+        self.head = _read_head(fd)
         self.detached = False  # no longer matched by the glob (renamed away or deleted)
         self.idle_since = now
         self.role: Role = "follow"
@@ -211,7 +217,8 @@ class Tailer:
         self._clock = clock
         self._chunk = max(CHUNK_BYTES, max_line_bytes + 1)
         self._files: dict[Key, _File] = {}
-        self._path_owner: dict[str, Key] = {}
+        self._path_owner: dict[str, Key] = {}  # the file last seen at each path
+        self._unreadable: set[str] = set()  # paths already warned about
         self._fate: dict[Key, RotationKind] = {}  # how files we stopped following ended
         self._retired: list[_Snapshot] = []
         self._first_poll = True
@@ -252,9 +259,11 @@ class Tailer:
         """Acknowledge every line returned so far; save offsets (at most every ``save_interval`` unless forced)."""
         with self._lock:
             for f in self._files.values():
-                f.acked = (f.offset, f.tail, f.skipping)
-            self._dirty = True
-            if force or self._clock() - self._last_save >= self.save_interval:
+                acked = (f.offset, f.tail, f.skipping)
+                if acked != f.acked:
+                    f.acked = acked
+                    self._dirty = True
+            if self._dirty and (force or self._clock() - self._last_save >= self.save_interval):
                 self._save()
 
     def close(self) -> None:
@@ -284,7 +293,12 @@ class Tailer:
 
     def _scan(self) -> dict[Key, tuple[str, os.stat_result]]:
         seen: dict[Key, tuple[str, os.stat_result]] = {}
-        for path in sorted(glob.glob(self.pattern)):
+        paths = sorted(glob.glob(self.pattern))
+        if len(self._path_owner) > 2 * len(paths) + 64:  # forget paths long gone
+            current = set(paths)
+            self._path_owner = {p: k for p, k in self._path_owner.items() if p in current}
+            self._unreadable &= current
+        for path in paths:
             if path.lower().endswith(COMPRESSED_SUFFIXES):
                 continue
             try:
@@ -325,7 +339,7 @@ class Tailer:
         full = len(old) == HEAD_BYTES and f.size >= max(f.offset, HEAD_BYTES) and f.role == "follow"
         if full and _pread(f.fd, HEAD_BYTES, 0) == old:
             return
-        head = _pread(f.fd, HEAD_BYTES, 0) if f.size else b""
+        head = _read_head(f.fd) if f.size else b""
         if f.size < f.offset or not (head.startswith(old) if len(head) >= len(old) else False):
             if f.role == "undecided":  # it has not been read: decide again on its new bytes
                 f.head = head
@@ -343,7 +357,7 @@ class Tailer:
             if other.role == "shadow" and other.shadow_of == f.key:
                 other.role, other.shadow_of, other.copy_of = "copy", None, snap
         f.offset, f.tail, f.skipping = 0, b"", False
-        f.head = _pread(f.fd, HEAD_BYTES, 0)
+        f.head = _read_head(f.fd)
         if f.role != "follow":  # a copy that was itself rewritten is a file of its own now
             f.role, f.shadow_of, f.copy_of = "follow", None, None
 
@@ -356,8 +370,12 @@ class Tailer:
         for path, _ in sorted(seen.values(), key=lambda ps: (ps[1].st_mtime_ns, ps[0])):
             try:
                 fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
+            except OSError as exc:
+                if path not in self._unreadable:
+                    self._unreadable.add(path)
+                    log.warning("tailer %s: cannot read %s: %s", self.name, path, exc.strerror)
                 continue
+            self._unreadable.discard(path)
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) in self._files or not _is_regular(st):
                 os.close(fd)
@@ -415,7 +433,7 @@ class Tailer:
         """Move a file out of the undecided, shadow and copy roles once its bytes allow."""
         if f.role == "undecided":
             if len(f.head) < HEAD_BYTES and f.size > len(f.head):
-                f.head = _pread(f.fd, HEAD_BYTES, 0)
+                f.head = _read_head(f.fd)
             self._decide(f, now)
         elif f.role == "shadow":
             original = self._files.get(f.shadow_of) if f.shadow_of is not None else None
@@ -493,6 +511,19 @@ class Tailer:
                 consumed += i + 1
                 f.tail = _tail_after(f.tail, data, i + 1)
                 data = data[i + 1 :]
+            if data[:1] == b"\x00":
+                # A writer without O_APPEND goes on at its old offset after a copytruncate, and
+                # the hole before reads as NULs: skip them, once real bytes follow (a file
+                # preallocated with NULs at its end is waited on, not skipped).
+                n = len(data) - len(data.lstrip(b"\x00"))
+                if n == len(data) < want:
+                    break
+                f.offset += n
+                consumed += n
+                f.tail = _tail_after(f.tail, data, n)
+                data = data[n:]
+                if not data:
+                    continue
             j = data.rfind(b"\n")
             if j < 0:
                 if len(data) > max_line:
@@ -623,6 +654,15 @@ class Tailer:
         self._last_save = self._clock()
         if self._state_path is None:
             return
+        try:
+            self._write_state()
+        except OSError as exc:
+            self.stats.state_errors += 1
+            self._dirty = True
+            log.warning("tailer %s: cannot save offsets to %s: %s", self.name, self._state_path, exc)
+
+    def _write_state(self) -> None:
+        assert self._state_path is not None
         files: dict[str, dict[str, Any]] = {}
         for f in self._files.values():
             offset, tail, skipping = f.acked

@@ -500,3 +500,57 @@ def test_a_missing_directory_or_file_is_not_an_error(tmp_path: Path) -> None:
 def test_start_must_be_end_or_beginning() -> None:
     with pytest.raises(ValueError, match="start"):
         Tailer("app", "/x", start="middle")  # type: ignore[arg-type]
+
+
+def test_copytruncate_under_a_writer_without_append_skips_the_nul_hole(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT)  # no O_APPEND: writes go on at the old offset
+    os.write(fd, b"".join(line(n) for n in range(10)))
+    tailer = Tailer("app", f"{log}*", start="beginning")
+    assert numbers(tailer.poll()) == list(range(10))
+    shutil.copyfile(log, f"{log}.1")
+    os.truncate(log, 0)
+    assert tailer.poll() == []
+    os.write(fd, line(10) + line(11))  # lands after a 480-byte hole of NULs
+    os.close(fd)
+    assert numbers(tailer.poll()) == [10, 11]
+    assert tailer.stats.too_long == 0
+
+
+def test_nul_bytes_at_the_end_of_a_preallocated_file_are_waited_on(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(line(0) + b"\x00" * 100)
+    tailer = Tailer("app", str(log), start="beginning")
+    assert numbers(tailer.poll()) == [0]
+    with open(log, "r+b") as fh:
+        fh.seek(WIDTH)
+        fh.write(line(1))
+    assert numbers(tailer.poll()) == [1]
+
+
+def test_an_unwritable_state_dir_is_counted_and_reading_goes_on(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(line(0))
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state dir should be")
+    tailer = Tailer("app", str(log), start="beginning", state_dir=blocker)
+    assert numbers(tailer.poll()) == [0]
+    tailer.commit(force=True)
+    assert tailer.stats.state_errors == 1
+    with open(log, "ab") as fh:
+        fh.write(line(1))
+    assert numbers(tailer.poll()) == [1]
+
+
+def test_an_idle_source_does_not_rewrite_its_state(tmp_path: Path) -> None:
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_bytes(line(0))
+    tailer = Tailer("app", str(log), start="beginning", state_dir=state, save_interval=0)
+    tailer.poll()
+    tailer.commit()
+    saved = state / "tailer-app.json"
+    first = saved.stat().st_mtime_ns
+    os.utime(saved, ns=(first - 10**9, first - 10**9))
+    tailer.poll()
+    tailer.commit()
+    assert saved.stat().st_mtime_ns == first - 10**9
