@@ -11,7 +11,6 @@ Secrets, and time-interval keys the CRD lacks (``location``) are dropped and lis
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -39,12 +38,18 @@ def prometheus_rule_manifest(
     namespace_label: bool = True,
 ) -> dict[str, Any]:
     """A ``PrometheusRule`` holding ``rules`` (from ``generate_rules``); ``labels`` e.g. ``{"release": ...}``."""
-    groups = copy.deepcopy(rules["groups"])
-    if namespace_label:
-        for group in groups:
-            for rule in group["rules"]:
-                if "alert" in rule:
-                    rule["labels"] = {**rule["labels"], c.LABEL_NAMESPACE: namespace}
+    groups = rules["groups"]
+    if namespace_label:  # new dicts where labels change; the rest is shared with ``rules``, not modified
+        groups = [
+            {
+                **group,
+                "rules": [
+                    {**rule, "labels": {**rule["labels"], c.LABEL_NAMESPACE: namespace}} if "alert" in rule else rule
+                    for rule in group["rules"]
+                ],
+            }
+            for group in groups
+        ]
     return {
         "apiVersion": RULE_API_VERSION,
         "kind": "PrometheusRule",
