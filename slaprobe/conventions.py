@@ -258,6 +258,7 @@ INCIDENT_TIME_TO_RESOLVE = "slaprobe_incident_time_to_resolve_seconds"  # histog
 INCIDENTS_OPEN = "slaprobe_incidents_open"  # gauge {priority, escalation_level}
 ALERTMANAGER_POLL_SUCCESS = "slaprobe_alertmanager_last_poll_successful"
 ALERTMANAGER_NOTIFICATIONS = "slaprobe_alertmanager_notifications_total"  # counter {status}: webhook calls
+
 # Rule groups: three per service (Sloth's split), then feedback and escalation.
 RULE_GROUP_SLI = "slaprobe-sli-recordings-"  # + service
 RULE_GROUP_META = "slaprobe-meta-recordings-"  # + service
@@ -265,4 +266,3 @@ RULE_GROUP_ALERTS = "slaprobe-alerts-"  # + service
 RULE_GROUP_FEEDBACK_RECORDINGS = "slaprobe-feedback-recordings"
 RULE_GROUP_FEEDBACK_ALERTS = "slaprobe-feedback-alerts"
 RULE_GROUP_ESCALATION = "slaprobe-escalation"
-
