@@ -35,12 +35,7 @@ class BurnWindow:
         return round(self.budget_share * period / parse_duration(self.long), 6)
 
 
-BURN_WINDOWS = (
-    BurnWindow(0.02, "1h", "5m", c.SEVERITY_PAGE),
-    BurnWindow(0.05, "6h", "30m", c.SEVERITY_PAGE),
-    BurnWindow(0.10, "1d", "2h", c.SEVERITY_TICKET),
-    BurnWindow(0.10, "3d", "6h", c.SEVERITY_TICKET),
-)
+BURN_WINDOWS = tuple(BurnWindow(*row) for row in c.BURN_RATE_TABLE)
 
 
 def _percent(value: float) -> str:
