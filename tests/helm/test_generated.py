@@ -232,3 +232,10 @@ def test_the_checksum_is_the_one_the_chart_computes() -> None:
     render(script.merge_values(values, {"generated": good}))
     text_changed = script.config_text(CHART, {**values, "location": "elsewhere"})
     assert script.config_checksum(text_changed) != good["configChecksum"]
+
+
+def test_a_config_whose_secrets_are_not_here_gets_a_hint(tmp_path: Path) -> None:
+    script = helm_generate()
+    failing = (sys.executable, "-c", "import sys; sys.exit('error: x: cannot read /run/secrets/pw: No such file')")
+    with pytest.raises(script.GenerateError, match=r"run it where those files and variables exist"):
+        script.run_generate("version: v1\n", tmp_path / "out", command=failing)
