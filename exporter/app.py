@@ -78,6 +78,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
     body = "".join(
         (
             exporter.store.render(),
+            exporter.logs.render(),
             service_info_text(services),
             self_metrics_text(exporter),
             generate_latest(request.app[REGISTRY_KEY]).decode(),
@@ -251,6 +252,7 @@ def make_app(
     app.router.add_get("/-/ready", handle_ready)
     app.router.add_get("/", handle_status)
     app.cleanup_ctx.append(_scheduler_context)
+    app.cleanup_ctx.append(_logs_context)
     return app
 
 
@@ -259,5 +261,13 @@ async def _scheduler_context(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(scheduler.run(), name="scheduler")
     yield
     task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _logs_context(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[EXPORTER_KEY].logs.run(), name="logs")
+    yield
+    task.cancel()  # run() saves ticket state and offsets, then closes its files
     with contextlib.suppress(asyncio.CancelledError):
         await task

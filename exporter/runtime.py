@@ -9,10 +9,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
 from slaprobe.exporter.blackbox import Module, load_modules
+from slaprobe.exporter.logs import LogPipeline
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 from slaprobe.exporter.sharding import ALL, Shard
 from slaprobe.exporter.store import ProbeKey, ProbeMeta, ResultStore
@@ -63,6 +65,7 @@ class Exporter:
         sources: Sources,
         *,
         shard: Shard = ALL,
+        state_dir: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sources = sources
@@ -74,6 +77,7 @@ class Exporter:
         self.store = ResultStore()
         self.status = ReloadStatus()
         self.scheduler: Scheduler | None = None
+        self.logs = LogPipeline(Path(state_dir) if state_dir else None, clock)
 
     # ------------------------------------------------------------------ config
 
@@ -123,6 +127,8 @@ class Exporter:
                 )
             )
         self.store.sync(metas)
+        # Logs are read by the first shard only: every replica sees the same files.
+        self.logs.apply(config if self.shard.index == 0 else Config(version="v1"))
         if self.scheduler is not None:
             self.scheduler.set_concurrency(config.global_.concurrency)
             self.scheduler.set_jobs(jobs)

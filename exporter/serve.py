@@ -55,7 +55,7 @@ def configure_logging(current_redactor: Callable[[], Redactor], level: int = log
 
 async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the exit status."""
-    exporter = Exporter(options.sources, shard=options.shard)
+    exporter = Exporter(options.sources, shard=options.shard, state_dir=options.state_dir)
     configure_logging(lambda: exporter.redact)
     status = exporter.reload()
     if not status.successful:
