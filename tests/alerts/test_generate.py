@@ -188,3 +188,15 @@ def test_generate_writes_every_file_and_reports_a_bad_config(
     assert main(["generate", "all", "--config", str(bad), "--out", str(out)]) == 1
     assert "alerting.probe_down_runs" in capsys.readouterr().err
     assert main([*args, "--manifest-label", "nope"]) == 1
+
+
+def test_the_alerting_example_generates_files_promtool_and_amtool_accept(tmp_path: Path) -> None:
+    from tests.alerts.conftest import run, tool
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "alerting.yaml"
+    assert main(["generate", "rules", "--config", str(example), "--out", str(tmp_path)]) == 0
+    assert main(["generate", "alertmanager", "--config", str(example), "--out", str(tmp_path)]) == 0
+    checked = run([tool("promtool"), "check", "rules", str(tmp_path / RULES_FILE)])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    checked = run([tool("amtool"), "check-config", str(tmp_path / ALERTMANAGER_FILE)])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
