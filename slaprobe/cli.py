@@ -137,7 +137,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"error: generate {missing[0]}: not implemented yet", file=sys.stderr)
         return 2
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, require_secrets=False)
     except ConfigError as exc:
         _print_errors(exc)
         return 1

@@ -116,6 +116,19 @@ def _with_default_port(target: str, port: int) -> str:
     return f"{target}:{port}"
 
 
+@dataclass(frozen=True, eq=False)  # hashed by identity: pydantic hashes metadata, dicts are not hashable
+class Shorthand:
+    """Annotated marker: the JSON Schema also accepts these shapes (a validator expands them)."""
+
+    alternatives: tuple[dict[str, Any], ...]
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"anyOf": [handler(core_schema), *self.alternatives]}
+
+
+SCALAR_SCHEMA: dict[str, Any] = {"type": ["string", "number", "boolean"]}
+SCALARS_SCHEMA: dict[str, Any] = {"type": "array", "items": SCALAR_SCHEMA}
+
 Duration = Annotated[
     float,
     BeforeValidator(_duration),
@@ -137,7 +150,11 @@ def _regex_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-RegexList = Annotated[list[Regex], BeforeValidator(_regex_list)]
+RegexList = Annotated[
+    list[Regex],
+    BeforeValidator(_regex_list),
+    WithJsonSchema({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
 
 
 class Model(BaseModel):
@@ -382,8 +399,14 @@ class Extract(Model):
         return self
 
 
+def _step_expect_schema(schema: dict[str, Any]) -> None:
+    schema["properties"]["expect"] = {"type": "object", "description": "shorthand for the step's check's expect"}
+
+
 class FlowStep(Model):
     """One step of a business flow: a check, its assertions and what it extracts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_step_expect_schema)
 
     name: Name
     http: HttpSpec | None = None
@@ -539,11 +562,11 @@ def _text_list(value: Any) -> Any:
 class MatchCondition(Model):
     """A condition on one event field; every condition given must hold (a missing field matches none)."""
 
-    equals: Annotated[list[str] | None, BeforeValidator(_text_list)] = Field(
-        None, description="the field is one of these values (as text)"
+    equals: Annotated[list[str] | None, BeforeValidator(_text_list), Shorthand((SCALAR_SCHEMA, SCALARS_SCHEMA))] = (
+        Field(None, description="the field is one of these values (as text)")
     )
-    not_equals: Annotated[list[str] | None, BeforeValidator(_text_list)] = Field(
-        None, description="the field is none of these values"
+    not_equals: Annotated[list[str] | None, BeforeValidator(_text_list), Shorthand((SCALAR_SCHEMA, SCALARS_SCHEMA))] = (
+        Field(None, description="the field is none of these values")
     )
     regex: Regex | None = Field(None, description="the field contains a match of this regex (re.search)")
     gt: float | None = Field(None, description="the field, as a number, is greater than this")
@@ -592,18 +615,22 @@ class LogMetric(Model):
     name: str = Field(pattern=METRIC_NAME_PATTERN, max_length=200)
     type: MetricType
     help: str = ""
-    match: dict[str, MatchCondition] = Field(default_factory=dict, description="field -> condition, all must hold")
-    labels: Annotated[dict[LabelName, str], BeforeValidator(_label_map)] = Field(
-        default_factory=dict, description="label name -> event field (a list: the same names)"
+    match: dict[str, Annotated[MatchCondition, Shorthand((SCALAR_SCHEMA, SCALARS_SCHEMA))]] = Field(
+        default_factory=dict, description="field -> condition, all must hold"
     )
-    value: MetricValue | None = Field(None, description="required for gauges and histograms; counters add it")
+    labels: Annotated[
+        dict[LabelName, str], BeforeValidator(_label_map), Shorthand(({"type": "array", "items": {"type": "string"}},))
+    ] = Field(default_factory=dict, description="label name -> event field (a list: the same names)")
+    value: Annotated[MetricValue, Shorthand(({"type": "string"},))] | None = Field(
+        None, description="required for gauges and histograms; counters add it"
+    )
     buckets: list[Annotated[float, Field(gt=0)]] | None = Field(
         None, description="histogram bounds; default: the service's buckets (seconds, SLA threshold included)"
     )
     max_label_values: int = Field(
         100, ge=1, le=100_000, description="distinct values kept per label; more become __other__"
     )
-    values: dict[str, list[Annotated[str, BeforeValidator(_scalar_text)]]] = Field(
+    values: dict[str, list[Annotated[str, BeforeValidator(_scalar_text), Shorthand((SCALAR_SCHEMA,))]]] = Field(
         default_factory=dict, description="known values per label, exported as 0 before the first match"
     )
 
@@ -1106,9 +1133,16 @@ _INTERPOLATION = re.compile(r"\$\{(env|file):([^}]*)\}")
 
 
 def _interpolate(
-    value: Any, path: tuple[str | int, ...], secrets: set[str], issues: list[tuple[tuple[str | int, ...], str]]
+    value: Any,
+    path: tuple[str | int, ...],
+    secrets: set[str],
+    issues: list[tuple[tuple[str | int, ...], str]] | None,
 ) -> Any:
-    """Replace ``${env:X}``/``${file:P}`` in every string; other ``${...}`` stay (flow variables)."""
+    """Replace ``${env:X}``/``${file:P}`` in every string; other ``${...}`` stay (flow variables).
+
+    ``issues`` None: a secret that cannot be read becomes "" without complaint (generators
+    need the SLAs, not the credentials, and run where the secrets are not mounted).
+    """
     if isinstance(value, dict):
         return {k: _interpolate(v, (*path, k), secrets, issues) for k, v in value.items()}
     if isinstance(value, list):
@@ -1120,14 +1154,16 @@ def _interpolate(
         kind, ref = match.group(1), match.group(2)
         if kind == "env":
             if ref not in os.environ:
-                issues.append((path, f"environment variable {ref} is not set"))
+                if issues is not None:
+                    issues.append((path, f"environment variable {ref} is not set"))
                 return ""
             secret = os.environ[ref]
         else:
             try:
                 secret = Path(ref).read_text().rstrip("\r\n")
             except OSError as exc:
-                issues.append((path, f"cannot read {ref}: {exc.strerror or exc}"))
+                if issues is not None:
+                    issues.append((path, f"cannot read {ref}: {exc.strerror or exc}"))
                 return ""
         if secret:
             secrets.add(secret)
@@ -1199,8 +1235,12 @@ def _child_annotation(annotation: Any, part: str | int) -> Any:
     return None
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Validate config text; raise ``ConfigError`` listing every issue with path and line."""
+def parse_config(text: str, source: str = "<config>", *, require_secrets: bool = True) -> Config:
+    """Validate config text; raise ``ConfigError`` listing every issue with path and line.
+
+    ``require_secrets=False`` accepts ``${env:}``/``${file:}`` that cannot be resolved here
+    (as empty text): for generators, which never use credentials.
+    """
     try:
         lines, issues = yaml_lines(text)
         raw = yaml.safe_load(text)
@@ -1213,7 +1253,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError([ConfigIssue("", "the config must be a mapping with version: v1", 1)], source)
     secrets: set[str] = set()
     found: list[tuple[tuple[str | int, ...], str]] = []
-    raw = _interpolate(raw, (), secrets, found)
+    raw = _interpolate(raw, (), secrets, found if require_secrets else None)
     issues += [ConfigIssue(format_path(loc), msg, line_of(lines, loc)) for loc, msg in found]
     cfg: Config | None = None
     try:
@@ -1258,13 +1298,13 @@ def _parse_path(path: str) -> tuple[str | int, ...]:
     return tuple(parts)
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(path: str | os.PathLike[str], *, require_secrets: bool = True) -> Config:
     """Read and validate a config file; raise ``ConfigError`` on any problem."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc}")], str(path)) from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), require_secrets=require_secrets)
 
 
 def config_json_schema() -> dict[str, Any]:
