@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--probe-allow", help="extra /probe targets: comma-separated CIDRs and hostname globs")
     serve.add_argument("--web-config", help="exporter-toolkit web-config.yml: TLS and basic auth")
     serve.add_argument("--state-dir", help="where log offsets and ticket state are kept")
-    serve.add_argument("--shard", help="I/N: run only this replica's share of the probes")
+    serve.add_argument("--shard", help="I/N or auto/N (I from the pod name ordinal): run only this replica's share")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a config: every error, or a one-line summary")
