@@ -210,7 +210,7 @@ class LazyFields(Mapping[str, str]):
     """
 
     __slots__ = ("_fields", "_line")
-    _build: Callable[[str], dict[str, str]]  # set per format
+    _build: Callable[[bytes], dict[str, str]]  # set per format
 
     def __init__(self, line: bytes) -> None:
         self._line = line
@@ -219,7 +219,7 @@ class LazyFields(Mapping[str, str]):
     def _get(self) -> dict[str, str]:
         fields = self._fields
         if fields is None:
-            fields = self._fields = type(self)._build(_decode(self._line))
+            fields = self._fields = type(self)._build(self._line)
         return fields
 
     def __getitem__(self, key: str) -> str:
@@ -270,7 +270,7 @@ def _clf_time_bytes(raw: bytes) -> float | None:
     return value
 
 
-def _clf_parts(text: str, apache: bool) -> tuple[str, str, str, str, str, str, str, str, str, str] | None:
+def _clf_parts(text: str, apache: bool) -> ClfParts | None:
     """(addr, ident, user, time, request, status, bytes, referer, agent, rest) of a combined line.
 
     Apache escapes ``"`` and ``\\`` with a backslash: those are unescaped. nginx writes
@@ -299,10 +299,35 @@ def _request_fields(fields: dict[str, str], request: str) -> None:
         fields["method"], fields["path"], fields["protocol"] = req
 
 
-def _nginx_fields(text: str) -> dict[str, str]:
-    parts = _clf_parts(text, False)
-    if parts is None:  # cannot happen for a line the fast path accepted
-        return {}
+ClfParts = tuple[str, str, str, str, str, str, str, str, str, str]
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _clf_parts_fast(line: bytes) -> ClfParts:
+    """The parts of a line the bytes fast path accepted, split exactly as it split them."""
+    head, request, middle, referer, _, agent, rest = line.split(b'"')
+    lb = head.find(b" [")
+    addr, ident, user = head[:lb].split(b" ", 2)
+    status, body = middle.split()
+    t = _text
+    return (
+        t(addr),
+        t(ident),
+        t(user),
+        t(head[lb + 2 : -2]),
+        t(request),
+        t(status),
+        t(body),
+        t(referer),
+        t(agent),
+        t(rest),
+    )
+
+
+def _nginx_fields(parts: ClfParts) -> dict[str, str]:
     addr, _, user, time_local, request, status, body_bytes, referer, agent, rest = parts
     fields = {
         "remote_addr": addr,
@@ -315,10 +340,10 @@ def _nginx_fields(text: str) -> dict[str, str]:
         "http_user_agent": agent,
     }
     _request_fields(fields, request)
-    request_time, _, upstream = rest.strip().partition(" ")
-    if request_time:
-        fields["request_time"] = request_time
-    upstream = upstream.strip()
+    tokens = rest.split(None, 1)
+    if tokens:
+        fields["request_time"] = tokens[0]
+    upstream = tokens[1].strip() if len(tokens) == 2 else ""
     if upstream:
         fields["upstream_response_time"] = upstream
         total = sum_upstream_times(upstream)
@@ -327,10 +352,7 @@ def _nginx_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def _apache_fields(text: str) -> dict[str, str]:
-    parts = _clf_parts(text, True)
-    if parts is None:
-        return {}
+def _apache_fields(parts: ClfParts) -> dict[str, str]:
     addr, ident, user, time_local, request, status, body_bytes, referer, agent, rest = parts
     fields = {
         "remote_addr": addr,
@@ -354,14 +376,51 @@ def _number_text(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
+# Building the objects of a line is a third of the parse time. The slot descriptors set the
+# same attributes as LazyFields() and the frozen dataclass Event() (whose __init__ goes through
+# object.__setattr__ four times), at half the cost: measured 2.8 against 3.3 us per nginx line.
+_new = object.__new__
+_set_line = LazyFields.__dict__["_line"].__set__
+_set_fields = LazyFields.__dict__["_fields"].__set__
+
+
+def _lazy(cls: type[LazyFields], line: bytes) -> LazyFields:
+    """``cls(line)``, faster."""
+    fields = _new(cls)
+    _set_line(fields, line)
+    _set_fields(fields, None)
+    return fields
+
+
+def _make_event_factory() -> Callable[[Mapping[str, str], float | None, int | None, float | None], Event]:
+    try:
+        setters = [getattr(Event, name).__set__ for name in ("fields", "time", "status", "duration")]
+    except AttributeError:  # an Event without __slots__: the ordinary way
+        return Event
+    set_fields, set_time, set_status, set_duration = setters
+
+    def make_event(fields: Mapping[str, str], time: float | None, status: int | None, duration: float | None) -> Event:
+        event = _new(Event)
+        set_fields(event, fields)
+        set_time(event, time)
+        set_status(event, status)
+        set_duration(event, duration)
+        return event
+
+    return make_event
+
+
+_event = _make_event_factory()
+
+
 class _NginxFields(LazyFields):
     __slots__ = ()
-    _build = staticmethod(_nginx_fields)
+    _build = staticmethod(lambda line: _nginx_fields(_clf_parts_fast(line)))
 
 
 class _ApacheFields(LazyFields):
     __slots__ = ()
-    _build = staticmethod(_apache_fields)
+    _build = staticmethod(lambda line: _apache_fields(_clf_parts_fast(line)))
 
 
 def _clf_slow(line: bytes, apache: bool) -> Event | None:
@@ -387,14 +446,14 @@ def _clf_slow(line: bytes, apache: bool) -> Event | None:
             duration = _float_or_none(first)
             if duration is None:
                 return None
-    fields = _apache_fields(text) if apache else _nginx_fields(text)
+    fields = _apache_fields(parts) if apache else _nginx_fields(parts)
     return Event(fields, parse_clf_time(parts[3]), status, duration)
 
 
 def parse_nginx_combined(line: bytes) -> Event | None:
     """nginx ``combined`` with optional trailing ``$request_time`` and ``$upstream_response_time``."""
     parts = line.split(b'"')
-    if len(parts) != 7 or parts[4] != b" " or line[-1:] in b"\r\n":
+    if len(parts) != 7 or parts[4] != b" ":
         return _clf_slow(line, False)
     head = parts[0]
     lb = head.find(b" [")
@@ -408,26 +467,30 @@ def parse_nginx_combined(line: bytes) -> Event | None:
     duration = None
     if rest:
         if rest[0] != 32:  # b" "
+            return _clf_slow(line, False) if rest[0] in b"\r\n" else None
+        end = rest.find(b" ", 1)
+        try:
+            duration = float(rest if end < 0 else rest[:end])
+        except ValueError:  # "-", nothing, or other whitespace: the slower way
+            first = rest.split(None, 1)[:1]
+            if first and first[0] != b"-":
+                try:
+                    duration = float(first[0])
+                except ValueError:
+                    return None
+        if duration is not None and not duration >= 0:  # also NaN
             return None
-        tokens = rest.split(None, 1)
-        if tokens and tokens[0] != b"-":
-            try:
-                duration = float(tokens[0])
-            except ValueError:
-                return None
-            if not duration >= 0:  # also NaN
-                return None
     raw_time = head[lb + 2 : -2]
     time = _clf_bytes_cache.get(raw_time, _clf_bytes_cache)
     if time is _clf_bytes_cache:
         time = _clf_time_bytes(raw_time)
-    return Event(_NginxFields(line), time, status, duration)  # type: ignore[arg-type]
+    return _event(_lazy(_NginxFields, line), time, status, duration)  # type: ignore[arg-type]
 
 
 def parse_apache_combined(line: bytes) -> Event | None:
     """Apache ``combined`` (``%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i"``) with optional ``%D``."""
     parts = line.split(b'"')
-    if len(parts) != 7 or parts[4] != b" " or line[-1:] in b"\r\n":
+    if len(parts) != 7 or parts[4] != b" ":
         return _clf_slow(line, True)
     head = parts[0]
     lb = head.find(b" [")
@@ -448,7 +511,7 @@ def parse_apache_combined(line: bytes) -> Event | None:
     time = _clf_bytes_cache.get(raw_time, _clf_bytes_cache)
     if time is _clf_bytes_cache:
         time = _clf_time_bytes(raw_time)
-    return Event(_ApacheFields(line), time, status, duration)  # type: ignore[arg-type]
+    return _event(_lazy(_ApacheFields, line), time, status, duration)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- envoy
@@ -502,7 +565,7 @@ def _envoy_fields(text: str) -> dict[str, str]:
 
 class _EnvoyFields(LazyFields):
     __slots__ = ()
-    _build = staticmethod(_envoy_fields)
+    _build = staticmethod(lambda line: _envoy_fields(_decode(line)))
 
 
 def parse_envoy(line: bytes) -> Event | None:
@@ -521,8 +584,7 @@ def parse_envoy(line: bytes) -> Event | None:
         if duration is None:
             return None
         duration /= 1000.0
-    fields = _EnvoyFields(line)
-    return Event(fields, parse_iso_time(start_time), int(code), duration)
+    return _event(_lazy(_EnvoyFields, line), parse_iso_time(start_time), int(code), duration)
 
 
 # ---------------------------------------------------------------------------- structured: jsonl, logfmt, regex

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import json
 
 import pytest
@@ -458,3 +459,40 @@ def test_no_parser_raises_on_mangled_access_lines(prefix: bytes, suffix: bytes) 
             event = parse(prefix + line[len(prefix) :] + suffix)
             if event is not None:
                 dict(event.fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [b" ", b"\t", b"\x1c", b"\xc2\xa0", b"\xff", b'"', b"\\", b"-", b"0.5", b"200", b"[", b"]", b"x"]
+        ),
+        max_size=12,
+    ),
+    st.integers(min_value=0, max_value=len(NGINX)),
+)
+def test_the_typed_values_and_the_lazy_fields_of_a_line_agree(noise: list[bytes], at: int) -> None:
+    line = NGINX[:at] + b"".join(noise) + NGINX[at:]
+    for parse in (parse_nginx_combined, parse_apache_combined):
+        event = parse(line)
+        if event is not None:
+            assert int(event.fields["status"]) == event.status
+            if "request_time" in event.fields and event.fields["request_time"] != "-":
+                assert float(event.fields["request_time"]) == event.duration
+
+
+def test_odd_ascii_whitespace_between_fields_keeps_fields_and_values_in_step() -> None:
+    line = b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 1\x1c2 "-" "-" 0.5\t0.25'
+    event = parsed(parse_nginx_combined, line)
+    assert event.fields["body_bytes_sent"] == "1\x1c2"
+    assert (event.fields["request_time"], event.duration) == ("0.5", 0.5)
+    assert event.fields["upstream_response_time"] == "0.25"
+
+
+def test_events_of_the_fast_paths_are_ordinary_frozen_events() -> None:
+    for parse, line in ((parse_nginx_combined, NGINX), (parse_envoy, ENVOY)):
+        event = parsed(parse, line)
+        assert type(event) is Event
+        assert event == Event(event.fields, event.time, event.status, event.duration)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            event.status = 500  # type: ignore[misc]
