@@ -523,6 +523,13 @@ def _summary_rows(report: Report) -> list[list[str]]:
     return rows
 
 
+NOTES = (
+    "Availability (runs that succeeded) and the compliance rate (runs that succeeded within the latency "
+    "threshold) are exact: counters over the whole period. Budget used is the period's failed runs over the "
+    "failed runs the SLA allows in it: up to 100% the SLA is met. An incident is a stretch in which alerts of "
+    "one priority fired for a service."
+)
+
 SUMMARY_HEADER = [
     "service",
     "tier",
@@ -777,8 +784,7 @@ def render_html(report: Report) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>SLA report</h1><p class='meta'>Period {_e(report.period)}: {_e(when(report.start))} to "
         f"{_e(when(report.end))}. Data from Prometheus at {_e(report.source)}; generated {_e(when(report.generated))}. "
-        f"Availability and compliance are exact (counters over the period); incident durations are accurate "
-        f"to {_e(seconds_text(report.incident_step))}.</p>",
+        f"{_e(NOTES)} Incident durations are accurate to {_e(seconds_text(report.incident_step))}.</p>",
         '<section id="summary"><h2>Summary</h2>',
         _table(SUMMARY_HEADER, _summary_rows(report), numeric=(2, 3, 5)),
         "</section>",
@@ -814,7 +820,7 @@ def render_markdown(report: Report) -> str:
         "# SLA report",
         "",
         f"Period {report.period}: {when(report.start)} to {when(report.end)}. Data from Prometheus at "
-        f"{report.source}; generated {when(report.generated)}. Incident durations are accurate to "
+        f"{report.source}; generated {when(report.generated)}. {NOTES} Incident durations are accurate to "
         f"{seconds_text(report.incident_step)}.",
         "",
         "## Summary",
