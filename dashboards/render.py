@@ -260,6 +260,7 @@ def _panel_json(panel: Panel, grid: gl.GridPos, panel_id: int) -> dict[str, Any]
 
 class _Encoder(json.JSONEncoder):
     def default(self, o: Any) -> Any:
+        """grafanalib objects as their JSON data."""
         to_json = getattr(o, "to_json_data", None)
         if to_json is not None:
             return to_json()

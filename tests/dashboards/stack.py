@@ -52,6 +52,7 @@ class _Counter:
         self._counts: dict[str, int] = {}
 
     def next(self, key: str) -> int:
+        """The number of this request to ``key``, from 1."""
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
             return self._counts[key]
@@ -59,9 +60,12 @@ class _Counter:
 
 def _handler(counter: _Counter, hooks: list[dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        """The target's routes: faulty HTTP, the flow, a stand-in Alertmanager API, webhook sinks."""
+
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
+            """Keep the test output quiet."""
             pass
 
         def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
@@ -73,6 +77,7 @@ def _handler(counter: _Counter, hooks: list[dict[str, Any]]) -> type[BaseHTTPReq
             self.wfile.write(data)
 
         def do_GET(self) -> None:
+            """Answer a GET by path."""
             path = self.path.split("?")[0]
             n = counter.next(path)
             if path == "/flaky":
@@ -94,6 +99,7 @@ def _handler(counter: _Counter, hooks: list[dict[str, Any]]) -> type[BaseHTTPReq
                 self._send(404, {"error": "not found"})
 
         def do_POST(self) -> None:
+            """Answer a POST by path; webhook bodies are kept."""
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?")[0]
