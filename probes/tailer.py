@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -61,7 +62,7 @@ STATE_VERSION = 1
 
 RotationKind = Literal["rename", "truncate", "delete"]
 Start = Literal["end", "beginning"]
-Role = Literal["follow", "undecided", "shadow", "copy"]
+Role = Literal["follow", "undecided", "shadow", "copy", "ignored"]
 Key = tuple[int, int]  # (st_dev, st_ino)
 
 # Bounds on what is remembered of files no longer followed (a noisy directory must not grow memory).
@@ -89,7 +90,8 @@ class FollowedFile:
     path: str
     offset: int
     size: int
-    state: Literal["live", "detached", "copy", "undecided"]  # copy: of another file, not read
+    # copy: of another file, not read; undecided: too short yet to tell; ignored: compressed
+    state: Literal["live", "detached", "copy", "undecided", "ignored"]
 
 
 @dataclass
@@ -103,6 +105,12 @@ class _Snapshot:
     tail_hash: str
     tail_len: int
     at: float
+
+
+_sequence = itertools.count()
+
+# Compressed files are never read, whatever their name (gzip, bzip2, xz, zstd, lz4, zip).
+_COMPRESSED_MAGIC = (b"\x1f\x8b\x08", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"PK\x03\x04")
 
 
 def _hash(data: bytes) -> str:
@@ -140,7 +148,9 @@ class _File:
         "nlink",
         "offset",
         "path",
+        "recovered",
         "role",
+        "seq",
         "shadow_of",
         "size",
         "skipping",
@@ -165,6 +175,8 @@ class _File:
         self.copy_of: _Snapshot | None = None  # role copy: the rewritten file whose offset it resumes at
         self.end_if_new = False  # role undecided: start at the end if it turns out a new file
         self.acked: tuple[int, bytes, bool] = (0, b"", False)
+        self.seq = next(_sequence)  # files found earlier are read first
+        self.recovered = False  # a copy that resumed this poll: read before the rest
 
     @property
     def key(self) -> Key:
@@ -243,12 +255,14 @@ class Tailer:
                 self._settle(f, now)
             lines: list[bytes] = []
             budget = max_bytes
-            # Old content first: detached (rotated away) files, then copies, then by path.
-            for f in sorted(self._files.values(), key=lambda f: (not f.detached, f.path)):
+            # Old content first: rotated-away files, the tail a copy recovered, then the files in
+            # the order they were found (a renamed file before the one that took its place).
+            for f in sorted(self._files.values(), key=lambda f: (not f.detached, not f.recovered, f.seq)):
                 if budget <= 0:
                     break
                 if f.role == "follow":
                     budget -= self._read(f, lines, budget, now)
+                    f.recovered = False
             self._close_idle(now)
             self._retired = [s for s in self._retired if now - s.at < _RETIRED_TTL][-_RETIRED_MAX:]
             self.stats.lag_bytes = sum(max(0, f.size - f.offset) for f in self._files.values() if f.role == "follow")
@@ -267,13 +281,18 @@ class Tailer:
                 self._save()
 
     def close(self) -> None:
-        """Save the committed offsets and close every file (uncommitted lines are read again next time)."""
+        """Save the committed offsets and close every file (uncommitted lines are read again next time).
+
+        A later ``poll`` resumes at the committed offsets, as a new Tailer on the same state would.
+        """
         with self._lock:
             if self._dirty:
                 self._save()
+            saved = self._entries()
             for f in self._files.values():
                 os.close(f.fd)
             self._files.clear()
+            self._saved, self._resumed, self._first_poll = saved, True, True
 
     def followed(self) -> list[FollowedFile]:
         """The files open after the last poll."""
@@ -358,8 +377,10 @@ class Tailer:
                 other.role, other.shadow_of, other.copy_of = "copy", None, snap
         f.offset, f.tail, f.skipping = 0, b"", False
         f.head = _read_head(f.fd)
-        if f.role != "follow":  # a copy that was itself rewritten is a file of its own now
+        if f.role in ("shadow", "copy"):  # a copy that was itself rewritten is a file of its own now
             f.role, f.shadow_of, f.copy_of = "follow", None, None
+        elif f.role == "ignored":
+            f.role = "undecided"
 
     # ------------------------------------------------------------------ files that are new to us
 
@@ -425,6 +446,9 @@ class Tailer:
             prefix = prefix or verdict == "prefix"
         if prefix:
             return  # its bytes so far begin another file's: wait until they say which it is
+        if f.head.startswith(_COMPRESSED_MAGIC):
+            f.role = "ignored"
+            return
         f.role = "follow"
         if f.end_if_new:
             self._seek_end(f)
@@ -456,6 +480,7 @@ class Tailer:
             if f.size >= snap.offset:
                 if _hash(_pread(f.fd, snap.tail_len, snap.offset - snap.tail_len)) == snap.tail_hash:
                     f.offset = snap.offset  # the copy holds what the rewrite took: read it from there
+                    f.recovered = True
                     f.tail = _pread(f.fd, TAIL_BYTES, max(0, snap.offset - TAIL_BYTES))[-TAIL_BYTES:]
                 else:
                     f.offset, f.tail = 0, b""  # same first bytes, other content: a file of its own
@@ -663,6 +688,17 @@ class Tailer:
 
     def _write_state(self) -> None:
         assert self._state_path is not None
+        doc = {"version": STATE_VERSION, "source": self.name, "pattern": self.pattern, "files": self._entries()}
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._state_path)
+
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        """The committed state of every file, keyed by ``dev:ino`` (hashes only, no log text)."""
         files: dict[str, dict[str, Any]] = {}
         for f in self._files.values():
             offset, tail, skipping = f.acked
@@ -682,14 +718,7 @@ class Tailer:
                 c = f.copy_of
                 entry["copy_of"] = {"offset": c.offset, "tail_hash": c.tail_hash, "tail_bytes": c.tail_len}
             files[_key_text(f.key)] = entry
-        doc = {"version": STATE_VERSION, "source": self.name, "pattern": self.pattern, "files": files}
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._state_path)
+        return files
 
 
 def _entry_snapshot(entry: dict[str, Any], now: float) -> _Snapshot:
@@ -704,11 +733,11 @@ def _entry_snapshot(entry: dict[str, Any], now: float) -> _Snapshot:
     )
 
 
-def _state_of(f: _File) -> Literal["live", "detached", "copy", "undecided"]:
+def _state_of(f: _File) -> Literal["live", "detached", "copy", "undecided", "ignored"]:
     if f.role in ("shadow", "copy"):
         return "copy"
-    if f.role == "undecided":
-        return "undecided"
+    if f.role in ("undecided", "ignored"):
+        return f.role
     return "detached" if f.detached else "live"
 
 

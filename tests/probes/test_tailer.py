@@ -554,3 +554,50 @@ def test_an_idle_source_does_not_rewrite_its_state(tmp_path: Path) -> None:
     tailer.poll()
     tailer.commit()
     assert saved.stat().st_mtime_ns == first - 10**9
+
+
+def test_a_compressed_file_without_a_compressed_name_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / "app.log").write_bytes(line(1))
+    (tmp_path / "app.log.2").write_bytes(gzip.compress(line(99) * 50))
+    tailer = Tailer("app", str(tmp_path / "app.log*"), start="beginning")
+    assert numbers(tailer.poll()) == [1]
+    assert [(Path(f.path).name, f.state) for f in tailer.followed()] == [("app.log", "live"), ("app.log.2", "ignored")]
+
+
+def test_the_rest_of_a_renamed_file_comes_before_the_new_file(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(line(0))
+    tailer = Tailer("app", f"{log}*", start="beginning")
+    assert numbers(tailer.poll()) == [0]
+    with open(log, "ab") as fh:
+        fh.write(line(1) + line(2))
+    os.rename(log, f"{log}.1")
+    log.write_bytes(line(3))
+    assert numbers(tailer.poll()) == [1, 2, 3]
+
+
+def test_the_tail_a_copy_recovers_comes_before_the_new_lines(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"".join(line(n) for n in range(10)))
+    tailer = Tailer("app", f"{log}*", start="beginning")
+    assert numbers(tailer.poll()) == list(range(10))
+    with open(log, "ab") as fh:
+        fh.write(line(10) + line(11))
+    shutil.copyfile(log, tmp_path / "app.log.1")
+    log.write_bytes(line(12))
+    assert numbers(tailer.poll()) == [10, 11, 12]
+
+
+def test_poll_after_close_resumes_at_the_committed_offsets(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(line(0) + line(1))
+    tailer = Tailer("app", str(log), start="beginning")  # no state dir: kept in memory
+    assert numbers(tailer.poll()) == [0, 1]
+    tailer.commit()
+    with open(log, "ab") as fh:
+        fh.write(line(2))
+    assert numbers(tailer.poll()) == [2]  # not committed
+    tailer.close()
+    with open(log, "ab") as fh:
+        fh.write(line(3))
+    assert numbers(tailer.poll()) == [2, 3]
