@@ -400,6 +400,7 @@ def _make_event_factory() -> Callable[[Mapping[str, str], float | None, int | No
     set_fields, set_time, set_status, set_duration = setters
 
     def make_event(fields: Mapping[str, str], time: float | None, status: int | None, duration: float | None) -> Event:
+        """``Event(fields, time, status, duration)``, faster."""
         event = _new(Event)
         set_fields(event, fields)
         set_time(event, time)
@@ -717,6 +718,7 @@ def make_regex_parser(pattern: str) -> LineParser:
     search = re.compile(pattern).search
 
     def parse_regex(line: bytes) -> Event | None:
+        """Fields from the named groups of the first match, or None."""
         m = search(_decode(line))
         if m is None:
             return None
@@ -724,7 +726,6 @@ def make_regex_parser(pattern: str) -> LineParser:
         time, status, duration = _typed(fields)
         return Event(fields, time, status, duration)
 
-    parse_regex.__doc__ = f"Regex parser for {pattern!r}."
     return parse_regex
 
 
@@ -743,10 +744,14 @@ class FormatSpec(Protocol):
     """What :func:`parser_for` reads: ``LogSource`` and ``FeedbackSource`` both fit."""
 
     @property
-    def format(self) -> str: ...
+    def format(self) -> str:
+        """The format name: a key of :data:`PARSERS`, or ``regex``."""
+        ...
 
     @property
-    def regex(self) -> str | None: ...
+    def regex(self) -> str | None:
+        """The pattern, for ``format: regex``."""
+        ...
 
 
 def parser_for(source: FormatSpec) -> LineParser:

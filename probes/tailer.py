@@ -180,9 +180,11 @@ class _File:
 
     @property
     def key(self) -> Key:
+        """(device, inode)."""
         return self.dev, self.ino
 
     def snapshot(self, now: float) -> _Snapshot:
+        """What this file looks like now, for a copy of it to be recognised by."""
         return _Snapshot(
             self.head, _hash(self.head), len(self.head), self.offset, _hash(self.tail), len(self.tail), now
         )
