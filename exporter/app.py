@@ -18,7 +18,6 @@ from slaprobe import __version__
 from slaprobe import conventions as c
 from slaprobe.exporter import blackbox
 from slaprobe.exporter.exposition import CONTENT_TYPE, family_header, format_value
-from slaprobe.exporter.guard import AllowList, ProbeGuard
 from slaprobe.exporter.runtime import Exporter
 from slaprobe.exporter.status import render_status_page
 from slaprobe.exporter.store import service_info_text
@@ -29,7 +28,6 @@ from slaprobe.probes.runner import run_probe
 log = logging.getLogger("slaprobe.web")
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
-ALLOW_KEY = web.AppKey("probe_allow", list)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
 
@@ -87,12 +85,6 @@ async def handle_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def _guard(request: web.Request) -> ProbeGuard:
-    exporter = request.app[EXPORTER_KEY]
-    entries = [*request.app[ALLOW_KEY], *exporter.config.global_.probe_allow]
-    return ProbeGuard(exporter.configured_hosts(), AllowList.parse(entries))
-
-
 @dataclass(frozen=True, slots=True)
 class _ProbeRequest:
     """What ``/probe`` was asked to run: a kind, an aimed spec and how to describe it in debug output."""
@@ -148,7 +140,7 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
     target = request.query.get("target", "")
     module_name = request.query.get("module", blackbox.DEFAULT_MODULE)
     debug = request.query.get("debug", "").lower() == "true"
-    guard = _guard(request)
+    guard = exporter.guard
     module = {**blackbox.BUILTIN_MODULES, **exporter.modules}.get(module_name)
     try:
         if module is not None:
@@ -239,7 +231,8 @@ def make_app(
     """The web application; the scheduler runs while the app is up."""
     app = web.Application(middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
-    app[ALLOW_KEY] = list(probe_allow or [])
+    if probe_allow is not None:
+        exporter.allow_probes(probe_allow)
     registry = CollectorRegistry(auto_describe=True)
     process_collector.ProcessCollector(registry=registry)
     platform_collector.PlatformCollector(registry=registry)

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
 from slaprobe.exporter.blackbox import Module, load_modules
+from slaprobe.exporter.guard import AllowList, ProbeGuard
 from slaprobe.exporter.logs import LogPipeline
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 from slaprobe.exporter.sharding import ALL, Shard
@@ -65,6 +66,7 @@ class Exporter:
         sources: Sources,
         *,
         shard: Shard = ALL,
+        probe_allow: Sequence[str] = (),
         state_dir: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -77,6 +79,8 @@ class Exporter:
         self.store = ResultStore()
         self.status = ReloadStatus()
         self.scheduler: Scheduler | None = None
+        self.probe_allow = list(probe_allow)  # --probe-allow; global.probe_allow adds to it
+        self.guard = ProbeGuard((), AllowList.parse(self.probe_allow))
         self.logs = LogPipeline(Path(state_dir) if state_dir else None, clock)
 
     # ------------------------------------------------------------------ config
@@ -87,6 +91,10 @@ class Exporter:
         try:
             config = load_config(self.sources.config) if self.sources.config else Config(version="v1")
             modules = load_modules(self.sources.modules) if self.sources.modules else {}
+            try:
+                self._guard_for(config)
+            except ValueError as exc:
+                raise ConfigError([ConfigIssue("global.probe_allow", str(exc))], self.sources.config) from None
         except ConfigError as exc:
             self.status.successful = False
             self.status.issues = exc.issues
@@ -127,6 +135,7 @@ class Exporter:
                 )
             )
         self.store.sync(metas)
+        self._rebuild_guard()
         # Logs are read by the first shard only: every replica sees the same files.
         self.logs.apply(config if self.shard.index == 0 else Config(version="v1"))
         if self.scheduler is not None:
@@ -208,15 +217,32 @@ class Exporter:
         self.scheduler.set_jobs(getattr(self, "_jobs", []))
         return self.scheduler
 
-    def configured_hosts(self) -> set[str]:
-        """Every host named by a probe target in the config (for the /probe guard)."""
-        hosts = set()
-        for _, _, probe in self.config.probes():
-            if probe.flow is not None:
-                for step in (*probe.flow.steps, *probe.flow.finally_):
-                    inner = step.http or step.tcp or step.dns or step.tls
-                    if inner is not None:
-                        hosts.add(target_host(inner.target).lower())
-            elif not (probe.dns is not None and probe.dns.server is None):
-                hosts.add(target_host(probe.spec.target).lower())
-        return hosts
+    def allow_probes(self, entries: Sequence[str]) -> None:
+        """Set the --probe-allow entries (CIDRs, hostname globs) of ``/probe``."""
+        self.probe_allow = list(entries)
+        self._rebuild_guard()
+
+    def _rebuild_guard(self) -> None:
+        # Once per (re)load, not per /probe request: walking 10,000 probes per request is slow.
+        self.guard = self._guard_for(self.config)
+
+    def _guard_for(self, config: Config) -> ProbeGuard:
+        """The /probe guard of ``config`` (ValueError for an allow-list entry the guard refuses)."""
+        entries = [*self.probe_allow, *config.global_.probe_allow]
+        return ProbeGuard(configured_hosts(config), AllowList.parse(entries))
+        """Every host named by a probe target in the running config (for the /probe guard)."""
+        return configured_hosts(self.config)
+
+
+def configured_hosts(config: Config) -> set[str]:
+    """Every host named by a probe target in ``config``."""
+    hosts = set()
+    for _, _, probe in config.probes():
+        if probe.flow is not None:
+            for step in (*probe.flow.steps, *probe.flow.finally_):
+                inner = step.http or step.tcp or step.dns or step.tls
+                if inner is not None:
+                    hosts.add(target_host(inner.target).lower())
+        elif not (probe.dns is not None and probe.dns.server is None):
+            hosts.add(target_host(probe.spec.target).lower())
+    return hosts

@@ -35,8 +35,8 @@ from yarl import URL
 from slaprobe import __version__
 from slaprobe import conventions as names
 from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
-from slaprobe.probes import tlsutil
 from slaprobe.jsonpath import JsonPathError, find, json_equal
+from slaprobe.probes import tlsutil
 from slaprobe.probes.resolve import ResolveError, ip_hash, resolve_host
 from slaprobe.probes.result import (
     CertInfo,
@@ -499,13 +499,16 @@ def _short_json(value: Any, limit: int = 60) -> str:
 # ---------------------------------------------------------------------------- helpers
 
 
-@functools.lru_cache(maxsize=4096)
 def _last_modified(response: aiohttp.ClientResponse) -> float | None:
     """The Last-Modified header in unix seconds; None when absent or unparseable (as blackbox)."""
     header = response.headers.get("Last-Modified")
-    if header:
-        with contextlib.suppress(TypeError, ValueError):
-            return email.utils.parsedate_to_datetime(header).timestamp()
+    return _http_date(header) if header else None
+
+
+@functools.lru_cache(maxsize=1024)  # keyed by the header text: targets repeat the same dates
+def _http_date(header: str) -> float | None:
+    with contextlib.suppress(TypeError, ValueError):
+        return email.utils.parsedate_to_datetime(header).timestamp()
     return None
 
 
