@@ -12,7 +12,6 @@ run started (semaphore wait included) relative to its slot. Times are unix secon
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import heapq
 import logging
@@ -70,6 +69,9 @@ class SchedulerStats:
         return self.missed_overrun + self.missed_late
 
 
+DISPATCH_SLACK = 0.002  # seconds: jobs due this soon start in the same wake-up
+
+
 def spread_offset(key: Hashable, interval: float) -> float:
     """A stable offset in [0, interval) for ``key``: the same on every start and reload."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
@@ -84,6 +86,7 @@ class Scheduler:
         self._jobs: dict[Hashable, Job] = {}
         self._heap: list[tuple[float, int, Job]] = []
         self._seq = 0
+        self._live: dict[Hashable, int] = {}  # key -> seq of its one current heap entry
         self._running: dict[Hashable, asyncio.Task[None]] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
@@ -103,13 +106,18 @@ class Scheduler:
         for key, job in fresh.items():
             if self._jobs.get(key) != job:
                 self._push(job.schedule.next_due(now), job)
+        for key in self._live.keys() - fresh.keys():
+            del self._live[key]
         self._jobs = fresh
         self._wake.set()
 
     def _push(self, due: float, job: Job) -> None:
+        self._seq += 1
+        # Older entries of this key become stale, also when an edit is reverted before they
+        # are due: the job is then equal to theirs again, but must not run twice per slot.
+        self._live[job.key] = self._seq
         if due == math.inf:
             return  # no slot in the horizon (e.g. a window that never opens)
-        self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, job))
 
     async def run(self) -> None:
@@ -126,15 +134,19 @@ class Scheduler:
             self._wake.clear()
             await self._wake.wait()
             return
-        due, _, job = self._heap[0]
+        due, seq, job = self._heap[0]
         delay = due - self._clock()
-        if delay > 0:
+        if delay > DISPATCH_SLACK:
+            # One timer per wake-up (not a wait_for task per job); set_jobs wakes us early.
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
             return
         heapq.heappop(self._heap)
-        if self._jobs.get(job.key) != job:
+        if self._jobs.get(job.key) != job or self._live.get(job.key) != seq:
             return  # removed or replaced by a reload
         next_due = job.schedule.next_due(due + 1e-3)
         self._push(next_due, job)
