@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -142,8 +143,12 @@ def generate_log(path: Path, lines: int, seed: int = 4) -> dict[str, object]:
 # ---------------------------------------------------------------------------- the slaprobe side
 
 
-def run_worker(log_path: str, lines: int, state_dir: str) -> None:
+def run_worker(log_path: str, lines: int, state_dir: str, imports: str) -> None:
     """The slaprobe side (a subprocess): tail, parse, count; print a JSON summary when all lines are in."""
+    if imports == "exporter":  # what `slaprobe serve` has loaded besides: aiohttp, pydantic, prometheus_client...
+        import slaprobe.cli
+        import slaprobe.exporter.app
+        import slaprobe.exporter.logs  # noqa: F401
     from slaprobe.probes.parsers import parse_nginx_combined
     from slaprobe.probes.tailer import Tailer
 
@@ -215,13 +220,13 @@ def append(source: Path, target: Path) -> None:
         shutil.copyfileobj(src, dst, 8 << 20)
 
 
-def measure_slaprobe(work: Path, source: Path, lines: int) -> dict[str, object]:
-    """One run of the slaprobe side."""
+def measure_slaprobe(work: Path, source: Path, lines: int, imports: str = "minimal") -> dict[str, object]:
+    """One run of the slaprobe side (``imports``: ``minimal`` or ``exporter``)."""
     log_path = work / "slaprobe-access.log"
     log_path.write_bytes(b"")
     state = work / "state"
     shutil.rmtree(state, ignore_errors=True)
-    cmd = [sys.executable, __file__, "_worker", str(log_path), str(lines), str(state)]
+    cmd = [sys.executable, __file__, "_worker", str(log_path), str(lines), str(state), imports]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdin is not None
     try:
@@ -342,10 +347,15 @@ def main() -> int:
         truth = generate_log(source, args.lines)
         size = source.stat().st_size
         print(f"generated {args.lines} lines, {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        runs: dict[str, list[dict[str, object]]] = {"slaprobe": [], "mtail": []}
+        sides: dict[str, Callable[[Path, Path, int], dict[str, object]]] = {
+            "slaprobe": measure_slaprobe,
+            "mtail": measure_mtail,
+            "slaprobe+exporter": lambda w, s, n: measure_slaprobe(w, s, n, "exporter"),
+        }
+        runs: dict[str, list[dict[str, object]]] = {side: [] for side in sides}
         load0 = os.getloadavg()
         for i in range(args.repeat):
-            for side, fn in (("slaprobe", measure_slaprobe), ("mtail", measure_mtail)):
+            for side, fn in sides.items():
                 r = fn(work, source, args.lines)
                 runs[side].append(r)
                 print(
@@ -379,7 +389,11 @@ def report(
             "cpu": statistics.median(lines / r["cpu"] for r in rs),  # type: ignore[operator]
             "rss": max(r["rss_kb"] for r in rs) / 1024,  # type: ignore[type-var, operator]
         }
-    s, m = med["slaprobe"], med["mtail"]
+    s, m, e = med["slaprobe"], med["mtail"], med["slaprobe+exporter"]
+    paired = statistics.median(
+        m_run["elapsed"] / s_run["elapsed"]  # type: ignore[operator]
+        for s_run, m_run in zip(runs["slaprobe"], runs["mtail"], strict=True)
+    )
     out = [
         f"Machine: {machine()}; load average {load0[0]:.2f} before, {load1[0]:.2f} after.",
         f"Log: {lines:,} nginx combined lines with $request_time, {size / 1e6:.0f} MB; "
@@ -391,6 +405,10 @@ def report(
         f"| mtail (tail mode) | {m['wall']:,.0f} | {m['cpu']:,.0f} | {m['rss']:.1f} MiB |",
         f"| ratio (target: >= 2x speed, <= 5x memory) | {s['wall'] / m['wall']:.2f}x | {s['cpu'] / m['cpu']:.2f}x "
         f"| {s['rss'] / m['rss']:.2f}x |",
+        f"| same loop, `slaprobe serve`'s modules loaded too | {e['wall']:,.0f} | {e['cpu']:,.0f} "
+        f"| {e['rss']:.1f} MiB ({e['rss'] / m['rss']:.2f}x) |",
+        "",
+        f"Median of the per-run wall-time ratios (slaprobe run i against mtail run i): {paired:.2f}x.",
         "",
     ]
     for side, rs in runs.items():
@@ -407,6 +425,6 @@ def report(
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_worker":
-        run_worker(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        run_worker(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
         sys.exit(0)
     sys.exit(main())
