@@ -12,7 +12,6 @@ run started (semaphore wait included) relative to its slot. Times are unix secon
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import heapq
 import logging
@@ -68,6 +67,9 @@ class SchedulerStats:
     @property
     def missed(self) -> int:
         return self.missed_overrun + self.missed_late
+
+
+DISPATCH_SLACK = 0.002  # seconds: jobs due this soon start in the same wake-up
 
 
 def spread_offset(key: Hashable, interval: float) -> float:
@@ -134,10 +136,14 @@ class Scheduler:
             return
         due, seq, job = self._heap[0]
         delay = due - self._clock()
-        if delay > 0:
+        if delay > DISPATCH_SLACK:
+            # One timer per wake-up (not a wait_for task per job); set_jobs wakes us early.
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
             return
         heapq.heappop(self._heap)
         if self._jobs.get(job.key) != job or self._live.get(job.key) != seq:

@@ -57,6 +57,7 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
     """Run until SIGTERM/SIGINT; return the exit status."""
     exporter = Exporter(options.sources, shard=options.shard, state_dir=options.state_dir)
     configure_logging(lambda: exporter.redact)
+    exporter.freeze_gc = True
     status = exporter.reload()
     if not status.successful:
         return 1
