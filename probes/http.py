@@ -543,6 +543,8 @@ def _redirect_target(url: URL, location: str) -> URL:
 
 def _loggable(url: URL) -> str:
     """The URL without credentials and query (either may hold secrets)."""
+    if not url.absolute:  # a hostless Location (javascript:, mailto:) has no credentials to drop
+        return str(url.with_query(None).with_fragment(None))
     return str(url.with_user(None).with_query(None).with_fragment(None))
 
 
