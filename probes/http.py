@@ -230,6 +230,9 @@ class _HttpProbe:
         elif same_host and ctx.hostname:
             hop_headers = headers.copy()
             hop_headers["Host"] = ctx.hostname
+        if (unsafe := _unsafe_header(hop_headers)) is not None:
+            # aiohttp refuses to send it (it would split the request); say so as a result, not a bug.
+            raise _Failed(FailureReason.PROTOCOL, f"request header {unsafe} holds CR, LF or NUL; not sent")
         server_name: str | None = None
         tls = url.scheme == "https"
         ssl_context: ssl.SSLContext | bool = True
@@ -518,6 +521,18 @@ def _text(body: bytes, charset: str | None) -> str:
         return body.decode(charset or "utf-8", errors="replace")
     except LookupError:
         return body.decode("utf-8", errors="replace")
+
+
+def _unsafe_header(headers: CIMultiDict[str]) -> str | None:
+    """The name (quoted) of the first header with CR, LF or NUL in its name or value, else None.
+
+    A flow variable extracted from a response, or a configured value, may hold them.
+    The value is never quoted: it may be a secret.
+    """
+    for name, value in headers.items():
+        if any(char in name or char in value for char in "\r\n\x00"):
+            return repr(name)[:64]
+    return None
 
 
 def _basic_auth(username: str, password: str) -> str:
