@@ -62,6 +62,10 @@ _USER_AGENT = f"slaprobe/{__version__}"
 _SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "Content-Type"})
 # Headers that must not follow a redirect to another host (Go's http client drops them too).
 _CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+# Bytes of body held in memory for matching when body_size_limit is 0 ("no limit", blackbox's
+# default): a body that must be matched is read whole, so without this one target could make
+# a probe hold gigabytes. Bodies that need no matching are streamed and counted, never held.
+MAX_HELD_BODY = 10 * 1024 * 1024
 
 
 class _Failed(Exception):
@@ -326,12 +330,16 @@ class _HttpProbe:
     # ------------------------------------------------------------------------ response
 
     async def read_body(self, response: aiohttp.ClientResponse) -> bytes:
-        """Stream the body, failing with body_limit as soon as it passes ``body_size_limit``."""
+        """Stream the body, failing with body_limit as soon as it passes ``body_size_limit``
+        (or, without one, as soon as a body held for matching passes ``MAX_HELD_BODY``)."""
         expect = self.spec.expect
         capture = self.ctx.extras.get(RESPONSE_CAPTURE)
         captured = capture is not None and capture.keep_body
         keep = bool(expect.body_regex or expect.body_not_regex or expect.json_ or captured)
-        limit = self.spec.body_size_limit
+        limit = self.spec.body_size_limit or (MAX_HELD_BODY if keep else 0)
+        too_large = f"body larger than body_size_limit {limit} bytes"
+        if not self.spec.body_size_limit:
+            too_large = f"body larger than {limit} bytes, the most held for matching when body_size_limit is 0"
         chunks: list[bytes] = []
         total = 0
         started = time.monotonic()
@@ -344,7 +352,7 @@ class _HttpProbe:
                     self.body_length = limit
                     if self.status_failure() is not None:
                         break  # the status says more than the size does
-                    raise _Failed(FailureReason.BODY_LIMIT, f"body larger than body_size_limit {limit} bytes")
+                    raise _Failed(FailureReason.BODY_LIMIT, too_large)
                 if keep:
                     chunks.append(chunk)
             else:
