@@ -163,12 +163,15 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         timeout = blackbox.probe_deadline(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), wanted.timeout)
     except ValueError as exc:
         return web.Response(status=500, text=f"Failed to parse timeout from Prometheus header: {exc}\n")
+    hostname = request.query.get("hostname") or None
+    if hostname is not None and (problem := _hostname_problem(hostname)):
+        return web.Response(status=400, text=f"Invalid hostname {hostname[:100]!r}: {problem}\n")
     trace = ProbeTrace(debug=debug)
     ctx = ProbeContext(
         timeout=timeout,
         trace=trace,
         guard=guard.address_guard(note=trace.log),
-        hostname=request.query.get("hostname") or None,
+        hostname=hostname,
     )
     trace.log(f"Beginning probe (probe={wanted.kind}, timeout_seconds={timeout:g})")
     result = await run_probe(PROBERS[wanted.kind], wanted.spec, ctx, name=f"/probe {module_name}")
@@ -179,6 +182,17 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
     if debug:
         return web.Response(text=wanted.describe(result, trace.lines), content_type="text/plain")
     return web.Response(body=blackbox.render_probe_metrics(result), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _hostname_problem(hostname: str) -> str | None:
+    """Why ``hostname=`` cannot be a Host header and TLS server name, or None if it can."""
+    if not hostname.isprintable() or " " in hostname:
+        return "control characters or spaces"
+    try:
+        hostname.encode("idna")  # what ssl does with a server name: labels of 1..63 characters
+    except UnicodeError:
+        return "a label is empty or longer than 63 characters"
+    return None
 
 
 async def handle_reload(request: web.Request) -> web.Response:
