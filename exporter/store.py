@@ -12,7 +12,7 @@ import bisect
 import dataclasses
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from slaprobe import conventions as c
@@ -279,14 +279,15 @@ class ResultStore:
 
     def render(self) -> str:
         """Every family of every series as Prometheus text."""
+        return "".join(self.render_families())
+
+    def render_families(self) -> Iterator[str]:
+        """The text of one metric family at a time (so a scrape never holds several copies)."""
         series = [s.render() for s in self._series.values()]
-        out: list[str] = []
         for index, (name, kind, help_text) in enumerate(FAMILIES):
             body = "".join(s[index] for s in series)
             if body:
-                out.append(family_header(name, kind, help_text))
-                out.append(body)
-        return "".join(out)
+                yield family_header(name, kind, help_text) + body
 
     def __len__(self) -> int:
         return len(self._series)
