@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 
 from slaprobe import conventions as c
-from slaprobe.config import Config, FeedbackSource, Service
+from slaprobe.config import Config, FeedbackSource
 from slaprobe.dashboards.promql import equals, increase_sum, matches, quote, share
 from slaprobe.units import format_duration, format_value, parse_duration
 
@@ -251,36 +251,52 @@ def _one(samples: Sequence[tuple[dict[str, str], float]]) -> float | None:
     return samples[0][1] if samples else None
 
 
-def _quantiles(
-    client: PrometheusClient, metric: str, window: str, matchers: Sequence[str], at: float
-) -> dict[float, float | None]:
-    found = {}
-    for q in (0.5, 0.95, 0.99):
-        expr = f"histogram_quantile({format_value(q)}, {increase_sum(metric + '_bucket', window, matchers, ['le'])})"
-        found[q] = _one(client.query(expr, at))
-    return found
+def _latencies(
+    client: PrometheusClient, cfg: Config, window: str, everyone: Sequence[str], at: float
+) -> dict[str, Latency]:
+    """Latency SLI and percentiles of every service with a latency SLA, in a few queries whatever their number."""
+    slas = {name: s.sla.latency for name, s in cfg.services.items() if s.sla.latency is not None}
+    if not slas:
+        return {}
+    buckets = increase_sum(c.PROBE_DURATION + "_bucket", window, everyone, [c.LABEL_SERVICE, "le"])
+    quantiles = {
+        q: _by(client.query(f"histogram_quantile({format_value(q)}, {buckets})", at), c.LABEL_SERVICE)
+        for q in (0.5, 0.95, 0.99)
+    }
+    by_threshold: dict[float, list[str]] = {}
+    for name, sla in slas.items():
+        by_threshold.setdefault(sla.threshold, []).append(name)
+    sli: dict[tuple[str, ...], float] = {}
+    for threshold, names in sorted(by_threshold.items()):
+        group = (matches(c.LABEL_SERVICE, names),)
+        within = f"{c.PROBE_DURATION}_bucket{{{group[0]}, le={quote(format_value(threshold))}}}"
+        runs = increase_sum(c.PROBE_DURATION + "_count", window, group, [c.LABEL_SERVICE])
+        sli.update(
+            _by(client.query(f"sum by ({c.LABEL_SERVICE}) (increase({within}[{window}])) / {runs}", at), "service")
+        )
+    return {
+        name: Latency(
+            sla.threshold,
+            sla.target / 100,
+            sli.get((name,)),
+            quantiles[0.5].get((name,)),
+            quantiles[0.95].get((name,)),
+            quantiles[0.99].get((name,)),
+        )
+        for name, sla in slas.items()
+    }
 
 
-def _latency(client: PrometheusClient, name: str, service: Service, window: str, at: float) -> Latency | None:
-    sla = service.sla.latency
-    if sla is None:
-        return None
-    matchers = (equals(c.LABEL_SERVICE, name),)
-    bucket = f"{c.PROBE_DURATION}_bucket{{{equals(c.LABEL_SERVICE, name)}, le={quote(format_value(sla.threshold))}}}"
-    runs = increase_sum(c.PROBE_DURATION + "_count", window, matchers, [])
-    sli = _one(client.query(f"sum(increase({bucket}[{window}])) / {runs}", at))
-    quantiles = _quantiles(client, c.PROBE_DURATION, window, matchers, at)
-    return Latency(sla.threshold, sla.target / 100, sli, quantiles[0.5], quantiles[0.95], quantiles[0.99])
-
-
-def _history(client: PrometheusClient, name: str, start: float, end: float) -> tuple[tuple[float, float], ...]:
+def _histories(
+    client: PrometheusClient, everyone: Sequence[str], start: float, end: float
+) -> dict[str, tuple[tuple[float, float], ...]]:
+    """Availability of every service per step (about ``HISTORY_POINTS`` steps over the period), in one query."""
     step = max(1.0, round((end - start) / HISTORY_POINTS))
     window = format_duration(step)
-    matchers = (equals(c.LABEL_SERVICE, name),)
-    failures = increase_sum(c.PROBE_FAILURES, window, matchers, [])
-    runs = increase_sum(c.PROBE_RUNS, window, matchers, [])
+    failures = increase_sum(c.PROBE_FAILURES, window, everyone, [c.LABEL_SERVICE])
+    runs = increase_sum(c.PROBE_RUNS, window, everyone, [c.LABEL_SERVICE])
     series = client.query_range(f"1 - {share(failures, runs)}", start + step, end, step)
-    return tuple(series[0][1]) if series else ()
+    return {labels.get(c.LABEL_SERVICE, ""): tuple(points) for labels, points in series}
 
 
 def _alert_text(labels: Mapping[str, str]) -> str:
@@ -406,6 +422,8 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
     # resolution) covers steps whose window missed an evaluation by jitter.
     alerts = client.query_range(f"max_over_time({firing}[{format_duration(step)}]) or {firing}", start + step, at, step)
     incidents = incidents_from(alerts, step, at)
+    latencies = _latencies(client, cfg, window, everyone, at)
+    histories = _histories(client, everyone, start, at)
     services = []
     for name, service in cfg.services.items():
         key = (name,)
@@ -421,9 +439,9 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
                 failures=failures.get(key, 0.0),
                 compliance=within.get(key, 0.0) / run_count if run_count > 0 else None,
                 compliance_target=target / 100,
-                latency=_latency(client, name, service, window, at),
+                latency=latencies.get(name),
                 incidents=tuple(i for i in incidents if i.service == name),
-                history=_history(client, name, start, at),
+                history=histories.get(name, ()),
                 tickets=tickets.get(key),
             )
         )
