@@ -281,13 +281,16 @@ class ResultStore:
         """Every family of every series as Prometheus text."""
         return "".join(self.render_families())
 
-    def render_families(self) -> Iterator[str]:
-        """The text of one metric family at a time (so a scrape never holds several copies)."""
+    def render_families(self, chunk: int = 1000) -> Iterator[str]:
+        """The text in pieces of at most ``chunk`` series of one family (a scrape never holds the page)."""
         series = [s.render() for s in self._series.values()]
         for index, (name, kind, help_text) in enumerate(FAMILIES):
-            body = "".join(s[index] for s in series)
-            if body:
-                yield family_header(name, kind, help_text) + body
+            header = family_header(name, kind, help_text)
+            for start in range(0, len(series), chunk):
+                body = "".join(s[index] for s in series[start : start + chunk])
+                if body:
+                    yield header + body
+                    header = ""
 
     def __len__(self) -> int:
         return len(self._series)
