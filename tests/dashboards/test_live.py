@@ -36,7 +36,9 @@ pytestmark = pytest.mark.skipif(st.PROMETHEUS is None, reason="needs prometheus 
 
 # Series of exporter parts still being written, and who writes them. A query on one of them
 # may come back empty only while Prometheus has no series of that metric at all.
-_INCIDENTS = "rules issue (5): exporter/incidents.py (silence poller, /alertmanager/webhook) is not wired into serve yet"
+_INCIDENTS = (
+    "rules issue (5): exporter/incidents.py (silence poller, /alertmanager/webhook) is not wired into serve yet"
+)
 AWAITED: dict[str, str] = {
     c.ALERT_ACKNOWLEDGED: _INCIDENTS,
     c.INCIDENT_TIME_TO_ACKNOWLEDGE: _INCIDENTS,
