@@ -708,6 +708,10 @@ def _failure(exc: BaseException, dial: _Dial | None) -> _Failed:
         return _Failed(FailureReason.CONNECT, f"{peer} closed the connection without responding")
     if isinstance(exc, aiohttp.ClientResponseError):
         return _Failed(FailureReason.PROTOCOL, f"invalid HTTP response: {_first_line(exc.message)}")
+    if isinstance(exc, aiohttp.ClientPayloadError) and "ConnectionResetError" in str(exc):
+        # A reset mid-body reaches the reader either as ClientOSError or as this, by timing;
+        # aiohttp keeps the reset only in the message. Either way it is connect, as httpwire says.
+        return _Failed(FailureReason.CONNECT, f"connection to {peer}{where} failed: connection reset by peer")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return _Failed(FailureReason.PROTOCOL, f"invalid HTTP body: {_first_line(str(exc))}")
     if isinstance(exc, aiohttp.InvalidURL):
