@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from slaprobe.config import DnsSpec, FlowSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
-from slaprobe.probes.http import MAX_HELD_BODY
+from slaprobe.probes.http import HTTP_TRANSPORT, MAX_HELD_BODY
 from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult
 from slaprobe.probes.runner import run_probe
@@ -49,6 +50,7 @@ class Case:
     reason: FailureReason | None
     timeout: float = QUICK
     extras: Callable[[], dict[str, Any]] | None = None
+    transport: str | None = None  # http: "aiohttp" or "wire" (httpwire), else the default
 
 
 def http(fault: str, **spec: Any) -> Callable[[FaultEndpoints, str], HttpSpec]:
@@ -78,7 +80,7 @@ CASES = [
     Case("http hang", "http", http("hang"), T.TIMEOUT, HANG),
     Case("http slowloris headers", "http", http("slowloris"), T.TIMEOUT, HANG),
     Case("http trickled body", "http", http("trickle"), T.TIMEOUT, HANG),
-    Case("http reset mid-body", "http", http("reset"), T.PROTOCOL),
+    Case("http reset mid-body", "http", http("reset"), T.CONNECT),  # a reset is connect; a short body (FIN) protocol
     Case("http closed unanswered", "http", http("close"), T.CONNECT),
     Case("http 1 GiB body", "http", http("huge"), T.BODY_LIMIT),
     Case("http 1 GiB chunked body", "http", http("huge-chunked"), T.BODY_LIMIT),
@@ -121,6 +123,12 @@ CASES = [
          T.LOSS, HANG, drop_every_echo),
     Case("flow step hangs", "flow", hanging_flow, T.TIMEOUT, 2 * HANG),
 ]
+# Every HTTP fault on each of the http probe's transports (aiohttp and the lean httpwire).
+CASES = [
+    dataclasses.replace(case, name=f"{case.name} ({transport})", transport=transport)
+    for case in CASES
+    for transport in (("aiohttp", "wire") if case.kind == "http" else (None,))
+]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +158,10 @@ async def settle(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 async def run_case(case: Case, faults: FaultProcess, authority: Authority) -> tuple[ProbeResult, float]:
     spec = case.spec(faults, str(authority.path))
-    ctx = ProbeContext(timeout=case.timeout, extras=case.extras() if case.extras else {})
+    extras = case.extras() if case.extras else {}
+    if case.transport is not None:
+        extras[HTTP_TRANSPORT] = case.transport
+    ctx = ProbeContext(timeout=case.timeout, extras=extras)
     started = time.monotonic()
     result = await run_probe(PROBERS[case.kind], spec, ctx, name=case.name)
     return result, time.monotonic() - started
@@ -191,7 +202,7 @@ async def test_body_and_header_faults_keep_the_memory_of_a_probe_bounded(
     faults: FaultProcess, authority: Authority
 ) -> None:
     peaks = {}
-    for case in (c for c in CASES if c.name in MEMORY_CASES):
+    for case in (c for c in CASES if c.name.rpartition(" (")[0] in MEMORY_CASES):
         tracemalloc.start()
         try:
             result, _ = await run_case(case, faults, authority)
@@ -199,7 +210,9 @@ async def test_body_and_header_faults_keep_the_memory_of_a_probe_bounded(
         finally:
             tracemalloc.stop()
         assert result.reason == case.reason, (case.name, result.detail)
-    over = {name: f"{peak / MiB:.1f} MiB" for name, peak in peaks.items() if peak > MEMORY_CASES[name]}
+    over = {
+        name: f"{peak / MiB:.1f} MiB" for name, peak in peaks.items() if peak > MEMORY_CASES[name.rpartition(" (")[0]]
+    }
     assert not over, f"peak memory above the bound: {over}"
 
 

@@ -139,7 +139,7 @@ class _Exchange:
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
         lines += [f"{name}: {value}" for name, value in headers]
         lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-        await self.send("\r\n".join(lines).encode("latin-1") + body)
+        await self.send("\r\n".join(lines).encode("utf-8", "surrogateescape") + body)  # bytes as given
 
     async def wait_for_client_to_leave(self) -> None:
         """Keep the connection open, reading nothing useful, until the client closes it."""
@@ -185,6 +185,9 @@ async def _trickle(ex: _Exchange) -> None:
 
 async def _reset(ex: _Exchange) -> None:
     await ex.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n" + _FILLER[:1000])
+    # Let the client read the head first: a reset discards what it has not read yet, and the
+    # fault is a reset in the middle of the body, not before the response.
+    await asyncio.sleep(0.2)
     sock = ex.writer.get_extra_info("socket")
     if sock is not None:  # SO_LINGER 0: close() sends RST instead of FIN
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -319,7 +322,8 @@ class FaultEndpoints:
     dns_truncating_port: int = 0  # UDP only, TC on every answer
 
     def _hostport(self, port: int) -> str:
-        return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)  # a wildcard bind: dial loopback
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property
     def address(self) -> str:
