@@ -200,3 +200,24 @@ def test_the_alerting_example_generates_files_promtool_and_amtool_accept(tmp_pat
     assert checked.returncode == 0, checked.stdout + checked.stderr
     checked = run([tool("amtool"), "check-config", str(tmp_path / ALERTMANAGER_FILE)])
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_with_more_services_than_the_sample_the_tests_load_only_the_sampled_groups() -> None:
+    from slaprobe.alerts import SAMPLE_RULES_FILE
+
+    text = (CONFIGS / "tiers.yaml").read_text()
+    extra = "\n".join(
+        f"  extra{i}:\n    tier: critical\n    probes:\n      - {{name: p, tcp: {{address: 'h{i}:1'}}}}"
+        for i in range(3)
+    )
+    cfg = parse_config(text.replace("feedback:", extra + "\nfeedback:", 1))
+    files = render_rule_files(cfg)
+    assert SAMPLE_RULES_FILE in files
+    tests = yaml.safe_load(files[RULE_TESTS_FILE])
+    assert tests["rule_files"] == [SAMPLE_RULES_FILE]
+    full = {g["name"]: g for g in yaml.safe_load(files[RULES_FILE])["groups"]}
+    sample = yaml.safe_load(files[SAMPLE_RULES_FILE])["groups"]
+    assert [g["name"] for g in sample] == tests["group_eval_order"]
+    assert all(g == full[g["name"]] for g in sample)
+    assert not any("extra" in g["name"] for g in sample)
+    assert len(sample) == 4 * 3 + 3
