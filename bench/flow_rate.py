@@ -48,7 +48,11 @@ def flow_spec(base: str) -> FlowSpec:
             "steps": [
                 {
                     "name": "login",
-                    "http": {"url": f"{base}/api/login", "method": "POST", "json": {"user": "demo", "password": "demo"}},
+                    "http": {
+                        "url": f"{base}/api/login",
+                        "method": "POST",
+                        "json": {"user": "demo", "password": "demo"},
+                    },
                     "extract": {"token": {"json": "$.token"}},
                 },
                 {
@@ -112,7 +116,9 @@ def main() -> int:
             shop.terminate()
             shop.wait(timeout=10)
     common.print_machine()
-    print(common.md_table(("in flight", "flows", "flows/s", "client CPU µs per flow", "flows per CPU-s", "failed"), rows))
+    print(
+        common.md_table(("in flight", "flows", "flows/s", "client CPU µs per flow", "flows per CPU-s", "failed"), rows)
+    )
     return 0
 
 
