@@ -114,8 +114,9 @@ def load_modules(path: str | os.PathLike[str]) -> dict[str, Module]:
 def parse_modules(text: str, source: str = "<modules>") -> dict[str, Module]:
     """Translate module-file text into modules; raise ``ConfigError`` listing every problem."""
     try:
-        lines, duplicates = yaml_lines(text)
+        # Construct first: it refuses what the line walk cannot take (a mapping as a key, "? a: b").
         raw = yaml.safe_load(text)
+        lines, duplicates = yaml_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
