@@ -18,6 +18,7 @@ from slaprobe import __version__
 from slaprobe import conventions as c
 from slaprobe.exporter import blackbox
 from slaprobe.exporter.exposition import CONTENT_TYPE, family_header, format_value
+from slaprobe.exporter.incidents import INCIDENTS_KEY, install_incidents
 from slaprobe.exporter.runtime import Exporter
 from slaprobe.exporter.status import render_status_page
 from slaprobe.exporter.store import service_info_text
@@ -84,6 +85,7 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
     tail = "".join(
         (
             exporter.logs.render(),
+            request.app[INCIDENTS_KEY].render(),
             service_info_text(services),
             self_metrics_text(exporter),
             generate_latest(request.app[REGISTRY_KEY]).decode(),
@@ -269,6 +271,7 @@ def make_app(
     app.router.add_get("/", handle_status)
     app.cleanup_ctx.append(_scheduler_context)
     app.cleanup_ctx.append(_logs_context)
+    install_incidents(app, exporter)  # /alertmanager/webhook and the silence poller
     return app
 
 

@@ -94,6 +94,7 @@ def _post_incident_notifications(stack: st.Stack) -> None:
         st.webhook("firing", labels, started),
         st.webhook("firing", {**labels, c.LABEL_ESCALATION_LEVEL: "2"}, started),
         st.webhook("resolved", labels, started, now),
+        st.webhook("resolved", {**labels, c.LABEL_ESCALATION_LEVEL: "2"}, started, now),  # the incident ends
         st.webhook("firing", {**labels, c.LABEL_ALERTNAME: "SLAProbeDown"}, now),
     ):
         requests.post(url, json=payload, timeout=5)
