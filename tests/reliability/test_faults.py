@@ -125,7 +125,7 @@ CASES = [
 ]
 # Every HTTP fault on each of the http probe's transports (aiohttp and the lean httpwire).
 CASES = [
-    dataclasses.replace(case, name=f"{case.name} ({transport})", transport=transport)
+    dataclasses.replace(case, name=f"{case.name} ({transport})" if transport else case.name, transport=transport)
     for case in CASES
     for transport in (("aiohttp", "wire") if case.kind == "http" else (None,))
 ]
