@@ -337,7 +337,7 @@ def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str
     hold = cfg.alerting.budget_projection.for_
     samples = round((hold + 2 * step) / step) + 12
     case.add_series(c.PROBE_RUNS, series, values(("0+1", samples)))
-    case.add_series(c.PROBE_FAILURES, {**series, c.LABEL_REASON: "connect"}, values(("0+1", samples)))
+    case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, values(("0+1", samples)))
     burns = []
     for window, _ in burn_windows(slo):
         rule = _rule_for(rules, c.ALERT_BURN_RATE, service=name, sloth_slo=slo.name, burnrate=window.label)

@@ -113,7 +113,7 @@ def service_slos(cfg: Config, name: str, service: Service) -> Iterator[SLO]:
             c.SLO_AVAILABILITY,
             sla.availability,
             sla.window,
-            failed_ratio(_rate(c.PROBE_FAILURES, name), runs),
+            failed_ratio(_rate(c.PROBE_FIRST_ATTEMPT_FAILURES, name), runs),  # what users saw: retries do not hide it
             "probe runs",
             "failed",
         )

@@ -72,7 +72,7 @@ def share(part: str, whole: str) -> str:
 def error_ratio(window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
     """Failed runs over all runs of scheduled probes in ``window`` (exact: from counters)."""
     runs = increase_sum(c.PROBE_RUNS, window, matchers, labels)
-    failures = increase_sum(c.PROBE_FAILURES, window, matchers, labels)
+    failures = increase_sum(c.PROBE_FIRST_ATTEMPT_FAILURES, window, matchers, labels)  # retries do not hide failures
     return share(failures, runs)
 
 

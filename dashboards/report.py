@@ -293,7 +293,7 @@ def _histories(
     """Availability of every service per step (about ``HISTORY_POINTS`` steps over the period), in one query."""
     step = max(1.0, round((end - start) / HISTORY_POINTS))
     window = format_duration(step)
-    failures = increase_sum(c.PROBE_FAILURES, window, everyone, [c.LABEL_SERVICE])
+    failures = increase_sum(c.PROBE_FIRST_ATTEMPT_FAILURES, window, everyone, [c.LABEL_SERVICE])
     runs = increase_sum(c.PROBE_RUNS, window, everyone, [c.LABEL_SERVICE])
     series = client.query_range(f"1 - {share(failures, runs)}", start + step, end, step)
     return {labels.get(c.LABEL_SERVICE, ""): tuple(points) for labels, points in series}
@@ -413,7 +413,9 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
     names = list(cfg.services)
     everyone = (matches(c.LABEL_SERVICE, names),) if names else ()
     runs = _by(client.query(increase_sum(c.PROBE_RUNS, window, everyone, [c.LABEL_SERVICE]), at), "service")
-    failures = _by(client.query(increase_sum(c.PROBE_FAILURES, window, everyone, [c.LABEL_SERVICE]), at), "service")
+    failures = _by(
+        client.query(increase_sum(c.PROBE_FIRST_ATTEMPT_FAILURES, window, everyone, [c.LABEL_SERVICE]), at), "service"
+    )
     within = _by(client.query(increase_sum(c.PROBE_WITHIN_SLA, window, everyone, [c.LABEL_SERVICE]), at), "service")
     tickets = _by(client.query(increase_sum(c.FEEDBACK_TICKETS, window, everyone, [c.LABEL_SERVICE]), at), "service")
     step = max(1.0, round(seconds / INCIDENT_STEPS))
