@@ -36,6 +36,8 @@ always goes out whole):
 ``status``         the ``code`` query parameter as status (default 503) with ``text`` as the body
 ``json``           200 with the ``text`` query parameter as an ``application/json`` body
 ``echo``           200 echoing the request head, so a test sees what went on the wire
+``rotate``         target ``id`` is ``ok`` or, for a quarter of the targets, one of ``ROTATING_FAULTS``;
+                   which quarter and which fault change every ``rotate_period`` (bench/soak.py)
 
 Bodies are generated as they are sent, a 64 KiB block at a time, and never held whole:
 the server stays small whatever the client does, and stops when the client goes away.
@@ -59,6 +61,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import select
 import socket
@@ -67,6 +70,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -285,6 +289,29 @@ async def _echo(ex: _Exchange) -> None:
     await ex.respond(200, ex.head, (("Content-Type", "text/plain"),))
 
 
+ROTATING_FAULTS = ("status", "hang", "reset", "close", "garbage", "trickle", "redirect-loop", "huge")
+
+
+def rotating_fault(target: int, now: float, period: float, share: float = 0.25) -> str:
+    """The fault target number ``target`` shows at unix time ``now``: "ok" for 1 - ``share`` of the
+    targets, else one of ``ROTATING_FAULTS``. Each ``period`` other targets fail, in other ways."""
+    window = int(now // period)
+    digest = hashlib.blake2b(f"{target}/{window}".encode(), digest_size=4).digest()
+    if int.from_bytes(digest, "big") >= share * 2**32:  # a fresh draw per target and window
+        return "ok"
+    return ROTATING_FAULTS[(target + window) % len(ROTATING_FAULTS)]
+
+
+async def _rotate(ex: _Exchange) -> None:
+    try:
+        target = int(ex.query.get("id", "0"))
+    except ValueError:
+        target = 0
+    fault = rotating_fault(target, time.time(), ex.server.rotate_period)
+    ex.server.counts[f"rotate:{fault}"] += 1
+    await HTTP_FAULTS[fault](ex)
+
+
 HTTP_FAULTS: dict[str, Handler] = {
     "ok": _ok,
     "hang": _hang,
@@ -305,6 +332,7 @@ HTTP_FAULTS: dict[str, Handler] = {
     "status": _status,
     "json": _json,
     "echo": _echo,
+    "rotate": _rotate,
 }
 
 
@@ -409,6 +437,7 @@ class FaultServer(FaultEndpoints):
         certs: dict[str, CertFiles] | None = None,
         huge_size: int = HUGE_SIZE,
         trickle_interval: float = 0.05,
+        rotate_period: float = 60.0,
         many_headers: int = 10_000,
         tls: bool = True,
         dns: bool = True,
@@ -420,6 +449,7 @@ class FaultServer(FaultEndpoints):
         self.certs = certs
         self.huge_size = huge_size
         self.trickle_interval = trickle_interval
+        self.rotate_period = rotate_period
         self.many_headers = many_headers
         self.want_tls = tls
         self.want_dns = dns
@@ -542,6 +572,7 @@ class FaultProcess(FaultEndpoints):
         certs: dict[str, CertFiles] | None = None,
         huge_size: int = HUGE_SIZE,
         trickle_interval: float = 0.05,
+        rotate_period: float = 60.0,
         dns: bool = True,
         start_timeout: float = 20.0,
     ) -> None:
@@ -549,6 +580,7 @@ class FaultProcess(FaultEndpoints):
         args = [
             sys.executable, "-m", "tests.support.faults", "--ports-json",
             "--huge-size", str(huge_size), "--trickle-interval", str(trickle_interval),
+            "--rotate-period", str(rotate_period),
         ]  # fmt: skip
         for kind, files in (certs or {}).items():
             args += ["--cert", f"{kind}={files.cert}={files.key}"]
@@ -631,6 +663,7 @@ async def _main(args: argparse.Namespace) -> None:
         certs=certs,
         huge_size=args.huge_size,
         trickle_interval=args.trickle_interval,
+        rotate_period=args.rotate_period,
         tls=bool(certs),
         dns=args.dns,
     )
@@ -654,6 +687,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--huge-size", type=int, default=HUGE_SIZE)
     parser.add_argument("--trickle-interval", type=float, default=0.05)
+    parser.add_argument("--rotate-period", type=float, default=60.0)
     parser.add_argument("--cert", action="append", default=[], metavar="KIND=CERT=KEY", help="a TLS listener")
     parser.add_argument("--dns", action="store_true", help="also serve the DNS faults")
     parser.add_argument("--ports-json", action="store_true", help="print the ports as JSON; exit when stdin closes")
