@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import yaml
 from aiohttp import web
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry, gc_collector, generate_latest, 
 
 from slaprobe import __version__
 from slaprobe import conventions as c
+from slaprobe.config import Probe
 from slaprobe.exporter import blackbox
 from slaprobe.exporter.exposition import CONTENT_TYPE, family_header, format_value
 from slaprobe.exporter.incidents import INCIDENTS_KEY, install_incidents
@@ -117,6 +119,12 @@ def _configured_probe(exporter: Exporter, module_name: str, target: str) -> _Pro
     if target and target != spec.target:
         if probe.flow is not None:
             raise ValueError("a flow probe runs against its configured steps; omit target")
+        if _carries_credentials(probe, exporter.config.secrets):
+            # Aimed elsewhere, it would hand its credentials to whatever the allow-list opens.
+            raise ForbiddenTargetError(
+                f"probe {module_name} sends credentials (a secret, basic_auth or an auth header); "
+                "it runs against its configured target only: omit target"
+            )
         spec = spec.with_target(target)  # type: ignore[union-attr]
     written = probe.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
@@ -130,6 +138,32 @@ def _configured_probe(exporter: Exporter, module_name: str, target: str) -> _Pro
         return exporter.redact(text)
 
     return _ProbeRequest(probe.kind, spec, exporter.config.timeout_of(probe), describe)
+
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def _carries_credentials(probe: Probe, secrets: frozenset[str]) -> bool:
+    """Whether the probe sends what only its own target may see: a ${env:}/${file:} value
+    anywhere in its spec, HTTP basic auth (user:password in the URL too) or an auth header."""
+
+    def holds_secret(value: object) -> bool:
+        if isinstance(value, str):
+            return any(secret in value for secret in secrets)
+        if isinstance(value, dict):
+            return any(holds_secret(v) for v in value.values())
+        if isinstance(value, list):
+            return any(holds_secret(v) for v in value)
+        return False
+
+    if secrets and holds_secret(probe.model_dump()):
+        return True
+    http = probe.http
+    return http is not None and (
+        http.basic_auth is not None
+        or "@" in urlsplit(http.url).netloc
+        or any(name.lower() in _CREDENTIAL_HEADERS for name in http.headers)
+    )
 
 
 def _module_probe(exporter: Exporter, module: blackbox.Module, target: str) -> _ProbeRequest:
