@@ -180,6 +180,35 @@ async def test_a_redirect_that_leaves_the_allow_list_by_any_spelling_is_refused_
     assert faults.counts == {"redirect": 1}, "the forbidden hop reached a server"
 
 
+async def test_a_configured_probe_with_credentials_cannot_be_aimed_at_another_target(
+    tmp_path: Path, faults: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOP_TOKEN", "t0ken-for-the-shop-only")
+    config = f"""version: v1
+services:
+  shop:
+    probes:
+      - {{name: api, http: {{url: '{faults.url("echo")}', headers: {{X-Token: '${{env:SHOP_TOKEN}}'}}}}}}
+      - {{name: admin, http: {{url: '{faults.url("echo")}', basic_auth: {{username: ops, password: literal}}}}}}
+      - {{name: public, http: {{url: '{faults.url("ok")}'}}}}
+"""
+    client = await probe_client(tmp_path, ["127.0.0.0/8"], config)
+    elsewhere = f"http://127.0.0.2:{faults.port}/echo"  # allowed by the allow-list, not the shop
+    try:
+        refused = {p: await client.get("/probe", params={"module": f"shop/{p}", "target": elsewhere}) for p in ("api", "admin")}
+        texts = {p: await r.text() for p, r in refused.items()}
+        own = await client.get("/probe", params={"module": "shop/api"})
+        public = await client.get("/probe", params={"module": "shop/public", "target": elsewhere})
+        public_text = await public.text()
+    finally:
+        await client.close()
+    for probe, response in refused.items():
+        assert response.status == 403 and "sends credentials" in texts[probe], texts[probe]
+    assert own.status == 200 and public.status == 200 and "probe_success 1" in public_text
+    assert len(faults.requests) == 2  # its own target for api, elsewhere for public: nothing else
+    assert b"t0ken-for-the-shop-only" in faults.requests[0] and b"Host: 127.0.0.2" in faults.requests[1]
+
+
 # ---------------------------------------------------------------------------- request smuggling
 
 
