@@ -6,9 +6,10 @@
 Properties (see tests/reliability/test_fuzz.py): ``config`` (parse_config gives a Config or
 a ConfigError), ``modules`` (parse_modules the same), ``log line <format>`` for each log
 format (None or a readable Event, never an exception), ``times`` (timestamp and duration
-readers). Prints one line per property (examples run, seconds, failures) and, with
-``--markdown``, the table for bench/README.md. Exit status 1 if any property failed; the
-failing example is printed as hypothesis shrank it.
+readers). Prints one line per property (examples run, seconds, failing examples) and, with
+``--markdown``, the table for bench/README.md. A failing example does not end the run:
+failures are counted by the line that raised, the first example of each is printed, and
+the exit status is 1.
 """
 
 from __future__ import annotations
@@ -27,10 +28,23 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from tests.reliability.test_fuzz import PROPERTIES  # noqa: E402
 
 
-def run(name: str, examples: int) -> tuple[int, float, str]:
-    """Run one property for ``examples`` examples; (examples run, seconds, failure or "")."""
+def _where(exc: BaseException) -> str:
+    """``TypeError at slaprobe/schedule.py:199`` : the kind of failure, for counting distinct ones."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/site-packages/" not in f.filename and not f.filename.endswith("fuzz.py")]
+    frame = (ours or frames)[-1]
+    return f"{type(exc).__name__} at {Path(frame.filename).resolve().relative_to(REPO)}:{frame.lineno}"
+
+
+def run(name: str, examples: int) -> tuple[int, float, dict[str, tuple[int, str]]]:
+    """Run one property for ``examples`` examples; (examples run, seconds, failures).
+
+    A failing example does not stop the run (hypothesis would stop at the first): it is
+    counted by where it failed, with the first (unshrunk) example kept, and generation goes on.
+    """
     check, strategy = PROPERTIES[name]
     count = 0
+    failures: dict[str, tuple[int, str]] = {}
 
     @settings(
         max_examples=examples,
@@ -43,15 +57,16 @@ def run(name: str, examples: int) -> tuple[int, float, str]:
     def prop(value: object) -> None:
         nonlocal count
         count += 1
-        check(value)
+        try:
+            check(value)
+        except Exception as exc:
+            where = _where(exc)
+            seen, example = failures.get(where, (0, f"{exc!r}\n    example: {value!r}"[:2000]))
+            failures[where] = (seen + 1, example)
 
     started = time.perf_counter()
-    failure = ""
-    try:
-        prop()
-    except Exception:
-        failure = traceback.format_exc(limit=-3)
-    return count, time.perf_counter() - started, failure
+    prop()
+    return count, time.perf_counter() - started, failures
 
 
 def main() -> int:
@@ -64,13 +79,14 @@ def main() -> int:
     rows = []
     failed = False
     for name in names:
-        count, seconds, failure = run(name, args.examples)
-        failed |= bool(failure)
+        count, seconds, failures = run(name, args.examples)
+        failed |= bool(failures)
         print(f"{name:28} {count:>8} examples {seconds:8.1f} s {count / seconds:8.0f}/s  "
-              f"{'FAILED' if failure else 'ok'}", flush=True)  # fmt: skip
-        if failure:
-            print(failure, flush=True)
-        rows.append((name, count, seconds, "failed" if failure else "none"))
+              f"{sum(n for n, _ in failures.values())} failing", flush=True)  # fmt: skip
+        for where, (seen, example) in failures.items():
+            print(f"    {seen} x {where}: {example}", flush=True)
+        outcome = "; ".join(f"{seen} x {where}" for where, (seen, _) in failures.items()) or "none"
+        rows.append((name, count, seconds, outcome))
     if args.markdown:
         print("\n| property | examples | time | examples/s | exceptions other than ConfigError |")
         print("|---|---:|---:|---:|---|")
