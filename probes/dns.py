@@ -288,14 +288,7 @@ class _State:
         if reason is not None:
             trace.log(f"failed ({reason}): {detail}")
         self.publish()
-        return ProbeResult(
-            success=reason is None,
-            duration=trace.elapsed(),
-            reason=reason,
-            detail=detail,
-            phases=dict(trace.phases),
-            samples=tuple(trace.samples),
-        )
+        return trace.result(reason, detail)
 
 
 def _count(rrsets: Iterable[dns.rrset.RRset]) -> int:

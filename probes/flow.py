@@ -211,11 +211,5 @@ class _FlowRun:
         if failed is not None:
             reason, detail = failed.reason, f"step {failed.name}: {failed.detail}"
             self.trace.log(f"flow failed: {detail}")
-        return ProbeResult(
-            success=failed is None,
-            duration=self.trace.elapsed(),
-            reason=reason,
-            detail=detail or "",
-            phases=dict(self.trace.phases),
-            steps=tuple(self.results),
-        )
+        self.trace.samples.clear()  # a flow reports its steps, not the last step's samples
+        return self.trace.result(reason, detail or "")

@@ -536,16 +536,7 @@ class _HttpProbe:
     def result(self, reason: FailureReason | None, detail: str) -> ProbeResult:
         """The probe's result: failed with ``reason``, or a success when it is None."""
         self.publish_samples()
-        trace = self.trace
-        return ProbeResult(
-            success=reason is None,
-            duration=trace.elapsed(),
-            reason=reason,
-            detail=detail,
-            phases=dict(trace.phases),
-            samples=tuple(trace.samples),
-            cert=self.cert,
-        )
+        return self.trace.result(reason, detail, cert=self.cert)
 
 
 # ---------------------------------------------------------------------------- assertions

@@ -377,11 +377,4 @@ class _State:
         if reason is not None:
             trace.log(f"failed ({reason}): {detail}")
         self.publish()
-        return ProbeResult(
-            success=reason is None,
-            duration=trace.elapsed(),
-            reason=reason,
-            detail=detail,
-            phases=dict(trace.phases),
-            samples=tuple(trace.samples),
-        )
+        return trace.result(reason, detail)

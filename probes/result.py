@@ -111,6 +111,21 @@ class ProbeTrace:
         """Seconds since the probe started."""
         return time.monotonic() - self.started
 
+    def result(
+        self, reason: FailureReason | None, detail: str = "", *, cert: CertInfo | None = None
+    ) -> ProbeResult:
+        """The probe's result from what it learned so far: failed with ``reason``, or a success when None."""
+        return ProbeResult(
+            success=reason is None,
+            duration=self.elapsed(),
+            reason=reason,
+            detail=detail,
+            phases=dict(self.phases),
+            samples=tuple(self.samples),
+            cert=cert,
+            steps=tuple(self.steps),
+        )
+
 
 class ForbiddenTargetError(Exception):
     """The target (or an address it resolved to) is outside the allow-list."""

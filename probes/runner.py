@@ -38,12 +38,4 @@ async def run_probe(fn: ProbeFn, spec: object, ctx: ProbeContext, *, name: str =
 
 def _from_trace(ctx: ProbeContext, reason: FailureReason, detail: str) -> ProbeResult:
     ctx.trace.log(detail)
-    return ProbeResult(
-        success=False,
-        duration=ctx.trace.elapsed(),
-        reason=reason,
-        detail=detail,
-        phases=dict(ctx.trace.phases),
-        samples=tuple(ctx.trace.samples),
-        steps=tuple(ctx.trace.steps),
-    )
+    return ctx.trace.result(reason, detail)

@@ -96,15 +96,7 @@ def make_result(
     """The result of the probe so far: phases and samples from ``ctx.trace``; failed if ``reason``."""
     if reason is not None:
         ctx.trace.log(f"probe failed ({reason}): {detail}")
-    return ProbeResult(
-        success=reason is None,
-        duration=ctx.trace.elapsed(),
-        reason=reason,
-        detail=detail,
-        phases=dict(ctx.trace.phases),
-        samples=tuple(ctx.trace.samples),
-        cert=cert,
-    )
+    return ctx.trace.result(reason, detail, cert=cert)
 
 
 def _os_error(exc: OSError) -> str:
