@@ -19,7 +19,7 @@ from slaprobe import __version__
 from slaprobe import conventions as c
 from slaprobe.config import Probe
 from slaprobe.exporter import blackbox
-from slaprobe.exporter.exposition import CONTENT_TYPE, family_header, format_value
+from slaprobe.exporter.exposition import CONTENT_TYPE, family_header, format_value, histogram_lines
 from slaprobe.exporter.incidents import INCIDENTS_KEY, install_incidents
 from slaprobe.exporter.runtime import Exporter
 from slaprobe.exporter.status import render_status_page
@@ -51,13 +51,7 @@ def self_metrics_text(exporter: Exporter) -> str:
     if scheduler is not None:
         stats = scheduler.stats
         out.append(family_header(c.SCHEDULER_LAG, "histogram", "How late scheduled runs started, in seconds."))
-        cumulative = 0
-        for bound, count in zip(stats.lag_buckets, stats.lag_counts, strict=False):
-            cumulative += count
-            out.append(f'{c.SCHEDULER_LAG}_bucket{{le="{format_value(bound)}"}} {cumulative}\n')
-        out.append(f'{c.SCHEDULER_LAG}_bucket{{le="+Inf"}} {sum(stats.lag_counts)}\n')
-        out.append(f"{c.SCHEDULER_LAG}_sum {format_value(stats.lag_sum)}\n")
-        out.append(f"{c.SCHEDULER_LAG}_count {sum(stats.lag_counts)}\n")
+        out.append(histogram_lines(c.SCHEDULER_LAG, "", stats.lag))
         out.append(
             family_header(
                 c.SCHEDULER_MISSED,

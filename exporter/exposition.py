@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from slaprobe.probes.tally import Histogram
 from slaprobe.units import format_value
 
-__all__ = ["CONTENT_TYPE", "escape_label", "family_header", "format_labels", "format_value"]
+__all__ = ["CONTENT_TYPE", "escape_label", "family_header", "format_labels", "format_value", "histogram_lines"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -27,3 +28,19 @@ def family_header(name: str, kind: str, help_text: str) -> str:
     """The ``# HELP`` and ``# TYPE`` lines of a metric family."""
     escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
     return f"# HELP {name} {escaped}\n# TYPE {name} {kind}\n"
+
+
+def histogram_lines(name: str, labels: str, histogram: Histogram) -> str:
+    """``_bucket`` (cumulative), ``_sum`` and ``_count`` lines of one histogram series."""
+    sep = "," if labels else ""
+    lines = []
+    cumulative = 0
+    for bound, count in zip(histogram.bounds, histogram.counts, strict=False):
+        cumulative += count
+        lines.append(f'{name}_bucket{{{labels}{sep}le="{format_value(bound)}"}} {cumulative}\n')
+    cumulative += histogram.counts[-1]
+    lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {cumulative}\n')
+    braces = f"{{{labels}}}" if labels else ""
+    lines.append(f"{name}_sum{braces} {format_value(histogram.total)}\n")
+    lines.append(f"{name}_count{braces} {cumulative}\n")
+    return "".join(lines)

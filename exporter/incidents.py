@@ -19,7 +19,6 @@ Incidents live in memory: a restart forgets the open ones.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import hashlib
 import logging
@@ -35,8 +34,9 @@ import aiohttp
 from aiohttp import web
 
 from slaprobe import conventions as c
-from slaprobe.exporter.exposition import family_header, format_labels, format_value
+from slaprobe.exporter.exposition import family_header, format_labels, histogram_lines
 from slaprobe.exporter.runtime import Exporter
+from slaprobe.probes.tally import Histogram
 
 log = logging.getLogger("slaprobe.incidents")
 
@@ -59,32 +59,6 @@ def parse_time(text: str | None) -> float | None:
         return datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00"))).timestamp()
     except ValueError:
         return None
-
-
-@dataclass(slots=True)
-class Histogram:
-    """Cumulative-on-render histogram of seconds."""
-
-    bounds: tuple[float, ...] = INCIDENT_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(INCIDENT_BUCKETS) + 1))
-    total: float = 0.0
-
-    def observe(self, value: float) -> None:
-        """Count one observation."""
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def lines(self, name: str, labels: str) -> str:
-        """The ``_bucket``, ``_sum`` and ``_count`` lines."""
-        out, cumulative = [], 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
-            cumulative += count
-            out.append(f'{name}_bucket{{{labels},le="{format_value(bound)}"}} {cumulative}\n')
-        cumulative += self.counts[-1]
-        out.append(f'{name}_bucket{{{labels},le="+Inf"}} {cumulative}\n')
-        out.append(f"{name}_sum{{{labels}}} {format_value(self.total)}\n")
-        out.append(f"{name}_count{{{labels}}} {cumulative}\n")
-        return "".join(out)
 
 
 @dataclass(slots=True)
@@ -151,7 +125,7 @@ class Incidents:
     def _histogram(table: dict[str, Histogram], priority: str) -> Histogram:
         histogram = table.get(priority)
         if histogram is None:
-            histogram = table[priority] = Histogram()
+            histogram = table[priority] = Histogram(INCIDENT_BUCKETS)
         return histogram
 
     def receive(self, payload: Mapping[str, Any]) -> int:
@@ -243,8 +217,8 @@ class Incidents:
             if priorities:
                 out.append(family_header(name, "histogram", help_text))
                 for priority in priorities:
-                    histogram = table.get(priority) or Histogram()
-                    out.append(histogram.lines(name, format_labels(((c.LABEL_PRIORITY, priority),))))
+                    histogram = table.get(priority) or Histogram(INCIDENT_BUCKETS)
+                    out.append(histogram_lines(name, format_labels(((c.LABEL_PRIORITY, priority),)), histogram))
         counts: Counter[tuple[str, int]] = Counter(
             {(p, level): 0 for p, n in self.levels.items() for level in range(1, max(n, 1) + 1)}
         )

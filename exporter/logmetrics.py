@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from slaprobe import conventions as c
 from slaprobe.config import LogMetric, MatchCondition
-from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value
+from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value, histogram_lines
 from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import parse_duration_text
@@ -39,22 +39,6 @@ def render_families(families: Iterable[Family], parts: Iterable[tuple[str, ...]]
             out.append(family_header(name, kind, help_text))
             out.append(body)
     return "".join(out)
-
-
-def histogram_lines(name: str, labels: str, histogram: Histogram) -> str:
-    """``_bucket`` (cumulative), ``_sum`` and ``_count`` lines of one histogram series."""
-    sep = "," if labels else ""
-    lines = []
-    cumulative = 0
-    for bound, count in zip(histogram.bounds, histogram.counts, strict=False):
-        cumulative += count
-        lines.append(f'{name}_bucket{{{labels}{sep}le="{format_value(bound)}"}} {cumulative}\n')
-    cumulative += histogram.counts[-1]
-    lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {cumulative}\n')
-    braces = f"{{{labels}}}" if labels else ""
-    lines.append(f"{name}_sum{braces} {format_value(histogram.total)}\n")
-    lines.append(f"{name}_count{braces} {cumulative}\n")
-    return "".join(lines)
 
 
 # ---------------------------------------------------------------------------- access logs

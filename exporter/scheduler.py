@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+from slaprobe.probes.tally import Histogram
 from slaprobe.schedule import Schedule
 
 log = logging.getLogger("slaprobe.scheduler")
@@ -42,6 +43,9 @@ class Job:
         return cls(key, Schedule(interval, spread_offset(key, interval)), run)
 
 
+LAG_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)  # seconds
+
+
 @dataclass(slots=True)
 class SchedulerStats:
     """Counters the scheduler exports about itself."""
@@ -50,19 +54,7 @@ class SchedulerStats:
     missed_overrun: int = 0  # previous run of the same job still in flight
     missed_late: int = 0  # could not start before its next slot was due
     in_flight: int = 0
-    lag_buckets: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-    lag_counts: list[int] = field(default_factory=lambda: [0] * 12)
-    lag_sum: float = 0.0
-
-    def observe_lag(self, seconds: float) -> None:
-        """Count one run's start lag in seconds."""
-        for i, bound in enumerate(self.lag_buckets):
-            if seconds <= bound:
-                self.lag_counts[i] += 1
-                break
-        else:
-            self.lag_counts[-1] += 1
-        self.lag_sum += seconds
+    lag: Histogram = field(default_factory=lambda: Histogram(LAG_BUCKETS))  # seconds
 
     @property
     def missed(self) -> int:
@@ -169,7 +161,7 @@ class Scheduler:
             if now >= next_due:
                 self.stats.missed_late += 1
                 return
-            self.stats.observe_lag(max(lag, 0.0))
+            self.stats.lag.observe(max(lag, 0.0))
             self.stats.started += 1
             self.stats.in_flight += 1
             try:

@@ -8,7 +8,6 @@ calls ``ResultStore.sync`` with the probes that should exist: removed ones disap
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import time
 from collections import Counter, deque
@@ -16,8 +15,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from slaprobe import conventions as c
-from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value
+from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value, histogram_lines
 from slaprobe.probes.result import FailureReason, ProbeResult
+from slaprobe.probes.tally import Histogram
 
 ProbeKey = tuple[str, str]  # (service, probe)
 HISTORY_LENGTH = 10
@@ -69,8 +69,7 @@ class ProbeSeries:
     day: int = 0  # local date (ordinal) the *_today counters belong to
     runs_today: int = 0
     within_sla_today: int = 0
-    bucket_counts: list[int] = field(default_factory=list)
-    duration_sum: float = 0.0
+    durations: Histogram = field(init=False)  # seconds, bounds from meta.buckets
     last: ProbeResult | None = None
     last_time: float = 0.0
     history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
@@ -86,8 +85,7 @@ class ProbeSeries:
                 (c.LABEL_LOCATION, self.meta.location),
             )
         )
-        if not self.bucket_counts:
-            self.bucket_counts = [0] * (len(self.meta.buckets) + 1)
+        self.durations = Histogram(self.meta.buckets)
 
     def record(
         self, result: ProbeResult, now: float, *, day: int = 0, first_attempt: FailureReason | None = None
@@ -113,9 +111,7 @@ class ProbeSeries:
         first_failure = first_attempt or (None if result.success else result.reason or FailureReason.INTERNAL)
         if first_failure is not None:
             self.first_attempt_failures[first_failure.value] += 1
-        # bisect_left: a duration equal to a bound belongs to that bucket (le semantics)
-        self.bucket_counts[bisect.bisect_left(self.meta.buckets, result.duration)] += 1
-        self.duration_sum += result.duration
+        self.durations.observe(result.duration)
         for step in result.steps:
             if not step.success:
                 self.step_failures[(step.name, (step.reason or FailureReason.INTERNAL).value)] += 1
@@ -161,14 +157,7 @@ class ProbeSeries:
         )
         degraded = f"{c.PROBE_DEGRADED}{{{lb}}} {self.degraded}\n" if self.meta.degraded_after is not None else ""
         planned = f"{c.PROBE_PLANNED_RUNS}{{{lb}}} {self.planned}\n"
-        hist = []
-        cumulative = 0
-        for bound, count in zip(self.meta.buckets, self.bucket_counts, strict=False):
-            cumulative += count
-            hist.append(f'{c.PROBE_DURATION}_bucket{{{lb},le="{format_value(bound)}"}} {cumulative}\n')
-        hist.append(f'{c.PROBE_DURATION}_bucket{{{lb},le="+Inf"}} {self.runs}\n')
-        hist.append(f"{c.PROBE_DURATION}_sum{{{lb}}} {format_value(self.duration_sum)}\n")
-        hist.append(f"{c.PROBE_DURATION}_count{{{lb}}} {self.runs}\n")
+        hist = histogram_lines(c.PROBE_DURATION, lb, self.durations)
         last = self.last
         success = last_run = phases = cert = steps = step_failures = ""
         if last is not None:
@@ -192,7 +181,7 @@ class ProbeSeries:
             runs,
             failures,
             within,
-            "".join(hist),
+            hist,
             success,
             last_run,
             phases,

@@ -113,5 +113,5 @@ async def test_every_started_run_records_its_start_lag() -> None:
     task = asyncio.create_task(scheduler.run())
     await until(lambda: scheduler.stats.started >= 10)
     task.cancel()
-    assert sum(scheduler.stats.lag_counts) == scheduler.stats.started
-    assert scheduler.stats.lag_sum / scheduler.stats.started < 0.05
+    assert scheduler.stats.lag.count == scheduler.stats.started
+    assert scheduler.stats.lag.total / scheduler.stats.started < 0.05
