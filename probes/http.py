@@ -45,7 +45,7 @@ from slaprobe import conventions as names
 from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
 from slaprobe.jsonpath import JsonPathError, find, json_equal
 from slaprobe.probes import httpwire, tlsutil
-from slaprobe.probes.resolve import ResolveError, ip_hash, resolve_host
+from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host
 from slaprobe.probes.result import (
     CertInfo,
     FailureReason,
@@ -387,11 +387,7 @@ class _HttpProbe:
         except ResolveError as exc:
             raise _Failed(FailureReason.DNS, str(exc)) from exc
         if first:
-            self.trace.samples += [
-                Sample(names.BB_DNS_LOOKUP, time.monotonic() - started),
-                Sample(names.BB_IP_PROTOCOL, 6 if family == socket.AF_INET6 else 4),
-                Sample(names.BB_IP_ADDR_HASH, ip_hash(ip)),
-            ]
+            self.trace.samples += address_samples(ip, family, time.monotonic() - started)
         return ip, family
 
     def ssl_context(self) -> ssl.SSLContext:

@@ -7,7 +7,8 @@ import ipaddress
 import socket
 import time
 
-from slaprobe.probes.result import ProbeContext
+from slaprobe import conventions as names
+from slaprobe.probes.result import ProbeContext, Sample
 
 _FAMILIES: dict[str, int] = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 
@@ -80,3 +81,12 @@ def ip_hash(ip: str) -> float:
     for byte in address.packed:
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
     return float(value)
+
+
+def address_samples(ip: str, family: int, lookup_seconds: float) -> list[Sample]:
+    """blackbox's samples about the dialled address: lookup time, IP protocol, address hash."""
+    return [
+        Sample(names.BB_DNS_LOOKUP, lookup_seconds),
+        Sample(names.BB_IP_PROTOCOL, 6 if family == socket.AF_INET6 else 4),
+        Sample(names.BB_IP_ADDR_HASH, ip_hash(ip)),
+    ]
