@@ -47,7 +47,7 @@ class Case:
     name: str
     kind: str
     spec: Callable[[FaultEndpoints, str], Any]  # (faults, CA file) -> spec
-    reason: FailureReason | None
+    reason: FailureReason | tuple[FailureReason | None, ...] | None  # a tuple: any of these
     timeout: float = QUICK
     extras: Callable[[], dict[str, Any]] | None = None
     transport: str | None = None  # http: "aiohttp" or "wire" (httpwire), else the default
@@ -87,7 +87,8 @@ CASES = [
     Case("http gzip bomb", "http", http("gzip-bomb"), T.BODY_LIMIT),
     Case("http 1 GiB body held for a regex, no limit", "http",
          http("huge", body_size_limit=0, expect={"body_regex": "never"}), T.BODY_LIMIT),
-    Case("http 1 GiB body, no limit, not held", "http", http("huge", body_size_limit=0), T.TIMEOUT, HANG),
+    # Read whole or cut by the deadline, depending on the machine's loopback speed (~2 GB/s here).
+    Case("http 1 GiB body, no limit, not held", "http", http("huge", body_size_limit=0), (T.TIMEOUT, None), HANG),
     Case("http redirect loop", "http", http("redirect-loop"), T.REDIRECTS),
     Case("http Content-Length with Transfer-Encoding", "http", http("cl-te"), T.PROTOCOL),
     Case("http two Content-Lengths", "http", http("double-cl"), T.PROTOCOL),
@@ -138,6 +139,10 @@ def faults(authority: Authority, tmp_path_factory: pytest.TempPathFactory) -> It
         yield process
 
 
+def expected(case: Case) -> tuple[FailureReason | None, ...]:
+    return case.reason if isinstance(case.reason, tuple) else (case.reason,)
+
+
 def open_sockets() -> int:
     """Sockets this process holds open right now."""
     count = 0
@@ -175,7 +180,7 @@ async def test_every_probe_kind_ends_on_time_with_the_right_reason_and_closes_it
         pytest.skip("no ICMP socket here")
     sockets = open_sockets()
     result, wall = await run_case(case, faults, authority)
-    assert result.reason == case.reason, result.detail
+    assert result.reason in expected(case), result.detail
     assert result.duration <= case.timeout + OWN_SLACK, f"{result.duration:.3f}s for a {case.timeout}s timeout"
     assert wall <= case.timeout + WALL_SLACK, f"{wall:.3f}s for a {case.timeout}s timeout"
     if case.timeout == QUICK:
@@ -209,7 +214,7 @@ async def test_body_and_header_faults_keep_the_memory_of_a_probe_bounded(
             peaks[case.name] = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        assert result.reason == case.reason, (case.name, result.detail)
+        assert result.reason in expected(case), (case.name, result.detail)
     over = {
         name: f"{peak / MiB:.1f} MiB" for name, peak in peaks.items() if peak > MEMORY_CASES[name.rpartition(" (")[0]]
     }
