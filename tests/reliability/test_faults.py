@@ -104,6 +104,9 @@ CASES = [
     Case("tcp reset mid-answer", "tcp",
          lambda f, _ca: TcpSpec(address=f.address, dialogue=[{"send": "GET /reset HTTP/1.0\r\n\r"}, {"expect": "never"}]),
          T.CONNECT),
+    Case("tcp 1 GiB answer without the expected line", "tcp",
+         lambda f, _ca: TcpSpec(address=f.address, dialogue=[{"send": "GET /huge HTTP/1.0\r\n\r"}, {"expect": "never"}]),
+         T.ASSERTION),
     Case("tcp over TLS, expired certificate", "tcp",
          lambda f, ca: TcpSpec(address=f.tls_address("expired"), tls={"ca_file": ca}), T.TLS),
     Case("tls silent port", "tls", lambda f, _ca: TlsSpec(address=f.silent_address), T.TIMEOUT, HANG),
@@ -200,6 +203,7 @@ MEMORY_CASES = {
     "http slowloris headers": 2 * MiB,
     "http 1 MiB header line": 2 * MiB,
     "http 10,000 headers": 2 * MiB,
+    "tcp 1 GiB answer without the expected line": 4 * MiB,
 }
 
 
