@@ -167,6 +167,16 @@ def _ranges(items: Iterable[str], names: Sequence[str] | None, what: str, low: i
     return out
 
 
+def _items(entry: Mapping[str, Any], key: str) -> list[Any]:
+    """The list under ``key`` (empty when absent); ValueError naming ``key`` when it is not a list."""
+    value = entry.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _minutes(text: str) -> int:
     hours, _, minutes = text.partition(":")
     if not (hours.isdigit() and minutes.isdigit()) or not (0 <= int(hours) <= 24 and 0 <= int(minutes) < 60):
@@ -196,7 +206,7 @@ class TimeInterval:
         if unknown:
             raise ValueError(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
         times = []
-        for span in entry.get("times") or []:
+        for span in _items(entry, "times"):
             if not isinstance(span, Mapping) or set(span) != {"start_time", "end_time"}:
                 raise ValueError("times: each entry needs start_time and end_time")
             start, end = _minutes(str(span["start_time"])), _minutes(str(span["end_time"]))
@@ -205,10 +215,10 @@ class TimeInterval:
             times.append((start, end))
         return cls(
             times=tuple(times),
-            weekdays=tuple(_ranges(entry.get("weekdays") or [], _WEEKDAYS, "weekdays", 0, 6)),
-            days_of_month=tuple(_ranges(entry.get("days_of_month") or [], None, "days_of_month", 1, 31)),
-            months=tuple(_ranges(entry.get("months") or [], _MONTHS, "months", 1, 12)),
-            years=tuple(_ranges(entry.get("years") or [], None, "years", 1, 9999)),
+            weekdays=tuple(_ranges(_items(entry, "weekdays"), _WEEKDAYS, "weekdays", 0, 6)),
+            days_of_month=tuple(_ranges(_items(entry, "days_of_month"), None, "days_of_month", 1, 31)),
+            months=tuple(_ranges(_items(entry, "months"), _MONTHS, "months", 1, 12)),
+            years=tuple(_ranges(_items(entry, "years"), None, "years", 1, 9999)),
             tz=zone(str(entry.get("location", "UTC"))),
         )
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from slaprobe.config import ConfigError, parse_config
 from slaprobe.schedule import CronExpression, Schedule, TimeInterval, zone
 
 SHANGHAI = zone("Asia/Shanghai")
@@ -98,3 +99,25 @@ def test_invalid_time_intervals_name_the_key() -> None:
         TimeInterval.parse({"times": [{"start_time": "18:00", "end_time": "09:00"}]})
     with pytest.raises(ValueError, match="weekdays: 'someday' is not a valid range"):
         TimeInterval.parse({"weekdays": ["someday"]})
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"weekdays": 5}, "weekdays: expected a list, got int 5"),
+        ({"times": True}, "times: expected a list, got bool True"),
+        ({"months": "may"}, "months: expected a list, got str 'may'"),
+        ({"years": {"from": 2020}}, "years: expected a list, got dict"),
+    ],
+)
+def test_a_scalar_where_alertmanager_wants_a_list_is_a_value_error_naming_the_key(
+    entry: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        TimeInterval.parse(entry)
+
+
+def test_a_scalar_time_interval_field_is_a_config_error_with_its_path() -> None:
+    text = "version: v1\ntime_intervals:\n  office:\n    - weekdays: 5\nservices: {}\n"
+    with pytest.raises(ConfigError, match=r"time_intervals\.office\[0\].*weekdays: expected a list"):
+        parse_config(text, "t.yaml")
