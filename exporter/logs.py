@@ -9,7 +9,11 @@ Restarts: a tailer's offsets are committed only after the lines it returned have
 counted, and a feedback source's open tickets are written (atomically) before its
 offsets are committed, so a restart resumes after the last counted line. A crash re-reads
 at most the lines of the tailer's last save interval; replayed ticket events are
-recognised as duplicates, so ticket state never counts one twice.
+recognised as duplicates, so ticket state never counts one twice. A graceful stop
+(``close()``, also after ``run()`` is cancelled in the middle of a poll) waits for the
+read in flight, commits what was counted and nothing else, and logs one line per source
+with what it counted (``log source 'x' closed: N lines counted since the source started``),
+so a restart neither repeats nor skips a line and each run's final counts are known.
 
 Reloads: a source keeps its tailer and line counters while its file settings (path,
 format, regex, start) are unchanged, each user metric keeps its series while its own
@@ -84,6 +88,7 @@ class _Source:
     tickets: TicketMetrics | None = None
     saved_version: int = -1  # tracker version last written to the state dir
     busy: bool = False  # a read is under way in the worker thread
+    uncommitted: bool = False  # a batch was counted and its offsets not committed yet
     retired: bool = False  # removed or replaced by a reload
 
     def __post_init__(self) -> None:
@@ -233,8 +238,28 @@ class LogPipeline:
             src.tailer.commit(force=force)
 
     def _close_source(self, src: _Source) -> None:
-        if src.tailer is not None:
-            src.tailer.close()  # saves the committed offsets only: an uncounted batch is read again
+        """Commit a counted batch a cancelled poll left, save the offsets, close the files, log the counts."""
+        tailer = src.tailer
+        if tailer is None:
+            return
+        if src.uncommitted:  # run() was cancelled between counting a batch and committing it
+            src.saved_version = -1  # the cancelled commit may not have written the tickets either
+            self._persist(src, self._ticket_snapshot(src))
+            src.uncommitted = False
+        tailer.close()  # saves the committed offsets only: an uncounted batch is read again
+        stats = src.stats
+        log.info(
+            "log source %r closed: %d lines counted since the source started (%d parsed, %d unparsed), "
+            "%d too long skipped, %d rotations, %d bytes unread at the last poll; %s",
+            src.label,
+            stats.parsed + stats.unparsed,
+            stats.parsed,
+            stats.unparsed,
+            tailer.stats.too_long,
+            sum(tailer.stats.rotations.values()),
+            tailer.stats.lag_bytes,
+            "offsets saved" if self.state_dir is not None else "offsets not kept (no state dir)",
+        )
 
     def poll_now(self) -> None:
         """One poll of every source, synchronously (tests, benchmarks): read, count, tick, save."""
@@ -264,8 +289,10 @@ class LogPipeline:
                     await self._in_worker(self._close_source, src)
                     break
                 self._count(src, events, lines)
+                src.uncommitted = True  # until the commit returns: close() commits it if we are cancelled
                 snapshot = self._ticket_snapshot(src)
                 await self._in_worker(self._persist, src, snapshot)
+                src.uncommitted = False
                 if self._caught_up(src, lines):
                     break
             if not src.retired:
@@ -295,7 +322,15 @@ class LogPipeline:
             self.close()
 
     def close(self) -> None:
-        """Save ticket state and committed offsets, close every file (the pipeline can be polled again)."""
+        """Save ticket state and committed offsets, close every file (the pipeline can be polled again).
+
+        A read or commit still running in the worker thread (``run()`` cancelled in the middle of
+        a poll) is waited for first: an uncounted batch is then read again by the next run, and a
+        counted one is committed, so no line is lost or counted twice across the restart.
+        """
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
         for src in self._sources.values():
             snapshot = self._ticket_snapshot(src)
             if snapshot is not None:
@@ -305,9 +340,6 @@ class LogPipeline:
         for src in self._retiring:
             self._close_source(src)
         self._retiring.clear()
-        if self._worker is not None:
-            self._worker.shutdown(wait=False)
-            self._worker = None
 
     # ------------------------------------------------------------------ output
 

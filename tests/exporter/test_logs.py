@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +325,86 @@ async def test_a_reload_while_the_loop_runs_moves_to_the_new_file(tmp_path: Path
             await task
     s = series(pipeline)
     assert s[key % 200] == 1 and key % 500 not in s
+
+
+class CommitBlocked(LogPipeline):
+    """A pipeline whose first commit waits until the test releases it (a slow disk at shutdown)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir, poll_interval=0.01)
+        self.committing = threading.Event()
+        self.release = threading.Event()
+
+    def _persist(self, src: Any, snapshot: bytes | None, *, force: bool = False) -> None:
+        if not self.committing.is_set():
+            self.committing.set()
+            self.release.wait(10)
+        super()._persist(src, snapshot, force=force)
+
+
+class CommitNeverStarted(LogPipeline):
+    """A pipeline cancelled after counting a batch and before its commit reached the worker thread."""
+
+    async def _in_worker(self, fn: Any, *args: Any) -> Any:
+        if fn == self._persist:
+            raise asyncio.CancelledError
+        return await super()._in_worker(fn, *args)
+
+
+def lines_counted(pipeline: LogPipeline) -> float:
+    """parsed + unparsed lines of the source shop-access."""
+    s = series(pipeline)
+    return sum(s[f'slaprobe_log_lines_total{{source="shop-access",result="{r}"}}'] for r in ("parsed", "unparsed"))
+
+
+async def test_a_run_cancelled_while_its_commit_runs_waits_for_it_and_counts_nothing_twice(
+    tmp_path: Path, access_log: Path
+) -> None:
+    state = tmp_path / "state"
+    append(access_log, nginx(200) * 5)
+    pipeline = CommitBlocked(state)
+    pipeline.apply(config(tmp_path, [{"name": "shop-access", "path": str(access_log), "format": "nginx_combined",
+                                      "start": "beginning"}]))  # fmt: skip
+    task = asyncio.create_task(pipeline.run())
+    await until(pipeline.committing.is_set)  # the 5 lines are counted; their commit is under way
+    task.cancel()
+    threading.Timer(0.2, pipeline.release.set).start()  # the commit ends after the cancellation
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert lines_counted(pipeline) == 5
+    append(access_log, nginx(500))
+    again = started(LogPipeline(state), config(tmp_path))
+    assert lines_counted(again) == 1
+
+
+async def test_a_run_cancelled_after_counting_and_before_committing_commits_on_close(
+    tmp_path: Path, access_log: Path
+) -> None:
+    state = tmp_path / "state"
+    append(access_log, nginx(200) * 5)
+    pipeline = CommitNeverStarted(state, poll_interval=0.01)
+    pipeline.apply(config(tmp_path, [{"name": "shop-access", "path": str(access_log), "format": "nginx_combined",
+                                      "start": "beginning"}]))  # fmt: skip
+    with pytest.raises(asyncio.CancelledError):
+        await pipeline.run()
+    assert lines_counted(pipeline) == 5
+    append(access_log, nginx(500))
+    again = started(LogPipeline(state), config(tmp_path))
+    assert lines_counted(again) == 1
+
+
+def test_closing_logs_what_each_source_counted_since_it_started(
+    tmp_path: Path, access_log: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline = started(LogPipeline(tmp_path / "state"), config(tmp_path))
+    append(access_log, nginx(200), "garbage\n", nginx(503), "x" * 100_000 + "\n")
+    pipeline.poll_now()
+    with caplog.at_level(logging.INFO, logger="slaprobe.logs"):
+        pipeline.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "log source 'shop-access' closed: 3 lines counted since the source started (2 parsed, 1 unparsed), "
+        "1 too long skipped, 0 rotations, 0 bytes unread at the last poll; offsets saved"
+    ]
 
 
 async def until(condition: Any, timeout: float = 10.0) -> None:
