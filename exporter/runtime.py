@@ -191,14 +191,18 @@ class Exporter:
         spec = probe.spec
         name = f"{meta.service}/{meta.probe}"
 
+        def attempt() -> Awaitable[ProbeResult]:
+            # Only /probe shows blackbox's samples: a scheduled run does not build them.
+            return run_probe(fn, spec, ProbeContext(timeout=meta.timeout, want_samples=False), name=name)
+
         async def run() -> None:
-            result = await run_probe(fn, spec, ProbeContext(timeout=meta.timeout), name=name)
+            result = await attempt()
             first_attempt = result.reason
-            for attempt in range(probe.retries):
+            for retry in range(probe.retries):
                 if result.success:
                     break
-                log.debug("%s failed (%s), retry %d of %d", name, result.reason, attempt + 1, probe.retries)
-                result = await run_probe(fn, spec, ProbeContext(timeout=meta.timeout), name=name)
+                log.debug("%s failed (%s), retry %d of %d", name, result.reason, retry + 1, probe.retries)
+                result = await attempt()
             self.record(meta.key, result, first_attempt=first_attempt)
 
         return run
@@ -207,9 +211,8 @@ class Exporter:
         """Store a finished run (redacted) and log when the probe changes state."""
         # The store keeps the last result of every probe: without the blackbox samples, which
         # only /probe shows (they were a fifth of the memory of 10,000 scheduled probes).
-        result = dataclasses.replace(
-            result, detail=self.redact(result.detail) if result.detail else "", samples=()
-        )
+        if result.detail or result.samples:
+            result = dataclasses.replace(result, detail=self.redact(result.detail) if result.detail else "", samples=())
         series = self.store.get(key)
         was_up = series.last.success if series is not None and series.last is not None else None
         now = self.clock()

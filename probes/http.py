@@ -192,7 +192,7 @@ class _HttpProbe:
         """Send the request hop by hop (``session`` None: over httpwire); the final response
         with its body still unread."""
         spec = self.spec
-        url = URL(spec.url)
+        url = _parsed_url(spec.url)
         origin_host = url.raw_host
         method = spec.method
         headers = self.base_headers()
@@ -251,7 +251,7 @@ class _HttpProbe:
         host = url.raw_host or ""
         port = url.port or (443 if url.scheme == "https" else 80)
         ip, family = await self.resolve(host, ctx, first=self.redirects == 0)
-        proxy = URL(spec.proxy) if spec.proxy else None
+        proxy = _parsed_url(spec.proxy) if spec.proxy else None
         if proxy is not None:
             # The proxy comes from the config, not from the target: it is not guarded.
             proxy_host = proxy.raw_host or ""
@@ -386,7 +386,7 @@ class _HttpProbe:
             )
         except ResolveError as exc:
             raise _Failed(FailureReason.DNS, str(exc)) from exc
-        if first:
+        if first and self.ctx.want_samples:
             self.trace.samples += address_samples(ip, family, time.monotonic() - started)
         return ip, family
 
@@ -507,7 +507,7 @@ class _HttpProbe:
 
     def publish_samples(self) -> None:
         """Append the HTTP samples to the trace (once), so a timed-out run keeps them too."""
-        if self.published:
+        if self.published or not self.ctx.want_samples:
             return
         self.published = True
         trace = self.trace
@@ -639,6 +639,11 @@ def _store_cookies(jar: aiohttp.abc.AbstractCookieJar, headers: list[str], url: 
         with contextlib.suppress(CookieError):
             cookies.load(header)
     jar.update_cookies(cookies, url)
+
+
+@functools.lru_cache(maxsize=16384)  # URLs are immutable; a scheduled probe parses the same one every run
+def _parsed_url(text: str) -> URL:
+    return URL(text)
 
 
 def _basic_auth(username: str, password: str) -> str:

@@ -144,6 +144,7 @@ class ProbeContext:
     guard: AddressGuard | None = None  # None: every address may be dialled
     hostname: str | None = None  # Host header / SNI override (blackbox's hostname=)
     extras: dict[str, Any] = field(default_factory=dict)  # kind-specific seams (e.g. a session)
+    want_samples: bool = True  # False: the caller drops blackbox's samples, so they need not be built
 
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[ProbeResult]]

@@ -174,6 +174,40 @@ async def test_a_post_body_is_sent_with_its_length_and_an_empty_post_with_zero(a
     assert b"\r\nContent-Length: 0\r\n" in server.requests[1]
 
 
+async def test_a_request_body_larger_than_the_socket_buffer_is_sent_whole(answer: Any) -> None:
+    body = "z" * (16 * 1024 * 1024)  # far more than one send() takes on loopback
+    base, server = await answer([OK_HEAD + b"Content-Length: 2\r\n\r\nok"])
+    result = await probe(spec(base + "/", method="POST", body=body))
+    assert result.success, result.detail
+    assert server.requests[0].endswith(b"\r\n\r\n" + body.encode())
+
+
+async def test_a_server_that_answers_and_closes_before_reading_the_body_still_gives_its_answer() -> None:
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only; the 16 MiB body is never read
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(early, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        result = await probe(spec(f"http://127.0.0.1:{port}/", method="POST", body="z" * (16 * 1024 * 1024)))
+    finally:
+        server.close()
+    # Either the 413 was read before the reset, or the reset came first: never a hang or a bug.
+    assert not result.success
+    assert result.reason in (FailureReason.HTTP_STATUS, FailureReason.CONNECT), result.detail
+
+
+async def test_a_run_that_wants_no_samples_builds_none_and_keeps_its_phases(answer: Any) -> None:
+    base, _ = await answer([OK_HEAD + b"Content-Length: 2\r\n\r\nok"])
+    result = await probe(spec(base + "/"), want_samples=False)
+    assert result.success, result.detail
+    assert result.samples == ()
+    assert set(result.phases) == {"resolve", "connect", "tls", "processing", "transfer"}
+
+
 def test_a_header_with_cr_or_lf_is_never_written() -> None:
     url = URL("http://127.0.0.1/")
     for headers in ({"X-A": "1\r\nX-Injected: 1"}, {"X-A\n": "1"}, {"X-A": "nul\x00"}):
