@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import Counter, deque
+from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -55,6 +56,74 @@ class HistoryEntry:
     degraded: bool = False
 
 
+_REASONS: tuple[FailureReason, ...] = tuple(FailureReason)
+_REASON_CODES = {reason: i + 1 for i, reason in enumerate(_REASONS)}  # 0: no reason
+_SUCCESS, _DEGRADED = 0x80, 0x40  # flag bits of a run's code; the low bits are its reason code
+assert len(_REASONS) < _DEGRADED
+_DETAILS: dict[str, str] = {}  # one copy of each failure detail, shared by every probe that gives it
+_MAX_SHARED_DETAILS = 10_000
+
+
+def _shared(detail: str) -> str:
+    """``detail``, as the one copy already kept if another run gave the same text."""
+    if not detail:
+        return ""
+    kept = _DETAILS.get(detail)
+    if kept is not None:
+        return kept
+    if len(_DETAILS) < _MAX_SHARED_DETAILS:
+        _DETAILS[detail] = detail
+    return detail
+
+
+class History:
+    """The last ``HISTORY_LENGTH`` runs of one probe, packed in space taken up front.
+
+    Two floats and one byte per run, in arrays allocated when the probe is configured, and
+    the failure details, shared between probes that give the same text: a full history of
+    10,000 probes costs the same as an empty one, plus the distinct details. Iterating gives
+    ``HistoryEntry`` objects, oldest first.
+    """
+
+    __slots__ = ("_codes", "_details", "_next", "_numbers", "_size")
+
+    def __init__(self) -> None:
+        self._numbers = array("d", bytes(16 * HISTORY_LENGTH))  # (timestamp, duration) per run
+        self._codes = bytearray(HISTORY_LENGTH)
+        self._details: list[str] = [""] * HISTORY_LENGTH
+        self._next = 0  # the slot the next run goes to
+        self._size = 0
+
+    def append(self, timestamp: float, result: ProbeResult, degraded: bool) -> None:
+        """Keep one run (unix seconds at its end), dropping the oldest when full."""
+        slot = self._next
+        self._numbers[2 * slot] = timestamp
+        self._numbers[2 * slot + 1] = result.duration
+        reason = 0 if result.reason is None else _REASON_CODES[result.reason]
+        self._codes[slot] = reason | (_SUCCESS if result.success else 0) | (_DEGRADED if degraded else 0)
+        self._details[slot] = _shared(result.detail)
+        self._next = (slot + 1) % HISTORY_LENGTH
+        self._size = min(self._size + 1, HISTORY_LENGTH)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        first = (self._next - self._size) % HISTORY_LENGTH
+        for i in range(self._size):
+            slot = (first + i) % HISTORY_LENGTH
+            code = self._codes[slot]
+            reason = code & ~(_SUCCESS | _DEGRADED)
+            yield HistoryEntry(
+                timestamp=self._numbers[2 * slot],
+                success=bool(code & _SUCCESS),
+                duration=self._numbers[2 * slot + 1],
+                reason=_REASONS[reason - 1] if reason else None,
+                detail=self._details[slot],
+                degraded=bool(code & _DEGRADED),
+            )
+
+
 @dataclass(slots=True)
 class ProbeSeries:
     """Counters and last result of one scheduled probe."""
@@ -72,7 +141,7 @@ class ProbeSeries:
     durations: Histogram = field(init=False)  # seconds, bounds from meta.buckets
     last: ProbeResult | None = None
     last_time: float = 0.0
-    history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+    history: History = field(default_factory=History)
     step_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     _labels: str = ""
     _text: tuple[str, ...] | None = None
@@ -117,9 +186,7 @@ class ProbeSeries:
                 self.step_failures[(step.name, (step.reason or FailureReason.INTERNAL).value)] += 1
         self.last = result
         self.last_time = now
-        self.history.append(
-            HistoryEntry(now, result.success, result.duration, result.reason, result.detail, self.is_degraded(result))
-        )
+        self.history.append(now, result, self.is_degraded(result))
         self._text = None
 
     def slot(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from slaprobe.exporter.store import ProbeMeta, ResultStore
+from slaprobe.exporter.store import HISTORY_LENGTH, History, ProbeMeta, ResultStore
 from slaprobe.probes.result import CertInfo, FailureReason, ProbeResult, StepResult
 
 
@@ -111,3 +111,41 @@ def test_label_values_are_escaped_in_the_exposition() -> None:
     store.record(('we"ird\\svc', "home"), ProbeResult(True, 0.1), now=1)
     families = {f.name: f for f in text_string_to_metric_families(store.render())}
     assert families["slaprobe_probe_runs"].samples[0].labels["service"] == 'we"ird\\svc'
+
+
+def test_the_history_keeps_the_last_ten_runs_oldest_first() -> None:
+    history = History()
+    for i in range(13):
+        failed = i % 3 == 0
+        result = ProbeResult(
+            success=not failed,
+            duration=i / 100,
+            reason=FailureReason.TIMEOUT if failed else None,
+            detail=f"no answer within {i}s" if failed else "",
+        )
+        history.append(1000.0 + i, result, degraded=i == 11)
+    entries = list(history)
+    assert len(history) == HISTORY_LENGTH == len(entries)
+    assert [e.timestamp for e in entries] == [1000.0 + i for i in range(3, 13)]
+    assert [e.duration for e in entries] == [i / 100 for i in range(3, 13)]
+    assert [e.success for e in entries] == [i % 3 != 0 for i in range(3, 13)]
+    assert [e.reason for e in entries] == [FailureReason.TIMEOUT if i % 3 == 0 else None for i in range(3, 13)]
+    assert entries[0].detail == "no answer within 3s" and entries[1].detail == ""
+    assert [e.degraded for e in entries] == [i == 11 for i in range(3, 13)]
+
+
+def test_every_failure_reason_survives_the_packed_history() -> None:
+    history = History()
+    for reason in FailureReason:
+        history.append(0.0, ProbeResult(success=False, duration=0.0, reason=reason), degraded=False)
+    assert [e.reason for e in history] == list(FailureReason)[-HISTORY_LENGTH:]
+
+
+def test_probes_that_fail_the_same_way_share_one_copy_of_the_detail() -> None:
+    first, second = History(), History()
+    text = "connection to target 127.0.0.1 port 80 failed: connection refused"
+    first.append(0.0, ProbeResult(success=False, duration=0.0, reason=FailureReason.CONNECT, detail=text), False)
+    copy = text.encode().decode()  # an equal string, not the same object
+    assert copy is not text
+    second.append(0.0, ProbeResult(success=False, duration=0.0, reason=FailureReason.CONNECT, detail=copy), False)
+    assert next(iter(first)).detail is next(iter(second)).detail
