@@ -142,8 +142,10 @@ class Scheduler:
                 timer.cancel()
             return
         heapq.heappop(self._heap)
-        if self._jobs.get(job.key) != job or self._live.get(job.key) != seq:
+        current = self._jobs.get(job.key)
+        if current is None or self._live.get(job.key) != seq or (current is not job and current != job):
             return  # removed or replaced by a reload
+        job = current  # an equal job from a reload: keep its object, so the next slot compares by identity
         next_due = job.schedule.next_due(due + 1e-3)
         self._push(next_due, job)
         if job.on_slot is not None:
