@@ -149,6 +149,7 @@ class _File:
         "offset",
         "path",
         "recovered",
+        "replaced",
         "role",
         "seq",
         "shadow_of",
@@ -177,6 +178,7 @@ class _File:
         self.acked: tuple[int, bytes, bool] = (0, b"", False)
         self.seq = next(_sequence)  # files found earlier are read first
         self.recovered = False  # a copy that resumed this poll: read before the rest
+        self.replaced: Key | None = None  # the file whose path this one took: a rotation, unless this is a copy
 
     @property
     def key(self) -> Key:
@@ -409,7 +411,7 @@ class Tailer:
             previous = self._path_owner.get(path)
             self._path_owner[path] = f.key
             if previous is not None and previous != f.key and not first:
-                self._count_replacement(previous)
+                f.replaced = previous  # counted once _decide knows it is not a copytruncate copy
         if first and self._saved:
             news = self._resume(news, now)
         at_end = first and not self._resumed and self.start == "end"
@@ -435,7 +437,7 @@ class Tailer:
         for snap in reversed(self._retired):
             verdict = _compare_head(f.head, snap)
             if verdict == "copy":
-                f.role, f.copy_of, f.idle_since = "copy", snap, now
+                f.role, f.copy_of, f.idle_since, f.replaced = "copy", snap, now, None
                 return
             prefix = prefix or verdict == "prefix"
         for other in self._files.values():
@@ -444,10 +446,14 @@ class Tailer:
             verdict = _compare_head(f.head, other)
             if verdict == "copy":
                 f.role, f.shadow_of, f.verified, f.idle_since = "shadow", other.key, 0, now
+                f.replaced = None  # a copytruncate copy: the truncate of its original is the rotation
                 return
             prefix = prefix or verdict == "prefix"
         if prefix:
             return  # its bytes so far begin another file's: wait until they say which it is
+        if f.replaced is not None:
+            self._count_replacement(f.replaced)
+            f.replaced = None
         if f.head.startswith(_COMPRESSED_MAGIC):
             f.role = "ignored"
             return
