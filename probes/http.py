@@ -169,7 +169,8 @@ class _HttpProbe:
             session._retry_connection = False
         try:
             response = await self.request(session)
-            self.last_modified = _last_modified(response)
+            if self.ctx.want_samples:  # only blackbox's last-modified sample needs it
+                self.last_modified = _last_modified(response)
             try:
                 body = await self.read_body(response)
             finally:
