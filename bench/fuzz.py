@@ -31,9 +31,10 @@ from tests.reliability.test_fuzz import PROPERTIES  # noqa: E402
 def _where(exc: BaseException) -> str:
     """``TypeError at slaprobe/schedule.py:199`` : the kind of failure, for counting distinct ones."""
     frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if "/site-packages/" not in f.filename and not f.filename.endswith("fuzz.py")]
+    ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(REPO) and not f.filename.endswith("fuzz.py")]
     frame = (ours or frames)[-1]
-    return f"{type(exc).__name__} at {Path(frame.filename).resolve().relative_to(REPO)}:{frame.lineno}"
+    path = Path(frame.filename).resolve()
+    return f"{type(exc).__name__} at {path.relative_to(REPO) if path.is_relative_to(REPO) else path}:{frame.lineno}"
 
 
 def run(name: str, examples: int) -> tuple[int, float, dict[str, tuple[int, str]]]:

@@ -667,7 +667,7 @@ def _dns(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | No
     for i, code in enumerate(reader.strings(raw, loc, "valid_rcodes")):
         try:
             dns.rcode.from_text(code)
-        except dns.exception.DNSException:
+        except (dns.exception.DNSException, ValueError):  # ValueError: a number outside 0..4095
             reader.issue((*loc, "valid_rcodes", i), f"unknown response code {code!r}")
         else:
             rcodes.append(code.upper())

@@ -74,8 +74,8 @@ def _parse_clf_time(s: str) -> float | None:
         offset = int(s[22:24]) * 3600 + int(s[24:26]) * 60
     except ValueError:
         return None
-    if not (1 <= day <= 31 and hour < 24 and minute < 60 and second <= 60):
-        return None
+    if not (1 <= day <= 31 and hour < 24 and minute < 60 and second <= 60 and year >= 1):
+        return None  # int() takes " 000" and "0_1" too: year 0 would reach timegm
     epoch = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
     return float(epoch - offset if sign == "+" else epoch + offset)
 

@@ -451,6 +451,10 @@ REFUSALS = [
         "prober: dns\ndns:\n  query_name: x.\n  valid_rcodes: [NOERROR, NOPE]",
         ["modules.foo.dns.valid_rcodes[1]: unknown response code 'NOPE' (line 6)"],
     ),
+    (  # a number dnspython refuses with ValueError: found by bench/fuzz.py
+        "prober: dns\ndns:\n  query_name: x.\n  valid_rcodes: [147530357425852628992]",
+        ["modules.foo.dns.valid_rcodes[0]: unknown response code '147530357425852628992' (line 6)"],
+    ),
     (
         "prober: dns\ndns:\n  query_name: x.\n  validate_answer_rrs:\n    fail_if_match_regexp: [a]",
         [

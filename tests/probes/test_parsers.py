@@ -405,6 +405,7 @@ def test_lazy_fields_behave_like_a_read_only_dict() -> None:
         ("10/Foo/2023:13:55:36 +0000", None),
         ("10/Oct/2023:13:55:36", None),
         ("aa/Oct/2023:13:55:36 +0000", None),
+        ("10/Oct/\t000:13:55:36 -0700", None),  # year 0 (int() takes the tab): found by bench/fuzz.py
     ],
 )
 def test_clf_timestamps(text: str, seconds: float | None) -> None:
