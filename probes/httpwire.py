@@ -550,15 +550,8 @@ async def exchange(
         trace.add_phase("connect", connected - started)
     protocol = _Exchange(loop, peer, head_only)
     if ssl_context is None:
-        try:
-            _PlainTransport(loop, sock, protocol).start(request)
-            await protocol.head
-        except BaseException:
-            protocol.close()
-            raise
-        finally:
-            trace.add_phase("processing", time.monotonic() - connected)
-        return WireResponse(protocol, None)
+        _PlainTransport(loop, sock, protocol).start(request)
+        return await _response(protocol, trace, connected, None)
     started = time.monotonic()
     try:
         transport, _ = await loop.create_connection(
@@ -580,6 +573,17 @@ async def exchange(
             verified = ssl_object.context.verify_mode != ssl.CERT_NONE
             handshake = tlsutil.describe_handshake(ssl_object, verified=verified)
         transport.write(request)
+    except BaseException:
+        protocol.close()
+        raise
+    return await _response(protocol, trace, connected, handshake)
+
+
+async def _response(
+    protocol: _Exchange, trace: ProbeTrace, connected: float, handshake: tlsutil.Handshake | None
+) -> WireResponse:
+    """Wait for the head of the response to the request sent; ``processing`` runs from ``connected``."""
+    try:
         await protocol.head
     except WireError as exc:
         exc.handshake = handshake
