@@ -436,14 +436,15 @@ class _PlainTransport:
 
     asyncio's ``create_connection(sock=...)`` builds a general transport through a chain of
     callbacks and futures, each costing an event-loop iteration; for a probe that writes one
-    request and reads one response that machinery was a third of its CPU. Here the socket
+    request and reads one response that is pure overhead (in-process, 10 probes at a time
+    against nginx: 216 µs of CPU per probe with it, 180 µs with this). Here the socket
     is watched with ``add_reader`` directly: what arrives goes to ``data_received``, the end
     or an error to ``connection_lost`` (soon after, as asyncio does), and ``abort`` closes
     the socket at once. The request is sent on connect; what the socket buffer did not take
     is sent when it is writable again.
     """
 
-    __slots__ = ("_closed", "_fd", "_loop", "_out", "_protocol", "_reading", "_sock")
+    __slots__ = ("_closed", "_fd", "_loop", "_out", "_protocol", "_reading", "_sock", "_writing")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: _Exchange) -> None:
         self._loop = loop
@@ -452,6 +453,7 @@ class _PlainTransport:
         self._protocol = protocol
         self._out = b""  # request bytes not sent yet
         self._reading = False
+        self._writing = False  # waiting for the socket to take the rest of the request
         self._closed = False
         protocol.connection_made(cast(asyncio.BaseTransport, self))
 
@@ -471,9 +473,11 @@ class _PlainTransport:
             self._close(exc)
             return
         self._out = self._out[sent:]
-        if self._out:
-            self._loop.add_writer(self._fd, self._write_ready)  # replaces the callback if already set
-        else:
+        if self._out and not self._writing:
+            self._writing = True
+            self._loop.add_writer(self._fd, self._write_ready)
+        elif not self._out and self._writing:
+            self._writing = False
             self._loop.remove_writer(self._fd)
 
     def _read_ready(self) -> None:
@@ -509,7 +513,7 @@ class _PlainTransport:
         self._closed = True
         if self._reading:
             self._loop.remove_reader(self._fd)
-        if self._out:
+        if self._writing:
             self._loop.remove_writer(self._fd)
         self._sock.close()
         self._loop.call_soon(self._protocol.connection_lost, exc)

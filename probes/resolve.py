@@ -18,7 +18,7 @@ class ResolveError(Exception):
     """The name has no address of an acceptable family."""
 
 
-@functools.lru_cache(maxsize=65536)  # scheduled probes ask about the same hosts every run
+@functools.lru_cache(maxsize=16384)  # scheduled probes ask about the same hosts every run
 def literal_ip(host: str) -> str | None:
     """``host`` as a normalised IP string if it is an IP literal (``[::1]`` too), else None."""
     try:
@@ -74,7 +74,7 @@ async def _lookup(host: str, preferred: str, fallback: bool) -> tuple[str, int]:
     raise ResolveError(f"cannot resolve {host}: {last}" if last else f"no address for {host}")
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def ip_hash(ip: str) -> float:
     """FNV-32a of the address bytes (4 for IPv4), as blackbox computes ``probe_ip_addr_hash``."""
     address = ipaddress.ip_address(ip.partition("%")[0])  # without an IPv6 zone
