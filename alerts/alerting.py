@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from slaprobe import conventions as c
 from slaprobe.alerts.policy import Concern, alert_annotations, alert_labels, concern_of
 from slaprobe.alerts.promql import any_of, number, ratio, selector
 from slaprobe.alerts.slos import SLO
+from slaprobe.burnrate import BurnWindow, applicable_windows
 from slaprobe.config import Config, FeedbackSource, Probe, Service
-from slaprobe.units import format_duration, parse_duration
+from slaprobe.units import format_duration
 
 Rule = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class BurnWindow:
-    """One row of the SRE workbook's multi-window table: share of budget spent in ``long``."""
-
-    budget_share: float
-    long: str
-    short: str
-    severity: str
-
-    @property
-    def label(self) -> str:
-        """The stable ``burnrate`` label value: ``1h/5m``."""
-        return f"{self.long}/{self.short}"
-
-    def factor(self, period: float) -> float:
-        """The burn rate that spends ``budget_share`` of a ``period`` budget within ``long``."""
-        return round(self.budget_share * period / parse_duration(self.long), 6)
-
-
-BURN_WINDOWS = tuple(BurnWindow(*row) for row in c.BURN_RATE_TABLE)
 
 
 def _percent(value: float) -> str:
@@ -51,18 +28,9 @@ def _alert(name: str, expr: str, labels: dict[str, str], notes: dict[str, str], 
     return rule
 
 
-def burn_windows(slo: SLO) -> Iterator[tuple[BurnWindow, float]]:
-    """The window pairs that apply to an SLO, with their burn-rate factor.
-
-    Left out: a pair whose long window exceeds the SLA window; one whose factor is below 1
-    (short SLA windows: it would alert on spending less than the budget); one whose
-    threshold (factor x budget) is 100% or more (an objective too low for it: it could
-    never fire).
-    """
-    for window in BURN_WINDOWS:
-        factor = window.factor(slo.period)
-        if parse_duration(window.long) <= slo.period and factor >= 1 and factor * slo.budget < 1:
-            yield window, factor
+def burn_windows(slo: SLO) -> list[tuple[BurnWindow, float]]:
+    """The window pairs that apply to an SLO, with their burn-rate factor (``slaprobe.burnrate``)."""
+    return applicable_windows(slo.period, slo.budget)
 
 
 def burn_rate_alerts(cfg: Config, concern: Concern, slo: SLO) -> list[Rule]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slaprobe import conventions as c
+from slaprobe.burnrate import applicable_windows
 from slaprobe.config import Config, Service
 from slaprobe.dashboards.model import Step
 from slaprobe.dashboards.promql import selector
-from slaprobe.units import parse_duration
 
 # Windows whose error ratio the rules record, shortest first (each SLA window is recorded too).
 BURN_WINDOWS: tuple[str, ...] = c.SLO_RATE_WINDOWS
@@ -33,21 +33,14 @@ class BurnThreshold:
 
 
 def burn_thresholds(service: Service) -> list[BurnThreshold]:
-    """The burn-rate alerts the rules generate for a service (SRE workbook table), fastest first.
-
-    The factor spends a share of the SLA window's budget within the long window. Left out,
-    as the rules leave them out: pairs longer than the SLA window, factors below 1 (they
-    would alert on spending less than the budget), and pairs that could never fire
-    (factor x budget >= 1).
-    """
-    period = service.sla.window
+    """The burn-rate alerts the rules generate for a service, fastest first: the same choice
+    of window pairs (``slaprobe.burnrate.applicable_windows``), so every threshold drawn is
+    an alert that exists."""
     budget = round(1 - service.sla.availability / 100, 12)
-    found = []
-    for share, long, short, severity in c.BURN_RATE_TABLE:
-        factor = round(share * period / parse_duration(long), 6)
-        if parse_duration(long) <= period and factor >= 1 and factor * budget < 1:
-            found.append(BurnThreshold(long, short, factor, severity))
-    return found
+    return [
+        BurnThreshold(window.long, window.short, factor, window.severity)
+        for window, factor in applicable_windows(service.sla.window, budget)
+    ]
 
 
 def burn_steps(service: Service) -> tuple[Step, ...]:
