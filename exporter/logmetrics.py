@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 from slaprobe import conventions as c
 from slaprobe.config import LogMetric, MatchCondition
-from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value, histogram_lines
+from slaprobe.exporter.exposition import (
+    Family,
+    escape_label,
+    family_texts,
+    format_labels,
+    format_value,
+    histogram_lines,
+)
 from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import parse_duration_text
@@ -26,19 +33,9 @@ from slaprobe.probes.tally import Histogram, LabelCap
 
 UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
-Family = tuple[str, str, str]  # (name, type, help)
-
-
-def render_families(families: Iterable[Family], parts: Iterable[tuple[str, ...]]) -> str:
+def render_families(families: Sequence[Family], parts: Iterable[tuple[str, ...]]) -> str:
     """Each family's header once, followed by every part's text for it; empty families left out."""
-    parts = list(parts)
-    out: list[str] = []
-    for index, (name, kind, help_text) in enumerate(families):
-        body = "".join(p[index] for p in parts)
-        if body:
-            out.append(family_header(name, kind, help_text))
-            out.append(body)
-    return "".join(out)
+    return "".join(family_texts(families, list(parts)))
 
 
 # ---------------------------------------------------------------------------- access logs

@@ -16,7 +16,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from slaprobe import conventions as c
-from slaprobe.exporter.exposition import escape_label, family_header, format_labels, format_value, histogram_lines
+from slaprobe.exporter.exposition import (
+    Family,
+    escape_label,
+    family_header,
+    family_texts,
+    format_labels,
+    format_value,
+    histogram_lines,
+)
 from slaprobe.probes.result import FailureReason, ProbeResult
 from slaprobe.probes.tally import Histogram
 
@@ -262,7 +270,7 @@ class ProbeSeries:
 
 
 # (name, type, help) in the order of ProbeSeries.render's tuple.
-FAMILIES: tuple[tuple[str, str, str], ...] = (
+FAMILIES: tuple[Family, ...] = (
     (c.PROBE_RUNS, "counter", "Scheduled probe runs finished."),
     (c.PROBE_FAILURES, "counter", "Scheduled probe runs that failed, by failure reason."),
     (
@@ -339,14 +347,7 @@ class ResultStore:
 
     def render_families(self, chunk: int = 1000) -> Iterator[str]:
         """The text in pieces of at most ``chunk`` series of one family (a scrape never holds the page)."""
-        series = [s.render() for s in self._series.values()]
-        for index, (name, kind, help_text) in enumerate(FAMILIES):
-            header = family_header(name, kind, help_text)
-            for start in range(0, len(series), chunk):
-                body = "".join(s[index] for s in series[start : start + chunk])
-                if body:
-                    yield header + body
-                    header = ""
+        yield from family_texts(FAMILIES, [s.render() for s in self._series.values()], chunk)
 
     def __len__(self) -> int:
         return len(self._series)

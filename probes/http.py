@@ -26,7 +26,6 @@ import contextlib
 import email.utils
 import functools
 import json
-import os
 import re
 import socket
 import ssl
@@ -45,6 +44,7 @@ from slaprobe import conventions as names
 from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
 from slaprobe.jsonpath import JsonPathError, find, json_equal
 from slaprobe.probes import httpwire, tlsutil
+from slaprobe.probes.reasons import first_line, os_reason, ssl_cause
 from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host
 from slaprobe.probes.result import (
     CertInfo,
@@ -694,46 +694,24 @@ def _failure(exc: BaseException, dial: _Dial | None) -> _Failed:
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         return _Failed(FailureReason.CONNECT, f"proxy refused the tunnel: {exc.status} {exc.message}")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _Failed(FailureReason.CONNECT, f"cannot connect to {peer}{where}: {_os_reason(exc.os_error)}")
-    if (tls_error := _tls_cause(exc)) is not None:
+        return _Failed(FailureReason.CONNECT, f"cannot connect to {peer}{where}: {os_reason(exc.os_error)}")
+    if (tls_error := ssl_cause(exc)) is not None:
         return _Failed(FailureReason.TLS, tlsutil.describe_tls_error(tls_error))
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return _Failed(FailureReason.CONNECT, f"{peer} closed the connection without responding")
     if isinstance(exc, aiohttp.ClientResponseError):
-        return _Failed(FailureReason.PROTOCOL, f"invalid HTTP response: {_first_line(exc.message)}")
+        return _Failed(FailureReason.PROTOCOL, f"invalid HTTP response: {first_line(exc.message)}")
     if isinstance(exc, aiohttp.ClientPayloadError) and "ConnectionResetError" in str(exc):
         # A reset mid-body reaches the reader either as ClientOSError or as this, by timing;
         # aiohttp keeps the reset only in the message. Either way it is connect, as httpwire says.
         return _Failed(FailureReason.CONNECT, f"connection to {peer}{where} failed: connection reset by peer")
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return _Failed(FailureReason.PROTOCOL, f"invalid HTTP body: {_first_line(str(exc))}")
+        return _Failed(FailureReason.PROTOCOL, f"invalid HTTP body: {first_line(str(exc))}")
     if isinstance(exc, aiohttp.InvalidURL):
         return _Failed(FailureReason.PROTOCOL, f"invalid URL: {exc}")
     if isinstance(exc, OSError):
-        return _Failed(FailureReason.CONNECT, f"connection to {peer}{where} failed: {_os_reason(exc)}")
-    return _Failed(FailureReason.CONNECT, f"connection to {peer}{where} failed: {_first_line(str(exc))}")
-
-
-def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
-    """The ``ssl.SSLError`` behind ``exc`` (a TLS 1.3 client certificate refusal arrives late)."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 8:
-        if isinstance(current, ssl.SSLError):
-            return current
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return None
-
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno:
-        return os.strerror(exc.errno).lower()
-    return _first_line(str(exc)) or type(exc).__name__
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
+        return _Failed(FailureReason.CONNECT, f"connection to {peer}{where} failed: {os_reason(exc)}")
+    return _Failed(FailureReason.CONNECT, f"connection to {peer}{where} failed: {first_line(str(exc))}")
 
 
 # ---------------------------------------------------------------------------- the connector

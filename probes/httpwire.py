@@ -41,6 +41,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from slaprobe.probes import tlsutil
+from slaprobe.probes.reasons import describe, os_reason, ssl_cause
 from slaprobe.probes.result import FailureReason, ProbeTrace
 
 try:  # a C HTTP/1.1 parser; without it probe_http keeps aiohttp for every hop
@@ -231,7 +232,7 @@ class _Exchange(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if self.fault is None:
                 what = "body" if self.headed else "response"
-                self.fail(FailureReason.PROTOCOL, f"invalid HTTP {what}: {_parser_reason(exc)}")
+                self.fail(FailureReason.PROTOCOL, f"invalid HTTP {what}: {describe(exc)}")
         if self.fault is not None:
             self.wake()
             return
@@ -247,10 +248,10 @@ class _Exchange(asyncio.Protocol):
             self.wake()
             return
         if exc is not None:
-            if (tls_error := _ssl_cause(exc)) is not None:
+            if (tls_error := ssl_cause(exc)) is not None:
                 self.fail(FailureReason.TLS, tlsutil.describe_tls_error(tls_error))
             else:
-                self.fail(FailureReason.CONNECT, f"connection to {self.peer} failed: {_os_reason(exc)}")
+                self.fail(FailureReason.CONNECT, f"connection to {self.peer} failed: {os_reason(exc)}")
         elif not self.received and not self.headed:
             self.fail(FailureReason.CONNECT, f"{self.peer.split(' ')[0]} closed the connection without responding")
         elif not self.headed:
@@ -548,7 +549,7 @@ async def exchange(
         sock.close()
         connected = time.monotonic()
         if isinstance(exc, OSError):
-            raise WireError(FailureReason.CONNECT, f"cannot connect to {peer}: {_os_reason(exc)}") from exc
+            raise WireError(FailureReason.CONNECT, f"cannot connect to {peer}: {os_reason(exc)}") from exc
         raise
     finally:
         trace.add_phase("connect", connected - started)
@@ -630,26 +631,3 @@ async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address
         return await up
     finally:
         loop.remove_writer(fd)
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 8:
-        if isinstance(current, ssl.SSLError):
-            return current
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return None
-
-
-def _os_reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.errno:
-        return os.strerror(exc.errno).lower()
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _parser_reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -7,7 +7,6 @@ upgrade to TLS, each timed as a phase in ``ctx.trace``.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
 import ssl
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 from slaprobe import conventions as names
 from slaprobe.config import TcpSpec, TcpStep, TLSConfig
+from slaprobe.probes.reasons import os_reason
 from slaprobe.probes.resolve import ResolveError, ip_hash, resolve_host
 from slaprobe.probes.result import CertInfo, FailureReason, ProbeContext, ProbeResult, ProbeTrace, Sample
 from slaprobe.probes.tlsutil import (
@@ -99,13 +99,6 @@ def make_result(
     return ctx.trace.result(reason, detail, cert=cert)
 
 
-def _os_error(exc: OSError) -> str:
-    # asyncio's strerror reads "Connect call failed (addr)"; the errno says why.
-    if exc.errno:
-        return os.strerror(exc.errno).lower()
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
 async def dial(address: str, ctx: ProbeContext, *, preferred: str, fallback: bool) -> Connection:
     """Resolve ``address`` (the guard checks the IP dialled), connect, record phases and samples.
 
@@ -126,7 +119,7 @@ async def dial(address: str, ctx: ProbeContext, *, preferred: str, fallback: boo
     try:
         reader, writer = await asyncio.open_connection(ip, port)
     except OSError as exc:
-        raise DialError(FailureReason.CONNECT, f"connect to {where}: {_os_error(exc)}") from None
+        raise DialError(FailureReason.CONNECT, f"connect to {where}: {os_reason(exc)}") from None
     finally:
         ctx.trace.add_phase("connect", time.monotonic() - started)
     ctx.trace.log(f"connected to {where}")
@@ -260,7 +253,7 @@ class _Lines:
 def _io_failure(exc: OSError, what: str) -> DialError:
     if isinstance(exc, ssl.SSLError):
         return DialError(FailureReason.TLS, f"{what}: {describe_tls_error(exc)}")
-    return DialError(FailureReason.CONNECT, f"{what}: {_os_error(exc)}")
+    return DialError(FailureReason.CONNECT, f"{what}: {os_reason(exc)}")
 
 
 async def _expect(lines: _Lines, pattern: re.Pattern[str], ctx: ProbeContext, number: int) -> re.Match[str]:
