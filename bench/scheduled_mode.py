@@ -23,6 +23,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import common
@@ -304,6 +305,18 @@ def main() -> int:
         print(f"EXPERIMENT: every slaprobe process ran first: {args.preamble}")
     with common.workdir() as tmp:
         nginx = common.start_nginx(tmp)
+        # The small run's settings; each call adds what differs (profile, preamble, name, spy).
+        efficiency_run = partial(
+            run_scheduled,
+            nginx,
+            tmp,
+            targets=args.targets,
+            interval=args.interval,
+            timeout=args.interval,
+            warmup=args.warmup,
+            seconds=args.seconds,
+            scrape_interval=None,
+        )
         try:
             bb = small = big = None
             if not args.skip_small:
@@ -316,43 +329,11 @@ def main() -> int:
                     warmup=args.warmup,
                     threads=1,
                 )
-                small = run_scheduled(
-                    nginx,
-                    tmp,
-                    targets=args.targets,
-                    interval=args.interval,
-                    timeout=args.interval,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    scrape_interval=None,
-                    profile=args.profile,
-                    preamble=args.preamble,
-                )
+                small = efficiency_run(profile=args.profile, preamble=args.preamble)
             for vname, preamble in variants.items():
-                extra[vname] = run_scheduled(
-                    nginx,
-                    tmp,
-                    targets=args.targets,
-                    interval=args.interval,
-                    timeout=args.interval,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    scrape_interval=None,
-                    preamble=preamble,
-                    name=f"slaprobe+{vname}",
-                )
+                extra[vname] = efficiency_run(preamble=preamble, name=f"slaprobe+{vname}")
             if args.py_spy:  # an extra, unmeasured run: the sampler costs the exporter CPU
-                run_scheduled(
-                    nginx,
-                    tmp,
-                    targets=args.targets,
-                    interval=args.interval,
-                    timeout=args.interval,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    scrape_interval=None,
-                    spy=args.py_spy.resolve(),
-                )
+                efficiency_run(spy=args.py_spy.resolve())
             if args.big_targets:
                 big = run_scheduled(
                     nginx,
