@@ -163,7 +163,9 @@ class _FlowRun:
         if step.extract and kind == "http":
             capture = ResponseCapture(keep_body=variables.needs_body(step.extract))
             extras = {**extras, RESPONSE_CAPTURE: capture}
-        step_ctx = ProbeContext(timeout=timeout, trace=step_trace, guard=self.ctx.guard, extras=extras)
+        step_ctx = ProbeContext(
+            timeout=timeout, trace=step_trace, guard=self.ctx.guard, extras=extras, lookup=self.ctx.lookup
+        )
         trace.log(f"step {name}: {kind}, timeout {timeout:.3g}s")
         try:
             result = await run_probe(STEP_PROBERS[kind], spec, step_ctx, name=f"flow step {name}")

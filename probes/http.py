@@ -256,7 +256,7 @@ class _HttpProbe:
         if proxy is not None:
             # The proxy comes from the config, not from the target: it is not guarded.
             proxy_host = proxy.raw_host or ""
-            unguarded = ProbeContext(timeout=ctx.timeout, trace=trace)
+            unguarded = ProbeContext(timeout=ctx.timeout, trace=trace, lookup=ctx.lookup)
             proxy_ip, proxy_family = await self.resolve(proxy_host, unguarded, first=False)
             dial = _Dial(proxy_host, proxy_ip, proxy_family, proxy.port or 80, trace, via_proxy=True)
         else:

@@ -9,7 +9,7 @@ import socket
 import time
 
 from slaprobe import conventions as names
-from slaprobe.probes.result import ProbeContext, Sample
+from slaprobe.probes.result import Lookup, ProbeContext, Sample
 
 _FAMILIES: dict[str, int] = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 
@@ -48,7 +48,7 @@ async def resolve_host(
             if not fallback and family != _FAMILIES[preferred]:
                 raise ResolveError(f"{host} is not an {preferred} address")
         else:
-            ip, family = await _lookup(host, preferred, fallback)
+            ip, family = await _lookup(host, preferred, fallback, ctx.lookup or _system_lookup)
         ctx.trace.log(f"resolved {host} to {ip}")
         if ctx.guard is not None:
             ctx.guard(host, ip)
@@ -57,20 +57,25 @@ async def resolve_host(
         ctx.trace.add_phase("resolve", time.monotonic() - started)
 
 
-async def _lookup(host: str, preferred: str, fallback: bool) -> tuple[str, int]:
-    loop = asyncio.get_running_loop()
+async def _system_lookup(host: str, family: int) -> list[str]:
+    """The addresses getaddrinfo gives for ``host`` in ``family``."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=family, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def _lookup(host: str, preferred: str, fallback: bool, lookup: Lookup) -> tuple[str, int]:
     order = [_FAMILIES[preferred]]
     if fallback:
         order.append(socket.AF_INET6 if order[0] == socket.AF_INET else socket.AF_INET)
     last: Exception | None = None
     for family in order:
         try:
-            infos = await loop.getaddrinfo(host, None, family=family, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
+            addresses = await lookup(host, family)
+        except (OSError, UnicodeError) as exc:
             last = exc
             continue
-        if infos:
-            return str(infos[0][4][0]), family
+        if addresses:
+            return addresses[0], family
     raise ResolveError(f"cannot resolve {host}: {last}" if last else f"no address for {host}")
 
 

@@ -134,6 +134,10 @@ class ForbiddenTargetError(Exception):
 # Decides whether a (hostname, ip) may be dialled; raises ForbiddenTargetError if not.
 AddressGuard = Callable[[str, str], None]
 
+# The addresses of a host name in one family (socket.AF_INET or AF_INET6), best first;
+# raises OSError (socket.gaierror) when the name has none. Tests answer from a table with it.
+Lookup = Callable[[str, int], Awaitable[list[str]]]
+
 
 @dataclass(slots=True)
 class ProbeContext:
@@ -145,6 +149,7 @@ class ProbeContext:
     hostname: str | None = None  # Host header / SNI override (blackbox's hostname=)
     extras: dict[str, Any] = field(default_factory=dict)  # kind-specific seams (e.g. a session)
     want_samples: bool = True  # False: the caller drops blackbox's samples, so they need not be built
+    lookup: Lookup | None = None  # name resolution; None: the system resolver (getaddrinfo)
 
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[ProbeResult]]

@@ -32,6 +32,7 @@ from slaprobe.probes.result import (
 from slaprobe.probes.runner import run_probe
 from tests.conftest import free_port
 from tests.support.certs import Authority, CertFiles
+from tests.support.hosts import hosts
 
 Serve = Callable[..., Awaitable[str]]
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -687,7 +688,7 @@ async def test_a_refused_port_fails_with_connect() -> None:
 
 
 async def test_an_unresolvable_name_fails_with_dns() -> None:
-    result = await probe(spec("http://nonexistent.invalid/"))
+    result = await probe(spec("http://nonexistent.invalid/"), context(lookup=hosts()))
     assert failed(result, FailureReason.DNS)
     assert "nonexistent.invalid" in result.detail
 
@@ -772,11 +773,9 @@ async def test_an_ipv4_literal_is_used_when_ip6_is_preferred_with_fallback(serve
 
 
 async def test_without_fallback_a_name_lacking_the_preferred_family_fails_with_dns(serve: Serve) -> None:
-    base = (await serve()).replace("127.0.0.1", "localhost")  # localhost is IPv4-only here
-    with contextlib.suppress(socket.gaierror):
-        if socket.getaddrinfo("localhost", None, socket.AF_INET6):
-            pytest.skip("localhost has an IPv6 address here")
-    result = await probe(spec(base + "/", preferred_ip_protocol="ip6", ip_protocol_fallback=False))
+    base = (await serve()).replace("127.0.0.1", "ip4only.test")
+    only_ip4 = hosts({"ip4only.test": ["127.0.0.1"]})
+    result = await probe(spec(base + "/", preferred_ip_protocol="ip6", ip_protocol_fallback=False), context(lookup=only_ip4))
     assert failed(result, FailureReason.DNS)
 
 

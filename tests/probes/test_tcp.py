@@ -22,6 +22,7 @@ from slaprobe.probes.runner import run_probe
 from slaprobe.probes.tcp import MAX_STEP_BYTES, expand_template, ip_hash, probe_tcp
 from tests.conftest import free_port
 from tests.support.certs import Authority, CertFiles, make_authority
+from tests.support.hosts import hosts
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -137,7 +138,7 @@ async def test_a_closed_port_fails_with_connect() -> None:
 
 
 async def test_an_unresolvable_name_fails_with_dns() -> None:
-    result = await probe(spec(80, host="no-such-host.invalid"))
+    result = await probe(spec(80, host="no-such-host.invalid"), lookup=hosts())
     assert result.reason is FailureReason.DNS
     assert "no-such-host.invalid" in result.detail
     assert "connect" not in result.phases

@@ -21,6 +21,7 @@ from slaprobe.probes.runner import run_probe
 from slaprobe.probes.tls import probe_tls
 from tests.conftest import free_port
 from tests.support.certs import Authority, CertFiles, make_authority
+from tests.support.hosts import hosts
 
 
 @contextlib.asynccontextmanager
@@ -348,7 +349,7 @@ async def test_a_closed_port_fails_with_connect() -> None:
 
 
 async def test_an_unresolvable_name_fails_with_dns() -> None:
-    result = await probe(spec(443, host="no-such-host.invalid"))
+    result = await probe(spec(443, host="no-such-host.invalid"), lookup=hosts())
     assert result.reason is FailureReason.DNS
 
 
