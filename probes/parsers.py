@@ -17,6 +17,13 @@ Field names per format (``Event.fields``, all text, values as written unless not
 - ``apache_combined``: the same names (``ident`` for ``%l``) plus ``request_time_us``
   for a trailing ``%D``; ``body_bytes_sent`` ``-`` is read as ``0``; ``duration`` =
   ``%D`` / 1e6.
+- ``ingress_nginx`` (ingress-nginx's default ``log-format-upstream``): the ``nginx_combined``
+  names up to ``http_user_agent``, then ``request_length request_time proxy_upstream_name
+  proxy_alternative_upstream_name upstream_addr upstream_response_length
+  upstream_response_time upstream_status req_id`` (upstream values as written, lists
+  included) and ``upstream_response_time_sum``. ``proxy_upstream_name`` names the backend
+  Service as ``<namespace>-<service>-<port>`` (``upstream-default-backend`` when no Ingress
+  matched; empty brackets give an empty value). ``duration`` = ``request_time`` in seconds.
 - ``envoy`` (default format): ``start_time method path protocol response_code
   response_flags bytes_received bytes_sent duration upstream_service_time
   x_forwarded_for user_agent request_id authority upstream_host``; ``duration`` is the
@@ -513,6 +520,110 @@ def parse_apache_combined(line: bytes) -> Event | None:
     if time is _clf_bytes_cache:
         time = _clf_time_bytes(raw_time)
     return _event(_lazy(_ApacheFields, line), time, status, duration)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- ingress-nginx
+
+# The default log-format-upstream of ingress-nginx (internal/ingress/controller/config):
+#   $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer"
+#   "$http_user_agent" $request_length $request_time [$proxy_upstream_name]
+#   [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length
+#   $upstream_response_time $upstream_status $req_id
+# The upstream values are lists when nginx tried several servers (``a, b``) or redirected
+# internally (``a : b``); an item is ``-`` when unknown.
+# Values are split on single spaces, as the fast path splits them.
+_INGRESS_LIST = r"[^ ,]+(?:(?:, | : )[^ ,]+)*"
+_INGRESS_REST = re.compile(
+    r" ([^ ]+) ([^ ]+) \[([^\]]*)\] \[([^\]]*)\] " + " ".join([f"({_INGRESS_LIST})"] * 4) + r" ([^ \r]+)\r?\Z"
+)
+_INGRESS_NAMES = (
+    "request_length",
+    "request_time",
+    "proxy_upstream_name",
+    "proxy_alternative_upstream_name",
+    "upstream_addr",
+    "upstream_response_length",
+    "upstream_response_time",
+    "upstream_status",
+    "req_id",
+)
+
+
+def _ingress_fields(parts: ClfParts) -> dict[str, str]:
+    addr, _, user, time_local, request, status, body_bytes, referer, agent, rest = parts
+    fields = {
+        "remote_addr": addr,
+        "remote_user": user,
+        "time_local": time_local,
+        "request": request,
+        "status": status,
+        "body_bytes_sent": body_bytes,
+        "http_referer": referer,
+        "http_user_agent": agent,
+    }
+    _request_fields(fields, request)
+    m = _INGRESS_REST.match(rest)
+    if m is not None:
+        fields.update(zip(_INGRESS_NAMES, m.groups(), strict=True))
+        total = sum_upstream_times(fields["upstream_response_time"])
+        if total is not None:
+            fields["upstream_response_time_sum"] = _number_text(total)
+    return fields
+
+
+class _IngressFields(LazyFields):
+    __slots__ = ()
+    _build = staticmethod(lambda line: _ingress_fields(_clf_parts_fast(line)))
+
+
+def _ingress_slow(line: bytes) -> Event | None:
+    """The regex path: escaped quotes (escape=json), odd remote_user, CRLF."""
+    text = _decode(line)
+    parts = _clf_parts(text, False)
+    if parts is None:
+        return None
+    status = _STATUS_BYTES.get(parts[5].encode())
+    m = _INGRESS_REST.match(parts[9])
+    if status is None or m is None:
+        return None
+    duration = None
+    if m.group(2) != "-":
+        duration = _float_or_none(m.group(2))
+        if duration is None:
+            return None
+    return Event(_ingress_fields(parts), parse_clf_time(parts[3]), status, duration)
+
+
+def parse_ingress_nginx(line: bytes) -> Event | None:
+    """ingress-nginx's default ``log-format-upstream``; ``duration`` = ``$request_time``."""
+    parts = line.split(b'"')
+    if len(parts) != 7 or parts[4] != b" ":
+        return _ingress_slow(line)
+    head = parts[0]
+    lb = head.find(b" [")
+    mid = parts[2].split()
+    if lb < 0 or head[-2:] != b"] " or len(mid) != 2 or head.count(b" ", 0, lb) != 2 or b'\\"' in line:
+        return _ingress_slow(line)
+    status = _STATUS_BYTES.get(mid[0])
+    if status is None:
+        return None
+    # " <request_length> <request_time> [<upstream name>] [<alternative>] <upstream values...>"
+    rest = parts[6].split(b" ", 5)
+    if len(rest) != 6 or rest[0] or rest[3][:1] != b"[" or rest[3][-1:] != b"]" or rest[4][:1] != b"[":
+        return _ingress_slow(line) if parts[6][-1:] in b"\r\n" else None
+    duration = None
+    if rest[2] != b"-":
+        try:
+            duration = float(rest[2])
+        except ValueError:
+            return None
+        if not duration >= 0:  # also NaN
+            return None
+    raw_time = head[lb + 2 : -2]
+    time = _clf_bytes_cache.get(raw_time, _clf_bytes_cache)
+    if time is _clf_bytes_cache:
+        time = _clf_time_bytes(raw_time)
+    return _event(_lazy(_IngressFields, line), time, status, duration)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- envoy

@@ -243,6 +243,9 @@ class Tailer:
         self._lock = threading.Lock()
         self._state_path = Path(state_dir) / f"tailer-{_safe_name(name)}.json" if state_dir is not None else None
         self._saved: dict[str, dict[str, Any]] = {}
+        #: The files of the lines the last poll returned: (path, end) per file, in order, so that
+        #: ``lines[previous end:end]`` came from ``path`` (container log unwrapping joins per file).
+        self.last_spans: list[tuple[str, int]] = []
         self._resumed = False
         self._load_state()
 
@@ -258,6 +261,7 @@ class Tailer:
             for f in list(self._files.values()):
                 self._settle(f, now)
             lines: list[bytes] = []
+            spans: list[tuple[str, int]] = []
             budget = max_bytes
             # Old content first: rotated-away files, the tail a copy recovered, then the files in
             # the order they were found (a renamed file before the one that took its place).
@@ -267,10 +271,13 @@ class Tailer:
                 if f.role == "follow":
                     budget -= self._read(f, lines, budget, now)
                     f.recovered = False
+                    if len(lines) > (spans[-1][1] if spans else 0):
+                        spans.append((f.path, len(lines)))
             self._close_idle(now)
             self._retired = [s for s in self._retired if now - s.at < _RETIRED_TTL][-_RETIRED_MAX:]
             self.stats.lag_bytes = sum(max(0, f.size - f.offset) for f in self._files.values() if f.role == "follow")
             self.stats.files = len(self._files)
+            self.last_spans = spans
             return lines
 
     def commit(self, *, force: bool = False) -> None:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +26,7 @@ from slaprobe.probes.parsers import (
     parse_clf_time,
     parse_duration_text,
     parse_envoy,
+    parse_ingress_nginx,
     parse_iso_time,
     parse_jsonl,
     parse_logfmt,
@@ -28,6 +35,7 @@ from slaprobe.probes.parsers import (
     parser_for,
     sum_upstream_times,
 )
+from tests.conftest import free_port
 
 T_2023 = calendar.timegm((2023, 10, 10, 13, 55, 36))  # 10/Oct/2023:13:55:36 +0000
 
@@ -370,6 +378,205 @@ def test_a_regex_parser_reads_time_and_duration_with_units() -> None:
     event = parsed(parse, b"2024-01-02T03:04:05Z took 250ms")
     assert event.duration == 0.25
     assert event.time == calendar.timegm((2024, 1, 2, 3, 4, 5))
+
+
+# ---------------------------------------------------------------------------- ingress-nginx
+
+# Modelled on ingress-nginx's default log-format-upstream (its controller config):
+# ... "$http_user_agent" $request_length $request_time [$proxy_upstream_name]
+# [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length
+# $upstream_response_time $upstream_status $req_id
+INGRESS = (
+    b'203.0.113.9 - - [10/Oct/2023:13:55:36 +0000] "GET /api/v1/orders?id=7 HTTP/2.0" 200 2326 '
+    b'"https://shop.example/cart" "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0" 512 0.123 '
+    b"[shop-checkout-8080] [] 10.244.1.17:8080 2326 0.120 200 4f6c1e0a9d2b7c3e8f1a5b6d7e8f9a0b"
+)
+
+
+def test_an_ingress_nginx_line_gives_status_request_time_and_every_field() -> None:
+    event = parsed(parse_ingress_nginx, INGRESS)
+    assert (event.status, event.duration, event.time) == (200, 0.123, T_2023)
+    assert dict(event.fields) == {
+        "remote_addr": "203.0.113.9",
+        "remote_user": "-",
+        "time_local": "10/Oct/2023:13:55:36 +0000",
+        "request": "GET /api/v1/orders?id=7 HTTP/2.0",
+        "method": "GET",
+        "path": "/api/v1/orders?id=7",
+        "protocol": "HTTP/2.0",
+        "status": "200",
+        "body_bytes_sent": "2326",
+        "http_referer": "https://shop.example/cart",
+        "http_user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0",
+        "request_length": "512",
+        "request_time": "0.123",
+        "proxy_upstream_name": "shop-checkout-8080",
+        "proxy_alternative_upstream_name": "",
+        "upstream_addr": "10.244.1.17:8080",
+        "upstream_response_length": "2326",
+        "upstream_response_time": "0.120",
+        "upstream_status": "200",
+        "req_id": "4f6c1e0a9d2b7c3e8f1a5b6d7e8f9a0b",
+        "upstream_response_time_sum": "0.12",
+    }
+
+
+def test_ingress_nginx_upstream_lists_of_retries_and_internal_redirects_are_kept_whole() -> None:
+    line = (
+        b'10.0.0.1 - alice [10/Oct/2023:13:55:36 +0000] "POST /pay HTTP/1.1" 502 150 "-" "curl/8.5.0" '
+        b"1200 3.010 [shop-pay-80] [shop-pay-canary-80] 10.244.1.7:8080, 10.244.2.9:8080 : 10.244.3.1:80 "
+        b"0, 0 : 150 1.500, 1.501 : 0.004 502, 502 : 502 9a0b"
+    )
+    event = parsed(parse_ingress_nginx, line)
+    assert (event.status, event.duration) == (502, 3.01)
+    fields = event.fields
+    assert fields["proxy_alternative_upstream_name"] == "shop-pay-canary-80"
+    assert fields["upstream_addr"] == "10.244.1.7:8080, 10.244.2.9:8080 : 10.244.3.1:80"
+    assert fields["upstream_status"] == "502, 502 : 502"
+    assert fields["upstream_response_time_sum"] == "3.005"
+    assert fields["req_id"] == "9a0b"
+
+
+def test_an_ingress_nginx_request_without_upstream_has_dashes_and_the_default_backend() -> None:
+    line = (
+        b'10.0.0.1 - - [10/Oct/2023:13:55:36 +0000] "GET /nothing HTTP/1.1" 404 146 "-" "-" 71 0.000 '
+        b"[upstream-default-backend] [] - - - - 1b2c"
+    )
+    event = parsed(parse_ingress_nginx, line)
+    assert (event.status, event.duration) == (404, 0.0)
+    assert event.fields["proxy_upstream_name"] == "upstream-default-backend"
+    assert event.fields["upstream_addr"] == event.fields["upstream_status"] == "-"
+    assert "upstream_response_time_sum" not in event.fields
+
+
+def test_ingress_nginx_escaped_quotes_and_crlf_take_the_slower_path_to_the_same_fields() -> None:
+    escaped = INGRESS.replace(b"Firefox/121.0", b'say \\"hi\\"')
+    for line in (escaped, INGRESS + b"\r", INGRESS.replace(b" - - ", b" - a b ")):
+        event = parsed(parse_ingress_nginx, line)
+        assert (event.status, event.duration) == (200, 0.123)
+        assert event.fields["proxy_upstream_name"] == "shop-checkout-8080"
+        assert event.fields["req_id"] == "4f6c1e0a9d2b7c3e8f1a5b6d7e8f9a0b"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        NGINX,  # plain combined with request_time: not ingress-nginx
+        INGRESS.split(b" [shop")[0],
+        INGRESS.replace(b" 0.123 ", b" slow "),
+        INGRESS.replace(b"[shop-checkout-8080]", b"shop-checkout-8080"),
+        INGRESS.replace(b" 200 2326 ", b" OK 2326 "),
+        b"",
+    ],
+)
+def test_lines_that_are_not_ingress_nginx_give_none(line: bytes) -> None:
+    assert parse_ingress_nginx(line) is None
+
+
+# ingress-nginx's default format, as its controller writes it into nginx.conf.
+INGRESS_LOG_FORMAT = (
+    '\'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+    '"$http_user_agent" $request_length $request_time [$proxy_upstream_name] '
+    "[$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length "
+    "$upstream_response_time $upstream_status $req_id'"
+)
+
+
+def nginx_conf(tmp: Path, front: int, backend: int, dead: int) -> str:
+    """An nginx that logs like ingress-nginx: one Service upstream, one with a failed first try, a 404."""
+    temp = " ".join(f"{k}_temp_path {tmp}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""
+master_process off;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  {temp}
+  log_format upstreaminfo {INGRESS_LOG_FORMAT};
+  upstream shop-cart-80 {{ server 127.0.0.1:{backend}; }}
+  upstream shop-pay-80 {{ server 127.0.0.1:{dead} max_fails=0; server 127.0.0.1:{backend} backup; }}
+  server {{
+    listen 127.0.0.1:{backend};
+    access_log off;
+    location / {{ return 200 "ok\\n"; }}
+    location ~ /broken$ {{ return 503; }}
+  }}
+  server {{
+    listen 127.0.0.1:{front};
+    access_log {tmp}/access.log upstreaminfo;
+    set $proxy_alternative_upstream_name "";
+    set $req_id $request_id;
+    location /cart {{ set $proxy_upstream_name "shop-cart-80"; proxy_pass http://shop-cart-80; }}
+    location /pay {{ set $proxy_upstream_name "shop-pay-80"; proxy_pass http://shop-pay-80; }}
+    location / {{ set $proxy_upstream_name "upstream-default-backend"; return 404; }}
+  }}
+}}
+"""
+
+
+def get_status(url: str, agent: str) -> int:
+    request = urllib.request.Request(url, headers={"User-Agent": agent})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs the nginx binary")
+def test_lines_written_by_a_real_nginx_with_the_ingress_nginx_format_parse(tmp_path: Path) -> None:
+    front, backend, dead = free_port(), free_port(), free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(nginx_conf(tmp_path, front, backend, dead), encoding="utf-8")
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                get_status(f"http://127.0.0.1:{front}/ready", "ready")
+                break
+            except OSError:
+                assert nginx.poll() is None, nginx.communicate()[1]
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        asked = [
+            ("/cart/items?id=1", 'curl "quoted" \u00e9', 200),
+            ("/cart/broken", "probe", 503),
+            ("/pay", "probe", 200),
+            ("/nothing", "-", 404),
+        ]
+        for path, agent, status in asked:
+            assert get_status(f"http://127.0.0.1:{front}{path}", agent) == status
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+    lines = (tmp_path / "access.log").read_bytes().splitlines()[1:]  # after the readiness request
+    events = [parsed(parse_ingress_nginx, line) for line in lines]
+    assert [(e.fields["path"], e.status) for e in events] == [(p, s) for p, _, s in asked]
+    assert all(e.time is not None and e.duration is not None and e.duration >= 0 for e in events)
+    cart, broken, pay, nothing = (e.fields for e in events)
+    assert cart["proxy_upstream_name"] == "shop-cart-80"
+    assert cart["http_user_agent"].startswith("curl \\x22quoted\\x22")
+    assert cart["upstream_addr"] == f"127.0.0.1:{backend}"
+    assert broken["upstream_status"] == "503"
+    assert pay["upstream_addr"] == f"127.0.0.1:{dead}, 127.0.0.1:{backend}"
+    assert pay["upstream_status"] == "502, 200"
+    assert nothing["proxy_upstream_name"] == "upstream-default-backend"
+    assert nothing["upstream_addr"] == "-"
+    assert all(len(e.fields["req_id"]) == 32 for e in events)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40), st.binary(max_size=40))
+def test_the_ingress_nginx_parser_never_raises_on_mangled_lines(prefix: bytes, suffix: bytes) -> None:
+    event = parse_ingress_nginx(prefix + INGRESS[len(prefix) :] + suffix)
+    if event is not None:
+        dict(event.fields)
 
 
 # ---------------------------------------------------------------------------- lookup, helpers
