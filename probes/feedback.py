@@ -1,10 +1,17 @@
-"""Complaint tickets: response and resolution times against deadlines, breaches, open tickets.
+"""Complaint tickets: deadlines, the closed loop, satisfaction and repeats of one feedback source.
 
 ``TicketTracker`` is pure: the caller feeds it ticket events (the fields of one log line:
-``id``, ``event`` in opened / first_response / resolved, ``time``, ``category``,
-``urgency``, ``service``, ``channel``; names configurable) and calls ``tick()`` so that
-deadlines passing while a ticket is still open are counted. The exporter renders its
-counters. No prometheus code here.
+``id``, ``event``, ``time``, ``category``, ``urgency``, ``service``, ``channel``,
+``customer``, ``rating``, ``scale``; names configurable) and calls ``tick()`` so that
+deadlines and reopen windows passing while nothing is logged are counted. The exporter
+renders its counters. No prometheus code here.
+
+A ticket's life. ``opened`` (received; classified by its own category or by the
+``classify:`` rules, see ``probes.classify``), ``first_response`` (answered),
+``resolved``, then ``closed`` (the customer confirmed) or ``reopened`` (open again, then
+resolved again); a resolved ticket not reopened within ``reopen_window`` is auto-closed.
+``rated`` carries a satisfaction rating (``probes.rating``) at any point, one per
+resolution. A ``closed`` event for a ticket never resolved closes it unresolved.
 
 Deadlines. A ticket is held to its category's deadlines (``sla:``) and to its
 urgency's (``urgency:``); both are commitments to the same customer, so the earlier of
@@ -13,12 +20,24 @@ the two applies at each stage. A stage without any deadline is never breached.
 Breaches are counted once per ticket and stage: when the response or resolution comes
 in late, or as soon as ``tick`` sees the deadline pass while the ticket is still open,
 whichever is first. A resolution without an earlier response counts as the first
-response too (the customer got an answer then).
+response too (the customer got an answer then). Response and resolution times are
+measured once per ticket: a reopened ticket's second resolution is not timed again.
+
+The closed loop. Each ticket is counted once at each stage it reaches: received,
+classified, answered, resolved, closed (confirmed or auto-closed after a resolution); it
+is *closed loop* when it closes having gone through all of them. Every closing is counted
+by its outcome (confirmed, auto_closed, unresolved); a ticket reopened after it closed
+counts as reopened and, when it closes again, as a second closing.
+
+Repeats. The customer id is hashed at once (``probes.repeats``); a ticket opened by the
+same customer about the same service and category within ``repeat_window`` of an
+earlier one counts as a repeat.
 
 Odd input is counted, never fatal: a second ``opened`` or ``first_response`` of a
 ticket is a duplicate; an event for a ticket not (yet) opened is held for a while
 (``PENDING_TTL``) and applied as out of order when its ``opened`` arrives, or dropped as
-an unknown ticket; a step dated before its ticket was opened counts as taking 0 s.
+an unknown ticket; a step dated before its ticket was opened counts as taking 0 s; a
+rating of a ticket not known is counted with the labels its own event gives.
 """
 
 from __future__ import annotations
@@ -38,24 +57,35 @@ from typing import Any, Literal
 
 from slaprobe import conventions as c
 from slaprobe.config import Deadlines, FeedbackSource
+from slaprobe.probes.classify import Classifier, classifier_for
+from slaprobe.probes.rating import DEFAULT_SATISFIED, RATING_BOUNDS, read_rating
+from slaprobe.probes.repeats import RepeatWindow, customer_key
 from slaprobe.probes.tally import Histogram, LabelCap
 
 log = logging.getLogger("slaprobe.feedback")
 
-Step = Literal["opened", "first_response", "resolved"]
+Step = Literal["opened", "first_response", "resolved", "reopened", "rated", "closed"]
+STEPS: tuple[Step, ...] = ("opened", "first_response", "resolved", "reopened", "rated", "closed")
 STAGES = (c.STAGE_FIRST_RESPONSE, c.STAGE_RESOLUTION)  # also the attribute names of config.Deadlines
+_AUTO_CLOSE = "auto_close"  # the heap entry of a resolved ticket's reopen window
 
 # Histogram bounds for response and resolution times: 15 min to 14 days. Every
 # configured deadline is added, so "within the deadline" is always a bucket.
 TICKET_BUCKETS: tuple[float, ...] = tuple(h * 3600.0 for h in (0.25, 0.5, 1, 2, 4, 8, 12, 24, 48, 72, 120, 168, 336))
 PENDING_TTL = 3600.0  # seconds an event for a ticket not yet opened waits for its opened event
 PENDING_LIMIT = 10_000  # such events held, at most
-STATE_VERSION = 1
+MAX_SERIES = 10_000  # distinct (service, category, channel) of the satisfaction and loop counters, at most
+DEFAULT_WINDOW = 7 * 86400.0  # repeat and reopen windows unless configured
+DEFAULT_MAX_CUSTOMERS = 100_000  # customer hashes remembered, at most (about 150 bytes each)
+STATE_VERSION = 2
+
+Key = tuple[str, str, str]  # (service, category, channel) of the satisfaction and loop counters
+_OVERFLOW_KEY: Key = (c.OVERFLOW_LABEL_VALUE,) * 3
 
 
 @dataclass(slots=True)
 class Ticket:
-    """An open ticket: when it was opened, its labels, and what it has been through."""
+    """A known ticket: when it was opened, its labels, and what it has been through."""
 
     id: str
     opened: float  # unix seconds
@@ -66,6 +96,50 @@ class Ticket:
     responded: float | None = None  # unix seconds of the first response
     response_breached: bool = False
     resolution_breached: bool = False
+    classified: bool = False  # its category came from the event or a classification rule, not the default
+    resolved_at: float | None = None  # unix seconds of the latest resolution
+    resolutions: int = 0
+    rated: bool = False  # rated since its latest resolution (or opening)
+    loop_closed: bool = False  # counted at the closed stage of the loop
+
+    @property
+    def key(self) -> Key:
+        """The labels of its satisfaction and loop counters."""
+        return (self.service, self.category, self.channel)
+
+
+@dataclass(frozen=True, slots=True)
+class DeskSettings:
+    """What a tracker reads from its source besides the deadlines, resolved once."""
+
+    customer_field: str
+    rating_field: str
+    scale_field: str
+    satisfied: Mapping[int, float]
+    default_scale: int
+    repeat_window: float
+    reopen_window: float
+    max_customers: int
+    salt: bytes
+    classifier: Classifier
+
+    @classmethod
+    def of(cls, source: FeedbackSource) -> DeskSettings:
+        """The settings of ``source`` (the defaults where it has none)."""
+        fields = source.fields
+        satisfied = getattr(source, "satisfied", None) or DEFAULT_SATISFIED
+        return cls(
+            customer_field=getattr(fields, "customer", "customer"),
+            rating_field=getattr(fields, "rating", "rating"),
+            scale_field=getattr(fields, "scale", "scale"),
+            satisfied={int(k): float(v) for k, v in satisfied.items()},
+            default_scale=int(getattr(source, "scale", 5)),
+            repeat_window=float(getattr(source, "repeat_window", DEFAULT_WINDOW)),
+            reopen_window=float(getattr(source, "reopen_window", DEFAULT_WINDOW)),
+            max_customers=int(getattr(source, "max_customers", DEFAULT_MAX_CUSTOMERS)),
+            salt=str(getattr(source, "customer_salt", "") or "").encode(),
+            classifier=classifier_for(getattr(source, "classify", ())),
+        )
 
 
 def parse_ticket_time(value: object) -> float | None:
@@ -116,13 +190,15 @@ def effective_deadlines(source: FeedbackSource, category: str, urgency: str) -> 
 
 
 class TicketTracker:
-    """Open tickets of one feedback source and the counters the exporter renders."""
+    """Known tickets of one feedback source and the counters the exporter renders."""
 
     def __init__(self, source: FeedbackSource, clock: Callable[[], float] = time.time) -> None:
         self.source = source
         self.clock = clock
+        self.settings = settings = DeskSettings.of(source)
         self.version = 0  # bumped on every change, so renderers can cache
         self.open: dict[str, Ticket] = {}
+        self.resolved: OrderedDict[str, Ticket] = OrderedDict()  # resolved, neither reopened nor closed yet
         self.tickets: Counter[tuple[str, str, str]] = Counter()  # (service, category, urgency)
         self.by_channel: Counter[str] = Counter()
         self.quality: Counter[str] = Counter()  # by service
@@ -132,11 +208,20 @@ class TicketTracker:
         self.bounds = tuple(sorted({*TICKET_BUCKETS, *self._deadline_values()}))
         self.first_response: dict[tuple[str, str], Histogram] = {}
         self.resolution: dict[tuple[str, str], Histogram] = {}
-        self.evicted = 0  # open tickets forgotten to stay under max_open_tickets
+        # Satisfaction, repeats and the closed loop, by (service, category, channel).
+        self.rated: Counter[Key] = Counter()
+        self.satisfied: Counter[Key] = Counter()
+        self.ratings: dict[tuple[str, str, str, int], Histogram] = {}  # (service, category, channel, scale)
+        self.repeats: Counter[Key] = Counter()
+        self.reopened: Counter[Key] = Counter()
+        self.closed: Counter[tuple[str, str, str, str]] = Counter()  # (service, category, channel, outcome)
+        self.closed_loop: Counter[Key] = Counter()
+        self.loop_stages: Counter[tuple[str, str, str, str]] = Counter()  # (service, category, channel, stage)
+        self.customers = RepeatWindow(settings.repeat_window, settings.max_customers)
+        self.evicted = 0  # open or resolved tickets forgotten to stay under max_open_tickets
         self._steps: dict[str, Step] = {}
-        steps: tuple[Step, ...] = ("opened", "first_response", "resolved")
-        for step in steps:
-            for word in getattr(source.events, step):
+        for step in STEPS:
+            for word in getattr(source.events, step, [step]):
                 self._steps[word] = step
         self._quality = frozenset(source.quality_categories)
         limit = source.max_label_values
@@ -144,9 +229,11 @@ class TicketTracker:
         self._urgency = LabelCap(limit, {*source.urgency, source.defaults.urgency})
         self._service = LabelCap(limit, {source.service or ""})
         self._channel = LabelCap(limit, {source.defaults.channel})
+        self._keys: set[Key] = set()  # distinct keys of the satisfaction and loop counters, up to MAX_SERIES
         self._limits: dict[tuple[str, str], Deadlines] = {}
-        self._due: list[tuple[float, str, str, float]] = []  # heap of (due, stage, id, opened)
-        self._closed: OrderedDict[str, None] = OrderedDict()  # recently resolved ids, for duplicates
+        self._due: list[tuple[float, str, str, float]] = []  # heap of (due, stage or _AUTO_CLOSE, id, opened)
+        self._closed: OrderedDict[str, Ticket] = OrderedDict()  # recently closed tickets, for duplicates and reopens
+        self._rated_unknown: OrderedDict[str, None] = OrderedDict()  # ids rated while not known, for duplicates
         self._pending: OrderedDict[str, list[tuple[Step, float, float]]] = OrderedDict()  # id -> (step, when, held at)
         self._oldest: tuple[int, float | None] = (-1, None)
         self._known_pairs = frozenset(self.known_pairs())
@@ -165,6 +252,13 @@ class TicketTracker:
         categories = sorted({*self.source.sla, *self.source.quality_categories, self.source.defaults.category})
         urgencies = sorted({*self.source.urgency, self.source.defaults.urgency})
         return [(cat, urg) for cat in categories for urg in urgencies]
+
+    def known_keys(self) -> list[Key]:
+        """(service, category, channel) keys from the config, exported before any ticket (with a service)."""
+        if not self.source.service:
+            return []
+        categories = sorted({*self.source.sla, *self.source.quality_categories, self.source.defaults.category})
+        return [(self.source.service, cat, self.source.defaults.channel) for cat in categories]
 
     def deadlines(self, category: str, urgency: str) -> Deadlines:
         """The effective deadlines of a (category, urgency), cached."""
@@ -185,6 +279,38 @@ class TicketTracker:
             found = table[key] = Histogram(self.bounds)
         return found
 
+    def _capped(self, key: Key) -> Key:
+        """``key`` itself while the counters have room for it, else the overflow key."""
+        if key in self._keys:
+            return key
+        if len(self._keys) < MAX_SERIES:
+            self._keys.add(key)
+            return key
+        return _OVERFLOW_KEY
+
+    def _labels(self, fields: Mapping[str, object]) -> tuple[str, str, str, str, bool]:
+        """(category, urgency, service, channel, classified) of an event: its own fields, the rules, the defaults."""
+        names, defaults = self.source.fields, self.source.defaults
+        category = _text(fields.get(names.category))
+        urgency = _text(fields.get(names.urgency))
+        service = _text(fields.get(names.service))
+        classifier = self.settings.classifier
+        if classifier and not (category and urgency and service):
+            for target, value in classifier.classify(fields):
+                if target == "category":
+                    category = category or value
+                elif target == "urgency":
+                    urgency = urgency or value
+                else:
+                    service = service or value
+        return (
+            self._category(category or defaults.category),
+            self._urgency(urgency or defaults.urgency),
+            self._service(service or self.source.service or ""),
+            self._channel(_text(fields.get(names.channel)) or defaults.channel),
+            bool(category),
+        )
+
     # ------------------------------------------------------------------ events
 
     def consume(self, fields: Mapping[str, object], *, time: float | None = None) -> None:
@@ -200,42 +326,67 @@ class TicketTracker:
             when = time if time is not None else self.clock()
         if step == "opened":
             self._open(ticket_id, when, fields)
-        elif ticket_id in self.open:
-            self._count(self._apply(self.open[ticket_id], step, when))
-        elif ticket_id in self._closed:
-            self._count(c.EVENT_DUPLICATE)
+        elif step == "rated":
+            self._count(self._rate(ticket_id, fields))
         else:
-            self._hold(ticket_id, step, when)
+            result = self._advance(ticket_id, step, when)
+            if result is None:
+                self._hold(ticket_id, step, when)
+            else:
+                self._count(result)
 
     def _count(self, result: str) -> None:
         self.events[result] += 1
         self.version += 1
 
     def _open(self, ticket_id: str, when: float, fields: Mapping[str, object]) -> None:
-        if ticket_id in self.open or ticket_id in self._closed:
+        if ticket_id in self.open or ticket_id in self.resolved or ticket_id in self._closed:
             self._count(c.EVENT_DUPLICATE)
             return
-        names, defaults = self.source.fields, self.source.defaults
-        ticket = Ticket(
-            id=ticket_id,
-            opened=when,
-            category=self._category(_text(fields.get(names.category)) or defaults.category),
-            urgency=self._urgency(_text(fields.get(names.urgency)) or defaults.urgency),
-            service=self._service(_text(fields.get(names.service)) or self.source.service or ""),
-            channel=self._channel(_text(fields.get(names.channel)) or defaults.channel),
-        )
+        category, urgency, service, channel, classified = self._labels(fields)
+        ticket = Ticket(ticket_id, when, category, urgency, service, channel, classified=classified)
         self.tickets[(ticket.service, ticket.category, ticket.urgency)] += 1
         self.by_channel[ticket.channel] += 1
         if ticket.category in self._quality:
             self.quality[ticket.service] += 1
+        key = self._capped(ticket.key)
+        self.loop_stages[(*key, c.LOOP_RECEIVED)] += 1
+        if classified:
+            self.loop_stages[(*key, c.LOOP_CLASSIFIED)] += 1
+        customer = _text(fields.get(self.settings.customer_field))
+        if customer and self.customers.visit(customer_key(self.settings.salt, customer, service, category), when):
+            self.repeats[key] += 1
         self._track(ticket)
         self._count(c.EVENT_APPLIED)
         for step, at, _held in self._pending.pop(ticket_id, ()):
-            if ticket_id in self.open:
-                self._apply(self.open[ticket_id], step, at)
+            self._advance(ticket_id, step, at)
             self._count(c.EVENT_OUT_OF_ORDER)
         while len(self.open) > self.source.max_open_tickets:
             self._evict_oldest()
+
+    def _advance(self, ticket_id: str, step: Step, when: float) -> str | None:
+        """A step of a known ticket; returns the result to count, None if the ticket is not known."""
+        ticket = self.open.get(ticket_id)
+        if ticket is not None:
+            if step == "reopened":
+                return c.EVENT_DUPLICATE
+            if step == "closed":
+                del self.open[ticket_id]
+                self._untrack_counts(ticket)
+                self._close(ticket, c.CLOSED_UNRESOLVED)
+                return c.EVENT_APPLIED
+            return self._apply(ticket, step, when)
+        ticket = self.resolved.get(ticket_id) or self._closed.get(ticket_id)
+        if ticket is None:
+            return None
+        if step == "reopened":
+            self._reopen(ticket)
+            return c.EVENT_APPLIED
+        if step == "closed" and ticket_id in self.resolved:
+            del self.resolved[ticket_id]
+            self._close(ticket, c.CLOSED_CONFIRMED)
+            return c.EVENT_APPLIED
+        return c.EVENT_DUPLICATE
 
     def _track(self, ticket: Ticket) -> None:
         """Make ``ticket`` open: counted in the gauges, its deadlines scheduled."""
@@ -244,12 +395,15 @@ class TicketTracker:
         limits = self.deadlines(ticket.category, ticket.urgency)
         for stage in STAGES:
             limit = getattr(limits, stage)
-            done = ticket.responded is not None if stage == c.STAGE_FIRST_RESPONSE else False
+            done = ticket.responded is not None if stage == c.STAGE_FIRST_RESPONSE else ticket.resolutions > 0
             if limit is not None and not done and not self._breached(ticket, stage):
                 heapq.heappush(self._due, (ticket.opened + limit, stage, ticket.id, ticket.opened))
 
     def _untrack(self, ticket: Ticket) -> None:
         del self.open[ticket.id]
+        self._untrack_counts(ticket)
+
+    def _untrack_counts(self, ticket: Ticket) -> None:
         key = (ticket.category, ticket.urgency)
         self.open_counts[key] -= 1
         if self.open_counts[key] <= 0 and key not in self._known_pairs:
@@ -258,10 +412,13 @@ class TicketTracker:
     def _evict_oldest(self) -> None:
         oldest = next(iter(self.open.values()))  # first opened, in the order the log told
         self._untrack(oldest)
+        self._evicted()
+
+    def _evicted(self) -> None:
         self.evicted += 1
         if self.evicted == 1 or self.evicted % 1000 == 0:
             log.warning(
-                "feedback %s: more than %d open tickets; forgot the oldest (%d so far)",
+                "feedback %s: more than %d open or resolved tickets; forgot the oldest (%d so far)",
                 self.source.name,
                 self.source.max_open_tickets,
                 self.evicted,
@@ -280,14 +437,78 @@ class TicketTracker:
             ticket.responded = when
             self._histogram(self.first_response, key).observe(elapsed)
             self._check(ticket, c.STAGE_FIRST_RESPONSE, elapsed)
+            self.loop_stages[(*self._capped(ticket.key), c.LOOP_ANSWERED)] += 1
         if step == "resolved":
-            self._histogram(self.resolution, key).observe(elapsed)
-            self._check(ticket, c.STAGE_RESOLUTION, elapsed)
+            if ticket.resolutions == 0:
+                self._histogram(self.resolution, key).observe(elapsed)
+                self._check(ticket, c.STAGE_RESOLUTION, elapsed)
+                self.loop_stages[(*self._capped(ticket.key), c.LOOP_RESOLVED)] += 1
+            ticket.resolutions += 1
+            ticket.resolved_at = when
             self._untrack(ticket)
-            self._closed[ticket.id] = None
-            while len(self._closed) > self.source.max_open_tickets:
-                self._closed.popitem(last=False)
+            self.resolved[ticket.id] = ticket
+            heapq.heappush(self._due, (when + self.settings.reopen_window, _AUTO_CLOSE, ticket.id, when))
+            while len(self.resolved) > self.source.max_open_tickets:
+                self.resolved.popitem(last=False)
+                self._evicted()
         return result
+
+    def _reopen(self, ticket: Ticket) -> None:
+        """A resolved or closed ticket opened again: counted, and open until it is resolved again."""
+        self.resolved.pop(ticket.id, None)
+        self._closed.pop(ticket.id, None)
+        ticket.rated = False
+        self.reopened[self._capped(ticket.key)] += 1
+        self._track(ticket)
+
+    def _close(self, ticket: Ticket, outcome: str) -> None:
+        """Count a closing of ``ticket`` (no longer open or resolved) and remember it for a while."""
+        key = self._capped(ticket.key)
+        self.closed[(*key, outcome)] += 1
+        if outcome != c.CLOSED_UNRESOLVED and not ticket.loop_closed:
+            ticket.loop_closed = True
+            self.loop_stages[(*key, c.LOOP_CLOSED)] += 1
+            if ticket.classified and ticket.responded is not None:
+                self.closed_loop[key] += 1
+        self._closed[ticket.id] = ticket
+        while len(self._closed) > self.source.max_open_tickets:
+            self._closed.popitem(last=False)
+        self.version += 1
+
+    def _rate(self, ticket_id: str, fields: Mapping[str, object]) -> str:
+        """A satisfaction rating, of a known ticket or of one this tracker never saw opened."""
+        settings = self.settings
+        rating = read_rating(
+            fields.get(settings.rating_field),
+            fields.get(settings.scale_field),
+            satisfied=settings.satisfied,
+            default_scale=settings.default_scale,
+        )
+        if rating is None:
+            return c.EVENT_INVALID
+        ticket = self.open.get(ticket_id) or self.resolved.get(ticket_id) or self._closed.get(ticket_id)
+        if ticket is not None:
+            if ticket.rated:
+                return c.EVENT_DUPLICATE
+            ticket.rated = True
+            key = ticket.key
+        else:
+            if ticket_id in self._rated_unknown:
+                return c.EVENT_DUPLICATE
+            self._rated_unknown[ticket_id] = None
+            while len(self._rated_unknown) > self.source.max_open_tickets:
+                self._rated_unknown.popitem(last=False)
+            category, _urgency, service, channel, _classified = self._labels(fields)
+            key = (service, category, channel)
+        key = self._capped(key)
+        self.rated[key] += 1
+        if rating.satisfied:
+            self.satisfied[key] += 1
+        histogram = self.ratings.get((*key, rating.scale))
+        if histogram is None:
+            histogram = self.ratings[(*key, rating.scale)] = Histogram(RATING_BOUNDS)
+        histogram.observe(rating.value)
+        return c.EVENT_APPLIED
 
     def _check(self, ticket: Ticket, stage: str, elapsed: float) -> None:
         """Count a breach of ``stage`` if it took longer than allowed and was not counted yet."""
@@ -319,17 +540,25 @@ class TicketTracker:
     # ------------------------------------------------------------------ time passing
 
     def tick(self, now: float | None = None) -> int:
-        """Count the deadlines of open tickets that have passed by ``now``; returns how many were new."""
+        """Count deadlines passed and reopen windows ended by ``now``; returns how many breaches were new."""
         now = self.clock() if now is None else now
         new = 0
         due = self._due
         while due and due[0][0] < now:
-            _, stage, ticket_id, opened = heapq.heappop(due)
+            _, stage, ticket_id, since = heapq.heappop(due)
+            if stage == _AUTO_CLOSE:
+                ticket = self.resolved.get(ticket_id)
+                if ticket is not None and ticket.resolved_at == since:
+                    del self.resolved[ticket_id]
+                    self._close(ticket, c.CLOSED_AUTO)
+                continue
             ticket = self.open.get(ticket_id)
-            if ticket is None or ticket.opened != opened or self._breached(ticket, stage):
+            if ticket is None or ticket.opened != since or self._breached(ticket, stage):
                 continue  # resolved (or a newer ticket with the same id) meanwhile
             if stage == c.STAGE_FIRST_RESPONSE and ticket.responded is not None:
                 continue
+            if stage == c.STAGE_RESOLUTION and ticket.resolutions > 0:
+                continue  # reopened: held to its first resolution only
             self._breach(ticket, stage)
             new += 1
         while self._pending:
@@ -354,56 +583,69 @@ class TicketTracker:
     # ------------------------------------------------------------------ state across restarts
 
     def state(self) -> dict[str, Any]:
-        """Open tickets, recently resolved ids and held events, as JSON-able data."""
+        """Known tickets, held events and customer hashes, as JSON-able data (no customer id in the clear)."""
         return {
             "version": STATE_VERSION,
             "source": self.source.name,
-            "open": [
-                [
-                    t.id,
-                    t.opened,
-                    t.category,
-                    t.urgency,
-                    t.service,
-                    t.channel,
-                    t.responded,
-                    t.response_breached,
-                    t.resolution_breached,
-                ]
-                for t in self.open.values()
-            ],
-            "closed": list(self._closed),
+            "open": [_row(t) for t in self.open.values()],
+            "resolved": [_row(t) for t in self.resolved.values()],
+            "closed": [_row(t) for t in self._closed.values()],
+            "rated_unknown": list(self._rated_unknown),
             "pending": [[i, [list(e) for e in events]] for i, events in self._pending.items()],
+            "customers": self.customers.state(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Take over the open tickets of ``state()`` (of this or an earlier config of the source)."""
-        if state.get("version") != STATE_VERSION:
+        """Take over the tickets of ``state()`` (of this or an earlier config of the source, version 1 or 2)."""
+        version = state.get("version")
+        if version not in (1, STATE_VERSION):
             raise ValueError(f"unknown ticket state version {state.get('version')!r}")
         for row in state.get("open", []):
-            tid, opened, category, urgency, service, channel, responded, rb, sb = row
-            ticket = Ticket(
-                id=str(tid),
-                opened=float(opened),
-                category=self._category(str(category)),
-                urgency=self._urgency(str(urgency)),
-                service=self._service(str(service)),
-                channel=self._channel(str(channel)),
-                responded=None if responded is None else float(responded),
-                response_breached=bool(rb),
-                resolution_breached=bool(sb),
-            )
+            ticket = self._ticket(row)
             if ticket.id in self.open:
                 self._untrack(self.open[ticket.id])
             self._track(ticket)
-        for tid in state.get("closed", []):
-            self._closed[str(tid)] = None
+        for row in state.get("resolved", []):
+            ticket = self._ticket(row)
+            self.resolved[ticket.id] = ticket
+            since = ticket.resolved_at if ticket.resolved_at is not None else ticket.opened
+            heapq.heappush(self._due, (since + self.settings.reopen_window, _AUTO_CLOSE, ticket.id, since))
+        for row in state.get("closed", []):
+            if version == 1:  # only the id: the ticket was resolved, and its loop counted
+                row = [row, 0.0, self.source.defaults.category, self.source.defaults.urgency, "", "", 0.0]
+                row += [False, False, False, 0.0, 1, False, True]
+            ticket = self._ticket(row)
+            self._closed[ticket.id] = ticket
+        for tid in state.get("rated_unknown", []):
+            self._rated_unknown[str(tid)] = None
         for tid, events in state.get("pending", []):
             self._pending[str(tid)] = [(step, float(when), float(held)) for step, when, held in events]
+        if "customers" in state:
+            self.customers.restore(state["customers"])
         self.version += 1
 
+    def _ticket(self, row: list[Any]) -> Ticket:
+        tid, opened, category, urgency, service, channel, responded, rb, sb, *rest = row
+        classified, resolved_at, resolutions, rated, loop_closed = rest or (True, None, 0, False, False)
+        return Ticket(
+            id=str(tid),
+            opened=float(opened),
+            category=self._category(str(category)),
+            urgency=self._urgency(str(urgency)),
+            service=self._service(str(service)),
+            channel=self._channel(str(channel)),
+            responded=None if responded is None else float(responded),
+            response_breached=bool(rb),
+            resolution_breached=bool(sb),
+            classified=bool(classified),
+            resolved_at=None if resolved_at is None else float(resolved_at),
+            resolutions=int(resolutions),
+            rated=bool(rated),
+            loop_closed=bool(loop_closed),
+        )
+
     def save(self, path: Path) -> None:
-        """Write the open-ticket state to ``path`` atomically (a crash leaves the old file or the new)."""
+        """Write the ticket state to ``path`` atomically (a crash leaves the old file or the new)."""
         write_atomically(path, json.dumps(self.state(), separators=(",", ":")).encode())
 
     def load(self, path: Path) -> bool:
@@ -421,6 +663,25 @@ class TicketTracker:
     def open_tickets(self) -> Iterator[Ticket]:
         """The open tickets, in the order they were opened."""
         return iter(list(self.open.values()))
+
+
+def _row(t: Ticket) -> list[Any]:
+    return [
+        t.id,
+        t.opened,
+        t.category,
+        t.urgency,
+        t.service,
+        t.channel,
+        t.responded,
+        t.response_breached,
+        t.resolution_breached,
+        t.classified,
+        t.resolved_at,
+        t.resolutions,
+        t.rated,
+        t.loop_closed,
+    ]
 
 
 def write_atomically(path: Path, data: bytes) -> None:

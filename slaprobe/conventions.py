@@ -99,6 +99,29 @@ EVENT_OUT_OF_ORDER = "out_of_order"  # before its ticket's opened event (held, t
 EVENT_UNKNOWN_TICKET = "unknown_ticket"  # for a ticket never opened (dropped after a while)
 EVENT_INVALID = "invalid"  # no id, or an event value that names no step
 
+# satisfaction, repeats and the closed loop, by service, category and channel
+FEEDBACK_RATED = "slaprobe_feedback_rated_total"
+FEEDBACK_SATISFIED = "slaprobe_feedback_satisfied_total"
+FEEDBACK_RATING = "slaprobe_feedback_rating"  # histogram, + scale
+FEEDBACK_REPEATS = "slaprobe_feedback_repeats_total"
+FEEDBACK_REOPENED = "slaprobe_feedback_reopened_total"
+FEEDBACK_CLOSED = "slaprobe_feedback_closed_total"  # + outcome
+FEEDBACK_CLOSED_LOOP = "slaprobe_feedback_closed_loop_total"
+FEEDBACK_LOOP_STAGE = "slaprobe_feedback_loop_stage_total"  # + stage: the closed-loop funnel
+LABEL_SCALE = "scale"  # of a rating: 2 (thumbs), 5 (stars), 10 (0-10 score)
+LABEL_OUTCOME = "outcome"  # of a closing
+CLOSED_CONFIRMED = "confirmed"  # a closed event after a resolution: the customer confirmed
+CLOSED_AUTO = "auto_closed"  # resolved and not reopened within reopen_window
+CLOSED_UNRESOLVED = "unresolved"  # a closed event before any resolution
+CLOSED_OUTCOMES = (CLOSED_CONFIRMED, CLOSED_AUTO, CLOSED_UNRESOLVED)
+# stage label values of FEEDBACK_LOOP_STAGE, in the order a ticket goes through them
+LOOP_RECEIVED = "received"
+LOOP_CLASSIFIED = "classified"
+LOOP_ANSWERED = "answered"
+LOOP_RESOLVED = "resolved"
+LOOP_CLOSED = "closed"
+LOOP_STAGES = (LOOP_RECEIVED, LOOP_CLASSIFIED, LOOP_ANSWERED, LOOP_RESOLVED, LOOP_CLOSED)
+
 # ---------------------------------------------------------------- blackbox_exporter (/probe)
 BB_SUCCESS = "probe_success"
 BB_DURATION = "probe_duration_seconds"

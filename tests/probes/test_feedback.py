@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from slaprobe.probes.feedback import (
     effective_deadlines,
     parse_ticket_time,
 )
+from slaprobe.probes.rating import NPS_DETRACTOR_AT_MOST, NPS_PROMOTER_ABOVE, Rating, read_rating
+from slaprobe.probes.repeats import RepeatWindow, customer_key
 from slaprobe.probes.tally import Histogram, LabelCap
 
 HOUR = 3600.0
@@ -307,3 +310,299 @@ def test_a_label_cap_keeps_known_values_and_a_limit_of_new_ones() -> None:
         c.OVERFLOW_LABEL_VALUE,
         "POST",
     ]
+
+
+# ---------------------------------------------------------------------------- the closed loop and satisfaction
+
+DAY = 24 * HOUR
+
+
+def rated(ticket: str, hours: float, rating: object, scale: object = None, **fields: object) -> dict[str, object]:
+    data: dict[str, object] = {"id": ticket, "event": "rated", "time": T0 + hours * HOUR, "rating": rating, **fields}
+    if scale is not None:
+        data["scale"] = scale
+    return data
+
+
+def resolved_ticket(tracker: TicketTracker, ticket: str = "T-1", **fields: str) -> None:
+    labels = {"category": "technical", "service": "shop", "channel": "app", **fields}
+    tracker.consume(event(ticket, "opened", 0, **labels))
+    tracker.consume(event(ticket, "first_response", 1))
+    tracker.consume(event(ticket, "resolved", 2))
+
+
+KEY = ("shop", "technical", "app")
+
+
+def test_a_rating_of_a_resolved_ticket_counts_rated_and_satisfied_by_service_category_and_channel() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    resolved_ticket(tracker, "A")
+    resolved_ticket(tracker, "B")
+    tracker.consume(rated("A", 3, 5))
+    tracker.consume(rated("B", 3, "3", "5"))
+    assert tracker.rated == {KEY: 2}
+    assert tracker.satisfied == {KEY: 1}
+    stars = tracker.ratings[(*KEY, 5)]
+    assert stars.count == 2 and stars.total == 8
+    assert tracker.events[c.EVENT_APPLIED] == 8
+
+
+@pytest.mark.parametrize(
+    ("rating", "scale", "expected"),
+    [
+        (4, 5, (4.0, 5, True)),
+        (3, None, (3.0, 5, False)),  # no scale: the default, five stars
+        ("up", None, (1.0, 2, True)),
+        ("Down", 2, (0.0, 2, False)),
+        (1, 2, (1.0, 2, True)),
+        (9, 10, (9.0, 10, True)),
+        (8, "10", (8.0, 10, False)),
+        (0, 10, (0.0, 10, False)),
+        (4.5, 5, (4.5, 5, True)),
+    ],
+)
+def test_a_rating_is_satisfied_from_the_minimum_of_its_scale(rating: object, scale: object, expected: tuple) -> None:
+    found = read_rating(rating, scale)
+    assert found is not None and (found.value, found.scale, found.satisfied) == expected
+
+
+@pytest.mark.parametrize(
+    ("rating", "scale"),
+    [(6, 5), (-1, 5), (11, 10), ("great", 5), (None, 5), (True, 5), (3, 7), (3, "stars"), ("up", 5), (float("nan"), 5)],
+)
+def test_a_rating_outside_its_scale_or_on_an_unknown_scale_is_not_a_rating(rating: object, scale: object) -> None:
+    assert read_rating(rating, scale) is None
+
+
+def test_a_configured_minimum_changes_what_counts_as_satisfied() -> None:
+    assert read_rating(3, 5, satisfied={5: 3.0}) == Rating(3.0, 5, True)
+    assert read_rating(9, 10, satisfied={5: 3.0}) is None  # a scale without a minimum is not accepted
+
+
+def test_an_invalid_rating_is_an_invalid_event_and_counts_nothing() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    resolved_ticket(tracker)
+    tracker.consume(rated("T-1", 3, 6, 5))
+    assert tracker.rated == {} and tracker.events[c.EVENT_INVALID] == 1
+
+
+def test_a_ticket_is_rated_once_per_resolution() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    resolved_ticket(tracker)
+    tracker.consume(rated("T-1", 3, 2))
+    tracker.consume(rated("T-1", 4, 5))  # a replayed or second survey answer
+    tracker.consume(event("T-1", "reopened", 5))
+    tracker.consume(event("T-1", "resolved", 6))
+    tracker.consume(rated("T-1", 7, 5))
+    assert tracker.rated == {KEY: 2} and tracker.satisfied == {KEY: 1}
+    assert tracker.events[c.EVENT_DUPLICATE] == 1
+
+
+def test_a_rating_of_a_ticket_never_seen_is_counted_with_the_labels_of_its_own_event() -> None:
+    tracker = TicketTracker(source(service="shop"), FakeClock())
+    tracker.consume(rated("S-1", 0, 9, 10, channel="sms", category="service"))
+    tracker.consume(rated("S-1", 0, 9, 10, channel="sms", category="service"))
+    assert tracker.rated == {("shop", "service", "sms"): 1}
+    assert tracker.events == {c.EVENT_APPLIED: 1, c.EVENT_DUPLICATE: 1}
+
+
+def test_nps_follows_from_the_buckets_of_the_rating_histogram() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    scores = [10, 9, 9, 8, 7, 6, 3, 0, 10, 10]  # 5 promoters, 2 passives, 3 detractors: NPS 20
+    for i, score in enumerate(scores):
+        tracker.consume(rated(f"N-{i}", 0, score, 10))
+    histogram = tracker.ratings[("", "other", "unknown", 10)]
+    at_most = dict(zip(histogram.bounds, itertools.accumulate(histogram.counts), strict=False))
+    promoters = histogram.count - at_most[NPS_PROMOTER_ABOVE]
+    detractors = at_most[NPS_DETRACTOR_AT_MOST]
+    assert (promoters, detractors) == (5, 3)
+    assert 100 * (promoters - detractors) / histogram.count == 20
+
+
+def test_a_reopened_ticket_counts_a_reopen_and_is_open_again_until_resolved_again() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    resolved_ticket(tracker)
+    tracker.consume(event("T-1", "reopened", 10))
+    assert tracker.reopened == {KEY: 1}
+    assert "T-1" in tracker.open and tracker.open_counts[("technical", "general")] == 1
+    tracker.consume(event("T-1", "reopened", 11))  # already open: a duplicate
+    tracker.consume(event("T-1", "resolved", 12))
+    assert tracker.open == {} and "T-1" in tracker.resolved
+    resolution = tracker.resolution[("technical", "general")]
+    assert resolution.count == 1 and resolution.total == 2 * HOUR  # the first resolution is the one timed
+    assert tracker.events[c.EVENT_DUPLICATE] == 1
+
+
+def test_a_reopened_ticket_does_not_breach_the_resolution_deadline_it_met() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    resolved_ticket(tracker)
+    tracker.consume(event("T-1", "reopened", 10))
+    assert tracker.tick(T0 + 100 * HOUR) == 0
+    assert tracker.breaches == {}
+
+
+def test_a_resolved_ticket_not_reopened_within_the_window_is_auto_closed() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    resolved_ticket(tracker)
+    tracker.tick(T0 + 2 * HOUR + 7 * DAY)  # the window's last moment: still open to a reopen
+    assert "T-1" in tracker.resolved and tracker.closed == {}
+    tracker.tick(T0 + 2 * HOUR + 7 * DAY + 1)
+    assert tracker.resolved == {}
+    assert tracker.closed == {(*KEY, c.CLOSED_AUTO): 1}
+    tracker.consume(rated("T-1", 200, 5))  # a late survey answer still finds its ticket
+    assert tracker.rated == {KEY: 1}
+
+
+def test_a_reopen_after_the_ticket_closed_is_still_counted() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    resolved_ticket(tracker)
+    tracker.consume(event("T-1", "closed", 3))
+    tracker.consume(event("T-1", "reopened", 30))
+    tracker.consume(event("T-1", "resolved", 31))
+    tracker.consume(event("T-1", "closed", 32))
+    assert tracker.reopened == {KEY: 1}
+    assert tracker.closed == {(*KEY, c.CLOSED_CONFIRMED): 2}
+    assert tracker.loop_stages[(*KEY, c.LOOP_CLOSED)] == 1 and tracker.closed_loop == {KEY: 1}
+
+
+def test_a_closed_event_after_a_resolution_is_a_confirmation_and_closes_the_loop() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    resolved_ticket(tracker)
+    tracker.consume(event("T-1", "closed", 3))
+    tracker.consume(event("T-1", "closed", 4))
+    assert tracker.closed == {(*KEY, c.CLOSED_CONFIRMED): 1}
+    assert tracker.closed_loop == {KEY: 1}
+    assert [tracker.loop_stages[(*KEY, stage)] for stage in c.LOOP_STAGES] == [1, 1, 1, 1, 1]
+    assert tracker.events[c.EVENT_DUPLICATE] == 1
+    assert tracker.tick(T0 + 30 * DAY) == 0 and tracker.closed == {(*KEY, c.CLOSED_CONFIRMED): 1}
+
+
+def test_a_ticket_closed_before_any_resolution_is_closed_unresolved_outside_the_loop() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    tracker.consume(event("T-1", "opened", 0, category="technical", service="shop", channel="app"))
+    tracker.consume(event("T-1", "closed", 1))
+    assert tracker.open == {} and sum(tracker.open_counts.values()) == 0
+    assert tracker.closed == {(*KEY, c.CLOSED_UNRESOLVED): 1}
+    assert tracker.closed_loop == {} and tracker.loop_stages[(*KEY, c.LOOP_CLOSED)] == 0
+    assert tracker.tick(T0 + 100 * HOUR) == 0  # its deadlines no longer run
+
+
+def test_a_ticket_that_was_never_classified_closes_outside_the_loop() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    tracker.consume(event("T-1", "opened", 0, service="shop", channel="app"))  # no category: the default
+    tracker.consume(event("T-1", "resolved", 1))
+    tracker.consume(event("T-1", "closed", 2))
+    key = ("shop", "other", "app")
+    assert tracker.closed == {(*key, c.CLOSED_CONFIRMED): 1} and tracker.closed_loop == {}
+    stages = [tracker.loop_stages[(*key, stage)] for stage in c.LOOP_STAGES]
+    assert stages == [1, 0, 1, 1, 1]
+
+
+def test_later_steps_of_a_ticket_not_opened_yet_are_applied_when_it_is() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    tracker.consume(event("T-1", "resolved", 2))
+    tracker.consume(event("T-1", "closed", 3))
+    tracker.consume(event("T-1", "opened", 0, category="technical", service="shop", channel="app"))
+    assert tracker.closed == {(*KEY, c.CLOSED_CONFIRMED): 1}
+    assert tracker.events == {c.EVENT_APPLIED: 1, c.EVENT_OUT_OF_ORDER: 2}
+
+
+# ---------------------------------------------------------------------------- repeats
+
+
+def opened_by(ticket: str, customer: str, days: float, **fields: str) -> dict[str, object]:
+    labels = {"category": "technical", "service": "shop", "channel": "app", **fields}
+    return {"id": ticket, "event": "opened", "time": T0 + days * DAY, "customer": customer, **labels}
+
+
+def test_the_same_customer_about_the_same_service_and_category_within_the_window_is_a_repeat() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    tracker.consume(opened_by("A", "alice", 0))
+    tracker.consume(opened_by("B", "alice", 3))
+    tracker.consume(opened_by("C", "alice", 4, category="service"))  # another category: not a repeat
+    tracker.consume(opened_by("D", "bob", 4))
+    tracker.consume(opened_by("E", "alice", 5, channel="sms"))  # another channel: still the same matter
+    assert tracker.repeats == {KEY: 1, ("shop", "technical", "sms"): 1}
+
+
+def test_a_repeat_is_counted_up_to_the_window_edge_and_not_past_it() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    tracker.consume(opened_by("A", "alice", 0))
+    tracker.consume(opened_by("B", "alice", 7))  # exactly 7 days later: within
+    tracker.consume(opened_by("C", "alice", 14 + 1 / DAY))  # 7 days and a second after B: past it
+    assert tracker.repeats == {KEY: 1}
+
+
+def test_a_ticket_replayed_after_a_crash_is_not_a_repeat_of_itself() -> None:
+    tracker = TicketTracker(source(), FakeClock())
+    tracker.consume(opened_by("A", "alice", 0))
+    tracker.consume(opened_by("A", "alice", 0))
+    assert tracker.repeats == {} and tracker.events[c.EVENT_DUPLICATE] == 1
+
+
+def test_repeats_are_found_across_a_restart_without_the_customer_id_in_the_state(tmp_path: Path) -> None:
+    state = tmp_path / "tickets.json"
+    before = TicketTracker(source(), FakeClock())
+    before.consume(opened_by("A", "alice@example.com", 0))
+    before.save(state)
+    assert b"alice" not in state.read_bytes()
+    after = TicketTracker(source(), FakeClock())
+    assert after.load(state)
+    after.consume(opened_by("B", "alice@example.com", 2))
+    assert after.repeats == {KEY: 1}
+
+
+def test_a_salt_changes_every_customer_hash() -> None:
+    plain = customer_key(b"", "alice", "shop", "technical")
+    assert customer_key(b"install-1", "alice", "shop", "technical") != plain
+    assert customer_key(b"", "alice", "shop", "service") != plain
+
+
+def test_the_repeat_window_remembers_a_million_customers_within_its_limit() -> None:
+    window = RepeatWindow(7 * DAY, limit=10_000)
+    for i in range(1_000_000):
+        window.visit(i, T0 + i * 0.01)  # a million customers within three hours
+    assert len(window) == 10_000 and window.forgotten == 990_000
+    assert window.visit(999_999, T0 + 10_001) and not window.visit(0, T0 + 10_001)
+
+
+def test_customers_last_seen_before_the_window_are_forgotten_as_the_log_moves_on() -> None:
+    window = RepeatWindow(7 * DAY, limit=100)
+    window.visit(1, T0)
+    window.visit(2, T0 + 7 * DAY + 1)
+    assert len(window) == 1 and window.forgotten == 0
+
+
+def test_a_state_file_of_the_previous_version_is_taken_over(tmp_path: Path) -> None:
+    old = {
+        "version": 1,
+        "source": "tickets",
+        "open": [["A", T0, "technical", "general", "shop", "mail", None, False, False]],
+        "closed": ["C"],
+        "pending": [],
+    }
+    path = tmp_path / "tickets.json"
+    path.write_text(json.dumps(old))
+    tracker = TicketTracker(source(), FakeClock())
+    assert tracker.load(path)
+    assert tracker.open["A"].channel == "mail"
+    tracker.consume(event("C", "resolved", 1))
+    tracker.consume(event("A", "resolved", 1))
+    assert tracker.events == {c.EVENT_DUPLICATE: 1, c.EVENT_APPLIED: 1}
+
+
+def test_resolved_and_closed_tickets_survive_a_restart(tmp_path: Path) -> None:
+    clock = FakeClock()
+    state = tmp_path / "tickets.json"
+    before = TicketTracker(source(), clock)
+    resolved_ticket(before, "A")
+    resolved_ticket(before, "B")
+    before.consume(event("B", "closed", 3))
+    before.save(state)
+    after = TicketTracker(source(), clock)
+    assert after.load(state)
+    after.consume(event("A", "reopened", 5))
+    after.consume(rated("B", 5, 5))
+    after.consume(rated("B", 5, 5))
+    assert after.reopened == {KEY: 1} and after.rated == {KEY: 1}
+    assert after.events == {c.EVENT_APPLIED: 2, c.EVENT_DUPLICATE: 1}
