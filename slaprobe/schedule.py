@@ -9,6 +9,7 @@ years, location), so one ``business-hours`` definition serves both routing and p
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -228,19 +229,113 @@ class TimeInterval:
         minute = when.hour * 60 + when.minute
         if self.times and not any(start <= minute < end for start, end in self.times):
             return False
-        weekday = when.isoweekday() % 7
+        return self._day_matches(when.date())
+
+    def _day_matches(self, day: dt.date) -> bool:
+        weekday = day.isoweekday() % 7
         if self.weekdays and not any(a <= weekday <= b for a, b in self.weekdays):
             return False
         if self.days_of_month:
-            days_in_month = ((when.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)).day
+            days_in_month = calendar.monthrange(day.year, day.month)[1]
             if not any(
-                (a if a > 0 else days_in_month + a + 1) <= when.day <= (b if b > 0 else days_in_month + b + 1)
+                (a if a > 0 else days_in_month + a + 1) <= day.day <= (b if b > 0 else days_in_month + b + 1)
                 for a, b in self.days_of_month
             ):
                 return False
-        if self.months and not any(a <= when.month <= b for a, b in self.months):
+        if self.months and not any(a <= day.month <= b for a, b in self.months):
             return False
-        return not (self.years and not any(a <= when.year <= b for a, b in self.years))
+        return not (self.years and not any(a <= day.year <= b for a, b in self.years))
+
+    def next_open(self, timestamp: float, limit: float) -> float:
+        """The first unix time at or after ``timestamp`` inside this interval; inf if none by ``limit``.
+
+        Computed on the calendar, a day, month or year at a time, not by trying every slot.
+        The wall clock is a straight line of the unix time only while the UTC offset holds,
+        so the search runs one offset at a time: the offset is sampled every
+        ``_OFFSET_SAMPLE`` seconds and a change is found to the second by bisection.
+        """
+        wall_end = _wall(limit, self.tz) + _WALL_SLACK
+        start = timestamp
+        while start <= limit:
+            local = dt.datetime.fromtimestamp(start, self.tz)
+            offset = local.utcoffset()
+            wall = local.replace(tzinfo=None)
+            found = self._next_wall(wall, wall_end)
+            if found is not None:
+                # Exact for whole minutes: no float rounding between the opening and a slot on it.
+                opening = start if found == wall else (found - _EPOCH).total_seconds() - _seconds(offset)
+            elif self._next_wall(wall - _WALL_SLACK, wall_end) is None:
+                return math.inf  # not even a clock turned back reaches an opening (e.g. a year in the past)
+            else:
+                opening = math.inf  # unless the clock is turned back before the limit
+            change = _offset_change(self.tz, start, min(opening, limit), offset)
+            if change is None:
+                return opening if opening <= limit else math.inf
+            start = change
+        return math.inf
+
+    def _next_wall(self, wall: dt.datetime, end: dt.datetime) -> dt.datetime | None:
+        """The first naive wall-clock time at or after ``wall`` (and before ``end``) in this interval."""
+        while wall < end:
+            day = wall.date()
+            if self.years and not any(a <= day.year <= b for a, b in self.years):
+                later = [a for a, _ in self.years if a > day.year]
+                if not later:
+                    return None
+                wall = dt.datetime(min(later), 1, 1)
+                continue
+            if self.months and not any(a <= day.month <= b for a, b in self.months):
+                wall = dt.datetime(day.year + day.month // 12, day.month % 12 + 1, 1)
+                continue
+            if not self._day_matches(day):
+                wall = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+                continue
+            if not self.times:
+                return wall
+            minute = wall.hour * 60 + wall.minute
+            opens = [start for start, end in sorted(self.times) if minute < end]
+            if opens:
+                return (
+                    wall if opens[0] <= minute else dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=opens[0])
+                )
+            wall = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+        return None
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_WALL_SLACK = dt.timedelta(days=2)  # more than any UTC offset ever moved at once
+_OFFSET_SAMPLE = 6 * 3600.0
+"""Seconds between looks at the UTC offset. Zones change offset at most a few times a year,
+never twice within six hours, so one change between two looks is found by bisection."""
+
+
+def _wall(timestamp: float, tz: ZoneInfo) -> dt.datetime:
+    if timestamp == math.inf:
+        return dt.datetime.max - _WALL_SLACK
+    return dt.datetime.fromtimestamp(timestamp, tz).replace(tzinfo=None)
+
+
+def _seconds(offset: dt.timedelta | None) -> float:
+    return offset.total_seconds() if offset is not None else 0.0
+
+
+def _offset_change(tz: ZoneInfo, start: float, end: float, offset: dt.timedelta | None) -> float | None:
+    """The first whole second in (start, end] whose UTC offset differs from ``offset``, or None."""
+
+    def differs(t: float) -> bool:
+        return dt.datetime.fromtimestamp(t, tz).utcoffset() != offset
+
+    low = start
+    while low < end:
+        high = min(low + _OFFSET_SAMPLE, end)
+        if differs(high):
+            lo, hi = math.floor(low), math.ceil(high)  # offsets change on whole seconds
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if differs(mid) else (mid, hi)
+            return float(max(hi, start))
+        low = high
+    return None
 
 
 def within(intervals: Sequence[TimeInterval], timestamp: float) -> bool:
@@ -260,11 +355,20 @@ class Schedule:
     horizon: float = 400 * 86400.0  # give up looking for a slot after this many seconds
 
     def next_due(self, after: float) -> float:
-        """The first slot at or after unix time ``after`` (cron: strictly after the minute before)."""
+        """The first slot at or after unix time ``after`` (cron: strictly after the minute before).
+
+        Outside ``during`` it jumps to the next window opening rather than trying each slot:
+        a window that never opens costs a calendar scan, not a 400-day walk of 30 s slots.
+        """
         limit = after + self.horizon
         candidate = self._next_slot(after)
         while not within(self.during, candidate):
-            candidate = self._next_slot(candidate + 1e-6)
+            opening = min(interval.next_open(candidate, limit) for interval in self.during)
+            if opening > limit:
+                return math.inf
+            later = self._next_slot(max(opening, candidate + 1e-6))
+            # A slot rounded down to just before the opening would be found again: step past it.
+            candidate = later if later > candidate else self._next_slot(candidate + 1e-6)
             if candidate > limit:
                 return math.inf
         return candidate
