@@ -1,8 +1,8 @@
 """The SLOs of each service and the PromQL of their error ratios (Sloth's SLI shape: errors / total).
 
-Availability counts probe runs that failed, latency the runs slower than the threshold (from
-the histogram bucket at the threshold, formatted as the exporter writes ``le``), compliance
-the runs not within SLA. Services with access logs add the same two from their requests.
+What each SLI counts is ``slaprobe.sli``; this module gives it an objective and a window and
+writes the recording rules' form of its error ratio. Services with access logs add
+availability and latency from their requests.
 Counters that only exist once something happened (failures by reason, requests by code)
 are guarded with ``or vector(0)``, so a service without failures reads 0, not "no data".
 """
@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from slaprobe import conventions as c
-from slaprobe.alerts.promql import budget, ratio, selector
+from slaprobe import sli
 from slaprobe.config import Config, Service
-from slaprobe.units import format_duration, format_value
+from slaprobe.promql import budget, ratio, selector
+from slaprobe.sli import SLI, Events
+from slaprobe.units import format_duration
 
 WINDOW = "$window"  # replaced by each recorded window in an SLI template
-ACCESS_LOG_FORMATS = frozenset({"nginx_combined", "apache_combined", "envoy"})
-SERVER_ERROR_CODES = "5..|0"  # a 5xx answer, or none at all (envoy logs 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +79,8 @@ class SLO:
         return self.error_ratio.replace(WINDOW, window)
 
 
-def _rate(metric: str, service: str, **extra: str) -> str:
-    regex = {k: v for k, v in extra.items() if k.endswith("_re")}
-    equal = {c.LABEL_SERVICE: service, **{k: v for k, v in extra.items() if not k.endswith("_re")}}
-    sel = selector(metric, equal, **{k.removesuffix("_re"): v for k, v in regex.items()})
-    return f"sum(rate({sel}[{WINDOW}]))"
+def _rate(events: Events, service: str) -> str:
+    return f"sum(rate({events.selector({c.LABEL_SERVICE: service})}[{WINDOW}]))"
 
 
 def failed_ratio(errors: str, total: str) -> str:
@@ -96,72 +93,38 @@ def good_ratio(good: str, total: str) -> str:
     return f"1 - (\n  {good}\n  /\n  {total}\n)"
 
 
-def has_access_logs(service: Service) -> bool:
-    """Whether the service has an access log (the formats that yield requests and durations)."""
-    return any(source.format in ACCESS_LOG_FORMATS for source in service.logs)
+def error_ratio(sli: SLI, service: str) -> str:
+    """The PromQL template (``WINDOW`` where the range goes) of an SLI's error ratio for one service."""
+    total = _rate(sli.total, service)
+    if sli.bad is not None:
+        return failed_ratio(_rate(sli.bad, service), total)
+    assert sli.good is not None
+    return good_ratio(_rate(sli.good, service), total)
+
+
+def _slo(name: str, sli: SLI, objective: float, period: float) -> SLO:
+    return SLO(name, sli.name, objective, period, error_ratio(sli, name), sli.events, sli.bad_text)
+
+
+def service_slis(service: Service) -> Iterator[tuple[SLI, float]]:
+    """The SLIs of a service with their objective (percent), in a fixed order: probe-based, then log-based."""
+    sla = service.sla
+    latency = sla.latency
+    if service.probes:
+        yield sli.availability(), sla.availability
+        if latency:
+            yield sli.latency(latency.threshold), latency.target
+        yield sli.compliance(), sla.compliance if sla.compliance is not None else sla.availability
+    if sli.has_access_logs(service):
+        yield sli.log_availability(), sla.availability
+        if latency:
+            yield sli.log_latency(latency.threshold), latency.target
 
 
 def service_slos(cfg: Config, name: str, service: Service) -> Iterator[SLO]:
     """The SLOs of a service, in a fixed order: probe-based, then log-based."""
-    sla = service.sla
-    latency = sla.latency
-    le = format_value(latency.threshold) if latency else ""
-    if service.probes:
-        runs = _rate(c.PROBE_RUNS, name)
-        yield SLO(
-            name,
-            c.SLO_AVAILABILITY,
-            sla.availability,
-            sla.window,
-            failed_ratio(_rate(c.PROBE_FIRST_ATTEMPT_FAILURES, name), runs),  # what users saw: retries do not hide it
-            "probe runs",
-            "failed",
-        )
-        if latency:
-            yield SLO(
-                name,
-                c.SLO_LATENCY,
-                latency.target,
-                sla.window,
-                good_ratio(_rate(f"{c.PROBE_DURATION}_bucket", name, le=le), _rate(f"{c.PROBE_DURATION}_count", name)),
-                "probe runs",
-                f"took longer than {format_duration(latency.threshold)}",
-            )
-        yield SLO(
-            name,
-            c.SLO_COMPLIANCE,
-            sla.compliance if sla.compliance is not None else sla.availability,
-            sla.window,
-            good_ratio(_rate(c.PROBE_WITHIN_SLA, name), runs),
-            "probe runs",
-            "were not within SLA",
-        )
-    if has_access_logs(service):
-        yield SLO(
-            name,
-            c.SLO_LOG_AVAILABILITY,
-            sla.availability,
-            sla.window,
-            failed_ratio(
-                _rate(c.HTTP_REQUESTS, name, code_re=SERVER_ERROR_CODES),
-                _rate(c.HTTP_REQUESTS, name),
-            ),
-            "logged requests",
-            "were answered with 5xx or not at all",
-        )
-        if latency:
-            yield SLO(
-                name,
-                c.SLO_LOG_LATENCY,
-                latency.target,
-                sla.window,
-                good_ratio(
-                    _rate(f"{c.HTTP_REQUEST_DURATION}_bucket", name, le=le),
-                    _rate(f"{c.HTTP_REQUEST_DURATION}_count", name),
-                ),
-                "logged requests",
-                f"took longer than {format_duration(latency.threshold)}",
-            )
+    for indicator, objective in service_slis(service):
+        yield _slo(name, indicator, objective, service.sla.window)
 
 
 def all_slos(cfg: Config) -> list[SLO]:

@@ -1,4 +1,5 @@
-"""PromQL the boards and the report share: selectors, ratios that survive zero failures.
+"""PromQL the boards and the report share: the SLIs of ``slaprobe.sli`` over a window, ratios
+that survive zero failures, on the builders of ``slaprobe.promql``.
 
 Every metric and label name comes from ``slaprobe.conventions``. A ``window`` is a
 PromQL range (``30d``, ``$__range``); ``matchers`` are label matchers as PromQL text.
@@ -9,55 +10,34 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from slaprobe import conventions as c
+from slaprobe import sli
+from slaprobe.promql import by, equals, increase_sum, matches, quote, rate_sum, regex_of, selector
 from slaprobe.units import format_value
+
+__all__ = [
+    "LOCATION_VAR",
+    "PROBE_VAR",
+    "SERVICE_VAR",
+    "availability",
+    "by",
+    "compliance",
+    "equals",
+    "error_ratio",
+    "increase_sum",
+    "latency_sli",
+    "matches",
+    "quantile",
+    "quote",
+    "rate_sum",
+    "regex_of",
+    "selector",
+    "share",
+    "union",
+]
 
 SERVICE_VAR = f'{c.LABEL_SERVICE}=~"$service"'
 LOCATION_VAR = f'{c.LABEL_LOCATION}=~"$location"'
 PROBE_VAR = f'{c.LABEL_PROBE}=~"$probe"'
-
-
-def selector(metric: str, *matchers: str) -> str:
-    """``metric{m1, m2}``, or the bare name without matchers."""
-    found = [m for m in matchers if m]
-    return f"{metric}{{{', '.join(found)}}}" if found else metric
-
-
-def quote(value: str) -> str:
-    """A PromQL double-quoted string literal."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def regex_of(values: Iterable[str]) -> str:
-    """An RE2 alternation matching exactly these values (as PromQL anchors ``=~``)."""
-    escaped = []
-    for value in sorted(set(values)):
-        escaped.append("".join("\\" + ch if ch in r".^$*+?()[]{}|\\" else ch for ch in value))
-    return "|".join(escaped)
-
-
-def equals(label: str, value: str) -> str:
-    """``label="value"``."""
-    return f"{label}={quote(value)}"
-
-
-def matches(label: str, values: Iterable[str]) -> str:
-    """``label=~"a|b"`` matching exactly these values."""
-    return f"{label}=~{quote(regex_of(values))}"
-
-
-def by(labels: Sequence[str]) -> str:
-    """``by (a, b)`` or nothing."""
-    return f" by ({', '.join(labels)})" if labels else ""
-
-
-def increase_sum(metric: str, window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
-    """``sum by (labels) (increase(metric{matchers}[window]))``."""
-    return f"sum{by(labels)} (increase({selector(metric, *matchers)}[{window}]))"
-
-
-def rate_sum(metric: str, window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
-    """``sum by (labels) (rate(metric{matchers}[window]))``."""
-    return f"sum{by(labels)} (rate({selector(metric, *matchers)}[{window}]))"
 
 
 def share(part: str, whole: str) -> str:
@@ -69,11 +49,18 @@ def share(part: str, whole: str) -> str:
     return f"({part} or {whole} * 0) / {whole}"
 
 
+def _sli_ratio(indicator: sli.SLI, window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
+    """An SLI's bad (or good) events over its total events in ``window``, exact: from counters."""
+    scope = tuple(matchers)
+    total = indicator.total.increase(window, scope, labels)
+    part = indicator.bad if indicator.bad is not None else indicator.good
+    assert part is not None
+    return share(part.increase(window, scope, labels), total)
+
+
 def error_ratio(window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
-    """Failed runs over all runs of scheduled probes in ``window`` (exact: from counters)."""
-    runs = increase_sum(c.PROBE_RUNS, window, matchers, labels)
-    failures = increase_sum(c.PROBE_FIRST_ATTEMPT_FAILURES, window, matchers, labels)  # retries do not hide failures
-    return share(failures, runs)
+    """Failed runs over all runs of scheduled probes in ``window`` (the availability SLI's errors)."""
+    return _sli_ratio(sli.availability(), window, matchers, labels)
 
 
 def availability(window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
@@ -83,17 +70,15 @@ def availability(window: str, matchers: Sequence[str], labels: Sequence[str]) ->
 
 def compliance(window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
     """Dial-test compliance rate: runs that succeeded within the latency threshold, over all runs."""
-    runs = increase_sum(c.PROBE_RUNS, window, matchers, labels)
-    within = increase_sum(c.PROBE_WITHIN_SLA, window, matchers, labels)
-    return share(within, runs)
+    return _sli_ratio(sli.compliance(), window, matchers, labels)
 
 
 def latency_sli(threshold: float, window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
     """Share of runs not slower than ``threshold`` seconds (a bucket bound by construction)."""
-    bucket = f"{c.PROBE_DURATION}_bucket{{{', '.join([*matchers, f'le={quote(format_value(threshold))}'])}}}"
-    faster = f"sum{by(labels)} (increase({bucket}[{window}]))"
-    runs = increase_sum(f"{c.PROBE_DURATION}_count", window, matchers, labels)
-    return f"{faster} / {runs}"
+    indicator = sli.latency(threshold)
+    assert indicator.good is not None
+    scope = tuple(matchers)
+    return f"{indicator.good.increase(window, scope, labels)} / {indicator.total.increase(window, scope, labels)}"
 
 
 def quantile(q: float, metric: str, window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import requests
 
 from slaprobe import conventions as c
+from slaprobe import sli
 from slaprobe.config import Config, FeedbackSource
-from slaprobe.dashboards.promql import equals, increase_sum, matches, quote, share
+from slaprobe.dashboards.promql import equals, increase_sum, matches, share
 from slaprobe.units import format_duration, format_value, parse_duration
 
 HISTORY_POINTS = 30  # bars in each availability chart
@@ -266,19 +267,19 @@ def _latencies(
     by_threshold: dict[float, list[str]] = {}
     for name, sla in slas.items():
         by_threshold.setdefault(sla.threshold, []).append(name)
-    sli: dict[tuple[str, ...], float] = {}
+    found: dict[tuple[str, ...], float] = {}
     for threshold, names in sorted(by_threshold.items()):
         group = (matches(c.LABEL_SERVICE, names),)
-        within = f"{c.PROBE_DURATION}_bucket{{{group[0]}, le={quote(format_value(threshold))}}}"
-        runs = increase_sum(c.PROBE_DURATION + "_count", window, group, [c.LABEL_SERVICE])
-        sli.update(
-            _by(client.query(f"sum by ({c.LABEL_SERVICE}) (increase({within}[{window}])) / {runs}", at), "service")
-        )
+        indicator = sli.latency(threshold)
+        assert indicator.good is not None
+        faster = indicator.good.increase(window, group, [c.LABEL_SERVICE])
+        runs = indicator.total.increase(window, group, [c.LABEL_SERVICE])
+        found.update(_by(client.query(f"{faster} / {runs}", at), "service"))
     return {
         name: Latency(
             sla.threshold,
             sla.target / 100,
-            sli.get((name,)),
+            found.get((name,)),
             quantiles[0.5].get((name,)),
             quantiles[0.95].get((name,)),
             quantiles[0.99].get((name,)),
@@ -293,8 +294,10 @@ def _histories(
     """Availability of every service per step (about ``HISTORY_POINTS`` steps over the period), in one query."""
     step = max(1.0, round((end - start) / HISTORY_POINTS))
     window = format_duration(step)
-    failures = increase_sum(c.PROBE_FIRST_ATTEMPT_FAILURES, window, everyone, [c.LABEL_SERVICE])
-    runs = increase_sum(c.PROBE_RUNS, window, everyone, [c.LABEL_SERVICE])
+    indicator = sli.availability()
+    assert indicator.bad is not None
+    failures = indicator.bad.increase(window, everyone, [c.LABEL_SERVICE])
+    runs = indicator.total.increase(window, everyone, [c.LABEL_SERVICE])
     series = client.query_range(f"1 - {share(failures, runs)}", start + step, end, step)
     return {labels.get(c.LABEL_SERVICE, ""): tuple(points) for labels, points in series}
 
@@ -412,11 +415,12 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
     start = at - seconds
     names = list(cfg.services)
     everyone = (matches(c.LABEL_SERVICE, names),) if names else ()
-    runs = _by(client.query(increase_sum(c.PROBE_RUNS, window, everyone, [c.LABEL_SERVICE]), at), "service")
-    failures = _by(
-        client.query(increase_sum(c.PROBE_FIRST_ATTEMPT_FAILURES, window, everyone, [c.LABEL_SERVICE]), at), "service"
-    )
-    within = _by(client.query(increase_sum(c.PROBE_WITHIN_SLA, window, everyone, [c.LABEL_SERVICE]), at), "service")
+    available, compliant = sli.availability(), sli.compliance()
+    assert available.bad is not None and compliant.good is not None
+    per_service = [c.LABEL_SERVICE]
+    runs = _by(client.query(available.total.increase(window, everyone, per_service), at), "service")
+    failures = _by(client.query(available.bad.increase(window, everyone, per_service), at), "service")
+    within = _by(client.query(compliant.good.increase(window, everyone, per_service), at), "service")
     tickets = _by(client.query(increase_sum(c.FEEDBACK_TICKETS, window, everyone, [c.LABEL_SERVICE]), at), "service")
     step = max(1.0, round(seconds / INCIDENT_STEPS))
     firing = f'{c.ALERTS_SERIES}{{{c.LABEL_ALERTSTATE}="{c.ALERT_FIRING}"}}'

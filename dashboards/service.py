@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from slaprobe import conventions as c
+from slaprobe import sli
 from slaprobe.config import Config
 from slaprobe.dashboards import panels as p
 from slaprobe.dashboards import slo
@@ -244,7 +245,8 @@ def _probes(cfg: Config) -> list[Panel]:
 
 def _requests(cfg: Config) -> list[Panel]:
     service = (SERVICE_VAR,)
-    errors = selector(c.HTTP_REQUESTS, SERVICE_VAR, f'{c.LABEL_CODE}=~"5.."')
+    errors = sli.log_availability()  # the log SLO's own errors, so the budget line drawn is the SLO's
+    assert errors.bad is not None
     window = "$__rate_interval"
     return [
         p.row("Requests (access logs)"),
@@ -260,17 +262,20 @@ def _requests(cfg: Config) -> list[Panel]:
         ),
         Panel(
             "timeseries",
-            "Error ratio (5xx)",
+            "Error ratio (5xx or no answer)",
             (
                 p.q(
                     share(
-                        f"sum by (service) (rate({errors}[{window}]))",
-                        rate_sum(c.HTTP_REQUESTS, window, service, ["service"]),
+                        rate_sum(errors.bad.metric, window, (*service, *errors.bad.matchers), ["service"]),
+                        rate_sum(errors.total.metric, window, service, ["service"]),
                     ),
                     "{{service}}",
                 ),
             ),
-            description="Share of logged requests answered with a 5xx; the red line is the service's error budget.",
+            description=(
+                "Share of logged requests answered with a 5xx or not at all (code 0), as the log availability "
+                "SLO counts them; the red line is the service's error budget."
+            ),
             unit="percentunit",
             overrides=p.grouped(
                 {name: p.budget(service.sla.availability) for name, service in cfg.services.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slaprobe import conventions as c
+from slaprobe import promql
 from slaprobe.burnrate import applicable_windows
 from slaprobe.config import Config, Service
 from slaprobe.dashboards.model import Step
@@ -36,7 +37,7 @@ def burn_thresholds(service: Service) -> list[BurnThreshold]:
     """The burn-rate alerts the rules generate for a service, fastest first: the same choice
     of window pairs (``slaprobe.burnrate.applicable_windows``), so every threshold drawn is
     an alert that exists."""
-    budget = round(1 - service.sla.availability / 100, 12)
+    budget = promql.budget(service.sla.availability)
     return [
         BurnThreshold(window.long, window.short, factor, window.severity)
         for window, factor in applicable_windows(service.sla.window, budget)

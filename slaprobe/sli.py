@@ -1,0 +1,110 @@
+"""Each SLI once: which events it counts, which of them are errors, and how they are selected.
+
+The rules (``alerts/slos.py``), the boards (``dashboards/``) and the report all build their
+PromQL from these definitions, so a failure counted by an alert is the failure drawn on a
+board and the one the report counts. An SLI counts ``total`` events and either the ``bad``
+ones (errors directly) or the ``good`` ones (errors are ``total - good``).
+
+- availability: probe runs whose first attempt failed (retries do not hide what users saw);
+- latency: probe runs slower than the threshold (histogram bucket at the threshold, written
+  as the exporter writes ``le``, so the threshold is always a bucket bound);
+- compliance: probe runs not within SLA (failed, or slower than the threshold);
+- log availability: logged requests answered with a 5xx, or not at all (envoy logs code 0);
+- log latency: logged requests slower than the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from slaprobe import conventions as c
+from slaprobe.config import ACCESS_LOG_FORMATS, Service
+from slaprobe.promql import Matcher, increase_sum, selector
+from slaprobe.units import format_duration, format_value
+
+SERVER_ERROR_CODES = "5..|0"  # a 5xx answer, or none at all (envoy logs 0)
+SERVER_ERROR = f'{c.LABEL_CODE}=~"{SERVER_ERROR_CODES}"'
+
+__all__ = ["ACCESS_LOG_FORMATS", "SERVER_ERROR", "SERVER_ERROR_CODES", "SLI", "Events", "has_access_logs"]
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """A counter (or a histogram's bucket or count) and the matchers that pick the events it counts."""
+
+    metric: str
+    matchers: tuple[str, ...] = ()
+
+    def selector(self, *scope: Matcher) -> str:
+        """The series of these events within ``scope`` (e.g. one service): scope first, then own matchers."""
+        return selector(self.metric, *scope, *self.matchers)
+
+    def increase(self, window: str, scope: Sequence[Matcher], labels: Sequence[str] = ()) -> str:
+        """``sum by (labels) (increase(...[window]))`` of these events within ``scope``."""
+        return increase_sum(self.metric, window, (*scope, *self.matchers), labels)
+
+
+@dataclass(frozen=True, slots=True)
+class SLI:
+    """One service level indicator: ``total`` events, of which ``bad`` are errors (or ``good`` are not)."""
+
+    name: str  # a conventions SLO_* value
+    total: Events
+    bad: Events | None = None
+    good: Events | None = None
+    events: str = "probe runs"  # what is counted, for alert texts
+    bad_text: str = "failed"  # what makes an event an error, for alert texts
+
+
+def _le(threshold: float) -> str:
+    return f'le="{format_value(threshold)}"'
+
+
+def availability() -> SLI:
+    """Probe runs whose first attempt failed, over all runs."""
+    return SLI(c.SLO_AVAILABILITY, Events(c.PROBE_RUNS), bad=Events(c.PROBE_FIRST_ATTEMPT_FAILURES))
+
+
+def latency(threshold: float) -> SLI:
+    """Probe runs slower than ``threshold`` seconds, over all runs with a duration."""
+    return SLI(
+        c.SLO_LATENCY,
+        Events(f"{c.PROBE_DURATION}_count"),
+        good=Events(f"{c.PROBE_DURATION}_bucket", (_le(threshold),)),
+        bad_text=f"took longer than {format_duration(threshold)}",
+    )
+
+
+def compliance() -> SLI:
+    """Probe runs not within SLA (the compliance rate, 达标率, is its complement), over all runs."""
+    return SLI(
+        c.SLO_COMPLIANCE, Events(c.PROBE_RUNS), good=Events(c.PROBE_WITHIN_SLA), bad_text="were not within SLA"
+    )
+
+
+def log_availability() -> SLI:
+    """Logged requests answered with a 5xx or not at all, over all logged requests."""
+    return SLI(
+        c.SLO_LOG_AVAILABILITY,
+        Events(c.HTTP_REQUESTS),
+        bad=Events(c.HTTP_REQUESTS, (SERVER_ERROR,)),
+        events="logged requests",
+        bad_text="were answered with 5xx or not at all",
+    )
+
+
+def log_latency(threshold: float) -> SLI:
+    """Logged requests slower than ``threshold`` seconds, over all logged requests with a duration."""
+    return SLI(
+        c.SLO_LOG_LATENCY,
+        Events(f"{c.HTTP_REQUEST_DURATION}_count"),
+        good=Events(f"{c.HTTP_REQUEST_DURATION}_bucket", (_le(threshold),)),
+        events="logged requests",
+        bad_text=f"took longer than {format_duration(threshold)}",
+    )
+
+
+def has_access_logs(service: Service) -> bool:
+    """Whether the service has an access log (the formats that yield requests and durations)."""
+    return any(source.format in ACCESS_LOG_FORMATS for source in service.logs)
