@@ -75,7 +75,12 @@ def test_helm_lint_finds_nothing_in_strict_mode(case: str) -> None:
     assert not problems, problems
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "existingConfig" not in case_values(c)])
+def splits_logs(case: str) -> bool:
+    """Whether the case runs its log sources in the DaemonSet (then each half mounts its part)."""
+    return bool(case_values(case).get("logs", {}).get("daemonset", {}).get("enabled"))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "existingConfig" not in case_values(c) and not splits_logs(c)])
 def test_the_mounted_config_is_the_values_config_and_passes_slaprobe_check(case: str) -> None:
     values = case_values(case)
     text = rendered_config(render_case(case))
@@ -313,3 +318,135 @@ def test_the_chart_readme_lists_every_value(request: pytest.FixtureRequest) -> N
         (CHART / "README.md").write_text(before + start + table + end + after, encoding="utf-8")
         return
     assert current == table, "helm/slaprobe/README.md's values table is stale: run with SLAPROBE_UPDATE_GOLDEN=1"
+
+
+# ---------------------------------------------------------------------------- logs on every node, state, config check
+
+
+def daemonset_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod spec of the log DaemonSet."""
+    spec: dict[str, Any] = find(docs, "DaemonSet")["spec"]["template"]["spec"]
+    return spec
+
+
+def test_the_daemonset_reads_the_nodes_container_logs_read_only_and_keeps_its_offsets_on_the_node() -> None:
+    docs = render_case("daemonset")
+    pod = daemonset_pod(docs)
+    (main,) = pod["containers"]
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for path in ("/var/log/pods", "/var/log/containers"):
+        assert mounts[path]["readOnly"] is True
+        assert volumes[mounts[path]["name"]]["hostPath"] == {"path": path}
+    assert volumes["state"]["hostPath"] == {
+        "path": "/var/lib/slaprobe/monitoring-slaprobe",
+        "type": "DirectoryOrCreate",
+    }
+    assert mounts["/var/lib/slaprobe"]["name"] == "state"
+    assert volumes["config"]["configMap"]["items"] == [{"key": "slaprobe-logs.yaml", "path": "slaprobe.yaml"}]
+    assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in main["env"]
+    security = main["securityContext"]
+    assert (security["readOnlyRootFilesystem"], security["allowPrivilegeEscalation"]) == (True, False)
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    monitor = find(docs, "ServiceMonitor", "slaprobe-logs")
+    assert monitor["spec"]["selector"]["matchLabels"] == find(docs, "DaemonSet")["spec"]["selector"]["matchLabels"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"} in monitor["spec"]["endpoints"][
+        0
+    ]["relabelings"]
+    # The prober's Service never selects the log readers, nor the reverse.
+    selector = find(docs, "Service", "slaprobe")["spec"]["selector"]
+    labels = find(docs, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_in_daemonset_mode_the_log_sources_run_on_the_nodes_and_everything_else_in_the_prober() -> None:
+    docs = render_case("daemonset")
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    prober, logs = (
+        parse_config(configmap["data"]["slaprobe.yaml"]),
+        parse_config(configmap["data"]["slaprobe-logs.yaml"]),
+    )
+    whole = parse_config(yaml.safe_dump({**case_values("daemonset")["config"], "global": {"location": "eu-west"}}))
+    assert [s.logs for s in prober.services.values()] == [[], []]
+    assert {n: [p.name for p in s.probes] for n, s in prober.services.items()} == {
+        n: [p.name for p in s.probes] for n, s in whole.services.items()
+    }
+    assert list(logs.services) == ["shop"]
+    assert logs.services["shop"].probes == []
+    assert logs.services["shop"].logs == whole.services["shop"].logs
+    assert logs.services["shop"].sla == whole.services["shop"].sla
+    assert logs.global_.location == prober.global_.location == "eu-west"
+
+
+def test_the_daemonset_needs_the_config_in_the_values() -> None:
+    values = {"existingConfig": {"name": "mine"}, "logs": {"daemonset": {"enabled": True}}}
+    with pytest.raises(helm_python.HelmRenderError, match=r"logs\.daemonset\.enabled: needs the config in `config`"):
+        render(values)
+
+
+def test_the_statefulset_keeps_its_state_on_a_volume_claim_per_pod() -> None:
+    docs = render_case("sharded")
+    statefulset = find(docs, "StatefulSet")
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    assert "state" not in {v["name"] for v in pod_spec(docs)["volumes"]}
+    assert {"name": "state", "mountPath": "/var/lib/slaprobe"} in container(docs)["volumeMounts"]
+    persistence = {"enabled": True, "size": "5Gi", "storageClassName": "fast", "accessModes": ["ReadWriteOncePod"]}
+    custom = find(objects(render({**case_values("sharded"), "stateDir": {"persistence": persistence}})), "StatefulSet")
+    assert custom["spec"]["volumeClaimTemplates"][0]["spec"] == {
+        "accessModes": ["ReadWriteOncePod"],
+        "storageClassName": "fast",
+        "resources": {"requests": {"storage": "5Gi"}},
+    }
+    off = objects(render({**case_values("sharded"), "stateDir": {"persistence": {"enabled": False}}}))
+    assert "volumeClaimTemplates" not in find(off, "StatefulSet")["spec"]
+    assert {"name": "state", "emptyDir": {"sizeLimit": "256Mi"}} in pod_spec(off)["volumes"]
+    assert "volumeClaimTemplates" not in find(render_case("minimal"), "Deployment")["spec"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "default"])
+def test_an_init_container_checks_the_config_with_the_mounts_and_environment_of_slaprobe(case: str) -> None:
+    docs = render_case(case)
+    pods = [pod_spec(docs)] + ([daemonset_pod(docs)] if splits_logs(case) else [])
+    for pod in pods:
+        (check,) = pod["initContainers"]
+        (main,) = pod["containers"]
+        assert check["image"] == main["image"]
+        assert check["args"][0] == "check"
+        assert set(check["args"][1:]) <= set(main["args"])
+        config_mounts = [m for m in main["volumeMounts"] if m["name"] not in ("state", "tmp")]
+        assert [m for m in check["volumeMounts"] if not m["mountPath"].startswith("/var/log")] == [
+            m for m in config_mounts if not m["mountPath"].startswith("/var/log")
+        ]
+        assert [e for e in check.get("env", []) if e["name"] != "NODE_NAME"] == [
+            e for e in main.get("env", []) if e["name"] != "NODE_NAME"
+        ]
+        assert check["securityContext"] == main["securityContext"]
+    off = objects(render({**case_values("minimal"), "configCheck": {"enabled": False}}))
+    assert "initContainers" not in pod_spec(off)
+
+
+def test_a_config_text_stays_as_written_with_a_location_so_its_error_lines_are_the_users() -> None:
+    text = "# mine\nversion: v1\nservices:\n  shop:\n    probes:\n      - {name: home, http: {url: 'https://shop.example/'}}\n"
+    mounted = rendered_config(objects(render({"config": text, "location": "dc2"})))
+    assert mounted == text + 'global:\n  location: "dc2"\n'
+    assert parse_config(mounted).global_.location == "dc2"
+    reading = text.replace("version: v1\n", "version: v1\nglobal:\n  location: ${env:SLAPROBE_LOCATION}\n")
+    docs = objects(render({"config": reading, "location": "dc3"}))
+    assert rendered_config(docs) == reading
+    assert {"name": "SLAPROBE_LOCATION", "value": "dc3"} in container(docs)["env"]
+    own = text.replace("version: v1\n", "version: v1\nglobal: {interval: 30s}\n")
+    with pytest.raises(helm_python.HelmRenderError, match=r"set `location: \$\{env:SLAPROBE_LOCATION\}` in it"):
+        render({"config": own, "location": "dc3"})
+
+
+def test_the_targets_of_the_probe_resources_join_the_probe_allow_list() -> None:
+    args = container(render_case("daemonset"))["args"]
+    assert "--probe-allow=partner.example,203.0.113.7,2001:db8::7,edge.example" in args
+    values = {**case_values("daemonset"), "probeAllow": ["10.0.0.0/8", "edge.example"]}
+    args = container(objects(render(values)))["args"]
+    assert "--probe-allow=10.0.0.0/8,edge.example,partner.example,203.0.113.7,2001:db8::7" in args
+    off = {**values, "probe": {**values["probe"], "enabled": False}}
+    assert "--probe-allow=10.0.0.0/8,edge.example" in container(objects(render(off)))["args"]

@@ -87,15 +87,24 @@ release: {{ . | quote }}
 {{- toYaml $config }}
 {{- end }}
 
-{{/* The config file's text as mounted, ending in one newline; a string given without `location` is kept verbatim. */}}
+{{/* The config file's text, ending in one newline. A string is kept as written, so that the line of an
+error is the line of the user's file: `location` is appended as a `global:` section of its own when the
+text has none, or read from SLAPROBE_LOCATION (set in the pods) where the text's `global:` says so. */}}
 {{- define "slaprobe.configText" -}}
 {{- $text := "" }}
-{{- if and (kindIs "string" .Values.config) (not .Values.location) }}
-{{- $text = .Values.config }}
-{{- else }}
-{{- $text = include "slaprobe.configObject" . }}
+{{- if kindIs "string" .Values.config }}
+{{- $text = regexReplaceAll "\\s+$" .Values.config "" }}
+{{- if .Values.location }}
+{{- if not (regexMatch "(?m)^global[ \t]*:" $text) }}
+{{- $text = printf "%s\nglobal:\n  location: %s" $text (toJson .Values.location) }}
+{{- else if not (contains "${env:SLAPROBE_LOCATION}" $text) }}
+{{- fail "location: the config text has a global: section of its own; set `location: ${env:SLAPROBE_LOCATION}` in it (the chart sets SLAPROBE_LOCATION from `location`) so the text stays as written and its error lines stay yours" }}
 {{- end }}
-{{- printf "%s\n" (regexReplaceAll "\\s+$" $text "") }}
+{{- end }}
+{{- else }}
+{{- $text = regexReplaceAll "\\s+$" (include "slaprobe.configObject" .) "" }}
+{{- end }}
+{{- printf "%s\n" $text }}
 {{- end }}
 
 {{/* The location label: `location`, else global.location of a config from values. */}}
@@ -173,4 +182,139 @@ release: {{ . | quote }}
 {{- define "slaprobe.namespace" -}}
 {{- $root := index . 0 }}
 {{- default $root.Release.Namespace (index . 1) }}
+{{- end }}
+
+{{/* The config of the Deployment/StatefulSet when the DaemonSet runs the log sources: every service without its logs. */}}
+{{- define "slaprobe.proberConfigText" -}}
+{{- $config := include "slaprobe.configObject" . | fromYaml }}
+{{- range $name, $service := ($config.services | default dict) }}
+{{- $_ := unset $service "logs" }}
+{{- end }}
+{{- printf "%s\n" (toYaml $config) }}
+{{- end }}
+
+{{/* The config of the log DaemonSet: the services that have log sources, with those only (no probes, no feedback). */}}
+{{- define "slaprobe.logsConfigText" -}}
+{{- $config := include "slaprobe.configObject" . | fromYaml }}
+{{- $services := dict }}
+{{- range $name, $service := ($config.services | default dict) }}
+{{- if $service.logs }}
+{{- $_ := set $service "probes" (list) }}
+{{- $_ := set $services $name $service }}
+{{- end }}
+{{- end }}
+{{- $_ := set $config "services" $services }}
+{{- $_ := unset $config "feedback" }}
+{{- printf "%s\n" (toYaml $config) }}
+{{- end }}
+
+{{/* The config file the Deployment/StatefulSet mounts: the user's text, or its prober half in DaemonSet mode. */}}
+{{- define "slaprobe.mountedConfigText" -}}
+{{- if .Values.logs.daemonset.enabled }}
+{{- include "slaprobe.proberConfigText" . }}
+{{- else }}
+{{- include "slaprobe.configText" . }}
+{{- end }}
+{{- end }}
+
+{{- define "slaprobe.logsSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "slaprobe.name" . }}-logs
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The labels of the log DaemonSet's objects: ours, with its own name and component. */}}
+{{- define "slaprobe.logsLabels" -}}
+{{- $labels := include "slaprobe.labels" . | fromYaml }}
+{{- $_ := set $labels "app.kubernetes.io/name" (printf "%s-logs" (include "slaprobe.name" .)) }}
+{{- $_ := set $labels "app.kubernetes.io/component" "logs" }}
+{{- toYaml $labels }}
+{{- end }}
+
+{{/* --probe-allow: probeAllow plus the host of every target of the Probe resources (they would get 403 otherwise). */}}
+{{- define "slaprobe.probeAllow" -}}
+{{- $entries := list }}
+{{- range .Values.probeAllow }}
+{{- $entries = append $entries . }}
+{{- end }}
+{{- if .Values.probe.enabled }}
+{{- range $job := .Values.probe.jobs }}
+{{- range $target := ($job.targets | default list) }}
+{{- $host := toString $target }}
+{{- if contains "://" $host }}
+{{- $host = (urlParse $host).host }}
+{{- end }}
+{{- if hasPrefix "[" $host }}
+{{- $host = regexFind "^\\[[^\\]]*\\]" $host | trimPrefix "[" | trimSuffix "]" }}
+{{- else if eq (len (splitList ":" $host)) 2 }}
+{{- $host = regexReplaceAll ":[^:]*$" $host "" }}
+{{- end }}
+{{- if $host }}
+{{- $entries = append $entries $host }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- join "," (uniq $entries) }}
+{{- end }}
+
+{{/* The mounts slaprobe reads its config and secrets from (the config check mounts the same). */}}
+{{- define "slaprobe.configMounts" -}}
+- name: config
+  mountPath: /etc/slaprobe/config
+  readOnly: true
+{{- if .Values.blackboxModules }}
+- name: modules
+  mountPath: /etc/slaprobe/modules
+  readOnly: true
+{{- end }}
+{{- if .Values.webConfig.secretName }}
+- name: web-config
+  mountPath: /etc/slaprobe/web
+  readOnly: true
+{{- end }}
+{{- range $i, $mount := .Values.secretMounts }}
+- name: secret-{{ $i }}
+  mountPath: {{ $mount.mountPath | default (printf "/etc/slaprobe/secrets/%s" $mount.secretName) }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* An initContainer that runs `slaprobe check` on the mounted config: a mistake fails the pod with its message and line. */}}
+{{- define "slaprobe.configCheck" -}}
+{{- $root := index . 0 }}
+{{- $securityContext := index . 1 }}
+{{- $resources := index . 2 }}
+- name: config-check
+  image: {{ include "slaprobe.image" $root }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  args:
+    - check
+    - --config=/etc/slaprobe/config/slaprobe.yaml
+    {{- if $root.Values.blackboxModules }}
+    - --modules=/etc/slaprobe/modules/blackbox.yml
+    {{- end }}
+  {{- with (include "slaprobe.env" $root) }}
+  env:
+    {{- . | nindent 4 }}
+  {{- end }}
+  resources:
+    {{- toYaml $resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $securityContext | nindent 4 }}
+  volumeMounts:
+    {{- include "slaprobe.configMounts" $root | nindent 4 }}
+    {{- with $root.Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/* The environment of slaprobe: SLAPROBE_LOCATION (for a config text that reads it) and extraEnv. */}}
+{{- define "slaprobe.env" -}}
+{{- with .Values.location }}
+- name: SLAPROBE_LOCATION
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}

@@ -1,4 +1,9 @@
 {{/* The pod template shared by the Deployment (shards: 1) and the StatefulSet (shards > 1). */}}
+{{/* "true" when the StatefulSet keeps the state on a volumeClaimTemplate. */}}
+{{- define "slaprobe.stateClaim" -}}
+{{- if and (gt (int .Values.shards) 1) .Values.stateDir.persistence.enabled }}true{{ end }}
+{{- end }}
+
 {{- define "slaprobe.podTemplate" -}}
 {{- $icmp := include "slaprobe.icmp" . }}
 {{- $podSecurityContext := deepCopy .Values.podSecurityContext }}
@@ -40,6 +45,10 @@ spec:
   securityContext:
     {{- toYaml $podSecurityContext | nindent 4 }}
   terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+  {{- if .Values.configCheck.enabled }}
+  initContainers:
+    {{- include "slaprobe.configCheck" (list . $securityContext .Values.resources) | nindent 4 }}
+  {{- end }}
   containers:
     - name: slaprobe
       image: {{ include "slaprobe.image" . }}
@@ -52,8 +61,8 @@ spec:
         {{- end }}
         - --listen=0.0.0.0:9799
         - --state-dir=/var/lib/slaprobe
-        {{- with .Values.probeAllow }}
-        - --probe-allow={{ join "," . }}
+        {{- with (include "slaprobe.probeAllow" .) }}
+        - --probe-allow={{ . }}
         {{- end }}
         {{- if .Values.webConfig.secretName }}
         - --web-config=/etc/slaprobe/web/{{ .Values.webConfig.key }}
@@ -68,9 +77,9 @@ spec:
         - name: http
           containerPort: 9799
           protocol: TCP
-      {{- with .Values.extraEnv }}
+      {{- with (include "slaprobe.env" .) }}
       env:
-        {{- toYaml . | nindent 8 }}
+        {{- . | nindent 8 }}
       {{- end }}
       livenessProbe:
         httpGet:
@@ -89,24 +98,7 @@ spec:
       securityContext:
         {{- toYaml $securityContext | nindent 8 }}
       volumeMounts:
-        - name: config
-          mountPath: /etc/slaprobe/config
-          readOnly: true
-        {{- if .Values.blackboxModules }}
-        - name: modules
-          mountPath: /etc/slaprobe/modules
-          readOnly: true
-        {{- end }}
-        {{- if .Values.webConfig.secretName }}
-        - name: web-config
-          mountPath: /etc/slaprobe/web
-          readOnly: true
-        {{- end }}
-        {{- range $i, $mount := .Values.secretMounts }}
-        - name: secret-{{ $i }}
-          mountPath: {{ $mount.mountPath | default (printf "/etc/slaprobe/secrets/%s" $mount.secretName) }}
-          readOnly: true
-        {{- end }}
+        {{- include "slaprobe.configMounts" . | nindent 8 }}
         - name: state
           mountPath: /var/lib/slaprobe
         - name: tmp
@@ -160,11 +152,13 @@ spec:
           {{- toYaml . | nindent 10 }}
         {{- end }}
     {{- end }}
+    {{- if not (include "slaprobe.stateClaim" .) }}
     - name: state
       emptyDir:
         {{- with .Values.stateDir.sizeLimit }}
         sizeLimit: {{ . }}
         {{- end }}
+    {{- end }}
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
