@@ -2,7 +2,7 @@
 
 The sample shop runs in a separate process on loopback (``exporter/demoservice.py``, the
 demo's own service), so its CPU is not counted. This process runs ``--flows`` flows
-through ``probe_flow`` (the code the scheduler runs), ``--concurrency`` at a time, and
+through the flow's probe function (the code the scheduler runs), ``--concurrency`` at a time, and
 reports flows per second (wall), client CPU per flow, and the failures by step (the demo's
 bill step fails about one run in five on purpose, and with several flows in flight one
 flow's unsubscribe ends the others' subscriptions, since all log in as the same demo user;
@@ -25,7 +25,7 @@ from collections import Counter
 import common
 
 from slaprobe.config import FlowSpec
-from slaprobe.probes.flow import probe_flow
+from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import ProbeContext
 from slaprobe.probes.runner import run_probe
 
@@ -77,7 +77,7 @@ async def run(spec: FlowSpec, flows: int, concurrency: int) -> tuple[float, floa
 
     async def one() -> None:
         async with semaphore:
-            result = await run_probe(probe_flow, spec, ProbeContext(timeout=10.0))
+            result = await run_probe(PROBERS["flow"], spec, ProbeContext(timeout=10.0))
             if not result.success:
                 failed[result.detail.split(":")[0]] += 1
 

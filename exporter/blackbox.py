@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TypeAlias
 
 import dns.exception
 import dns.rcode
@@ -45,6 +45,7 @@ from slaprobe.config import (
 )
 from slaprobe.conventions import BB_DURATION, BB_FAILURE_REASON, BB_SUCCESS, BLACKBOX_HELP, LABEL_REASON
 from slaprobe.exporter.exposition import escape_label, family_header, format_value
+from slaprobe.kinds import BLACKBOX_PROBERS
 from slaprobe.probes.result import ProbeResult
 
 __all__ = [
@@ -60,8 +61,10 @@ __all__ = [
     "render_probe_metrics",
 ]
 
-ProberKind = Literal["http", "tcp", "dns", "icmp"]
-BlackboxSpec = HttpSpec | TcpSpec | DnsSpec | IcmpSpec
+ProberKind: TypeAlias = str
+"""The slaprobe kind (``slaprobe.kinds``) serving a module's prober."""
+# The specs of the kinds in BLACKBOX_PROBERS (tests/core/test_kinds.py holds the two together).
+BlackboxSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | IcmpSpec
 Loc = tuple[str | int, ...]
 
 DEFAULT_MODULE = "http_2xx"
@@ -74,7 +77,7 @@ _PLACEHOLDER_URL = "http://target.invalid/"
 _PLACEHOLDER_ADDRESS = "target.invalid:1"
 _PLACEHOLDER_HOST = "target.invalid"
 
-_SUPPORTED_PROBERS: tuple[ProberKind, ...] = ("http", "tcp", "dns", "icmp")
+_SUPPORTED_PROBERS: tuple[str, ...] = tuple(BLACKBOX_PROBERS)
 _LACKING_PROBERS = ("grpc", "unix", "websocket")
 _ICMP_DEFAULT_PAYLOAD = len("Prometheus Blackbox Exporter")  # what blackbox sends without payload_size
 _ICMP_DEFAULT_TTL = 64  # blackbox's DefaultICMPTTL
@@ -303,7 +306,7 @@ def _module(reader: _Reader, name: str, body: Any, loc: Loc) -> Module | None:
     spec = translate(reader, section, (*loc, prober))
     if spec is None:
         return None
-    return Module(name, prober, timeout, spec, body, frozenset(reader.secrets))
+    return Module(name, BLACKBOX_PROBERS[prober].name, timeout, spec, body, frozenset(reader.secrets))
 
 
 def _timeout(reader: _Reader, body: Mapping[str, Any], loc: Loc) -> float | None:
@@ -731,6 +734,7 @@ def _icmp(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | N
     return _validated(reader, IcmpSpec, data, loc)
 
 
+# One per prober of BLACKBOX_PROBERS (tests/core/test_kinds.py).
 _TRANSLATORS: Mapping[str, Callable[[_Reader, Mapping[str, Any], Loc], BlackboxSpec | None]] = {
     "http": _http,
     "tcp": _tcp,

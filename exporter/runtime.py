@@ -127,9 +127,6 @@ class Exporter:
         for service_name, service, probe in config.probes():
             if not self.shard.owns(service_name, probe.name):
                 continue
-            if probe.kind not in PROBERS:
-                log.warning("%s/%s: %s probes are not supported yet; skipped", service_name, probe.name, probe.kind)
-                continue
             meta = self._meta(service_name, service, probe)
             metas.append(meta)
             schedule = self._schedule(meta, probe)
@@ -244,8 +241,6 @@ class Exporter:
         """The /probe guard of ``config`` (ValueError for an allow-list entry the guard refuses)."""
         entries = [*self.probe_allow, *config.global_.probe_allow]
         return ProbeGuard(configured_hosts(config), AllowList.parse(entries))
-        """Every host named by a probe target in the running config (for the /probe guard)."""
-        return configured_hosts(self.config)
 
 
 def configured_hosts(config: Config) -> set[str]:
@@ -254,9 +249,7 @@ def configured_hosts(config: Config) -> set[str]:
     for _, _, probe in config.probes():
         if probe.flow is not None:
             for step in (*probe.flow.steps, *probe.flow.finally_):
-                inner = step.http or step.tcp or step.dns or step.tls
-                if inner is not None:
-                    hosts.add(target_host(inner.target).lower())
+                hosts.add(target_host(step.spec.target).lower())
         elif not (probe.dns is not None and probe.dns.server is None):
             hosts.add(target_host(probe.spec.target).lower())
     return hosts

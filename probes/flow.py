@@ -1,11 +1,12 @@
 """The flow probe: a business transaction as ordered steps sharing cookies and variables.
 
-Each step is an http, tcp, dns or tls check run by that kind's probe through
-``run_probe``, so a step's timeout, a refused address or a bug become that step's result.
-The steps run in order and the flow stops at the first one that fails; then the
-``finally`` steps run, always (cleanup). http steps share one cookie jar (which, unlike
-aiohttp's default, keeps cookies of IP-address hosts) and may ``extract`` variables from
-their response for later steps to use as ``${name}`` (see ``variables``).
+Each step is a check of a kind that may be a flow step (``slaprobe.kinds``: http, tcp,
+dns, tls) run by that kind's probe function through ``run_probe``, so a step's timeout,
+a refused address or a bug become that step's result. The steps run in order and the
+flow stops at the first one that fails; then the ``finally`` steps run, always
+(cleanup). http steps share one cookie jar (which, unlike aiohttp's default, keeps
+cookies of IP-address hosts) and may ``extract`` variables from their response for
+later steps to use as ``${name}`` (see ``variables``).
 
 Time. ``ctx.timeout`` is the whole flow's; the caller enforces it. Part of it is reserved
 for the finally steps, so cleanup still runs when a main step hangs: each finally step
@@ -41,16 +42,12 @@ from collections.abc import Mapping
 import aiohttp
 
 from slaprobe import variables
-from slaprobe.config import FlowSpec, FlowStep
-from slaprobe.probes.dns import probe_dns
-from slaprobe.probes.http import COOKIE_JAR, RESPONSE_CAPTURE, ResponseCapture, probe_http
+from slaprobe.kinds import FlowSpec, FlowStep
+from slaprobe.probes.http import COOKIE_JAR, RESPONSE_CAPTURE, ResponseCapture
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeFn, ProbeResult, ProbeTrace, StepResult
 from slaprobe.probes.runner import run_probe
-from slaprobe.probes.tcp import probe_tcp
-from slaprobe.probes.tls import probe_tls
 from slaprobe.variables import ExtractError, MissingVariableError, Variables
 
-STEP_PROBERS: Mapping[str, ProbeFn] = {"http": probe_http, "tcp": probe_tcp, "dns": probe_dns, "tls": probe_tls}
 MAX_FINALLY_SHARE = 0.5  # of the flow timeout, at most, reserved for the finally steps
 # Our own deadline ends this much before the caller's, so a timed-out flow still reports its steps.
 _MARGIN_SECONDS = 0.05
@@ -66,21 +63,22 @@ def finally_reserve(spec: FlowSpec, timeout: float) -> float:
     return min(wanted, timeout * MAX_FINALLY_SHARE)
 
 
-async def probe_flow(spec: FlowSpec, ctx: ProbeContext) -> ProbeResult:
-    """Run the steps in order until one fails, then the finally steps; one result for the flow."""
-    run = _FlowRun(spec, ctx)
-    try:
-        await run.main_steps()
-    finally:  # also when cancelled: cleanup must run
-        await run.finally_steps()
-    return run.result()
+def flow_prober(step_probers: Mapping[str, ProbeFn]) -> ProbeFn:
+    """The flow kind's probe function, running each step with ``step_probers[step.kind]``.
 
+    ``probes/kinds.py`` makes the one in ``PROBERS`` from the probe functions of the step kinds.
+    """
 
-def _kind(step: FlowStep) -> str:
-    for kind in ("http", "tcp", "dns", "tls"):
-        if getattr(step, kind) is not None:
-            return kind
-    raise AssertionError("validated: a step has exactly one kind")
+    async def probe_flow(spec: FlowSpec, ctx: ProbeContext) -> ProbeResult:
+        """Run the steps in order until one fails, then the finally steps; one result for the flow."""
+        run = _FlowRun(spec, ctx, step_probers)
+        try:
+            await run.main_steps()
+        finally:  # also when cancelled: cleanup must run
+            await run.finally_steps()
+        return run.result()
+
+    return probe_flow
 
 
 class _StepTrace(ProbeTrace):
@@ -105,9 +103,10 @@ class _StepTrace(ProbeTrace):
 class _FlowRun:
     """The state of one flow run: clock, variables, cookies and the step results so far."""
 
-    def __init__(self, spec: FlowSpec, ctx: ProbeContext) -> None:
+    def __init__(self, spec: FlowSpec, ctx: ProbeContext, probers: Mapping[str, ProbeFn]) -> None:
         self.spec = spec
         self.ctx = ctx
+        self.probers = probers
         self.trace = ctx.trace
         now = time.monotonic()
         margin = min(_MARGIN_SECONDS, ctx.timeout * _MARGIN_SHARE)
@@ -156,7 +155,7 @@ class _FlowRun:
         cut_by_flow = timeout != step.timeout
         if timeout <= 0:
             return self.record(step, 0.0, FailureReason.TIMEOUT, "not started: the flow's time was up")
-        kind = _kind(step)
+        kind = step.kind
         step_trace = _StepTrace(trace)
         extras = self.extras
         capture = None
@@ -168,7 +167,7 @@ class _FlowRun:
         )
         trace.log(f"step {name}: {kind}, timeout {timeout:.3g}s")
         try:
-            result = await run_probe(STEP_PROBERS[kind], spec, step_ctx, name=f"flow step {name}")
+            result = await run_probe(self.probers[kind], spec, step_ctx, name=f"flow step {name}")
             reason, detail = result.reason, result.detail
             if reason is FailureReason.TIMEOUT and cut_by_flow:
                 detail = f"{detail} (what was left of the flow's {self.ctx.timeout:.3g}s timeout)"

@@ -16,25 +16,132 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
-    WithJsonSchema,
     model_validator,
 )
 
 from slaprobe.conventions import SLO_RATE_WINDOWS
+from slaprobe.fields import (
+    SCALAR_SCHEMA,
+    SCALARS_SCHEMA,
+    Duration,
+    HostPort,
+    HttpUrl,
+    IpProtocol,
+    Model,
+    Name,
+    Regex,
+    RegexList,
+    Shorthand,
+    Size,
+    check_cron,
+)
+from slaprobe.kinds import PROBE_KINDS, FlowExpect, FlowSpec, FlowStep, ProbeKind, ProbeSpec
 from slaprobe.redact import Redactor
-from slaprobe.schedule import CronExpression, TimeInterval, zone
-from slaprobe.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
+from slaprobe.schedule import TimeInterval, zone
+from slaprobe.specs import (
+    BasicAuth,
+    DnsExpect,
+    DnsRecordAssertion,
+    DnsSpec,
+    Extract,
+    HeaderAssertion,
+    HttpExpect,
+    HttpSpec,
+    IcmpExpect,
+    IcmpSpec,
+    JsonAssertion,
+    TcpSpec,
+    TcpStep,
+    TLSConfig,
+    TlsExpect,
+    TlsSpec,
+)
+from slaprobe.units import parse_duration
+
+# The public model, wherever each part is defined: import it from here.
+__all__ = [
+    "ACCESS_LOG_FORMATS",
+    "METRIC_NAME_PATTERN",
+    "PROBE_KINDS",
+    "SCALARS_SCHEMA",
+    "SCALAR_SCHEMA",
+    "SLA",
+    "Alerting",
+    "AlertmanagerRef",
+    "BasicAuth",
+    "BudgetProjection",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "Deadlines",
+    "DnsExpect",
+    "DnsRecordAssertion",
+    "DnsSpec",
+    "Duration",
+    "EscalationLevel",
+    "Extract",
+    "FeedbackAlerting",
+    "FeedbackSource",
+    "FlowExpect",
+    "FlowSpec",
+    "FlowStep",
+    "Global",
+    "HeaderAssertion",
+    "HostPort",
+    "HttpExpect",
+    "HttpSpec",
+    "HttpUrl",
+    "IcmpExpect",
+    "IcmpSpec",
+    "IpProtocol",
+    "JsonAssertion",
+    "LabelName",
+    "LatencySLA",
+    "LogFormat",
+    "LogMetric",
+    "LogSource",
+    "MatchCondition",
+    "MetricType",
+    "MetricValue",
+    "Model",
+    "Name",
+    "PriorityMap",
+    "Probe",
+    "ProbeKind",
+    "ProbeSpec",
+    "RateWindow",
+    "Regex",
+    "RegexList",
+    "Service",
+    "Shorthand",
+    "Size",
+    "TLSConfig",
+    "TcpSpec",
+    "TcpStep",
+    "TicketDefaults",
+    "TicketEvents",
+    "TicketFields",
+    "Tier",
+    "TlsExpect",
+    "TlsSpec",
+    "ValueUnit",
+    "config_json_schema",
+    "format_path",
+    "line_of",
+    "load_config",
+    "parse_config",
+    "yaml_document",
+    "yaml_lines",
+]
 
 # ---------------------------------------------------------------------------- errors
 
@@ -63,406 +170,7 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
-# ---------------------------------------------------------------------------- field types
-
-
-def _duration(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f"not a duration: {value!r} (use a string such as 30s, 5m, 1h)")
-    return parse_duration(value)
-
-
-def _size(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"not a size: {value!r}")
-    return parse_size(value)
-
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from None
-    return value
-
-
-def _host_port(value: str) -> str:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not host:port: {value!r} (IPv6 as [::1]:53)")
-    return value
-
-
-def _cron(value: str) -> str:
-    CronExpression.parse(value)
-    return value
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {value!r}")
-    return value
-
-
-def _with_default_port(target: str, port: int) -> str:
-    """``host`` -> ``host:port``; ``::1`` -> ``[::1]:port``; ``host:p`` unchanged."""
-    if target.startswith("["):
-        return target if "]:" in target else f"{target}:{port}"
-    if target.count(":") == 1:
-        return target
-    if ":" in target:
-        return f"[{target}]:{port}"
-    return f"{target}:{port}"
-
-
-@dataclass(frozen=True, eq=False)  # hashed by identity: pydantic hashes metadata, dicts are not hashable
-class Shorthand:
-    """Annotated marker: the JSON Schema also accepts these shapes (a validator expands them)."""
-
-    alternatives: tuple[dict[str, Any], ...]
-
-    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
-        return {"anyOf": [handler(core_schema), *self.alternatives]}
-
-
-SCALAR_SCHEMA: dict[str, Any] = {"type": ["string", "number", "boolean"]}
-SCALARS_SCHEMA: dict[str, Any] = {"type": "array", "items": SCALAR_SCHEMA}
-
-Duration = Annotated[
-    float,
-    BeforeValidator(_duration),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "description": "Prometheus duration"}),
-]
-Size = Annotated[
-    int,
-    BeforeValidator(_size),
-    WithJsonSchema({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": SIZE_PATTERN}]}),
-]
-Regex = Annotated[str, AfterValidator(_regex)]
-HostPort = Annotated[str, AfterValidator(_host_port)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
-IpProtocol = Literal["ip4", "ip6"]
-
-
-def _regex_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-RegexList = Annotated[
-    list[Regex],
-    BeforeValidator(_regex_list),
-    WithJsonSchema({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
-]
-
-
-class Model(BaseModel):
-    """Base of every config model: unknown keys rejected, instances immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-# ---------------------------------------------------------------------------- probe specs
-
-
-class TLSConfig(Model):
-    """Client TLS settings and certificate assertions."""
-
-    ca_file: str | None = Field(None, description="PEM bundle of CAs to trust instead of the system store")
-    cert_file: str | None = Field(None, description="client certificate (PEM) for mutual TLS")
-    key_file: str | None = Field(None, description="client key (PEM) for mutual TLS")
-    insecure_skip_verify: bool = Field(False, description="do not verify the server certificate")
-    server_name: str | None = Field(None, description="SNI and name to verify, if not the target host")
-    min_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] | None = None
-    max_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] | None = None
-    min_days_left: float | None = Field(
-        None, ge=0, description="fail when the leaf certificate expires in fewer days than this"
-    )
-
-    @model_validator(mode="after")
-    def _cert_and_key_together(self) -> TLSConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file must be given together")
-        return self
-
-
-class JsonAssertion(Model):
-    """An assertion on one value of a JSON body, addressed by a JSONPath such as ``$.a.b[0]``."""
-
-    path: str = Field(pattern=r"^\$", description="JSONPath subset: $.key, $['key'], [index]")
-    equals: Any = Field(None, description="the value must equal this (JSON comparison)")
-    matches: Regex | None = Field(None, description="the value, as text, must match this regex")
-    exists: bool = Field(True, description="false: the path must not exist")
-
-
-class HeaderAssertion(Model):
-    """A regex that a response header must (or must not) match."""
-
-    name: str
-    regex: Regex
-    negate: bool = Field(False, description="fail when the header matches instead")
-    allow_missing: bool = False
-
-
-class HttpExpect(Model):
-    """What a successful HTTP response looks like."""
-
-    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
-        default_factory=list, description="accepted status codes; empty means any 2xx"
-    )
-    body_regex: RegexList = Field(default_factory=list, description="the body must match each")
-    body_not_regex: RegexList = Field(default_factory=list, description="the body must match none")
-    json_: list[JsonAssertion] = Field(default_factory=list, alias="json")
-    headers: list[HeaderAssertion] = Field(default_factory=list)
-    max_duration: Duration | None = Field(None, description="fail when the probe takes longer")
-    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
-    ssl: bool | None = Field(None, description="true: fail unless the final hop used TLS; false: fail if it did")
-    http_version: list[Literal["HTTP/1.0", "HTTP/1.1", "HTTP/2.0"]] = Field(default_factory=list)
-
-
-class BasicAuth(Model):
-    """HTTP basic-auth credentials (use ${file:...} or ${env:...} for the password)."""
-
-    username: str
-    password: str = ""
-
-
-class HttpSpec(Model):
-    """An HTTP(S) request and the assertions on its response."""
-
-    url: HttpUrl
-    method: str = Field("GET", pattern=r"^[A-Z]+$")
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: str | None = None
-    json_body: Any = Field(None, alias="json", description="request body, sent as JSON")
-    basic_auth: BasicAuth | None = None
-    follow_redirects: bool = True
-    max_redirects: int = Field(10, ge=0, le=100)
-    preferred_ip_protocol: IpProtocol = "ip4"
-    ip_protocol_fallback: bool = True
-    proxy: str | None = Field(None, description="HTTP proxy URL")
-    tls: TLSConfig = TLSConfig()
-    body_size_limit: Size = Field(10 * 1024 * 1024, description="read at most this many body bytes; 0: no limit")
-    expect: HttpExpect = HttpExpect()
-
-    @model_validator(mode="after")
-    def _one_body(self) -> HttpSpec:
-        if self.body is not None and self.json_body is not None:
-            raise ValueError("give body or json, not both")
-        return self
-
-    def with_target(self, target: str) -> HttpSpec:
-        """This spec aimed at ``target`` (a URL, or host[:port] meaning http://)."""
-        url = target if "://" in target else f"http://{target}"
-        return self.model_copy(update={"url": _http_url(url)})
-
-    @property
-    def target(self) -> str:
-        return self.url
-
-
-class TcpStep(Model):
-    """One exchange of a TCP dialogue: wait for ``expect``, then ``send``."""
-
-    expect: Regex | None = Field(None, description="regex a received line must match")
-    send: str | None = Field(None, description="text to send; ${1} refers to expect's groups")
-    starttls: bool = Field(False, description="upgrade the connection to TLS here")
-
-
-class TcpSpec(Model):
-    """A TCP connection, optionally TLS, with an optional send/expect dialogue."""
-
-    address: HostPort
-    dialogue: list[TcpStep] = Field(default_factory=list)
-    tls: TLSConfig | None = Field(None, description="present: speak TLS from the start")
-    preferred_ip_protocol: IpProtocol = "ip4"
-    ip_protocol_fallback: bool = True
-
-    def with_target(self, target: str) -> TcpSpec:
-        """This spec aimed at ``target`` (host:port)."""
-        return self.model_copy(update={"address": _host_port(target)})
-
-    @property
-    def target(self) -> str:
-        return self.address
-
-
-class TlsExpect(Model):
-    """Assertions on a TLS handshake beyond a valid certificate."""
-
-    versions: list[Literal["TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"]] = Field(default_factory=list)
-    cipher_regex: Regex | None = None
-    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
-
-
-class TlsSpec(TLSConfig):
-    """A TLS handshake: certificate expiry (leaf and chain), version and cipher."""
-
-    address: HostPort
-    preferred_ip_protocol: IpProtocol = "ip4"
-    ip_protocol_fallback: bool = True
-    expect: TlsExpect = TlsExpect()
-
-    def with_target(self, target: str) -> TlsSpec:
-        """This spec aimed at ``target`` (host:port)."""
-        return self.model_copy(update={"address": _host_port(target)})
-
-    @property
-    def target(self) -> str:
-        return self.address
-
-
-class DnsRecordAssertion(Model):
-    """Regexes over the records of one DNS section (each record as zone-file text)."""
-
-    fail_if_matches_regexp: RegexList = Field(default_factory=list)
-    fail_if_all_match_regexp: RegexList = Field(default_factory=list)
-    fail_if_not_matches_regexp: RegexList = Field(default_factory=list)
-    fail_if_none_matches_regexp: RegexList = Field(default_factory=list)
-
-
-class DnsExpect(Model):
-    """What a successful DNS answer looks like."""
-
-    rcode: list[str] = Field(default_factory=lambda: ["NOERROR"])
-    answer: DnsRecordAssertion = DnsRecordAssertion()
-    authority: DnsRecordAssertion = DnsRecordAssertion()
-    additional: DnsRecordAssertion = DnsRecordAssertion()
-    min_answers: int = Field(0, ge=0, description="fail with fewer answer records")
-    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
-
-
-class DnsSpec(Model):
-    """A DNS query sent to ``server`` over UDP or TCP."""
-
-    query: str
-    type: str = Field("A", pattern=r"^[A-Z0-9]+$")
-    query_class: str = "IN"
-    server: HostPort | None = Field(None, description="host:port; default: first nameserver of resolv.conf")
-    transport: Literal["udp", "tcp"] = "udp"
-    recursion_desired: bool = True
-    preferred_ip_protocol: IpProtocol = "ip4"
-    ip_protocol_fallback: bool = True
-    expect: DnsExpect = DnsExpect()
-
-    def with_target(self, target: str) -> DnsSpec:
-        """This spec sent to ``target`` (a server: host or host:port, port 53 by default)."""
-        server = _with_default_port(target, 53)
-        return self.model_copy(update={"server": _host_port(server)})
-
-    @property
-    def target(self) -> str:
-        return self.server or "resolv.conf"
-
-
-class IcmpExpect(Model):
-    """Loss and round-trip limits of an ICMP probe."""
-
-    max_loss_ratio: float = Field(0.99, ge=0, le=1, description="fail when more packets are lost")
-    max_rtt: Duration | None = Field(None, description="fail when the average RTT is higher")
-    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
-
-
-class IcmpSpec(Model):
-    """N ICMP echo requests: loss ratio, min/avg/max RTT and jitter."""
-
-    host: str
-    packets: int = Field(3, ge=1, le=100)
-    packet_interval: Duration = Field(0.1, description="time between echo requests")
-    payload_size: int = Field(56, ge=0, le=65000)
-    ttl: int | None = Field(None, ge=1, le=255)
-    preferred_ip_protocol: IpProtocol = "ip4"
-    ip_protocol_fallback: bool = True
-    expect: IcmpExpect = IcmpExpect()
-
-    def with_target(self, target: str) -> IcmpSpec:
-        """This spec aimed at ``target`` (a host)."""
-        return self.model_copy(update={"host": target})
-
-    @property
-    def target(self) -> str:
-        return self.host
-
-
-class Extract(Model):
-    """Where a flow variable comes from: a JSONPath, a header, or a regex group."""
-
-    json_: str | None = Field(None, alias="json", pattern=r"^\$")
-    header: str | None = None
-    regex: Regex | None = Field(None, description="first group (or whole match) of the body")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Extract:
-        if sum(x is not None for x in (self.json_, self.header, self.regex)) != 1:
-            raise ValueError("give exactly one of json, header, regex")
-        return self
-
-
-def _step_expect_schema(schema: dict[str, Any]) -> None:
-    schema["properties"]["expect"] = {"type": "object", "description": "shorthand for the step's check's expect"}
-
-
-class FlowStep(Model):
-    """One step of a business flow: a check, its assertions and what it extracts."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_step_expect_schema)
-
-    name: Name
-    http: HttpSpec | None = None
-    tcp: TcpSpec | None = None
-    dns: DnsSpec | None = None
-    tls: TlsSpec | None = None
-    timeout: Duration | None = None
-    extract: dict[str, Extract] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _step_expect(cls, data: Any) -> Any:
-        """A step's ``expect`` is shorthand for its check's ``expect``."""
-        if isinstance(data, dict) and "expect" in data:
-            data = dict(data)
-            expect = data.pop("expect")
-            kinds = [k for k in ("http", "tcp", "dns", "tls") if isinstance(data.get(k), dict)]
-            if len(kinds) == 1 and "expect" not in data[kinds[0]]:
-                data[kinds[0]] = {**data[kinds[0]], "expect": expect}
-            else:
-                data["expect"] = expect  # reported as an unknown key
-        return data
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> FlowStep:
-        kinds = [k for k in ("http", "tcp", "dns", "tls") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            raise ValueError("a step needs exactly one of http, tcp, dns, tls")
-        return self
-
-
-class FlowExpect(Model):
-    """Limits on a whole flow run."""
-
-    max_duration: Duration | None = Field(None, description="fail when the whole flow takes longer")
-    degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
-
-
-class FlowSpec(Model):
-    """Ordered steps sharing cookies and variables; ``finally`` steps always run."""
-
-    steps: list[FlowStep] = Field(min_length=1)
-    finally_: list[FlowStep] = Field(default_factory=list, alias="finally")
-    expect: FlowExpect = FlowExpect()
-
-    @property
-    def target(self) -> str:
-        first = self.steps[0]
-        spec = first.http or first.tcp or first.dns or first.tls
-        assert spec is not None
-        return spec.target
-
-
-ProbeKind = Literal["http", "tcp", "tls", "dns", "icmp", "flow"]
-PROBE_KINDS: tuple[ProbeKind, ...] = ("http", "tcp", "tls", "dns", "icmp", "flow")
-ProbeSpec = HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | FlowSpec
+# ---------------------------------------------------------------------------- probes
 
 
 class Probe(Model):
@@ -474,7 +182,7 @@ class Probe(Model):
     retries: int = Field(
         0, ge=0, le=5, description="re-run a failed run up to this many times; the first attempt is still counted"
     )
-    schedule: Annotated[str, AfterValidator(_cron)] | None = Field(
+    schedule: Annotated[str, AfterValidator(check_cron)] | None = Field(
         None, description="cron expression (5 fields, in global.timezone) instead of a fixed interval"
     )
     during: list[str] = Field(default_factory=list, description="time_intervals names: run only inside them")

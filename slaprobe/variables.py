@@ -22,8 +22,8 @@ match if it has no group).
 Values extracted at run time are secrets: ``Variables.redact`` removes them from text, and
 nothing here puts a value into a message.
 
-This module imports nothing from slaprobe at run time except the JSONPath subset, so the
-config loader can run the static checks (``undefined_variables``, ``flow_problems``).
+This module depends on the flow and spec models only, so the config loader can run the
+static checks (``undefined_variables``, ``flow_problems``).
 """
 
 from __future__ import annotations
@@ -33,15 +33,12 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 from urllib.parse import urlsplit
 
 from slaprobe.jsonpath import JsonPathError, find, parse_path
-
-if TYPE_CHECKING:
-    from slaprobe.config import DnsSpec, Extract, FlowSpec, FlowStep, HttpSpec, TcpSpec, TlsSpec
-
-    StepSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | TlsSpec
+from slaprobe.kinds import FlowSpec, FlowStep, StepSpec
+from slaprobe.specs import Extract, HttpSpec, TcpSpec
 
 NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 # $${name} is an escaped literal (group 1 set); ${name} a reference.
@@ -307,8 +304,7 @@ def resolve_step(step: FlowStep, values: Variables) -> StepSpec:
         if "${" not in dns.query:
             return dns
         return dns.model_copy(update={"query": _substitute(dns.query, values, "dns.query")})
-    assert step.tls is not None, "validated: a step has exactly one kind"
-    return step.tls
+    return step.spec  # a kind without substituted fields
 
 
 def _resolve_http(http: HttpSpec, values: Variables) -> HttpSpec:

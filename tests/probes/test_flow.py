@@ -12,7 +12,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from slaprobe.config import FlowSpec
-from slaprobe.probes.flow import finally_reserve, probe_flow
+from slaprobe.probes.flow import finally_reserve
 from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import FailureReason, ForbiddenTargetError, ProbeContext, ProbeResult, ProbeTrace
 from slaprobe.probes.runner import run_probe
@@ -343,7 +343,7 @@ async def test_finally_steps_run_when_the_caller_cancels_the_flow(shop: Shop) ->
             "finally": [unsubscribe_step(shop)],
         }
     )
-    task = asyncio.create_task(probe_flow(spec, ProbeContext(timeout=30.0)))
+    task = asyncio.create_task(PROBERS["flow"](spec, ProbeContext(timeout=30.0)))
     async with asyncio.timeout(5):
         while "/hang" not in shop.paths():
             await asyncio.sleep(0.005)
