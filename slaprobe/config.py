@@ -66,6 +66,7 @@ from slaprobe.specs import (
     TlsSpec,
 )
 from slaprobe.units import parse_duration
+from slaprobe.variables import flow_problems
 
 # The public model, wherever each part is defined: import it from here.
 __all__ = [
@@ -688,8 +689,6 @@ class Config(Model):
 
 def _cross_check(cfg: Config) -> list[ConfigIssue]:
     """Checks that span sections; each issue names the offending path."""
-    from slaprobe.variables import flow_problems  # variables refers to these models
-
     issues: list[ConfigIssue] = []
     for service_name, service in cfg.services.items():
         seen: set[str] = set()
