@@ -52,6 +52,7 @@ from slaprobe.probes.feedback import TicketTracker, write_atomically
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import LineParser, parser_for
 from slaprobe.probes.tailer import Tailer
+from slaprobe.probes.wrappers import Unwrapper, Wrapper, parse_unwrapped
 
 log = logging.getLogger("slaprobe.logs")
 
@@ -79,6 +80,7 @@ class _Source:
     pattern: str
     start: Literal["end", "beginning"]
     parse: LineParser
+    unwrapper: Unwrapper  # the source's wrapper: CRI/Docker lines unwrapped before parsing
     tailer: Tailer | None = None  # opened at the first poll (after a replaced one is closed)
     stats: LineStats = field(init=False)
     service: str | None = None
@@ -98,7 +100,7 @@ class _Source:
         """This source's lines of ``LINE_FAMILIES``, with the tailer's figures as of now."""
         if self.tailer is not None:
             tailer = self.tailer.stats
-            self.stats.too_long = tailer.too_long
+            self.stats.too_long = tailer.too_long + self.unwrapper.too_long
             self.stats.bytes_read = tailer.bytes_read
             self.stats.rotations = sum(tailer.rotations.values())
             self.stats.lag = tailer.lag_bytes
@@ -169,10 +171,13 @@ class LogPipeline:
     def _keep_or_open(self, old: dict[str, _Source], label: str, source: LogSource | FeedbackSource) -> _Source:
         kind = "feedback" if isinstance(source, FeedbackSource) else "log"
         reading = (kind, source.path, source.format, source.regex, source.start)
+        wrapper: Wrapper = "none" if isinstance(source, FeedbackSource) else "auto"
         src = old.get(label)
         if src is not None and src.reading == reading:
+            if src.unwrapper.wrapper != wrapper:
+                src.unwrapper = Unwrapper(wrapper)
             return src
-        return _Source(label, reading, source.path, source.start, parser_for(source))
+        return _Source(label, reading, source.path, source.start, parser_for(source), Unwrapper(wrapper))
 
     def _http_metrics(self, service: str, buckets: tuple[float, ...]) -> HttpMetrics:
         kept = self._http.get(service)
@@ -200,7 +205,10 @@ class LogPipeline:
         if src.tailer is None:
             src.tailer = self._open_tailer(src)
         lines = src.tailer.poll(self.batch_bytes)
-        return [e for e in map(src.parse, lines) if e is not None], len(lines)
+        unwrapper = src.unwrapper
+        malformed = unwrapper.malformed
+        inner, times = unwrapper.unwrap_files(lines, src.tailer.last_spans)
+        return parse_unwrapped(src.parse, inner, times), len(inner) + unwrapper.malformed - malformed
 
     def _count(self, src: _Source, events: list[Event], lines: int) -> None:
         """Feed a parsed batch to everything that counts it (in the event loop)."""
