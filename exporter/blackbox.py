@@ -31,7 +31,6 @@ import dns.rdatatype
 import yaml
 from pydantic import ValidationError
 
-# Private in slaprobe.config; see the module report: they should become public there.
 from slaprobe.config import (
     ConfigError,
     ConfigIssue,

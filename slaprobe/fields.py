@@ -116,4 +116,3 @@ class Model(BaseModel):
     """Base of every config model: unknown keys rejected, instances immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-

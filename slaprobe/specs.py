@@ -257,4 +257,3 @@ class Extract(Model):
         if sum(x is not None for x in (self.json_, self.header, self.regex)) != 1:
             raise ValueError("give exactly one of json, header, regex")
         return self
-

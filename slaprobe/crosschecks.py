@@ -1,0 +1,102 @@
+"""Checks that span sections of a valid config: names unique, references known, order kept."""
+
+from __future__ import annotations
+
+from slaprobe.configerror import ConfigIssue, did_you_mean
+from slaprobe.model import Config
+from slaprobe.schedule import TimeInterval
+from slaprobe.variables import flow_problems
+
+
+def cross_check(cfg: Config) -> list[ConfigIssue]:
+    """Checks that span sections; each issue names the offending path."""
+    issues: list[ConfigIssue] = []
+    for service_name, service in cfg.services.items():
+        seen: set[str] = set()
+        for i, probe in enumerate(service.probes):
+            path = f"services.{service_name}.probes[{i}]"
+            if probe.name in seen:
+                issues.append(ConfigIssue(f"{path}.name", f"duplicate probe name {probe.name!r}"))
+            seen.add(probe.name)
+            interval = cfg.interval_of(probe)
+            if probe.timeout and probe.timeout > interval:
+                issues.append(ConfigIssue(f"{path}.timeout", "timeout must not exceed the probe's interval"))
+            for name in probe.during:
+                if name not in cfg.time_intervals:
+                    known = did_you_mean(name, cfg.time_intervals)
+                    issues.append(ConfigIssue(f"{path}.during", f"unknown time interval {name!r}{known}"))
+            if probe.flow:
+                for where, message in flow_problems(probe.flow):
+                    issues.append(ConfigIssue(f"{path}.flow.{where}", message))
+                names = [s.name for s in (*probe.flow.steps, *probe.flow.finally_)]
+                for name in {n for n in names if names.count(n) > 1}:
+                    issues.append(ConfigIssue(f"{path}.flow", f"duplicate step name {name!r}"))
+    for name, entries in cfg.time_intervals.items():
+        for i, entry in enumerate(entries):
+            try:
+                TimeInterval.parse(entry)
+            except ValueError as exc:
+                issues.append(ConfigIssue(f"time_intervals.{name}[{i}]", str(exc)))
+    for priority, levels in cfg.escalation.items():
+        for i, level in enumerate(levels):
+            path = f"escalation.{priority}[{i}]"
+            if cfg.receivers and level.notify not in cfg.receivers:
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.notify",
+                        f"unknown receiver {level.notify!r}{did_you_mean(level.notify, cfg.receivers)}",
+                    )
+                )
+            if level.during is not None and level.during not in cfg.time_intervals:
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.during",
+                        f"unknown time interval {level.during!r}{did_you_mean(level.during, cfg.time_intervals)}",
+                    )
+                )
+        afters = [level.after for level in levels]
+        if afters != sorted(afters):
+            issues.append(ConfigIssue(f"escalation.{priority}", "levels must be in increasing order of 'after'"))
+    default_receiver = cfg.alerting.default_receiver
+    if default_receiver is not None and cfg.receivers and default_receiver not in cfg.receivers:
+        issues.append(
+            ConfigIssue(
+                "alerting.default_receiver",
+                f"unknown receiver {default_receiver!r}{did_you_mean(default_receiver, cfg.receivers)}",
+            )
+        )
+    known_priorities = {p for m in cfg.priorities.values() for p in (m.page, m.ticket)}
+    for priority in cfg.escalation:
+        if priority not in known_priorities:
+            issues.append(ConfigIssue(f"escalation.{priority}", f"priority {priority!r} is not used in priorities"))
+    for i, source in enumerate(cfg.feedback):
+        if source.service is not None and source.service not in cfg.services:
+            issues.append(ConfigIssue(f"feedback[{i}].service", f"unknown service {source.service!r}"))
+    issues += _log_source_issues(cfg)
+    return issues
+
+
+def _log_source_issues(cfg: Config) -> list[ConfigIssue]:
+    """Log and feedback sources need distinct ``source`` labels; user metric names are config-wide."""
+    issues: list[ConfigIssue] = []
+    labels: dict[str, str] = {}
+    metrics: dict[str, str] = {}
+    for service_name, service in cfg.services.items():
+        for i, log in enumerate(service.logs):
+            path = f"services.{service_name}.logs[{i}]"
+            if log.label in labels:
+                what = "name" if log.name else "path"
+                message = f"source {log.label!r} is also used at {labels[log.label]} (give each a distinct name)"
+                issues.append(ConfigIssue(f"{path}.{what}", message))
+            labels.setdefault(log.label, path)
+            for j, metric in enumerate(log.metrics):
+                if metric.name in metrics:
+                    message = f"metric {metric.name!r} is already defined at {metrics[metric.name]}"
+                    issues.append(ConfigIssue(f"{path}.metrics[{j}].name", message))
+                metrics.setdefault(metric.name, f"{path}.metrics[{j}]")
+    for i, source in enumerate(cfg.feedback):
+        if source.name in labels:
+            message = f"source {source.name!r} is also used at {labels[source.name]}"
+            issues.append(ConfigIssue(f"feedback[{i}].name", message))
+        labels.setdefault(source.name, f"feedback[{i}]")
+    return issues

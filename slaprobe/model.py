@@ -1,0 +1,547 @@
+"""The config model (``version: v1``): a probe, a service and its SLA, logs, feedback, alerting.
+
+Strict and frozen (unknown keys refused, instances immutable), every field described so
+the JSON Schema shows it. Probe specs are in ``specs`` and ``kinds``, field types in
+``fields``; import all of it from ``slaprobe.config``, which also loads files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, model_validator
+
+from slaprobe.conventions import SLO_RATE_WINDOWS
+from slaprobe.fields import (
+    SCALAR_SCHEMA,
+    SCALARS_SCHEMA,
+    Duration,
+    HttpUrl,
+    Model,
+    Name,
+    Regex,
+    Shorthand,
+    check_cron,
+)
+from slaprobe.kinds import PROBE_KINDS, FlowSpec, ProbeKind, ProbeSpec
+from slaprobe.schedule import TimeInterval, zone
+from slaprobe.specs import DnsSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
+from slaprobe.units import parse_duration
+
+# ---------------------------------------------------------------------------- probes
+
+
+class Probe(Model):
+    """One scheduled probe of a service; exactly one of the kind keys is set."""
+
+    name: Name
+    interval: Duration | None = Field(None, gt=0, description="default: global.interval")
+    timeout: Duration | None = Field(None, gt=0, description="default: global.timeout")
+    retries: int = Field(
+        0, ge=0, le=5, description="re-run a failed run up to this many times; the first attempt is still counted"
+    )
+    schedule: Annotated[str, AfterValidator(check_cron)] | None = Field(
+        None, description="cron expression (5 fields, in global.timezone) instead of a fixed interval"
+    )
+    during: list[str] = Field(default_factory=list, description="time_intervals names: run only inside them")
+    http: HttpSpec | None = None
+    tcp: TcpSpec | None = None
+    tls: TlsSpec | None = None
+    dns: DnsSpec | None = None
+    icmp: IcmpSpec | None = None
+    flow: FlowSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Probe:
+        kinds = [k for k in PROBE_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a probe needs exactly one of {', '.join(PROBE_KINDS)}")
+        return self
+
+    @property
+    def kind(self) -> ProbeKind:
+        """Which kind of probe this is."""
+        kind: ProbeKind
+        for kind in PROBE_KINDS:
+            if getattr(self, kind) is not None:
+                return kind
+        raise AssertionError("validated: exactly one kind")
+
+    @property
+    def spec(self) -> ProbeSpec:
+        """The kind-specific spec."""
+        spec: ProbeSpec = getattr(self, self.kind)
+        return spec
+
+    @property
+    def degraded_duration(self) -> float | None:
+        """Seconds above which a successful run counts as degraded, if set."""
+        expect = getattr(self.spec, "expect", None)
+        return getattr(expect, "degraded_duration", None)
+
+
+# ---------------------------------------------------------------------------- services
+
+
+class LatencySLA(Model):
+    """Share of runs (percent) that must be faster than ``threshold``."""
+
+    threshold: Duration = Field(gt=0)
+    target: float = Field(gt=0, lt=100, description="percent of runs under the threshold")
+
+
+class SLA(Model):
+    """A service's objectives over a rolling window."""
+
+    window: Duration = Field(30 * 86400.0, gt=0)
+    availability: float = Field(99.9, gt=0, lt=100, description="percent of runs that succeed")
+    latency: LatencySLA | None = None
+    compliance: float | None = Field(
+        None, gt=0, le=100, description="target dial-test compliance rate, percent; default: availability"
+    )
+
+
+LogFormat = Literal["nginx_combined", "apache_combined", "envoy", "jsonl", "logfmt", "regex"]
+ACCESS_LOG_FORMATS: tuple[LogFormat, ...] = ("nginx_combined", "apache_combined", "envoy")
+MetricType = Literal["counter", "gauge", "histogram"]
+ValueUnit = Literal["s", "ms", "us", "µs", "ns"]
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=128)]
+
+
+def _scalar_text(value: Any) -> Any:
+    """YAML scalars as the text a log field holds: ``500`` -> ``"500"``, ``true`` -> ``"true"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _text_list(value: Any) -> Any:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    return [_scalar_text(v) for v in items]
+
+
+class MatchCondition(Model):
+    """A condition on one event field; every condition given must hold (a missing field matches none)."""
+
+    equals: Annotated[list[str] | None, BeforeValidator(_text_list), Shorthand((SCALAR_SCHEMA, SCALARS_SCHEMA))] = (
+        Field(None, description="the field is one of these values (as text)")
+    )
+    not_equals: Annotated[list[str] | None, BeforeValidator(_text_list), Shorthand((SCALAR_SCHEMA, SCALARS_SCHEMA))] = (
+        Field(None, description="the field is none of these values")
+    )
+    regex: Regex | None = Field(None, description="the field contains a match of this regex (re.search)")
+    gt: float | None = Field(None, description="the field, as a number, is greater than this")
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``status: 500`` or ``status: [500, 502]`` is short for ``status: {equals: ...}``."""
+        if isinstance(data, dict):
+            return data
+        return {"equals": data}
+
+    @model_validator(mode="after")
+    def _something(self) -> MatchCondition:
+        if all(getattr(self, k) is None for k in ("equals", "not_equals", "regex", "gt", "ge", "lt", "le")):
+            raise ValueError("give at least one of equals, not_equals, regex, gt, ge, lt, le")
+        return self
+
+
+class MetricValue(Model):
+    """The event field a gauge or histogram observes (or a counter adds), and its time unit."""
+
+    field: str
+    unit: ValueUnit | None = Field(None, description="a duration in this unit, exported in seconds")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``value: bytes_sent`` is short for ``value: {field: bytes_sent}``."""
+        return {"field": data} if isinstance(data, str) else data
+
+
+def _label_map(value: Any) -> Any:
+    """``labels: [method]`` is short for ``labels: {method: method}`` (label name: field)."""
+    if isinstance(value, list):
+        return {v: v for v in value} if all(isinstance(v, str) for v in value) else value
+    return value
+
+
+class LogMetric(Model):
+    """A user-defined metric counted from the events of a log source that pass ``match``."""
+
+    name: str = Field(pattern=METRIC_NAME_PATTERN, max_length=200)
+    type: MetricType
+    help: str = ""
+    match: dict[str, Annotated[MatchCondition, Shorthand((SCALAR_SCHEMA, SCALARS_SCHEMA))]] = Field(
+        default_factory=dict, description="field -> condition, all must hold"
+    )
+    labels: Annotated[
+        dict[LabelName, str], BeforeValidator(_label_map), Shorthand(({"type": "array", "items": {"type": "string"}},))
+    ] = Field(default_factory=dict, description="label name -> event field (a list: the same names)")
+    value: Annotated[MetricValue, Shorthand(({"type": "string"},))] | None = Field(
+        None, description="required for gauges and histograms; counters add it"
+    )
+    buckets: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="histogram bounds; default: the service's buckets (seconds, SLA threshold included)"
+    )
+    max_label_values: int = Field(
+        100, ge=1, le=100_000, description="distinct values kept per label; more become __other__"
+    )
+    values: dict[str, list[Annotated[str, BeforeValidator(_scalar_text), Shorthand((SCALAR_SCHEMA,))]]] = Field(
+        default_factory=dict, description="known values per label, exported as 0 before the first match"
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> LogMetric:
+        if self.name.startswith("slaprobe_"):
+            raise ValueError("names starting with slaprobe_ are reserved for slaprobe's own metrics")
+        if (self.type == "counter") != self.name.endswith("_total"):
+            raise ValueError("a counter's name ends in _total, and only a counter's")
+        if self.type == "histogram" and self.name.endswith(("_bucket", "_sum", "_count")):
+            raise ValueError("a histogram's name must not end in _bucket, _sum or _count")
+        if self.type != "counter" and self.value is None:
+            raise ValueError(f"a {self.type} needs value: the field it observes")
+        if self.buckets is not None:
+            if self.type != "histogram":
+                raise ValueError("buckets are for histograms only")
+            if self.buckets != sorted(set(self.buckets)):
+                raise ValueError("buckets must be strictly increasing")
+        reserved = {"service", "le"} if self.type == "histogram" else {"service"}
+        for label in self.labels:
+            if label in reserved or label.startswith("__"):
+                raise ValueError(f"label {label!r} is reserved")
+        for label, known in self.values.items():
+            if label not in self.labels:
+                raise ValueError(f"values: {label!r} is not one of the labels")
+            if len(set(known)) > self.max_label_values:
+                raise ValueError(f"values: {label!r} has more values than max_label_values")
+        return self
+
+
+class LogSource(Model):
+    """A log file (or glob) scraped into per-service request metrics."""
+
+    path: str
+    format: LogFormat
+    name: Name | None = None
+    regex: Regex | None = Field(None, description="for format: regex, with named groups")
+    start: Literal["end", "beginning"] = "end"
+
+    @model_validator(mode="after")
+    def _regex_for_regex(self) -> LogSource:
+        if (self.format == "regex") != (self.regex is not None):
+            raise ValueError("regex is required for format: regex, and only for it")
+        return self
+
+    metrics: list[LogMetric] = Field(default_factory=list, description="user-defined metrics from this log's events")
+
+    @model_validator(mode="after")
+    def _unique_metric_names(self) -> LogSource:
+        names = [m.name for m in self.metrics]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"metrics: duplicate name {name!r}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The ``source`` label of this log's series: its name, else its path."""
+        return self.name or self.path
+
+
+Tier = Literal["critical", "high", "medium", "low"]
+
+
+class Service(Model):
+    """A service under SLA: its tier, owner, objectives, probes and logs."""
+
+    tier: Tier = "medium"
+    owner: str = ""
+    runbook: str = ""
+    description: str = ""
+    sla: SLA = SLA()
+    probes: list[Probe] = Field(default_factory=list)
+    logs: list[LogSource] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- feedback, alerting
+
+
+class Deadlines(Model):
+    """Time allowed to first response and to resolution."""
+
+    first_response: Duration | None = None
+    resolution: Duration | None = None
+
+
+def _default_category_deadlines() -> dict[str, Deadlines]:
+    # model_validate: Duration fields take Prometheus duration text, not numbers.
+    return {
+        "technical": Deadlines.model_validate({"first_response": "24h", "resolution": "48h"}),
+        "operations": Deadlines.model_validate({"first_response": "12h", "resolution": "24h"}),
+        "service": Deadlines.model_validate({"first_response": "12h", "resolution": "24h"}),
+    }
+
+
+def _default_urgency_deadlines() -> dict[str, Deadlines]:
+    return {
+        "urgent": Deadlines.model_validate({"first_response": "24h"}),
+        "general": Deadlines.model_validate({"first_response": "72h"}),
+    }
+
+
+class TicketFields(Model):
+    """Names of the event fields a ticket event is read from."""
+
+    id: str = "id"
+    event: str = "event"
+    time: str = Field("time", description="unix seconds (ms if > 1e11) or ISO 8601; missing: when read")
+    category: str = "category"
+    urgency: str = "urgency"
+    service: str = "service"
+    channel: str = "channel"
+
+
+class TicketEvents(Model):
+    """Values of the event field that mean each step of a ticket's life."""
+
+    opened: list[str] = Field(default_factory=lambda: ["opened"])
+    first_response: list[str] = Field(default_factory=lambda: ["first_response"])
+    resolved: list[str] = Field(default_factory=lambda: ["resolved"])
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> TicketEvents:
+        words = [*self.opened, *self.first_response, *self.resolved]
+        for word in sorted({w for w in words if words.count(w) > 1}):
+            raise ValueError(f"{word!r} names more than one step")
+        return self
+
+
+class TicketDefaults(Model):
+    """Label values of tickets whose events leave a field out."""
+
+    category: str = "other"
+    urgency: str = "general"
+    channel: str = "unknown"
+
+
+class FeedbackSource(Model):
+    """A complaint/ticket event log and its response deadlines."""
+
+    name: Name
+    path: str
+    format: Literal["jsonl", "logfmt", "regex"] = "jsonl"
+    regex: Regex | None = None
+    service: str | None = Field(None, description="service of tickets that name none")
+    sla: dict[str, Deadlines] = Field(default_factory=_default_category_deadlines)
+    urgency: dict[str, Deadlines] = Field(default_factory=_default_urgency_deadlines)
+    quality_categories: list[str] = Field(default_factory=list)
+    fields: TicketFields = TicketFields()
+    events: TicketEvents = TicketEvents()
+    defaults: TicketDefaults = TicketDefaults()
+    start: Literal["end", "beginning"] = Field("beginning", description="where a log never read before is started")
+    max_label_values: int = Field(
+        100, ge=1, le=100_000, description="distinct values kept per label; more become __other__"
+    )
+    max_open_tickets: int = Field(100_000, ge=1, description="open tickets kept, at most; the oldest go first")
+
+    @model_validator(mode="after")
+    def _regex_for_regex(self) -> FeedbackSource:
+        if (self.format == "regex") != (self.regex is not None):
+            raise ValueError("regex is required for format: regex, and only for it")
+        return self
+
+
+class PriorityMap(Model):
+    """Priority of an alert by urgency: ``page`` (wake someone) or ``ticket``."""
+
+    page: str
+    ticket: str
+
+
+def _default_priorities() -> dict[Tier, PriorityMap]:
+    return {
+        "critical": PriorityMap(page="P1", ticket="P3"),
+        "high": PriorityMap(page="P2", ticket="P3"),
+        "medium": PriorityMap(page="P3", ticket="P4"),
+        "low": PriorityMap(page="P4", ticket="P4"),
+    }
+
+
+class EscalationLevel(Model):
+    """Who is notified once an alert has fired for ``after``."""
+
+    after: Duration = Field(ge=0)
+    notify: str = Field(description="a receiver name")
+    during: str | None = Field(None, description="a time_intervals name")
+
+
+class AlertmanagerRef(Model):
+    """The Alertmanager whose silences count as acknowledgements."""
+
+    url: HttpUrl
+    poll_interval: Duration = Field(30.0, gt=0)
+    webhook_url: HttpUrl | None = Field(
+        None,
+        description="slaprobe's /alertmanager/webhook as Alertmanager reaches it; "
+        "when set, the generated routing copies every alert there (incident metrics)",
+    )
+
+
+def _rate_window(value: float) -> float:
+    allowed = {parse_duration(w): w for w in SLO_RATE_WINDOWS}
+    if value not in allowed:
+        raise ValueError(f"must be one of the recorded windows: {', '.join(SLO_RATE_WINDOWS)}")
+    return value
+
+
+RateWindow = Annotated[Duration, AfterValidator(_rate_window)]
+
+
+class BudgetProjection(Model):
+    """Alert when the error budget left would run out before the SLA window at the recent burn rate."""
+
+    lookback: RateWindow = Field(86400.0, description="burn rate measured over this recorded window")
+    for_: Duration = Field(1800.0, alias="for", ge=0, description="how long the projection must hold")
+
+
+class FeedbackAlerting(Model):
+    """Limits on complaint tickets: deadlines met and the product-quality share."""
+
+    window: Duration = Field(7 * 86400.0, gt=0, description="tickets counted over this window")
+    deadline_target: float = Field(95.0, gt=0, le=100, description="percent of tickets answered/resolved in time")
+    quality_share_max: float = Field(
+        20.0, gt=0, le=100, description="percent of tickets in quality_categories above which to alert"
+    )
+
+
+class Alerting(Model):
+    """How the generated alerts and Alertmanager routing behave."""
+
+    probe_down_runs: int = Field(3, ge=1, le=100, description="consecutive failed runs before a probe is down")
+    no_data_for: Duration = Field(600.0, gt=0, description="how long without fresh results before alerting")
+    tls_expiry_days: float = Field(21.0, gt=0, description="ticket when a certificate expires within this many days")
+    tls_expiry_page_days: float = Field(3.0, ge=0, description="page within this many days (0: never page)")
+    compliance_window: RateWindow = Field(86400.0, description="compliance rate measured over this recorded window")
+    budget_projection: BudgetProjection = BudgetProjection()
+    feedback: FeedbackAlerting = FeedbackAlerting()
+    escalation_bridge: Duration = Field(
+        300.0, gt=0, description="an alert that stops firing for less than this keeps its escalation clock"
+    )
+    runbook_url: str = Field(
+        "",
+        description="runbook of services without `runbook`; {service} and {alertname} are replaced "
+        "(default: the README section on alerts)",
+    )
+    group_wait: Duration = Field(30.0, ge=0, description="Alertmanager group_wait")
+    group_interval: Duration = Field(300.0, gt=0, description="Alertmanager group_interval")
+    repeat_interval: Duration = Field(4 * 3600.0, gt=0, description="Alertmanager repeat_interval")
+    default_receiver: str | None = Field(
+        None, description="receiver of alerts no escalation level routes (default: a receiver that drops them)"
+    )
+
+    @model_validator(mode="after")
+    def _page_before_ticket(self) -> Alerting:
+        if self.tls_expiry_page_days >= self.tls_expiry_days:
+            raise ValueError("tls_expiry_page_days must be below tls_expiry_days")
+        return self
+
+
+class Global(Model):
+    """Defaults for every probe and process-wide limits."""
+
+    location: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    timezone: str = Field("UTC", description="IANA zone of cron schedules and of 'today' on the status page")
+    interval: Duration = Field(30.0, gt=0)
+    timeout: Duration = Field(10.0, gt=0)
+    concurrency: int = Field(256, ge=1, le=100_000, description="probes in flight, at most")
+    probe_allow: list[str] = Field(default_factory=list, description="extra /probe targets: CIDRs, hostname globs")
+    buckets: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> Global:
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not exceed interval")
+        zone(self.timezone)
+        for entry in self.probe_allow:
+            _check_allow_entry(entry)
+        return self
+
+
+def _check_allow_entry(entry: str) -> None:
+    if "/" in entry:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"probe_allow: not a CIDR: {entry!r}") from None
+    elif not re.fullmatch(r"[A-Za-z0-9*?.:\[\]_-]+", entry):
+        raise ValueError(f"probe_allow: not a CIDR or hostname glob: {entry!r}")
+
+
+class Config(Model):
+    """A whole slaprobe config file."""
+
+    version: Literal["v1"]
+    global_: Global = Field(Global(), alias="global")
+    services: dict[Name, Service] = Field(default_factory=dict)
+    feedback: list[FeedbackSource] = Field(default_factory=list)
+    priorities: dict[Tier, PriorityMap] = Field(default_factory=_default_priorities)
+    escalation: dict[str, list[EscalationLevel]] = Field(default_factory=dict)
+    time_intervals: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    receivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    alertmanager: AlertmanagerRef | None = None
+    alerting: Alerting = Alerting()
+
+    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Values that came from ``${env:}``/``${file:}``: never to be shown."""
+        return self._secrets
+
+    def probes(self) -> Iterator[tuple[str, Service, Probe]]:
+        """Every (service name, service, probe), in file order."""
+        for service_name, service in self.services.items():
+            for probe in service.probes:
+                yield service_name, service, probe
+
+    def interval_of(self, probe: Probe) -> float:
+        """The probe's interval in seconds."""
+        return probe.interval or self.global_.interval
+
+    def timeout_of(self, probe: Probe) -> float:
+        """The probe's timeout in seconds, never above its interval."""
+        return min(probe.timeout or self.global_.timeout, self.interval_of(probe))
+
+    def time_intervals_of(self, names: Iterable[str]) -> tuple[TimeInterval, ...]:
+        """The parsed ``time_intervals`` entries of these names (validated at load)."""
+        return tuple(TimeInterval.parse(entry) for name in names for entry in self.time_intervals.get(name, []))
+
+    def buckets_of(self, service: Service) -> tuple[float, ...]:
+        """Histogram bounds for a service: global buckets plus its SLA thresholds."""
+        bounds = set(self.global_.buckets)
+        if service.sla.latency:
+            bounds.add(service.sla.latency.threshold)
+        return tuple(sorted(bounds))
+
+    def summary(self) -> str:
+        """One line saying what this config holds."""
+        probes = sum(len(s.probes) for s in self.services.values())
+        logs = sum(len(s.logs) for s in self.services.values())
+        return (
+            f"{len(self.services)} services, {probes} probes, {logs} log sources, "
+            f"{len(self.feedback)} feedback sources, location {self.global_.location}"
+        )
