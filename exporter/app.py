@@ -237,7 +237,7 @@ def _hostname_problem(hostname: str) -> str | None:
 async def handle_reload(request: web.Request) -> web.Response:
     """POST: reload the config; a bad config is rejected and the running one stays."""
     exporter = request.app[EXPORTER_KEY]
-    status = exporter.reload()
+    status = await exporter.reload_async()
     if status.successful:
         return web.Response(text=f"reloaded: {exporter.config.summary()}\n")
     lines = "".join(f"error: {exporter.redact(str(issue))}\n" for issue in status.issues)

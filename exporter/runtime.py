@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -19,7 +21,7 @@ from slaprobe.exporter.guard import AllowList, ProbeGuard
 from slaprobe.exporter.logs import LogPipeline
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 from slaprobe.exporter.sharding import ALL, Shard
-from slaprobe.exporter.store import ProbeKey, ProbeMeta, ResultStore
+from slaprobe.exporter.store import ProbeKey, ProbeMeta, ProbeSeries, ResultStore
 from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult
 from slaprobe.probes.runner import run_probe
@@ -35,6 +37,20 @@ class Sources:
 
     config: str | None = None
     modules: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A checked config and what it means for the exporter, ready to swap in."""
+
+    config: Config
+    modules: dict[str, Module]
+    redact: Redactor
+    metas: list[ProbeMeta]
+    jobs: list[Job]
+    guard: ProbeGuard
+    due: dict[Hashable, float] = field(default_factory=dict)  # first slots, computed with the plan
+    series: dict[ProbeKey, ProbeSeries] = field(default_factory=dict)  # empty series for new metas
 
 
 @dataclass(slots=True)
@@ -84,52 +100,95 @@ class Exporter:
         self.guard = ProbeGuard((), AllowList.parse(self.probe_allow))
         self.freeze_gc = False  # serve sets it: a process-wide choice, not a library one
         self.logs = LogPipeline(Path(state_dir) if state_dir else None, clock)
+        self._reload_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ config
 
     def reload(self) -> ReloadStatus:
         """Load the sources; apply them if valid, keep the running config otherwise."""
         self.status.last_attempt = self.clock()
-        try:
-            config = load_config(self.sources.config) if self.sources.config else Config(version="v1")
-            modules = load_modules(self.sources.modules) if self.sources.modules else {}
+        with _no_full_collections(self.freeze_gc):
             try:
-                self._guard_for(config)
-            except ValueError as exc:
-                raise ConfigError([ConfigIssue("global.probe_allow", str(exc))], self.sources.config) from None
-        except ConfigError as exc:
-            self.status.successful = False
-            self.status.issues = exc.issues
-            self.status.source = exc.source or ""
-            for issue in exc.issues:
-                log.error("config rejected, keeping the running one: %s: %s", exc.source, issue)
-            return self.status
-        self.apply(config, modules)
+                plan = self._plan_sources()
+            except ConfigError as exc:
+                return self._rejected(exc)
+            for _ in self._swap(plan):
+                pass
+            return self._loaded(plan)
+
+    async def reload_async(self) -> ReloadStatus:
+        """``reload`` for a running server, without holding the event loop for long.
+
+        Reading and checking 5,000 probes takes a second or more of Python: it runs in a
+        thread, where the loop still gets the GIL every switch interval (5 ms), so /metrics,
+        /probe and the scheduler keep going. The swap runs on the loop in steps of tens of
+        milliseconds (bench/reload_stall.py measures it). One reload at a time.
+        """
+        async with self._reload_lock:
+            self.status.last_attempt = self.clock()
+            with _no_full_collections(self.freeze_gc):
+                try:
+                    plan = await asyncio.to_thread(self._plan_sources)
+                except ConfigError as exc:
+                    return self._rejected(exc)
+                for _ in self._swap(plan):
+                    await asyncio.sleep(0)
+                return self._loaded(plan)
+
+    def _plan_sources(self) -> _Plan:
+        config = load_config(self.sources.config) if self.sources.config else Config(version="v1")
+        modules = load_modules(self.sources.modules) if self.sources.modules else {}
+        try:
+            plan = self._plan(config, modules)
+        except ValueError as exc:
+            raise ConfigError([ConfigIssue("global.probe_allow", str(exc))], self.sources.config) from None
+        # Made here, off the event loop, for what the swap will not keep.
+        now = self.clock()
+        plan.due.update((job.key, job.schedule.next_due(now)) for job in plan.jobs)
+        for meta in plan.metas:
+            current = self.store.get(meta.key)
+            if current is None or current.meta != meta:
+                plan.series[meta.key] = ProbeSeries(meta)
+        return plan
+
+    def _rejected(self, exc: ConfigError) -> ReloadStatus:
+        self.status.successful = False
+        self.status.issues = exc.issues
+        self.status.source = exc.source or ""
+        for issue in exc.issues:
+            log.error("config rejected, keeping the running one: %s: %s", exc.source, issue)
+        return self.status
+
+    def _loaded(self, plan: _Plan) -> ReloadStatus:
         if self.freeze_gc:
             # The config is long-lived: keep it out of every collection (full passes of 60-110 ms
             # otherwise stall /probe and the scheduler about once a second at 10,000 probes).
-            gc.unfreeze()
-            gc.collect()
+            # The old config is freed by reference counting: it holds no cycles (the reload
+            # tests check that reading a config leaves none), so no full pass is needed, and a
+            # full pass over 5,000 probes would hold the loop for 0.3-1 s.
             gc.freeze()
         self.status.successful = True
         self.status.last_success = self.status.last_attempt
         self.status.issues = []
-        log.info("config loaded: %s", config.summary())
+        log.info("config loaded: %s", plan.config.summary())
         return self.status
 
     def apply(self, config: Config, modules: dict[str, Module] | None = None) -> None:
         """Make ``config`` the running config: store series and jobs follow it."""
-        self.config = config
-        self.modules = dict(modules or {})
-        self.redact = Redactor(config.secrets)
+        for _ in self._swap(self._plan(config, modules or {})):
+            pass
+
+    def _plan(self, config: Config, modules: dict[str, Module]) -> _Plan:
+        """What ``config`` means for this exporter, built without touching the running state."""
+        redact = Redactor(config.secrets)
         metas = []
         jobs = []
         for service_name, service, probe in config.probes():
             if not self.shard.owns(service_name, probe.name):
                 continue
-            meta = self._meta(service_name, service, probe)
+            meta = self._meta(config, redact, service_name, service, probe)
             metas.append(meta)
-            schedule = self._schedule(meta, probe)
+            schedule = self._schedule(config, meta, probe)
             jobs.append(
                 Job(
                     key=meta.key,
@@ -139,38 +198,48 @@ class Exporter:
                     on_slot=partial(self._slot, meta.key),
                 )
             )
-        self.store.sync(metas)
-        self._rebuild_guard()
+        return _Plan(config, dict(modules), redact, metas, jobs, self._guard_for(config))
+
+    def _swap(self, plan: _Plan) -> Iterator[None]:
+        """Make the plan the running state, pausing (yield) between steps of tens of ms each."""
+        config = plan.config
+        self.config = config
+        self.modules = plan.modules
+        self.redact = plan.redact
+        self.guard = plan.guard
+        self.store.sync(plan.metas, made=plan.series)
+        yield
         # Logs are read by the first shard only: every replica sees the same files.
         self.logs.apply(config if self.shard.index == 0 else Config(version="v1"))
+        yield
         if self.scheduler is not None:
             self.scheduler.set_concurrency(config.global_.concurrency)
-            self.scheduler.set_jobs(jobs)
-        self._jobs = jobs
+            self.scheduler.set_jobs(plan.jobs, due=plan.due)
+        self._jobs = plan.jobs
 
-    def _meta(self, service_name: str, service: Service, probe: Probe) -> ProbeMeta:
+    def _meta(self, config: Config, redact: Redactor, service_name: str, service: Service, probe: Probe) -> ProbeMeta:
         return ProbeMeta(
             service=service_name,
             probe=probe.name,
             kind=probe.kind,
-            target=self.redact(probe.spec.target),
-            location=self.config.global_.location,
-            interval=self.config.interval_of(probe),
-            timeout=self.config.timeout_of(probe),
-            buckets=self.config.buckets_of(service),
+            target=redact(probe.spec.target),
+            location=config.global_.location,
+            interval=config.interval_of(probe),
+            timeout=config.timeout_of(probe),
+            buckets=config.buckets_of(service),
             latency_threshold=service.sla.latency.threshold if service.sla.latency else None,
             degraded_after=probe.degraded_duration,
         )
 
-    def _schedule(self, meta: ProbeMeta, probe: Probe) -> Schedule:
+    def _schedule(self, config: Config, meta: ProbeMeta, probe: Probe) -> Schedule:
         # cron slots are spread within their minute; fixed intervals over the interval
         spread = min(meta.interval, 60.0) if probe.schedule else meta.interval
         return Schedule(
             interval=meta.interval,
             offset=spread_offset(meta.key, spread),
             cron=CronExpression.parse(probe.schedule) if probe.schedule else None,
-            tz=zone(self.config.global_.timezone),
-            during=self.config.time_intervals_of(probe.during),
+            tz=zone(config.global_.timezone),
+            during=config.time_intervals_of(probe.during),
         )
 
     def _slot(self, key: ProbeKey) -> None:
@@ -241,6 +310,23 @@ class Exporter:
         """The /probe guard of ``config`` (ValueError for an allow-list entry the guard refuses)."""
         entries = [*self.probe_allow, *config.global_.probe_allow]
         return ProbeGuard(configured_hosts(config), AllowList.parse(entries))
+
+
+@contextlib.contextmanager
+def _no_full_collections(pause: bool) -> Iterator[None]:
+    """No full (generation 2) collection while a config is read and swapped in, until it is
+    frozen: each would walk every object of the config being built, 100-300 ms at 5,000
+    probes, holding the GIL. Young collections still run, so the cycles of the requests
+    served meanwhile are still freed."""
+    if not pause:
+        yield
+        return
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], 1 << 30)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def configured_hosts(config: Config) -> set[str]:

@@ -17,9 +17,10 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from slaprobe.probes.tally import Histogram
 from slaprobe.schedule import Schedule
@@ -95,16 +96,26 @@ class Scheduler:
             self._semaphore = asyncio.Semaphore(concurrency)
             self._concurrency = concurrency
 
-    def set_jobs(self, jobs: Iterable[Job]) -> None:
-        """Replace the job list. Unchanged jobs keep their slot; new ones join their grid."""
+    def set_jobs(self, jobs: Iterable[Job], *, due: Mapping[Any, float] | None = None) -> None:
+        """Replace the job list. Unchanged jobs keep their slot; new ones join their grid.
+
+        ``due``: first slots computed beforehand (off the event loop); one that has passed
+        by now is computed again.
+        """
         now = self._clock()
         fresh = {job.key: job for job in jobs}
         for key, job in fresh.items():
             if self._jobs.get(key) != job:
-                self._push(job.schedule.next_due(now), job)
+                first = due.get(key, -math.inf) if due is not None else -math.inf
+                self._push(first if first >= now else job.schedule.next_due(now), job)
         for key in self._live.keys() - fresh.keys():
             del self._live[key]
         self._jobs = fresh
+        if len(self._heap) > 2 * len(self._live):
+            # Entries of replaced jobs wait for their slot before they are dropped; after a few
+            # reloads of every job they would hold the old configs for up to an interval.
+            self._heap = [entry for entry in self._heap if self._live.get(entry[2].key) == entry[1]]
+            heapq.heapify(self._heap)
         self._wake.set()
 
     def _push(self, due: float, job: Job) -> None:

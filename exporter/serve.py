@@ -79,7 +79,14 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
-    loop.add_signal_handler(signal.SIGHUP, exporter.reload)
+    reloads: set[asyncio.Task[object]] = set()  # a reference to each running reload, until it ends
+
+    def reload_on_signal() -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload_async())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if ready is not None:

@@ -38,25 +38,29 @@ def yaml_lines(text: str) -> tuple[dict[tuple[str | int, ...], int], list[Config
 def _lines_of(root: yaml.Node | None) -> tuple[dict[tuple[str | int, ...], int], list[ConfigIssue]]:
     lines: dict[tuple[str | int, ...], int] = {}
     issues: list[ConfigIssue] = []
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = key_node.value
-                if key in seen:
-                    issues.append(ConfigIssue(format_path((*path, key)), "duplicate key", key_node.start_mark.line + 1))
-                seen.add(key)
-                lines[(*path, key)] = key_node.start_mark.line + 1
-                walk(value_node, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
-
     if root is not None:
-        walk(root, ())
+        _walk(root, (), lines, issues)
     return lines, issues
+
+
+def _walk(
+    node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int], issues: list[ConfigIssue]
+) -> None:
+    # A module function, not a closure: a closure that calls itself is a cycle, and would
+    # keep the line map alive until a full collection (the exporter avoids those on reload).
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                issues.append(ConfigIssue(format_path((*path, key)), "duplicate key", key_node.start_mark.line + 1))
+            seen.add(key)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _walk(value_node, (*path, key), lines, issues)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), lines, issues)
 
 
 def format_path(loc: Iterable[str | int]) -> str:
