@@ -51,7 +51,7 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,6 +83,34 @@ Key = tuple[str, str, str]  # (service, category, channel) of the satisfaction a
 _OVERFLOW_KEY: Key = (c.OVERFLOW_LABEL_VALUE,) * 3
 
 
+_STAGE_INDEX = {stage: i for i, stage in enumerate(c.LOOP_STAGES)}
+_OUTCOME_INDEX = {outcome: i for i, outcome in enumerate(c.CLOSED_OUTCOMES)}
+
+
+@dataclass(slots=True, eq=False)
+class KeyStats:
+    """The satisfaction, repeat and closed-loop counters of one (service, category, channel)."""
+
+    rated: int = 0
+    satisfied: int = 0
+    repeats: int = 0
+    reopened: int = 0
+    closed_loop: int = 0
+    stages: list[int] = field(default_factory=lambda: [0] * len(c.LOOP_STAGES))  # by c.LOOP_STAGES
+    closed: list[int] = field(default_factory=lambda: [0] * len(c.CLOSED_OUTCOMES))  # by c.CLOSED_OUTCOMES
+    ratings: dict[int, Histogram] = field(default_factory=dict)  # by scale
+
+    def rating(self, scale: int) -> Histogram:
+        """The rating histogram of ``scale``, made at its first rating."""
+        found = self.ratings.get(scale)
+        if found is None:
+            found = self.ratings[scale] = Histogram(RATING_BOUNDS)
+        return found
+
+
+_RECEIVED, _CLASSIFIED, _ANSWERED, _RESOLVED, _CLOSED = (_STAGE_INDEX[s] for s in c.LOOP_STAGES)
+
+
 @dataclass(slots=True)
 class Ticket:
     """A known ticket: when it was opened, its labels, and what it has been through."""
@@ -101,11 +129,7 @@ class Ticket:
     resolutions: int = 0
     rated: bool = False  # rated since its latest resolution (or opening)
     loop_closed: bool = False  # counted at the closed stage of the loop
-
-    @property
-    def key(self) -> Key:
-        """The labels of its satisfaction and loop counters."""
-        return (self.service, self.category, self.channel)
+    stats: KeyStats | None = None  # the counters of its (service, category, channel), set when tracked
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +168,8 @@ class DeskSettings:
 
 def parse_ticket_time(value: object) -> float | None:
     """Unix seconds from a number (milliseconds if above 1e11, as the parsers read it) or ISO 8601 text."""
+    if value.__class__ is float and math.isfinite(value):  # the usual case, first
+        return value / 1000.0 if value > 1e11 else value
     if value is None or isinstance(value, bool):
         return None
     number: float | None = None
@@ -169,6 +195,8 @@ def parse_ticket_time(value: object) -> float | None:
 
 
 def _text(value: object) -> str:
+    if value.__class__ is str:
+        return value.strip()  # the usual case, first
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -208,17 +236,11 @@ class TicketTracker:
         self.bounds = tuple(sorted({*TICKET_BUCKETS, *self._deadline_values()}))
         self.first_response: dict[tuple[str, str], Histogram] = {}
         self.resolution: dict[tuple[str, str], Histogram] = {}
-        # Satisfaction, repeats and the closed loop, by (service, category, channel).
-        self.rated: Counter[Key] = Counter()
-        self.satisfied: Counter[Key] = Counter()
-        self.ratings: dict[tuple[str, str, str, int], Histogram] = {}  # (service, category, channel, scale)
-        self.repeats: Counter[Key] = Counter()
-        self.reopened: Counter[Key] = Counter()
-        self.closed: Counter[tuple[str, str, str, str]] = Counter()  # (service, category, channel, outcome)
-        self.closed_loop: Counter[Key] = Counter()
-        self.loop_stages: Counter[tuple[str, str, str, str]] = Counter()  # (service, category, channel, stage)
+        # Satisfaction, repeats and the closed loop, by (service, category, channel): at most MAX_SERIES keys.
+        self.stats: dict[Key, KeyStats] = {}
         self.customers = RepeatWindow(settings.repeat_window, settings.max_customers)
         self.evicted = 0  # open or resolved tickets forgotten to stay under max_open_tickets
+        self._names = (source.fields.id, source.fields.event, source.fields.time)
         self._steps: dict[str, Step] = {}
         for step in STEPS:
             for word in getattr(source.events, step, [step]):
@@ -229,7 +251,6 @@ class TicketTracker:
         self._urgency = LabelCap(limit, {*source.urgency, source.defaults.urgency})
         self._service = LabelCap(limit, {source.service or ""})
         self._channel = LabelCap(limit, {source.defaults.channel})
-        self._keys: set[Key] = set()  # distinct keys of the satisfaction and loop counters, up to MAX_SERIES
         self._limits: dict[tuple[str, str], Deadlines] = {}
         self._due: list[tuple[float, str, str, float]] = []  # heap of (due, stage or _AUTO_CLOSE, id, opened)
         self._closed: OrderedDict[str, Ticket] = OrderedDict()  # recently closed tickets, for duplicates and reopens
@@ -279,14 +300,68 @@ class TicketTracker:
             found = table[key] = Histogram(self.bounds)
         return found
 
-    def _capped(self, key: Key) -> Key:
-        """``key`` itself while the counters have room for it, else the overflow key."""
-        if key in self._keys:
-            return key
-        if len(self._keys) < MAX_SERIES:
-            self._keys.add(key)
-            return key
-        return _OVERFLOW_KEY
+    def stats_of(self, key: Key) -> KeyStats:
+        """The counters of ``key``; past MAX_SERIES keys, those of the overflow key."""
+        found = self.stats.get(key)
+        if found is None:
+            if len(self.stats) >= MAX_SERIES:
+                key = _OVERFLOW_KEY
+                found = self.stats.get(key)
+            if found is None:
+                found = self.stats[key] = KeyStats()
+        return found
+
+    def _stats(self, ticket: Ticket) -> KeyStats:
+        found = ticket.stats
+        if found is None:
+            found = ticket.stats = self.stats_of((ticket.service, ticket.category, ticket.channel))
+        return found
+
+    # Views of the counters by key (nonzero values only), for tests and the status page.
+
+    @property
+    def rated(self) -> dict[Key, int]:
+        """Ratings counted, by (service, category, channel)."""
+        return {k: s.rated for k, s in self.stats.items() if s.rated}
+
+    @property
+    def satisfied(self) -> dict[Key, int]:
+        """Ratings counted as satisfied, by (service, category, channel)."""
+        return {k: s.satisfied for k, s in self.stats.items() if s.satisfied}
+
+    @property
+    def repeats(self) -> dict[Key, int]:
+        """Repeat tickets, by (service, category, channel)."""
+        return {k: s.repeats for k, s in self.stats.items() if s.repeats}
+
+    @property
+    def reopened(self) -> dict[Key, int]:
+        """Reopens, by (service, category, channel)."""
+        return {k: s.reopened for k, s in self.stats.items() if s.reopened}
+
+    @property
+    def closed_loop(self) -> dict[Key, int]:
+        """Tickets closed having gone through every stage of the loop, by (service, category, channel)."""
+        return {k: s.closed_loop for k, s in self.stats.items() if s.closed_loop}
+
+    @property
+    def closed(self) -> dict[tuple[str, str, str, str], int]:
+        """Closings, by (service, category, channel, outcome)."""
+        return {
+            (*k, o): n for k, s in self.stats.items() for o, n in zip(c.CLOSED_OUTCOMES, s.closed, strict=True) if n
+        }
+
+    @property
+    def loop_stages(self) -> Counter[tuple[str, str, str, str]]:
+        """Tickets that reached each stage of the loop, by (service, category, channel, stage)."""
+        return Counter(
+            {(*k, st): n for k, s in self.stats.items() for st, n in zip(c.LOOP_STAGES, s.stages, strict=True) if n}
+        )
+
+    @property
+    def ratings(self) -> dict[tuple[str, str, str, int], Histogram]:
+        """Rating histograms, by (service, category, channel, scale)."""
+        return {(*k, scale): h for k, s in self.stats.items() for scale, h in s.ratings.items()}
 
     def _labels(self, fields: Mapping[str, object]) -> tuple[str, str, str, str, bool]:
         """(category, urgency, service, channel, classified) of an event: its own fields, the rules, the defaults."""
@@ -315,13 +390,16 @@ class TicketTracker:
 
     def consume(self, fields: Mapping[str, object], *, time: float | None = None) -> None:
         """Apply one ticket event; ``time`` (e.g. the parsed line's) is used when the event has none."""
-        names = self.source.fields
-        ticket_id = _text(fields.get(names.id))
-        step = self._steps.get(_text(fields.get(names.event)))
+        id_field, event_field, time_field = self._names
+        ticket_id = _text(fields.get(id_field))
+        word = fields.get(event_field)
+        step = self._steps.get(word) if word.__class__ is str else None
+        if step is None:
+            step = self._steps.get(_text(word))
         if not ticket_id or step is None:
             self._count(c.EVENT_INVALID)
             return
-        when = parse_ticket_time(fields.get(names.time))
+        when = parse_ticket_time(fields.get(time_field))
         if when is None:
             when = time if time is not None else self.clock()
         if step == "opened":
@@ -349,13 +427,15 @@ class TicketTracker:
         self.by_channel[ticket.channel] += 1
         if ticket.category in self._quality:
             self.quality[ticket.service] += 1
-        key = self._capped(ticket.key)
-        self.loop_stages[(*key, c.LOOP_RECEIVED)] += 1
+        stats = self._stats(ticket)
+        stats.stages[_RECEIVED] += 1
         if classified:
-            self.loop_stages[(*key, c.LOOP_CLASSIFIED)] += 1
-        customer = _text(fields.get(self.settings.customer_field))
-        if customer and self.customers.visit(customer_key(self.settings.salt, customer, service, category), when):
-            self.repeats[key] += 1
+            stats.stages[_CLASSIFIED] += 1
+        customer = fields.get(self.settings.customer_field)
+        if customer is not None and customer != "":
+            key = customer_key(self.settings.salt, _text(customer), service, category)
+            if self.customers.visit(key, when):
+                stats.repeats += 1
         self._track(ticket)
         self._count(c.EVENT_APPLIED)
         for step, at, _held in self._pending.pop(ticket_id, ()):
@@ -437,12 +517,12 @@ class TicketTracker:
             ticket.responded = when
             self._histogram(self.first_response, key).observe(elapsed)
             self._check(ticket, c.STAGE_FIRST_RESPONSE, elapsed)
-            self.loop_stages[(*self._capped(ticket.key), c.LOOP_ANSWERED)] += 1
+            self._stats(ticket).stages[_ANSWERED] += 1
         if step == "resolved":
             if ticket.resolutions == 0:
                 self._histogram(self.resolution, key).observe(elapsed)
                 self._check(ticket, c.STAGE_RESOLUTION, elapsed)
-                self.loop_stages[(*self._capped(ticket.key), c.LOOP_RESOLVED)] += 1
+                self._stats(ticket).stages[_RESOLVED] += 1
             ticket.resolutions += 1
             ticket.resolved_at = when
             self._untrack(ticket)
@@ -458,18 +538,18 @@ class TicketTracker:
         self.resolved.pop(ticket.id, None)
         self._closed.pop(ticket.id, None)
         ticket.rated = False
-        self.reopened[self._capped(ticket.key)] += 1
+        self._stats(ticket).reopened += 1
         self._track(ticket)
 
     def _close(self, ticket: Ticket, outcome: str) -> None:
         """Count a closing of ``ticket`` (no longer open or resolved) and remember it for a while."""
-        key = self._capped(ticket.key)
-        self.closed[(*key, outcome)] += 1
+        stats = self._stats(ticket)
+        stats.closed[_OUTCOME_INDEX[outcome]] += 1
         if outcome != c.CLOSED_UNRESOLVED and not ticket.loop_closed:
             ticket.loop_closed = True
-            self.loop_stages[(*key, c.LOOP_CLOSED)] += 1
+            stats.stages[_CLOSED] += 1
             if ticket.classified and ticket.responded is not None:
-                self.closed_loop[key] += 1
+                stats.closed_loop += 1
         self._closed[ticket.id] = ticket
         while len(self._closed) > self.source.max_open_tickets:
             self._closed.popitem(last=False)
@@ -491,7 +571,7 @@ class TicketTracker:
             if ticket.rated:
                 return c.EVENT_DUPLICATE
             ticket.rated = True
-            key = ticket.key
+            stats = self._stats(ticket)
         else:
             if ticket_id in self._rated_unknown:
                 return c.EVENT_DUPLICATE
@@ -499,15 +579,11 @@ class TicketTracker:
             while len(self._rated_unknown) > self.source.max_open_tickets:
                 self._rated_unknown.popitem(last=False)
             category, _urgency, service, channel, _classified = self._labels(fields)
-            key = (service, category, channel)
-        key = self._capped(key)
-        self.rated[key] += 1
+            stats = self.stats_of((service, category, channel))
+        stats.rated += 1
         if rating.satisfied:
-            self.satisfied[key] += 1
-        histogram = self.ratings.get((*key, rating.scale))
-        if histogram is None:
-            histogram = self.ratings[(*key, rating.scale)] = Histogram(RATING_BOUNDS)
-        histogram.observe(rating.value)
+            stats.satisfied += 1
+        stats.rating(rating.scale).observe(rating.value)
         return c.EVENT_APPLIED
 
     def _check(self, ticket: Ticket, stage: str, elapsed: float) -> None:

@@ -27,7 +27,7 @@ SWEEP_EVERY = 60.0  # seconds of log time between sweeps of expired hashes (whet
 
 def customer_key(salt: bytes, customer: str, service: str, category: str) -> int:
     """The 64-bit hash a (customer, service, category) is remembered by."""
-    digest = hashlib.sha256(b"\0".join((salt, customer.encode(), service.encode(), category.encode()))).digest()
+    digest = hashlib.sha256(salt + f"\0{customer}\0{service}\0{category}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
 
