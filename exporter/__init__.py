@@ -1,1 +1,1 @@
-"""The process: scheduler, result store, collectors, aiohttp app, reload, sharding."""
+"""The process: scheduler, result store, exposition, aiohttp app, reload, sharding, log pipeline."""

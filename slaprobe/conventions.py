@@ -59,7 +59,7 @@ UP = "up"
 PROCESS_RESIDENT_MEMORY = "process_resident_memory_bytes"
 PROCESS_CPU_SECONDS = "process_cpu_seconds_total"
 
-# ---------------------------------------------------------------- log-derived (later issues)
+# ---------------------------------------------------------------- log-derived
 LOG_LINES = "slaprobe_log_lines_total"
 HTTP_REQUESTS = "slaprobe_http_requests_total"
 HTTP_REQUEST_DURATION = "slaprobe_http_request_duration_seconds"
