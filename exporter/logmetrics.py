@@ -30,8 +30,8 @@ from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import parse_duration_text
 from slaprobe.probes.tally import Histogram, LabelCap
+from slaprobe.units import UNIT_SECONDS
 
-UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 def render_families(families: Sequence[Family], parts: Iterable[tuple[str, ...]]) -> str:
     """Each family's header once, followed by every part's text for it; empty families left out."""

@@ -13,11 +13,10 @@ from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
 from slaprobe.exporter.blackbox import Module, load_modules
-from slaprobe.exporter.guard import AllowList, ProbeGuard
+from slaprobe.exporter.guard import AllowList, ProbeGuard, target_host
 from slaprobe.exporter.logs import LogPipeline
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 from slaprobe.exporter.sharding import ALL, Shard
@@ -62,17 +61,6 @@ class ReloadStatus:
     last_attempt: float = 0.0  # unix seconds
     issues: list[ConfigIssue] = field(default_factory=list)
     source: str = ""
-
-
-def target_host(target: str) -> str:
-    """The host part of a probe target (URL, host:port, [v6]:port or bare host)."""
-    if "://" in target:
-        return urlsplit(target).hostname or ""
-    if target.startswith("["):
-        return target[1 : target.index("]")]
-    if target.count(":") == 1:
-        return target.rsplit(":", 1)[0]
-    return target
 
 
 class Exporter:

@@ -41,6 +41,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
+from slaprobe.gosyntax import go_duration_seconds
 from slaprobe.probes.logevent import Event
 
 LineParser = Callable[[bytes], "Event | None"]
@@ -163,25 +164,13 @@ def _float_or_none(text: str) -> float | None:
     return value if value == value and value >= 0 else None
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
 def parse_duration_text(text: str, unit: float = 1.0) -> float | None:
     """Seconds from ``0.25`` (times ``unit``) or a duration with units (``250ms``, ``1m30s``, ``300µs``)."""
     try:
         value = float(text)
     except ValueError:
-        pass
-    else:
-        return value * unit if value == value and value >= 0 else None
-    total, pos = 0.0, 0
-    for m in _GO_DURATION.finditer(text):
-        if m.start() != pos:
-            return None
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return total if pos == len(text) and pos > 0 else None
+        return go_duration_seconds(text)
+    return value * unit if value == value and value >= 0 else None
 
 
 def sum_upstream_times(text: str) -> float | None:

@@ -1,24 +1,34 @@
-"""Prometheus durations and byte sizes: parsing and formatting, in seconds and bytes."""
+"""Prometheus durations and byte sizes: parsing and formatting, in seconds and bytes.
+
+``UNIT_SECONDS`` is the one table of time units; Go durations (``gosyntax``) and log
+fields with a unit use it too.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
-DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
-_DURATION_RE = re.compile(
-    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
-    r"(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
-)
-_UNIT_SECONDS = {
+UNIT_SECONDS: Mapping[str, float] = {
     "y": 365 * 86400.0,
     "w": 7 * 86400.0,
     "d": 86400.0,
     "h": 3600.0,
     "m": 60.0,
     "s": 1.0,
-    "ms": 0.001,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,  # MICRO SIGN
+    "μs": 1e-6,  # GREEK SMALL LETTER MU: Go accepts both
+    "ns": 1e-9,
 }
+"""Seconds per time unit: the one table of Prometheus, Go and log-field units."""
+PROMETHEUS_DURATION_UNITS = ("y", "w", "d", "h", "m", "s", "ms")  # in the order a duration writes them
+GO_DURATION_UNITS = ("h", "m", "s", "ms", "us", "µs", "μs", "ns")
+
+DURATION_PATTERN = "^(0|" + "".join(f"([0-9]+{unit})?" for unit in PROMETHEUS_DURATION_UNITS) + ")$"
+_DURATION_RE = re.compile("^" + "".join(f"(?:(?P<{unit}>\\d+){unit})?" for unit in PROMETHEUS_DURATION_UNITS) + "$")
 
 SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)?$"
 _SIZE_RE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>B|KB|MB|GB|KiB|MiB|GiB)?$")
@@ -45,7 +55,7 @@ def parse_duration(text: str) -> float:
     match = _DURATION_RE.match(text)
     if not text or match is None or not any(match.groupdict().values()):
         raise ValueError(f"not a duration: {text!r} (use Prometheus syntax such as 30s, 5m, 1h30m, 250ms)")
-    return sum(int(v) * _UNIT_SECONDS[unit] for unit, v in match.groupdict().items() if v)
+    return sum(int(v) * UNIT_SECONDS[unit] for unit, v in match.groupdict().items() if v)
 
 
 def format_duration(seconds: float) -> str:
@@ -54,8 +64,8 @@ def format_duration(seconds: float) -> str:
     if ms == 0:
         return "0s"
     parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        count, ms = divmod(ms, size)
+    for unit in ("d", "h", "m", "s", "ms"):
+        count, ms = divmod(ms, round(UNIT_SECONDS[unit] * 1000))
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)

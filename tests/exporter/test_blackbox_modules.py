@@ -20,15 +20,13 @@ from slaprobe.exporter.blackbox import (
     BUILTIN_MODULES,
     DEFAULT_MODULE,
     Module,
-    go_regex,
     load_modules,
-    parse_base2_bytes,
-    parse_go_duration,
     parse_modules,
     probe_deadline,
     render_debug,
     render_probe_metrics,
 )
+from slaprobe.gosyntax import go_regex, parse_base2_bytes, parse_go_duration
 from slaprobe.probes.result import FailureReason, ProbeResult, Sample
 
 ROOT = Path(__file__).resolve().parents[2]
