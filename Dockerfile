@@ -15,6 +15,7 @@ COPY exporter/ exporter/
 COPY probes/ probes/
 COPY alerts/ alerts/
 COPY dashboards/ dashboards/
+COPY demo/ demo/
 # The build's own pip installs into the venv; the venv gets no pip of its own.
 RUN python -m pip --python /opt/slaprobe/bin/python install --no-compile . \
     && /opt/slaprobe/bin/python -m compileall -q /opt/slaprobe/lib \

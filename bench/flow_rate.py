@@ -1,6 +1,6 @@
 """Business flows per second: a 5-step flow (login, subscribe, verify, bill, unsubscribe).
 
-The sample shop runs in a separate process on loopback (``exporter/demoservice.py``, the
+The sample shop runs in a separate process on loopback (``demo/shop.py``, the
 demo's own service), so its CPU is not counted. This process runs ``--flows`` flows
 through the flow's probe function (the code the scheduler runs), ``--concurrency`` at a time, and
 reports flows per second (wall), client CPU per flow, and the failures by step (the demo's
@@ -32,7 +32,7 @@ from slaprobe.probes.runner import run_probe
 SHOP = """
 import asyncio, sys
 from pathlib import Path
-from slaprobe.exporter.demoservice import start_sample_service
+from slaprobe.demo.shop import start_sample_service
 async def main():
     service = await start_sample_service(Path(sys.argv[1]), http_port=int(sys.argv[2]))
     await asyncio.Event().wait()

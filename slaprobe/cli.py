@@ -84,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the misbehaving sample service and the exporter probing it."""
-    from slaprobe.exporter.demo import run_demo
+    from slaprobe.demo.run import run_demo
 
     return asyncio.run(run_demo(listen=args.listen, workdir=args.workdir))
 

@@ -2,7 +2,8 @@
 
 The core (``slaprobe/*.py`` but the command line) imports no other part; ``probes`` the
 core only; ``exporter`` probes and the core; ``alerts`` and ``dashboards`` the core only;
-nothing imports the command line. Every import counts, wherever it is written: inside a
+``demo`` (the sample shop and ``slaprobe demo``) the exporter, probes and core; nothing
+imports the command line. Every import counts, wherever it is written: inside a
 function and under ``TYPE_CHECKING`` too (a type-only cycle is still a cycle to read).
 The core modules import each other without a cycle.
 """
@@ -21,6 +22,7 @@ PACKAGES = {
     "probes": "slaprobe.probes",
     "alerts": "slaprobe.alerts",
     "dashboards": "slaprobe.dashboards",
+    "demo": "slaprobe.demo",
 }
 CLI = frozenset({"slaprobe.cli", "slaprobe.__main__"})
 ALLOWED = {  # part -> parts it may import
@@ -29,7 +31,8 @@ ALLOWED = {  # part -> parts it may import
     "exporter": {"exporter", "probes", "core"},
     "alerts": {"alerts", "core"},
     "dashboards": {"dashboards", "core"},
-    "cli": {"cli", "exporter", "probes", "alerts", "dashboards", "core"},
+    "demo": {"demo", "exporter", "probes", "core"},  # the sample shop and `slaprobe demo`
+    "cli": {"cli", "demo", "exporter", "probes", "alerts", "dashboards", "core"},
 }
 
 
@@ -52,7 +55,7 @@ def part(module: str) -> str:
     if module in CLI:
         return "cli"
     second = module.split(".")[1] if "." in module else ""
-    return second if second in ("exporter", "probes", "alerts", "dashboards") else "core"
+    return second if second in ("exporter", "probes", "alerts", "dashboards", "demo") else "core"
 
 
 def imported(module: str, path: Path) -> Iterator[tuple[str, int]]:

@@ -15,14 +15,14 @@ import yaml
 
 from slaprobe import conventions as c
 from slaprobe.config import Config, parse_config
-from slaprobe.exporter.demoservice import CYCLE_SECONDS, ticket_events_between
+from slaprobe.demo.shop import CYCLE_SECONDS, ticket_events_between
 from slaprobe.exporter.exposition import format_labels
 from slaprobe.exporter.logs import LogPipeline
 from slaprobe.probes.feedback import TicketTracker
 
 HOUR = 3600.0
 T0 = 1_700_000_000.0
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "exporter" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "demo" / "demo.yaml"
 
 
 class FakeClock:

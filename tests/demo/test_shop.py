@@ -20,7 +20,7 @@ import pytest
 from cryptography import x509
 
 from slaprobe.config import load_config
-from slaprobe.exporter.demoservice import (
+from slaprobe.demo.shop import (
     CYCLE_SECONDS,
     DEMO_DNS_PORT,
     DEMO_HTTP_PORT,
@@ -33,7 +33,7 @@ from slaprobe.exporter.demoservice import (
     start_sample_service,
 )
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "exporter" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "demo" / "demo.yaml"
 CYCLE_START = 6_000_000 * CYCLE_SECONDS  # 2027-01-15T08:00:00Z, the start of a cycle
 
 

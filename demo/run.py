@@ -1,4 +1,4 @@
-"""``slaprobe demo``: the misbehaving sample service plus ``slaprobe serve`` probing it."""
+"""``slaprobe demo``: the misbehaving sample shop plus ``slaprobe serve`` probing it."""
 
 from __future__ import annotations
 
@@ -6,22 +6,22 @@ import asyncio
 import sys
 from pathlib import Path
 
-from slaprobe.exporter import demoservice
+from slaprobe.demo import shop
 from slaprobe.exporter.runtime import Sources
 from slaprobe.exporter.serve import ServeOptions, serve
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 
-async def run_demo(*, listen: str = "127.0.0.1:9799", workdir: str = str(demoservice.DEMO_WORKDIR)) -> int:
+async def run_demo(*, listen: str = "127.0.0.1:9799", workdir: str = str(shop.DEMO_WORKDIR)) -> int:
     """Start the sample service on its fixed loopback ports, then the exporter; run until Ctrl-C."""
     try:
-        service = await demoservice.start_sample_service(
+        service = await shop.start_sample_service(
             Path(workdir),
-            http_port=demoservice.DEMO_HTTP_PORT,
-            https_port=demoservice.DEMO_HTTPS_PORT,
-            tcp_port=demoservice.DEMO_TCP_PORT,
-            dns_port=demoservice.DEMO_DNS_PORT,
+            http_port=shop.DEMO_HTTP_PORT,
+            https_port=shop.DEMO_HTTPS_PORT,
+            tcp_port=shop.DEMO_TCP_PORT,
+            dns_port=shop.DEMO_DNS_PORT,
         )
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
