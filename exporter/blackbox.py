@@ -42,7 +42,7 @@ from slaprobe.config import (
     yaml_lines,
 )
 from slaprobe.conventions import BB_DURATION, BB_FAILURE_REASON, BB_SUCCESS, BLACKBOX_HELP, LABEL_REASON
-from slaprobe.exporter.exposition import escape_label, family_header, format_value
+from slaprobe.exporter.exposition import MetricFamily
 from slaprobe.gosyntax import go_regex, parse_base2_bytes, parse_go_duration
 from slaprobe.kinds import BLACKBOX_PROBERS
 from slaprobe.probes.result import ProbeResult
@@ -744,14 +744,23 @@ _TRANSLATORS: Mapping[str, Callable[[_Reader, Mapping[str, Any], Loc], BlackboxS
 # ---------------------------------------------------------------------------- rendering
 
 _RESERVED = frozenset({BB_SUCCESS, BB_DURATION, BB_FAILURE_REASON})
-_HEADERS = {name: family_header(name, "gauge", text) for name, text in BLACKBOX_HELP.items()}
+_FAMILIES: dict[tuple[str, tuple[str, ...]], MetricFamily] = {}  # (name, label names) -> its family
+_MAX_FAMILIES = 10_000
 
 
-def _header(name: str) -> str:
-    header = _HEADERS.get(name)
-    if header is None:
-        header = family_header(name, "gauge", BLACKBOX_HELP.get(name, name))
-    return header
+_PLAIN: dict[str, MetricFamily] = {}  # name -> its family without labels (most samples)
+
+
+def _family(name: str, labels: tuple[str, ...]) -> MetricFamily:
+    """The gauge family ``name`` with these label names (made once, kept for the next probe)."""
+    family = _FAMILIES.get((name, labels))
+    if family is None:
+        family = MetricFamily(name, "gauge", BLACKBOX_HELP.get(name, name), labels)
+        if len(_FAMILIES) < _MAX_FAMILIES:
+            _FAMILIES[(name, labels)] = family
+            if not labels:
+                _PLAIN[name] = family
+    return family
 
 
 def render_probe_metrics(result: ProbeResult) -> bytes:
@@ -778,15 +787,15 @@ def render_probe_metrics(result: ProbeResult) -> bytes:
             family[labels] = sample.value
     out = []
     for name in sorted(families):
-        out.append(_header(name))
         series = families[name]
+        plain = _PLAIN.get(name) or _family(name, ())
+        out.append(plain.header)
         for labels in sorted(series) if len(series) > 1 else series:
-            value = format_value(series[labels])
+            value = float(series[labels])
             if labels:
-                pairs = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels)
-                out.append(f"{name}{{{pairs}}} {value}\n")
+                out.append(_family(name, tuple([k for k, _ in labels])).sample(value, *[v for _, v in labels]))
             else:
-                out.append(f"{name} {value}\n")
+                out.append(plain.plain(value))
     return "".join(out).encode()
 
 

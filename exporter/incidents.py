@@ -34,7 +34,7 @@ import aiohttp
 from aiohttp import web
 
 from slaprobe import conventions as c
-from slaprobe.exporter.exposition import family_header, format_labels, histogram_lines
+from slaprobe.exporter.exposition import MetricFamily
 from slaprobe.exporter.runtime import Exporter
 from slaprobe.probes.tally import Histogram
 
@@ -190,68 +190,67 @@ class Incidents:
         """Every incident family as Prometheus text."""
         out: list[str] = []
         if self.acknowledged:
-            out.append(
-                family_header(
-                    c.ALERT_ACKNOWLEDGED,
-                    "gauge",
-                    "1 while an Alertmanager silence covers the alert (an acknowledgement); "
-                    "escalation rules withhold further levels.",
-                )
-            )
-            for service, alertname in sorted(self.acknowledged):
-                labels = format_labels(((c.LABEL_SERVICE, service), (c.LABEL_ALERTNAME, alertname)))
-                out.append(f"{c.ALERT_ACKNOWLEDGED}{{{labels}}} 1\n")
-        for name, table, help_text in (
-            (
-                c.INCIDENT_TIME_TO_ACKNOWLEDGE,
-                self.time_to_acknowledge,
-                "Seconds from an incident's start to its first acknowledgement (a silence), by priority.",
-            ),
-            (
-                c.INCIDENT_TIME_TO_RESOLVE,
-                self.time_to_resolve,
-                "Seconds from an incident's start to the resolution of its level-1 alert, by priority.",
-            ),
+            out.append(ALERT_ACKNOWLEDGED.header)
+            out.extend(ALERT_ACKNOWLEDGED.sample(1, *key) for key in sorted(self.acknowledged))
+        for family, table in (
+            (TIME_TO_ACKNOWLEDGE, self.time_to_acknowledge),
+            (TIME_TO_RESOLVE, self.time_to_resolve),
         ):
             priorities = sorted(set(table) | set(self.levels))
             if priorities:
-                out.append(family_header(name, "histogram", help_text))
-                for priority in priorities:
-                    histogram = table.get(priority) or Histogram(INCIDENT_BUCKETS)
-                    out.append(histogram_lines(name, format_labels(((c.LABEL_PRIORITY, priority),)), histogram))
+                out.append(family.header)
+                out.extend(family.histogram(table.get(p) or Histogram(INCIDENT_BUCKETS), p) for p in priorities)
         counts: Counter[tuple[str, int]] = Counter(
             {(p, level): 0 for p, n in self.levels.items() for level in range(1, max(n, 1) + 1)}
         )
         counts.update((incident.priority, incident.level) for incident in self.open.values())
         if counts:
-            out.append(
-                family_header(
-                    c.INCIDENTS_OPEN, "gauge", "Incidents firing now, by priority and highest escalation level reached."
-                )
-            )
-            for (priority, level), count in sorted(counts.items()):
-                labels = format_labels(((c.LABEL_PRIORITY, priority), (c.LABEL_ESCALATION_LEVEL, str(level))))
-                out.append(f"{c.INCIDENTS_OPEN}{{{labels}}} {count}\n")
+            out.append(INCIDENTS_OPEN.header)
+            out.extend(INCIDENTS_OPEN.sample(n, p, str(level)) for (p, level), n in sorted(counts.items()))
         if self.notifications:
-            out.append(
-                family_header(
-                    c.ALERTMANAGER_NOTIFICATIONS,
-                    "counter",
-                    "Alerts received on /alertmanager/webhook, by status (firing, resolved).",
-                )
-            )
-            for status, count in sorted(self.notifications.items()):
-                out.append(f'{c.ALERTMANAGER_NOTIFICATIONS}{{status="{status}"}} {count}\n')
+            out.append(NOTIFICATIONS.header)
+            out.extend(NOTIFICATIONS.sample(n, status) for status, n in sorted(self.notifications.items()))
         if self.poll_successful is not None:
-            out.append(
-                family_header(
-                    c.ALERTMANAGER_POLL_SUCCESS,
-                    "gauge",
-                    "Whether the last poll of Alertmanager's silences (acknowledgements) succeeded.",
-                )
-            )
-            out.append(f"{c.ALERTMANAGER_POLL_SUCCESS} {int(self.poll_successful)}\n")
+            out.append(POLL_SUCCESS.header)
+            out.append(POLL_SUCCESS.sample(int(self.poll_successful)))
         return "".join(out)
+
+
+ALERT_ACKNOWLEDGED = MetricFamily(
+    c.ALERT_ACKNOWLEDGED,
+    "gauge",
+    "1 while an Alertmanager silence covers the alert (an acknowledgement); escalation rules withhold further levels.",
+    (c.LABEL_SERVICE, c.LABEL_ALERTNAME),
+)
+TIME_TO_ACKNOWLEDGE = MetricFamily(
+    c.INCIDENT_TIME_TO_ACKNOWLEDGE,
+    "histogram",
+    "Seconds from an incident's start to its first acknowledgement (a silence), by priority.",
+    (c.LABEL_PRIORITY,),
+)
+TIME_TO_RESOLVE = MetricFamily(
+    c.INCIDENT_TIME_TO_RESOLVE,
+    "histogram",
+    "Seconds from an incident's start to the resolution of its level-1 alert, by priority.",
+    (c.LABEL_PRIORITY,),
+)
+INCIDENTS_OPEN = MetricFamily(
+    c.INCIDENTS_OPEN,
+    "gauge",
+    "Incidents firing now, by priority and highest escalation level reached.",
+    (c.LABEL_PRIORITY, c.LABEL_ESCALATION_LEVEL),
+)
+NOTIFICATIONS = MetricFamily(
+    c.ALERTMANAGER_NOTIFICATIONS,
+    "counter",
+    "Alerts received on /alertmanager/webhook, by status (firing, resolved).",
+    ("status",),
+)
+POLL_SUCCESS = MetricFamily(
+    c.ALERTMANAGER_POLL_SUCCESS,
+    "gauge",
+    "Whether the last poll of Alertmanager's silences (acknowledgements) succeeded.",
+)
 
 
 # ---------------------------------------------------------------------------- polling

@@ -2,8 +2,8 @@
 
 Each object here counts parsed events (``probes.logevent.Event``) and renders its series
 as Prometheus text, cached until the next change, in the style of ``store.ProbeSeries``:
-``render()`` returns one string per family of its ``FAMILIES`` table (empty when it has
-nothing for it), and the caller writes each family's header once.
+``render()`` maps each family of its ``FAMILIES`` table that has series to their text, and
+the caller writes each family's header once.
 """
 
 from __future__ import annotations
@@ -13,19 +13,12 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from slaprobe import conventions as c
 from slaprobe.config import LogMetric, MatchCondition
-from slaprobe.exporter.exposition import (
-    Family,
-    escape_label,
-    family_texts,
-    format_labels,
-    format_value,
-    histogram_lines,
-)
+from slaprobe.exporter.exposition import LabelSet, MetricFamily, label_set, render_text
 from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import parse_duration_text
@@ -33,22 +26,30 @@ from slaprobe.probes.tally import Histogram, LabelCap
 from slaprobe.units import UNIT_SECONDS
 
 
-def render_families(families: Sequence[Family], parts: Iterable[tuple[str, ...]]) -> str:
+Texts = Mapping[MetricFamily, str]  # a part's series text of each family it has series of
+
+
+def render_families(families: Sequence[MetricFamily], parts: Iterable[Texts]) -> str:
     """Each family's header once, followed by every part's text for it; empty families left out."""
-    return "".join(family_texts(families, list(parts)))
+    return render_text(families, parts)
 
 
 # ---------------------------------------------------------------------------- access logs
 
 
-HTTP_FAMILIES: tuple[Family, ...] = (
-    (c.HTTP_REQUESTS, "counter", "Requests in the service's access logs, by HTTP status code (0: no response)."),
-    (
-        c.HTTP_REQUEST_DURATION,
-        "histogram",
-        "Request duration logged in the service's access logs, in seconds; SLA thresholds are bucket bounds.",
-    ),
+HTTP_REQUESTS = MetricFamily(
+    c.HTTP_REQUESTS,
+    "counter",
+    "Requests in the service's access logs, by HTTP status code (0: no response).",
+    (c.LABEL_SERVICE, c.LABEL_CODE),
 )
+HTTP_REQUEST_DURATION = MetricFamily(
+    c.HTTP_REQUEST_DURATION,
+    "histogram",
+    "Request duration logged in the service's access logs, in seconds; SLA thresholds are bucket bounds.",
+    (c.LABEL_SERVICE,),
+)
+HTTP_FAMILIES: tuple[MetricFamily, ...] = (HTTP_REQUESTS, HTTP_REQUEST_DURATION)
 
 
 class HttpMetrics:
@@ -59,8 +60,8 @@ class HttpMetrics:
         self.buckets = buckets
         self.codes: Counter[int] = Counter()
         self.histogram = Histogram(buckets)
-        self._labels = format_labels(((c.LABEL_SERVICE, service),))
-        self._text: tuple[str, ...] | None = None
+        self._labels = label_set((c.LABEL_SERVICE,), (service,))
+        self._text: Texts | None = None
 
     def add(self, events: Iterable[Event]) -> None:
         """Count a batch of parsed access-log events (the hot path: keep it lean)."""
@@ -80,15 +81,17 @@ class HttpMetrics:
         self.histogram.total += total
         self._text = None
 
-    def render(self) -> tuple[str, ...]:
+    def render(self) -> Texts:
         """Lines of each family in ``HTTP_FAMILIES``, cached until the next batch."""
         if self._text is None:
             lb = self._labels
             requests = "".join(
-                f'{c.HTTP_REQUESTS}{{{lb},{c.LABEL_CODE}="{code}"}} {count}\n'
-                for code, count in sorted(self.codes.items())
+                HTTP_REQUESTS.sample(count, str(code), base=lb) for code, count in sorted(self.codes.items())
             )
-            self._text = (requests, histogram_lines(c.HTTP_REQUEST_DURATION, lb, self.histogram))
+            self._text = {
+                HTTP_REQUESTS: requests,
+                HTTP_REQUEST_DURATION: HTTP_REQUEST_DURATION.histogram(self.histogram, base=lb),
+            }
         return self._text
 
 
@@ -155,7 +158,8 @@ class UserMetric:
     buckets: tuple[float, ...] = ()  # of histograms: the metric's own, else the service's
     values: dict[tuple[str, ...], float] = field(default_factory=dict)  # counters and gauges
     histograms: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
-    _prefix: str = ""
+    metric_family: MetricFamily = field(init=False)
+    _prefix: LabelSet = field(init=False)
     _text: str | None = None
 
     def __post_init__(self) -> None:
@@ -168,7 +172,13 @@ class UserMetric:
         )
         if spec.value is not None and spec.value.unit is not None:
             self.factor = UNIT_SECONDS[spec.value.unit]
-        self._prefix = format_labels(((c.LABEL_SERVICE, self.service),))
+        self._prefix = label_set((c.LABEL_SERVICE,), (self.service,))
+        self.metric_family = MetricFamily(
+            spec.name,
+            spec.type,
+            spec.help or f"User-defined {spec.type} from log source {self.source}.",
+            (c.LABEL_SERVICE, *(label for label, _, _ in self.labels)),
+        )
         if spec.type != "gauge" and all(label in spec.values for label in spec.labels):
             # Known label values: their series exist (at 0) before the first match.
             combos = itertools.product(*(dict.fromkeys(spec.values[label]) for label in spec.labels))
@@ -215,41 +225,41 @@ class UserMetric:
             histogram.observe(max(value, 0.0))
         self._text = None
 
-    def family(self) -> Family:
-        """(name, type, help) of this metric."""
-        spec = self.spec
-        return (spec.name, spec.type, spec.help or f"User-defined {spec.type} from log source {self.source}.")
-
     def render(self) -> str:
         """This metric's series (without the header), cached until the next match."""
         if self._text is None:
-            name = self.spec.name
-            names = [label for label, _, _ in self.labels]
-            out = []
+            family, base = self.metric_family, self._prefix
             if self.spec.type == "histogram":
-                for key, histogram in sorted(self.histograms.items()):
-                    out.append(histogram_lines(name, self._series_labels(names, key), histogram))
+                out = [family.histogram(h, *key, base=base) for key, h in sorted(self.histograms.items())]
             else:
-                for key, value in sorted(self.values.items()):
-                    out.append(f"{name}{{{self._series_labels(names, key)}}} {format_value(value)}\n")
+                out = [family.sample(float(v), *key, base=base) for key, v in sorted(self.values.items())]
             self._text = "".join(out)
         return self._text
-
-    def _series_labels(self, names: list[str], key: tuple[str, ...]) -> str:
-        if not names:
-            return self._prefix
-        return self._prefix + "," + ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(names, key, strict=True))
 
 
 # ---------------------------------------------------------------------------- source health
 
 
-LINE_FAMILIES: tuple[Family, ...] = (
-    (c.LOG_LINES, "counter", "Lines read from log and feedback sources: parsed, unparsed, or too_long (skipped)."),
-    (c.LOG_BYTES_READ, "counter", "Bytes read from the files of a log or feedback source."),
-    (c.LOG_LAG, "gauge", "Bytes written to the files of a source but not read yet, at the last poll."),
-    (c.LOG_ROTATIONS, "counter", "Rotations seen (renamed, truncated, or replaced files) of a log or feedback source."),
+_SOURCE = (c.LABEL_SOURCE,)
+LOG_LINES = MetricFamily(
+    c.LOG_LINES,
+    "counter",
+    "Lines read from log and feedback sources: parsed, unparsed, or too_long (skipped).",
+    (*_SOURCE, c.LABEL_RESULT),
 )
+LOG_BYTES_READ = MetricFamily(
+    c.LOG_BYTES_READ, "counter", "Bytes read from the files of a log or feedback source.", _SOURCE
+)
+LOG_LAG = MetricFamily(
+    c.LOG_LAG, "gauge", "Bytes written to the files of a source but not read yet, at the last poll.", _SOURCE
+)
+LOG_ROTATIONS = MetricFamily(
+    c.LOG_ROTATIONS,
+    "counter",
+    "Rotations seen (renamed, truncated, or replaced files) of a log or feedback source.",
+    _SOURCE,
+)
+LINE_FAMILIES: tuple[MetricFamily, ...] = (LOG_LINES, LOG_BYTES_READ, LOG_LAG, LOG_ROTATIONS)
 
 
 @dataclass(slots=True)
@@ -264,50 +274,85 @@ class LineStats:
     rotations: int = 0
     lag: int = 0
 
-    def render(self) -> tuple[str, ...]:
+    def render(self) -> Texts:
         """Lines of each family in ``LINE_FAMILIES``."""
-        lb = format_labels(((c.LABEL_SOURCE, self.source),))
+        lb = label_set(_SOURCE, (self.source,))
         lines = "".join(
-            f'{c.LOG_LINES}{{{lb},{c.LABEL_RESULT}="{result}"}} {count}\n'
+            LOG_LINES.sample(count, result, base=lb)
             for result, count in (
                 (c.LINE_PARSED, self.parsed),
                 (c.LINE_UNPARSED, self.unparsed),
                 (c.LINE_TOO_LONG, self.too_long),
             )
         )
-        return (
-            lines,
-            f"{c.LOG_BYTES_READ}{{{lb}}} {self.bytes_read}\n",
-            f"{c.LOG_LAG}{{{lb}}} {self.lag}\n",
-            f"{c.LOG_ROTATIONS}{{{lb}}} {self.rotations}\n",
-        )
+        return {
+            LOG_LINES: lines,
+            LOG_BYTES_READ: LOG_BYTES_READ.sample(self.bytes_read, base=lb),
+            LOG_LAG: LOG_LAG.sample(self.lag, base=lb),
+            LOG_ROTATIONS: LOG_ROTATIONS.sample(self.rotations, base=lb),
+        }
 
 
 # ---------------------------------------------------------------------------- feedback tickets
 
 
-FEEDBACK_FAMILIES: tuple[Family, ...] = (
-    (c.FEEDBACK_TICKETS, "counter", "Tickets opened, by service, category and urgency."),
-    (c.FEEDBACK_TICKETS_BY_CHANNEL, "counter", "Tickets opened, by the channel they came in through."),
-    (
-        c.FEEDBACK_QUALITY_TICKETS,
-        "counter",
-        "Tickets opened in a product-quality category (quality_categories); over all tickets: the complaint share.",
-    ),
-    (c.FEEDBACK_FIRST_RESPONSE, "histogram", "Time from a ticket's opening to its first response, in seconds."),
-    (c.FEEDBACK_RESOLUTION, "histogram", "Time from a ticket's opening to its resolution, in seconds."),
-    (
-        c.FEEDBACK_SLA_BREACHES,
-        "counter",
-        "Tickets whose first response or resolution deadline passed, counted when it passes (also while open).",
-    ),
-    (c.FEEDBACK_OPEN_TICKETS, "gauge", "Tickets opened and not resolved yet."),
-    (c.FEEDBACK_OLDEST_OPEN_AGE, "gauge", "Seconds since the oldest open ticket was opened; 0 without open tickets."),
-    (
-        c.FEEDBACK_EVENTS,
-        "counter",
-        "Ticket events read, by result: applied, duplicate, out_of_order, unknown_ticket, invalid.",
-    ),
+_CAT_URG = (c.LABEL_SOURCE, c.LABEL_CATEGORY, c.LABEL_URGENCY)
+FEEDBACK_TICKETS = MetricFamily(
+    c.FEEDBACK_TICKETS,
+    "counter",
+    "Tickets opened, by service, category and urgency.",
+    (c.LABEL_SOURCE, c.LABEL_SERVICE, c.LABEL_CATEGORY, c.LABEL_URGENCY),
+)
+FEEDBACK_TICKETS_BY_CHANNEL = MetricFamily(
+    c.FEEDBACK_TICKETS_BY_CHANNEL,
+    "counter",
+    "Tickets opened, by the channel they came in through.",
+    (c.LABEL_SOURCE, c.LABEL_CHANNEL),
+)
+FEEDBACK_QUALITY_TICKETS = MetricFamily(
+    c.FEEDBACK_QUALITY_TICKETS,
+    "counter",
+    "Tickets opened in a product-quality category (quality_categories); over all tickets: the complaint share.",
+    (c.LABEL_SOURCE, c.LABEL_SERVICE),
+)
+FEEDBACK_FIRST_RESPONSE = MetricFamily(
+    c.FEEDBACK_FIRST_RESPONSE,
+    "histogram",
+    "Time from a ticket's opening to its first response, in seconds.",
+    _CAT_URG,
+)
+FEEDBACK_RESOLUTION = MetricFamily(
+    c.FEEDBACK_RESOLUTION, "histogram", "Time from a ticket's opening to its resolution, in seconds.", _CAT_URG
+)
+FEEDBACK_SLA_BREACHES = MetricFamily(
+    c.FEEDBACK_SLA_BREACHES,
+    "counter",
+    "Tickets whose first response or resolution deadline passed, counted when it passes (also while open).",
+    (*_CAT_URG, c.LABEL_STAGE),
+)
+FEEDBACK_OPEN_TICKETS = MetricFamily(c.FEEDBACK_OPEN_TICKETS, "gauge", "Tickets opened and not resolved yet.", _CAT_URG)
+FEEDBACK_OLDEST_OPEN_AGE = MetricFamily(
+    c.FEEDBACK_OLDEST_OPEN_AGE,
+    "gauge",
+    "Seconds since the oldest open ticket was opened; 0 without open tickets.",
+    (c.LABEL_SOURCE,),
+)
+FEEDBACK_EVENTS = MetricFamily(
+    c.FEEDBACK_EVENTS,
+    "counter",
+    "Ticket events read, by result: applied, duplicate, out_of_order, unknown_ticket, invalid.",
+    (c.LABEL_SOURCE, c.LABEL_RESULT),
+)
+FEEDBACK_FAMILIES: tuple[MetricFamily, ...] = (
+    FEEDBACK_TICKETS,
+    FEEDBACK_TICKETS_BY_CHANNEL,
+    FEEDBACK_QUALITY_TICKETS,
+    FEEDBACK_FIRST_RESPONSE,
+    FEEDBACK_RESOLUTION,
+    FEEDBACK_SLA_BREACHES,
+    FEEDBACK_OPEN_TICKETS,
+    FEEDBACK_OLDEST_OPEN_AGE,
+    FEEDBACK_EVENTS,
 )
 _EVENT_RESULTS = (c.EVENT_APPLIED, c.EVENT_DUPLICATE, c.EVENT_OUT_OF_ORDER, c.EVENT_UNKNOWN_TICKET, c.EVENT_INVALID)
 
@@ -317,80 +362,62 @@ class TicketMetrics:
 
     def __init__(self, tracker: TicketTracker) -> None:
         self.tracker = tracker
-        self._source = format_labels(((c.LABEL_SOURCE, tracker.source.name),))
-        self._text: tuple[int, tuple[str, ...]] | None = None
+        self._source = label_set((c.LABEL_SOURCE,), (tracker.source.name,))
+        self._text: tuple[int, Texts] | None = None
 
-    def render(self, now: float) -> tuple[str, ...]:
+    def render(self, now: float) -> Texts:
         """Lines of each family in ``FEEDBACK_FAMILIES``; the oldest-ticket age is as of ``now``."""
         tracker = self.tracker
         if self._text is None or self._text[0] != tracker.version:
             self._text = (tracker.version, self._render_counters())
-        text = self._text[1]
-        age = f"{c.FEEDBACK_OLDEST_OPEN_AGE}{{{self._source}}} {format_value(tracker.oldest_open_age(now))}\n"
-        return (*text[:7], age, text[7])
+        age = FEEDBACK_OLDEST_OPEN_AGE.sample(tracker.oldest_open_age(now), base=self._source)
+        return {**self._text[1], FEEDBACK_OLDEST_OPEN_AGE: age}
 
-    def _labels(self, *pairs: tuple[str, str]) -> str:
-        return self._source + "," + format_labels(pairs)
-
-    def _render_counters(self) -> tuple[str, ...]:
+    def _render_counters(self) -> Texts:
         t = self.tracker
+        lb = self._source
         pairs = t.known_pairs()
         default_service = t.source.service or ""
         tickets = Counter({(default_service, cat, urg): 0 for cat, urg in pairs} if t.source.service else {})
         tickets.update(t.tickets)
         by_service_etc = "".join(
-            f"{c.FEEDBACK_TICKETS}{{"
-            f"{self._labels((c.LABEL_SERVICE, s), (c.LABEL_CATEGORY, cat), (c.LABEL_URGENCY, urg))}}} {n}\n"
-            for (s, cat, urg), n in sorted(tickets.items())
+            FEEDBACK_TICKETS.sample(n, s, cat, urg, base=lb) for (s, cat, urg), n in sorted(tickets.items())
         )
         channels = Counter({t.source.defaults.channel: 0})
         channels.update(t.by_channel)
-        by_channel = "".join(
-            f"{c.FEEDBACK_TICKETS_BY_CHANNEL}{{{self._labels((c.LABEL_CHANNEL, ch))}}} {n}\n"
-            for ch, n in sorted(channels.items())
-        )
+        by_channel = "".join(FEEDBACK_TICKETS_BY_CHANNEL.sample(n, ch, base=lb) for ch, n in sorted(channels.items()))
         quality_counts = Counter({default_service: 0} if t.source.service else {})
         quality_counts.update(t.quality)
-        quality = "".join(
-            f"{c.FEEDBACK_QUALITY_TICKETS}{{{self._labels((c.LABEL_SERVICE, s))}}} {n}\n"
-            for s, n in sorted(quality_counts.items())
-        )
-        first: list[str] = []
-        resolution: list[str] = []
-        for table, out, name in (
-            (t.first_response, first, c.FEEDBACK_FIRST_RESPONSE),
-            (t.resolution, resolution, c.FEEDBACK_RESOLUTION),
+        quality = "".join(FEEDBACK_QUALITY_TICKETS.sample(n, s, base=lb) for s, n in sorted(quality_counts.items()))
+        histograms: dict[MetricFamily, str] = {}
+        for table, family in (
+            (t.first_response, FEEDBACK_FIRST_RESPONSE),
+            (t.resolution, FEEDBACK_RESOLUTION),
         ):
             keys = sorted({*pairs, *table})
-            for cat, urg in keys:
-                histogram = table.get((cat, urg)) or Histogram(t.bounds)
-                labels = self._labels((c.LABEL_CATEGORY, cat), (c.LABEL_URGENCY, urg))
-                out.append(histogram_lines(name, labels, histogram))
+            histograms[family] = "".join(
+                family.histogram(table.get((cat, urg)) or Histogram(t.bounds), cat, urg, base=lb) for cat, urg in keys
+            )
         breaches_counts = Counter({(cat, urg, stage): 0 for cat, urg in pairs for stage in t.stages_of(cat, urg)})
         breaches_counts.update(t.breaches)
         breaches = "".join(
-            f"{c.FEEDBACK_SLA_BREACHES}{{"
-            f"{self._labels((c.LABEL_CATEGORY, cat), (c.LABEL_URGENCY, urg), (c.LABEL_STAGE, stage))}}} {n}\n"
+            FEEDBACK_SLA_BREACHES.sample(n, cat, urg, stage, base=lb)
             for (cat, urg, stage), n in sorted(breaches_counts.items())
         )
         open_counts = Counter(dict.fromkeys(pairs, 0))
         open_counts.update(t.open_counts)
         open_tickets = "".join(
-            f"{c.FEEDBACK_OPEN_TICKETS}{{{self._labels((c.LABEL_CATEGORY, cat), (c.LABEL_URGENCY, urg))}}} {n}\n"
-            for (cat, urg), n in sorted(open_counts.items())
+            FEEDBACK_OPEN_TICKETS.sample(n, cat, urg, base=lb) for (cat, urg), n in sorted(open_counts.items())
         )
         events = Counter(dict.fromkeys(_EVENT_RESULTS, 0))
         events.update(t.events)
-        event_lines = "".join(
-            f"{c.FEEDBACK_EVENTS}{{{self._labels((c.LABEL_RESULT, result))}}} {n}\n" for result, n in events.items()
-        )
-        return (
-            by_service_etc,
-            by_channel,
-            quality,
-            "".join(first),
-            "".join(resolution),
-            breaches,
-            open_tickets,
-            event_lines,
-        )
+        event_lines = "".join(FEEDBACK_EVENTS.sample(n, result, base=lb) for result, n in events.items())
+        return {
+            FEEDBACK_TICKETS: by_service_etc,
+            FEEDBACK_TICKETS_BY_CHANNEL: by_channel,
+            FEEDBACK_QUALITY_TICKETS: quality,
+            **histograms,
+            FEEDBACK_SLA_BREACHES: breaches,
+            FEEDBACK_OPEN_TICKETS: open_tickets,
+            FEEDBACK_EVENTS: event_lines,
+        }

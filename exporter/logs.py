@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from slaprobe.config import ACCESS_LOG_FORMATS, Config, FeedbackSource, LogSource
-from slaprobe.exporter.exposition import family_header
 from slaprobe.exporter.logmetrics import (
     FEEDBACK_FAMILIES,
     HTTP_FAMILIES,
     LINE_FAMILIES,
     HttpMetrics,
     LineStats,
+    Texts,
     TicketMetrics,
     UserMetric,
     render_families,
@@ -96,7 +96,7 @@ class _Source:
     def __post_init__(self) -> None:
         self.stats = LineStats(self.label)
 
-    def line_text(self) -> tuple[str, ...]:
+    def line_text(self) -> Texts:
         """This source's lines of ``LINE_FAMILIES``, with the tailer's figures as of now."""
         if self.tailer is not None:
             tailer = self.tailer.stats
@@ -360,8 +360,7 @@ class LogPipeline:
         ]
         for src in sources:
             for metric in src.metrics:
-                name, kind, help_text = metric.family()
-                out.append(family_header(name, kind, help_text))
+                out.append(metric.metric_family.header)
                 out.append(metric.render())
         now = self.clock()
         out.append(render_families(FEEDBACK_FAMILIES, [s.tickets.render(now) for s in sources if s.tickets]))

@@ -16,15 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from slaprobe import conventions as c
-from slaprobe.exporter.exposition import (
-    Family,
-    escape_label,
-    family_header,
-    family_texts,
-    format_labels,
-    format_value,
-    histogram_lines,
-)
+from slaprobe.exporter.exposition import LabelSet, MetricFamily, label_set
 from slaprobe.probes.result import FailureReason, ProbeResult
 from slaprobe.probes.tally import Histogram
 
@@ -151,17 +143,11 @@ class ProbeSeries:
     last_time: float = 0.0
     history: History = field(default_factory=History)
     step_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
-    _labels: str = ""
-    _text: tuple[str, ...] | None = None
+    _labels: LabelSet = field(init=False)
+    _text: dict[MetricFamily, bytes] | None = None
 
     def __post_init__(self) -> None:
-        self._labels = format_labels(
-            (
-                (c.LABEL_SERVICE, self.meta.service),
-                (c.LABEL_PROBE, self.meta.probe),
-                (c.LABEL_LOCATION, self.meta.location),
-            )
-        )
+        self._labels = label_set(c.PROBE_LABELS, (self.meta.service, self.meta.probe, self.meta.location))
         self.durations = Histogram(self.meta.buckets)
 
     def record(
@@ -213,86 +199,115 @@ class ProbeSeries:
             return None
         return self.within_sla_today / self.runs_today
 
-    def render(self) -> tuple[str, ...]:
-        """This series' lines of each family in ``FAMILIES`` order (cached until the next run)."""
+    def render(self) -> Mapping[MetricFamily, bytes]:
+        """This series' lines of each family of ``FAMILIES`` that has any (cached until the next run)."""
         if self._text is None:
-            self._text = self._render()
+            self._text = {family: text.encode() for family, text in self._render().items() if text}
         return self._text
 
-    def _render(self) -> tuple[str, ...]:
+    def _render(self) -> dict[MetricFamily, str]:
         lb = self._labels
-        runs = f"{c.PROBE_RUNS}{{{lb}}} {self.runs}\n"
-        failures = "".join(
-            f'{c.PROBE_FAILURES}{{{lb},reason="{reason}"}} {count}\n' for reason, count in sorted(self.failures.items())
-        )
-        within = f"{c.PROBE_WITHIN_SLA}{{{lb}}} {self.within_sla}\n"
-        first_failures = "".join(
-            f'{c.PROBE_FIRST_ATTEMPT_FAILURES}{{{lb},reason="{reason}"}} {count}\n'
-            for reason, count in sorted(self.first_attempt_failures.items())
-        )
-        degraded = f"{c.PROBE_DEGRADED}{{{lb}}} {self.degraded}\n" if self.meta.degraded_after is not None else ""
-        planned = f"{c.PROBE_PLANNED_RUNS}{{{lb}}} {self.planned}\n"
-        hist = histogram_lines(c.PROBE_DURATION, lb, self.durations)
+        text = {
+            RUNS: RUNS.sample(self.runs, base=lb),
+            FAILURES: "".join([FAILURES.sample(n, reason, base=lb) for reason, n in sorted(self.failures.items())]),
+            WITHIN_SLA: WITHIN_SLA.sample(self.within_sla, base=lb),
+            DURATION: DURATION.histogram(self.durations, base=lb),
+        }
         last = self.last
-        success = last_run = phases = cert = steps = step_failures = ""
         if last is not None:
-            success = f"{c.PROBE_SUCCESS}{{{lb}}} {int(last.success)}\n"
-            last_run = f"{c.PROBE_LAST_RUN}{{{lb}}} {format_value(self.last_time)}\n"
-            phases = "".join(
-                f'{c.PROBE_PHASE}{{{lb},phase="{phase}"}} {format_value(seconds)}\n'
-                for phase, seconds in last.phases.items()
-            )
+            text[SUCCESS] = SUCCESS.sample(int(last.success), base=lb)
+            text[LAST_RUN] = LAST_RUN.sample(self.last_time, base=lb)
+            text[PHASE] = "".join([PHASE.sample(seconds, phase, base=lb) for phase, seconds in last.phases.items()])
             if last.cert is not None:
-                cert = f"{c.TLS_CERT_EXPIRY}{{{lb}}} {format_value(last.cert.leaf_expiry)}\n"
-            steps = "".join(
-                f'{c.FLOW_STEP_DURATION}{{{lb},step="{escape_label(step.name)}"}} {format_value(step.duration)}\n'
-                for step in last.steps
+                text[CERT_EXPIRY] = CERT_EXPIRY.sample(last.cert.leaf_expiry, base=lb)
+            if last.steps:
+                text[STEP_DURATION] = "".join([STEP_DURATION.sample(s.duration, s.name, base=lb) for s in last.steps])
+        if self.step_failures:
+            text[STEP_FAILURES] = "".join(
+                [
+                    STEP_FAILURES.sample(n, step, reason, base=lb)
+                    for (step, reason), n in sorted(self.step_failures.items())
+                ]
             )
-        step_failures = "".join(
-            f'{c.FLOW_STEP_FAILURES}{{{lb},step="{escape_label(step)}",reason="{reason}"}} {count}\n'
-            for (step, reason), count in sorted(self.step_failures.items())
-        )
-        return (
-            runs,
-            failures,
-            within,
-            hist,
-            success,
-            last_run,
-            phases,
-            cert,
-            steps,
-            step_failures,
-            first_failures,
-            degraded,
-            planned,
-        )
+        if self.first_attempt_failures:
+            text[FIRST_ATTEMPT_FAILURES] = "".join(
+                [
+                    FIRST_ATTEMPT_FAILURES.sample(n, reason, base=lb)
+                    for reason, n in sorted(self.first_attempt_failures.items())
+                ]
+            )
+        if self.meta.degraded_after is not None:
+            text[DEGRADED] = DEGRADED.sample(self.degraded, base=lb)
+        text[PLANNED] = PLANNED.sample(self.planned, base=lb)
+        return text
 
 
-# (name, type, help) in the order of ProbeSeries.render's tuple.
-FAMILIES: tuple[Family, ...] = (
-    (c.PROBE_RUNS, "counter", "Scheduled probe runs finished."),
-    (c.PROBE_FAILURES, "counter", "Scheduled probe runs that failed, by failure reason."),
-    (
-        c.PROBE_WITHIN_SLA,
-        "counter",
-        "Runs that succeeded within the service's latency threshold (compliance rate numerator).",
-    ),
-    (c.PROBE_DURATION, "histogram", "Duration of scheduled probe runs in seconds; SLA thresholds are bucket bounds."),
-    (c.PROBE_SUCCESS, "gauge", "Whether the last run succeeded (1) or failed (0)."),
-    (c.PROBE_LAST_RUN, "gauge", "Unix time in seconds at which the last run finished."),
-    (c.PROBE_PHASE, "gauge", "Duration of each phase of the last run in seconds."),
-    (c.TLS_CERT_EXPIRY, "gauge", "Unix time in seconds at which the leaf certificate seen by the last run expires."),
-    (c.FLOW_STEP_DURATION, "gauge", "Duration of each step of the last flow run in seconds."),
-    (c.FLOW_STEP_FAILURES, "counter", "Flow steps that failed, by step and failure reason."),
-    (
-        c.PROBE_FIRST_ATTEMPT_FAILURES,
-        "counter",
-        "Runs whose first attempt failed, by reason (what a user saw; retries do not hide it).",
-    ),
-    (c.PROBE_DEGRADED, "counter", "Runs that succeeded but slower than expect.degraded_duration."),
-    (c.PROBE_PLANNED_RUNS, "counter", "Schedule slots that fell due, whether or not the run happened."),
+_PROBE = c.PROBE_LABELS
+RUNS = MetricFamily(c.PROBE_RUNS, "counter", "Scheduled probe runs finished.", _PROBE)
+FAILURES = MetricFamily(
+    c.PROBE_FAILURES, "counter", "Scheduled probe runs that failed, by failure reason.", (*_PROBE, c.LABEL_REASON)
 )
+WITHIN_SLA = MetricFamily(
+    c.PROBE_WITHIN_SLA,
+    "counter",
+    "Runs that succeeded within the service's latency threshold (compliance rate numerator).",
+    _PROBE,
+)
+DURATION = MetricFamily(
+    c.PROBE_DURATION,
+    "histogram",
+    "Duration of scheduled probe runs in seconds; SLA thresholds are bucket bounds.",
+    _PROBE,
+)
+SUCCESS = MetricFamily(c.PROBE_SUCCESS, "gauge", "Whether the last run succeeded (1) or failed (0).", _PROBE)
+LAST_RUN = MetricFamily(c.PROBE_LAST_RUN, "gauge", "Unix time in seconds at which the last run finished.", _PROBE)
+PHASE = MetricFamily(
+    c.PROBE_PHASE, "gauge", "Duration of each phase of the last run in seconds.", (*_PROBE, c.LABEL_PHASE)
+)
+CERT_EXPIRY = MetricFamily(
+    c.TLS_CERT_EXPIRY,
+    "gauge",
+    "Unix time in seconds at which the leaf certificate seen by the last run expires.",
+    _PROBE,
+)
+STEP_DURATION = MetricFamily(
+    c.FLOW_STEP_DURATION, "gauge", "Duration of each step of the last flow run in seconds.", (*_PROBE, c.LABEL_STEP)
+)
+STEP_FAILURES = MetricFamily(
+    c.FLOW_STEP_FAILURES,
+    "counter",
+    "Flow steps that failed, by step and failure reason.",
+    (*_PROBE, c.LABEL_STEP, c.LABEL_REASON),
+)
+FIRST_ATTEMPT_FAILURES = MetricFamily(
+    c.PROBE_FIRST_ATTEMPT_FAILURES,
+    "counter",
+    "Runs whose first attempt failed, by reason (what a user saw; retries do not hide it).",
+    (*_PROBE, c.LABEL_REASON),
+)
+DEGRADED = MetricFamily(
+    c.PROBE_DEGRADED, "counter", "Runs that succeeded but slower than expect.degraded_duration.", _PROBE
+)
+PLANNED = MetricFamily(
+    c.PROBE_PLANNED_RUNS, "counter", "Schedule slots that fell due, whether or not the run happened.", _PROBE
+)
+
+FAMILIES: tuple[MetricFamily, ...] = (
+    RUNS,
+    FAILURES,
+    WITHIN_SLA,
+    DURATION,
+    SUCCESS,
+    LAST_RUN,
+    PHASE,
+    CERT_EXPIRY,
+    STEP_DURATION,
+    STEP_FAILURES,
+    FIRST_ATTEMPT_FAILURES,
+    DEGRADED,
+    PLANNED,
+)
+"""The families of every probe series, in the order ``/metrics`` writes them."""
 
 
 _CARRIED = tuple(f.name for f in dataclasses.fields(ProbeSeries) if f.name not in ("meta", "_labels", "_text"))
@@ -351,11 +366,20 @@ class ResultStore:
 
     def render(self) -> str:
         """Every family of every series as Prometheus text."""
-        return "".join(self.render_families())
+        return b"".join(piece for pieces in self.render_families() for piece in pieces).decode()
 
-    def render_families(self, chunk: int = 1000) -> Iterator[str]:
-        """The text in pieces of at most ``chunk`` series of one family (a scrape never holds the page)."""
-        yield from family_texts(FAMILIES, [s.render() for s in self._series.values()], chunk)
+    def render_families(self) -> Iterator[list[bytes]]:
+        """Each family with text: its header, then every series' cached text of it.
+
+        References to the cached text, not copies: a scrape can hold the whole page (to
+        send its status line only once it is complete) for the price of the lists.
+        """
+        parts = [s.render() for s in self._series.values()]
+        for family in FAMILIES:
+            pieces = [family.header_bytes]
+            pieces.extend([text for part in parts if (text := part.get(family)) is not None])
+            if len(pieces) > 1:
+                yield pieces
 
     def __len__(self) -> int:
         return len(self._series)
@@ -366,12 +390,18 @@ def _same_counters(old: ProbeMeta, new: ProbeMeta) -> bool:
     return old.buckets == new.buckets and old.latency_threshold == new.latency_threshold
 
 
+SERVICE_INFO = MetricFamily(
+    c.SERVICE_INFO,
+    "gauge",
+    "Service metadata from the config; always 1.",
+    (c.LABEL_SERVICE, c.LABEL_TIER, c.LABEL_OWNER),
+)
+
+
 def service_info_text(services: Mapping[str, tuple[str, str]]) -> str:
     """``slaprobe_service_info{service,tier,owner} 1`` for each service."""
     if not services:
         return ""
-    lines = [family_header(c.SERVICE_INFO, "gauge", "Service metadata from the config; always 1.")]
-    for name, (tier, owner) in services.items():
-        labels = format_labels(((c.LABEL_SERVICE, name), (c.LABEL_TIER, tier), (c.LABEL_OWNER, owner)))
-        lines.append(f"{c.SERVICE_INFO}{{{labels}}} 1\n")
+    lines = [SERVICE_INFO.header]
+    lines.extend(SERVICE_INFO.sample(1, name, tier, owner) for name, (tier, owner) in services.items())
     return "".join(lines)

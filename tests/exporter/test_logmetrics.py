@@ -11,6 +11,8 @@ from slaprobe.config import ConfigError, FeedbackSource, LogMetric, parse_config
 from slaprobe.exporter.exposition import format_labels
 from slaprobe.exporter.logmetrics import (
     FEEDBACK_FAMILIES,
+    HTTP_REQUEST_DURATION,
+    HTTP_REQUESTS,
     HttpMetrics,
     TicketMetrics,
     UserMetric,
@@ -42,7 +44,8 @@ def lines_of(text: str) -> list[str]:
 def test_http_metrics_count_codes_and_put_durations_in_le_buckets() -> None:
     http = HttpMetrics("shop", (0.1, 0.3, 1.0))
     http.add([Event({}, None, 200, 0.0), Event({}, None, 200, 0.3), Event({}, None, 503, 2.0), Event({}, None, 0)])
-    requests, duration = http.render()
+    text = http.render()
+    requests, duration = text[HTTP_REQUESTS], text[HTTP_REQUEST_DURATION]
     assert requests.splitlines() == [
         'slaprobe_http_requests_total{service="shop",code="0"} 1',
         'slaprobe_http_requests_total{service="shop",code="200"} 2',
@@ -199,8 +202,8 @@ def test_ticket_metrics_render_known_series_before_any_ticket() -> None:
     assert s[desk(c.FEEDBACK_OLDEST_OPEN_AGE)] == 0
     assert s[desk(c.FEEDBACK_EVENTS, result="duplicate")] == 0
     assert s[desk(c.FEEDBACK_FIRST_RESPONSE + "_bucket", category="technical", urgency="urgent", le="86400")] == 0
-    for name, kind, _ in FEEDBACK_FAMILIES:
-        assert f"# TYPE {name} {kind}" in text
+    for family in FEEDBACK_FAMILIES:
+        assert f"# TYPE {family.name} {family.type}" in text
 
 
 def test_ticket_metrics_follow_the_tracker() -> None:
