@@ -27,6 +27,7 @@ from slaprobe.exporter.store import service_info_text
 from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import FailureReason, ForbiddenTargetError, ProbeContext, ProbeResult, ProbeTrace
 from slaprobe.probes.runner import run_probe
+from slaprobe.text import sanitize_text
 
 log = logging.getLogger("slaprobe.web")
 
@@ -245,7 +246,7 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         # A redirect or a resolved address left the allow-list: refuse like the target itself.
         return web.Response(status=403, text=f"{exporter.redact(result.detail)}\n")
     if debug:
-        return web.Response(text=wanted.describe(result, trace.lines), content_type="text/plain")
+        return web.Response(text=sanitize_text(wanted.describe(result, trace.lines)), content_type="text/plain")
     return web.Response(body=blackbox.render_probe_metrics(result), headers={"Content-Type": CONTENT_TYPE})
 
 

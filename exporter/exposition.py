@@ -14,11 +14,11 @@ the first of its own. Stores keep each series' text keyed by family
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from slaprobe.probes.tally import Histogram
+from slaprobe.text import sanitize_text
 from slaprobe.units import format_value
 
 __all__ = [
@@ -37,19 +37,6 @@ __all__ = [
 ]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REPLACEMENT = "\ufffd"
-_UNENCODABLE = re.compile("[\ud800-\udfff]")  # lone surrogates: the only str code points UTF-8 refuses
-
-
-def sanitize_text(value: str) -> str:
-    """``value`` with every code point UTF-8 cannot encode (lone surrogates) replaced by U+FFFD."""
-    if value.isascii():
-        return value
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return _UNENCODABLE.sub(REPLACEMENT, value)
-    return value
 
 
 _ESCAPED: dict[str, str] = {}  # recent short values, escaped: label values repeat (reasons, phases, codes)

@@ -37,6 +37,7 @@ from slaprobe import conventions as c
 from slaprobe.exporter.exposition import MetricFamily
 from slaprobe.exporter.runtime import Exporter
 from slaprobe.probes.tally import Histogram
+from slaprobe.text import sanitize_text
 
 log = logging.getLogger("slaprobe.incidents")
 
@@ -138,7 +139,7 @@ class Incidents:
         for alert in alerts:
             if not isinstance(alert, Mapping) or not isinstance(alert.get("labels"), Mapping):
                 continue
-            labels = {str(k): str(v) for k, v in alert["labels"].items()}
+            labels = {sanitize_text(str(k)): sanitize_text(str(v)) for k, v in alert["labels"].items()}
             service, alertname = labels.get(c.LABEL_SERVICE), labels.get(c.LABEL_ALERTNAME)
             if not service or not alertname:
                 continue

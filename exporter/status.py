@@ -13,6 +13,7 @@ from html import escape
 from slaprobe.config import Config, Service
 from slaprobe.exporter.runtime import ReloadStatus
 from slaprobe.exporter.store import ProbeSeries
+from slaprobe.text import sanitize_text
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -144,4 +145,4 @@ def render_status_page(
     if not series:
         parts.append("<p>No scheduled probes in this config (or in this shard).</p>")
     parts.append("</body></html>")
-    return "".join(parts)
+    return sanitize_text("".join(parts))  # a failure detail may quote bytes decoded with surrogateescape

@@ -61,6 +61,7 @@ from slaprobe.probes.classify import Classifier, classifier_for
 from slaprobe.probes.rating import DEFAULT_SATISFIED, RATING_BOUNDS, read_rating
 from slaprobe.probes.repeats import RepeatWindow, customer_key
 from slaprobe.probes.tally import Histogram, LabelCap
+from slaprobe.text import sanitize_text
 
 log = logging.getLogger("slaprobe.feedback")
 
@@ -201,7 +202,7 @@ def _text(value: object) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return value.strip() if isinstance(value, str) else str(value)
+    return sanitize_text(value.strip() if isinstance(value, str) else str(value))  # "\ud800" from JSON
 
 
 def effective_deadlines(source: FeedbackSource, category: str, urgency: str) -> Deadlines:

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from slaprobe.gosyntax import go_duration_seconds
 from slaprobe.probes.logevent import Event
+from slaprobe.text import sanitize_text
 
 LineParser = Callable[[bytes], "Event | None"]
 
@@ -768,6 +769,8 @@ def parse_jsonl(line: bytes) -> Event | None:
     if not isinstance(obj, dict):
         return None
     fields = {k: v if isinstance(v, str) else _json_text(v) for k, v in obj.items()}
+    if "\\u" in text:  # only a \u escape makes a lone surrogate, which no label value may carry
+        fields = {sanitize_text(k): sanitize_text(v) for k, v in fields.items()}
     time, status, duration = _typed(obj)
     return Event(fields, time, status, duration)
 
@@ -780,7 +783,7 @@ _LOGFMT_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
 def _logfmt_unescape(m: re.Match[str]) -> str:
     code = m.group(1)
     if len(code) == 5:
-        return chr(int(code[1:], 16))
+        return sanitize_text(chr(int(code[1:], 16)))  # a lone surrogate becomes U+FFFD
     return _LOGFMT_ESCAPES.get(code, code)
 
 

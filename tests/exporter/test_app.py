@@ -184,3 +184,18 @@ def test_serve_reloads_on_sighup_and_keeps_serving_with_a_bad_config(tmp_path: P
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out.decode()
     assert b"config rejected" in out
+
+
+async def test_metrics_that_fail_to_render_answer_a_whole_500_not_a_cut_off_200(  # type: ignore[no-untyped-def]
+    exporter_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, exporter, _ = exporter_client
+    await until(lambda: all(s.runs >= 1 for s in exporter.store.series()))
+
+    def broken() -> str:
+        raise RuntimeError("a bug in a renderer")
+
+    monkeypatch.setattr(exporter.logs, "render", broken)  # rendered after the probe series
+    response = await client.get("/metrics")
+    assert response.status == 500
+    assert "slaprobe_probe_runs_total" not in await response.text()

@@ -123,3 +123,12 @@ def test_every_family_of_the_stores_gets_the_labels_it_declares() -> None:
             names = tuple(name for name in sample.labels if name != "le")
             assert names == family.labels, sample
     assert seen == set(declared), set(declared) - seen
+
+
+def test_a_label_value_or_help_text_utf8_cannot_encode_is_written_with_the_replacement_character() -> None:
+    family = MetricFamily("x_total", "counter", "Help with \udcff in it.", ("priority",))
+    line = family.sample(1, "P\ud800")
+    assert line == 'x_total{priority="P\ufffd"} 1\n'
+    assert "\ufffd" in family.header
+    assert (family.header + line).encode()  # would raise UnicodeEncodeError on a lone surrogate
+    assert family.sample(1, "snow \u2603 and \U0001f600") == 'x_total{priority="snow \u2603 and \U0001f600"} 1\n'

@@ -19,6 +19,7 @@ from slaprobe.demo.shop import CYCLE_SECONDS, ticket_events_between
 from slaprobe.exporter.exposition import format_labels
 from slaprobe.exporter.logs import LogPipeline
 from slaprobe.probes.feedback import TicketTracker
+from slaprobe.probes.parsers import parse_jsonl
 
 HOUR = 3600.0
 T0 = 1_700_000_000.0
@@ -542,3 +543,11 @@ def test_the_demo_config_scrapes_the_access_log_and_the_ticket_log() -> None:
     pipeline.apply(cfg)
     assert set(pipeline.sources()) >= {"shop-access", cfg.feedback[0].name}
     assert any(m.type == "histogram" for m in cfg.services["shop"].logs[0].metrics)
+
+
+def test_a_jsonl_line_with_a_lone_surrogate_gives_the_replacement_character_in_its_fields() -> None:
+    event = parse_jsonl(b'{"psp": "\\udcff", "ok": "\\ud83d\\ude00", "nested": {"k": "\\ud800"}}\n')
+    assert event is not None
+    assert event.fields["psp"] == "\ufffd"
+    assert event.fields["ok"] == "\U0001f600"  # a surrogate pair is one code point, kept
+    assert event.fields["nested"] == '{"k":"\ufffd"}'
