@@ -310,6 +310,7 @@ def make_app(
 ) -> web.Application:
     """The web application; the scheduler runs while the app is up."""
     app = web.Application(middlewares=middlewares)
+    app.on_response_prepare.append(_no_sniffing)
     app[EXPORTER_KEY] = exporter
     if probe_allow is not None:
         exporter.allow_probes(probe_allow)
@@ -328,6 +329,12 @@ def make_app(
     app.cleanup_ctx.append(_logs_context)
     install_incidents(app, exporter)  # /alertmanager/webhook and the silence poller
     return app
+
+
+async def _no_sniffing(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer (debug and error pages too) is read as the type it declares, never sniffed:
+    a page quoting target text must not turn into HTML or script in a browser."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 async def _scheduler_context(app: web.Application) -> AsyncIterator[None]:

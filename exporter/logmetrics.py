@@ -25,6 +25,10 @@ from slaprobe.probes.parsers import parse_duration_text
 from slaprobe.probes.tally import Histogram, LabelCap
 from slaprobe.units import UNIT_SECONDS
 
+MAX_SERIES_PER_METRIC = 1000
+"""Series one user-defined metric keeps (its known ``values`` combinations always count):
+``max_label_values`` caps each label, and three labels capped at 100 could still make
+10^6 series; past this, new combinations go to one series with every label ``__other__``."""
 
 Texts = Mapping[MetricFamily, str]  # a part's series text of each family it has series of
 
@@ -158,6 +162,7 @@ class UserMetric:
     buckets: tuple[float, ...] = ()  # of histograms: the metric's own, else the service's
     values: dict[tuple[str, ...], float] = field(default_factory=dict)  # counters and gauges
     histograms: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
+    max_series: int = MAX_SERIES_PER_METRIC  # more than this: the overflow series (known combinations kept)
     metric_family: MetricFamily = field(init=False)
     _prefix: LabelSet = field(init=False)
     _text: str | None = None
@@ -187,6 +192,7 @@ class UserMetric:
                     self.histograms[combo] = Histogram(self.buckets)
                 else:
                     self.values[combo] = 0.0
+        self.max_series = max(self.max_series, len(self.values) + len(self.histograms))
 
     @property
     def settings(self) -> tuple[LogMetric, str, Sequence[float]]:
@@ -212,6 +218,9 @@ class UserMetric:
             value = parsed
         key = tuple(cap(fields.get(source_field, "")) for _, source_field, cap in self.labels)
         kind = self.spec.type
+        series = self.histograms if kind == "histogram" else self.values
+        if key not in series and len(series) >= self.max_series:
+            key = (c.OVERFLOW_LABEL_VALUE,) * len(key)
         if kind == "counter":
             if value < 0:
                 return
@@ -259,7 +268,13 @@ LOG_ROTATIONS = MetricFamily(
     "Rotations seen (renamed, truncated, or replaced files) of a log or feedback source.",
     _SOURCE,
 )
-LINE_FAMILIES: tuple[MetricFamily, ...] = (LOG_LINES, LOG_BYTES_READ, LOG_LAG, LOG_ROTATIONS)
+STATE_SAVE_FAILURES = MetricFamily(
+    c.STATE_SAVE_FAILURES,
+    "counter",
+    "Saves of a source's state (ticket state, read offsets) to the state dir that failed; they are retried.",
+    _SOURCE,
+)
+LINE_FAMILIES: tuple[MetricFamily, ...] = (LOG_LINES, LOG_BYTES_READ, LOG_LAG, LOG_ROTATIONS, STATE_SAVE_FAILURES)
 
 
 @dataclass(slots=True)
@@ -273,6 +288,7 @@ class LineStats:
     bytes_read: int = 0
     rotations: int = 0
     lag: int = 0
+    save_failures: int = 0
 
     def render(self) -> Texts:
         """Lines of each family in ``LINE_FAMILIES``."""
@@ -290,6 +306,7 @@ class LineStats:
             LOG_BYTES_READ: LOG_BYTES_READ.sample(self.bytes_read, base=lb),
             LOG_LAG: LOG_LAG.sample(self.lag, base=lb),
             LOG_ROTATIONS: LOG_ROTATIONS.sample(self.rotations, base=lb),
+            STATE_SAVE_FAILURES: STATE_SAVE_FAILURES.sample(self.save_failures, base=lb),
         }
 
 

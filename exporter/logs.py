@@ -29,6 +29,7 @@ import concurrent.futures
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -155,11 +156,11 @@ class LogPipeline:
             previous = old[feedback.name].tracker if feedback.name in old else None
             tracker = previous
             if tracker is None or tracker.source != feedback:
-                tracker = TicketTracker(feedback, self.clock)
                 if previous is not None:
+                    tracker = TicketTracker(feedback, self.clock)
                     tracker.restore(previous.state())  # open tickets outlive a change of deadlines
-                elif self.state_dir is not None:
-                    tracker.load(self._ticket_path(feedback.name))
+                else:
+                    tracker = self._saved_tracker(feedback)
             if src.tracker is not tracker:
                 src.tracker, src.tickets, src.saved_version = tracker, TicketMetrics(tracker), -1
             fresh[feedback.name] = src
@@ -167,6 +168,42 @@ class LogPipeline:
         for label, src in old.items():
             if fresh.get(label) is not src:
                 self._retire(src)
+
+    def _saved_tracker(self, feedback: FeedbackSource) -> TicketTracker:
+        """A tracker with the open tickets of the state dir; a state file that holds no ticket
+        state (corrupt, or valid JSON of another shape) is renamed aside with a warning."""
+        tracker = TicketTracker(feedback, self.clock)
+        if self.state_dir is None:
+            return tracker
+        path = self._ticket_path(feedback.name)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return tracker
+        except OSError as exc:
+            log.warning("feedback %s: cannot read ticket state %s: %s; starting without it", feedback.name, path, exc)
+            return tracker
+        try:
+            state = json.loads(data)
+            if not isinstance(state, dict):
+                raise ValueError(f"a JSON {type(state).__name__}, not an object")
+            tracker.restore(state)
+        except Exception as exc:  # whatever the file holds, a bad one must not stop the exporter
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            try:
+                os.replace(path, aside)
+            except OSError as move_exc:
+                aside = Path(f"(not moved: {move_exc})")
+            log.warning(
+                "feedback %s: ticket state %s is not valid (%s: %s); moved aside to %s, starting without it",
+                feedback.name,
+                path,
+                type(exc).__name__,
+                exc,
+                aside,
+            )
+            return TicketTracker(feedback, self.clock)
+        return tracker
 
     def _keep_or_open(self, old: dict[str, _Source], label: str, source: LogSource | FeedbackSource) -> _Source:
         kind = "feedback" if isinstance(source, FeedbackSource) else "log"
@@ -239,11 +276,32 @@ class LogPipeline:
         return json.dumps(tracker.state(), separators=(",", ":")).encode()
 
     def _persist(self, src: _Source, snapshot: bytes | None, *, force: bool = False) -> None:
-        """Write ticket state, then commit the counted lines (worker thread or shutdown)."""
-        if snapshot is not None:
-            write_atomically(self._ticket_path(src.label), snapshot)
+        """Write ticket state, then commit the counted lines (worker thread or shutdown).
+
+        A save that fails (disk full, permissions, something in the way) is counted in
+        ``slaprobe_state_save_failures_total`` and logged; the offsets are not committed past
+        ticket state that was not written, and both are written again with the next batch.
+        """
+        if snapshot is not None and not self._save_tickets(src, snapshot):
+            return
         if src.tailer is not None:
-            src.tailer.commit(force=force)
+            try:
+                src.tailer.commit(force=force)
+            except OSError as exc:
+                self._save_failed(src, "read offsets", exc)
+
+    def _save_tickets(self, src: _Source, snapshot: bytes) -> bool:
+        try:
+            write_atomically(self._ticket_path(src.label), snapshot)
+        except OSError as exc:
+            src.saved_version = -1  # written again at the next batch
+            self._save_failed(src, "ticket state", exc)
+            return False
+        return True
+
+    def _save_failed(self, src: _Source, what: str, exc: OSError) -> None:
+        src.stats.save_failures += 1
+        log.warning("source %r: cannot save its %s to %s: %s; trying again later", src.label, what, self.state_dir, exc)
 
     def _close_source(self, src: _Source) -> None:
         """Commit a counted batch a cancelled poll left, save the offsets, close the files, log the counts."""
@@ -342,7 +400,7 @@ class LogPipeline:
         for src in self._sources.values():
             snapshot = self._ticket_snapshot(src)
             if snapshot is not None:
-                write_atomically(self._ticket_path(src.label), snapshot)
+                self._save_tickets(src, snapshot)
             self._close_source(src)
             src.tailer = None
         for src in self._retiring:

@@ -66,6 +66,7 @@ HTTP_REQUEST_DURATION = "slaprobe_http_request_duration_seconds"
 LOG_BYTES_READ = "slaprobe_log_bytes_read_total"
 LOG_LAG = "slaprobe_log_lag_bytes"
 LOG_ROTATIONS = "slaprobe_log_rotations_total"
+STATE_SAVE_FAILURES = "slaprobe_state_save_failures_total"  # {source}: ticket state or offsets not written
 
 LABEL_SOURCE = "source"  # a log or feedback source: its name (log sources without one: their path)
 LABEL_RESULT = "result"  # of a log line: parsed, unparsed, too_long; of a ticket event: see FEEDBACK_EVENTS

@@ -199,3 +199,13 @@ async def test_metrics_that_fail_to_render_answer_a_whole_500_not_a_cut_off_200(
     response = await client.get("/metrics")
     assert response.status == 500
     assert "slaprobe_probe_runs_total" not in await response.text()
+
+
+async def test_debug_and_error_pages_tell_browsers_not_to_sniff_their_type(exporter_client) -> None:  # type: ignore[no-untyped-def]
+    client, _, _ = exporter_client
+    error = await client.get("/probe")  # no target: 400
+    debug = await client.get("/probe", params={"module": "shop/home", "debug": "true"})
+    missing = await client.get("/no-such-page")
+    assert (error.status, debug.status, missing.status) == (400, 200, 404)
+    for response in (error, debug, missing, await client.get("/metrics"), await client.get("/")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.url

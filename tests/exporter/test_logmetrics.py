@@ -13,6 +13,7 @@ from slaprobe.exporter.logmetrics import (
     FEEDBACK_FAMILIES,
     HTTP_REQUEST_DURATION,
     HTTP_REQUESTS,
+    MAX_SERIES_PER_METRIC,
     HttpMetrics,
     TicketMetrics,
     UserMetric,
@@ -302,3 +303,13 @@ def test_feedback_sources_have_the_design_defaults() -> None:
     assert source.sla["technical"].first_response == 86400 and source.sla["operations"].resolution == 86400
     assert source.urgency["general"].first_response == 3 * 86400
     assert source.start == "beginning" and source.fields.id == "id" and source.defaults.urgency == "general"
+
+
+def test_a_metric_keeps_at_most_max_series_however_its_capped_labels_combine() -> None:
+    m = metric(name="calls_total", type="counter", labels=["a", "b", "c"], max_label_values=100)
+    for i in range(5000):
+        m.observe(ev(a=str(i % 97), b=str(i % 89), c=str(i % 83)))  # 5,000 distinct combinations
+    assert len(m.values) == MAX_SERIES_PER_METRIC + 1  # the overflow series holds the rest
+    overflow = m.values[(c.OVERFLOW_LABEL_VALUE,) * 3]
+    assert overflow == 5000 - MAX_SERIES_PER_METRIC
+    assert sum(m.values.values()) == 5000

@@ -17,7 +17,7 @@ from slaprobe import conventions as c
 from slaprobe.config import Config, parse_config
 from slaprobe.demo.shop import CYCLE_SECONDS, ticket_events_between
 from slaprobe.exporter.exposition import format_labels
-from slaprobe.exporter.logs import LogPipeline
+from slaprobe.exporter.logs import LogPipeline, state_file_name
 from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.parsers import parse_jsonl
 
@@ -551,3 +551,52 @@ def test_a_jsonl_line_with_a_lone_surrogate_gives_the_replacement_character_in_i
     assert event.fields["psp"] == "\ufffd"
     assert event.fields["ok"] == "\U0001f600"  # a surrogate pair is one code point, kept
     assert event.fields["nested"] == '{"k":"\ufffd"}'
+
+
+@pytest.mark.parametrize("saved", [b"[1, 2, 3]", b'"tickets"', b"{not json", b'{"version": 1, "open": 5}'])
+def test_a_ticket_state_file_that_holds_no_ticket_state_is_moved_aside_with_a_warning(
+    tmp_path: Path, saved: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / state_file_name("tickets", "desk")
+    path.write_bytes(saved)
+    (tmp_path / "tickets.jsonl").write_text(ticket("A", "opened", 0, category="technical"))
+    with caplog.at_level(logging.WARNING, logger="slaprobe.logs"):
+        pipeline = started(LogPipeline(state, FakeClock(T0 + HOUR)), ticket_config(tmp_path))
+    assert "is not valid" in caplog.text and "moved aside" in caplog.text
+    assert [p.read_bytes() for p in state.glob(f"{path.name}.corrupt-*")] == [saved]
+    assert series(pipeline)[desk(c.FEEDBACK_OPEN_TICKETS, category="technical", urgency="general")] == 1
+    pipeline.close()
+    assert json.loads(path.read_bytes())["open"]  # a fresh state written in its place
+
+
+def test_a_failed_state_save_is_counted_and_the_offsets_wait_for_the_tickets(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    in_the_way = state / state_file_name("tickets", "desk")
+    in_the_way.mkdir()  # the rename onto it fails
+    (tmp_path / "tickets.jsonl").write_text(ticket("A", "opened", 0, category="technical"))
+    first = started(LogPipeline(state, FakeClock(T0 + HOUR)), ticket_config(tmp_path))
+    assert series(first)['slaprobe_state_save_failures_total{source="desk"}'] >= 1
+    first.close()
+    in_the_way.rmdir()
+    second = started(LogPipeline(state, FakeClock(T0 + HOUR)), ticket_config(tmp_path))
+    # The offsets were not committed past the unsaved tickets: the line is read again, nothing lost.
+    assert series(second)[desk(c.FEEDBACK_TICKETS, service="shop", category="technical", urgency="general")] == 1
+    assert series(second)['slaprobe_state_save_failures_total{source="desk"}'] == 0
+
+
+def test_a_symlink_planted_at_the_temporary_name_of_a_state_save_is_not_followed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / state_file_name("tickets", "desk")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    (state / f".{path.name}.{os.getpid()}.tmp").symlink_to(victim)
+    (tmp_path / "tickets.jsonl").write_text(ticket("A", "opened", 0, category="technical"))
+    pipeline = started(LogPipeline(state, FakeClock(T0 + HOUR)), ticket_config(tmp_path))
+    pipeline.close()
+    assert victim.read_text() == "untouched"
+    assert json.loads(path.read_bytes())["open"]
+    assert series(pipeline)['slaprobe_state_save_failures_total{source="desk"}'] == 0
