@@ -81,7 +81,7 @@ class _Source:
     pattern: str
     start: Literal["end", "beginning"]
     parse: LineParser
-    unwrapper: Unwrapper  # the source's wrapper: CRI/Docker lines unwrapped before parsing
+    unwrapper: Unwrapper  # the source's ``wrapper:``: CRI/Docker lines unwrapped before parsing
     tailer: Tailer | None = None  # opened at the first poll (after a replaced one is closed)
     stats: LineStats = field(init=False)
     service: str | None = None
@@ -208,7 +208,7 @@ class LogPipeline:
     def _keep_or_open(self, old: dict[str, _Source], label: str, source: LogSource | FeedbackSource) -> _Source:
         kind = "feedback" if isinstance(source, FeedbackSource) else "log"
         reading = (kind, source.path, source.format, source.regex, source.start)
-        wrapper: Wrapper = "none" if isinstance(source, FeedbackSource) else "auto"
+        wrapper: Wrapper = "none" if isinstance(source, FeedbackSource) else source.wrapper
         src = old.get(label)
         if src is not None and src.reading == reading:
             if src.unwrapper.wrapper != wrapper:

@@ -838,6 +838,7 @@ PARSERS: Mapping[str, LineParser] = {
     "nginx_combined": parse_nginx_combined,
     "apache_combined": parse_apache_combined,
     "envoy": parse_envoy,
+    "ingress_nginx": parse_ingress_nginx,
     "jsonl": parse_jsonl,
     "logfmt": parse_logfmt,
 }

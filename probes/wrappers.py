@@ -31,12 +31,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import get_args
 
+from slaprobe.model import LogWrapper as Wrapper
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import LineParser, parse_iso_time
 
-Wrapper = Literal["auto", "cri", "docker", "none"]
 WRAPPERS: tuple[Wrapper, ...] = get_args(Wrapper)
 DEFAULT_MAX_LINE_BYTES = 64 * 1024  # the tailer's default line bound; a joined line may not exceed it
 MAX_PENDING = 4096  # (file, stream) pairs with an unfinished line; the oldest beyond it are dropped

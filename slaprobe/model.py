@@ -104,8 +104,10 @@ class SLA(Model):
     )
 
 
-LogFormat = Literal["nginx_combined", "apache_combined", "envoy", "jsonl", "logfmt", "regex"]
-ACCESS_LOG_FORMATS: tuple[LogFormat, ...] = ("nginx_combined", "apache_combined", "envoy")
+LogFormat = Literal["nginx_combined", "apache_combined", "envoy", "ingress_nginx", "jsonl", "logfmt", "regex"]
+ACCESS_LOG_FORMATS: tuple[LogFormat, ...] = ("nginx_combined", "apache_combined", "envoy", "ingress_nginx")
+#: How a container runtime wrapped each line of a log (probes/wrappers.py unwraps it).
+LogWrapper = Literal["auto", "cri", "docker", "none"]
 MetricType = Literal["counter", "gauge", "histogram"]
 ValueUnit = Literal["s", "ms", "us", "µs", "ns"]
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
@@ -238,6 +240,11 @@ class LogSource(Model):
     name: Name | None = None
     regex: Regex | None = Field(None, description="for format: regex, with named groups")
     start: Literal["end", "beginning"] = "end"
+    wrapper: LogWrapper = Field(
+        "auto",
+        description="the container runtime's wrapper of each line: cri (containerd, CRI-O: /var/log/pods), "
+        "docker (json-file), none, or auto (told apart by each line's shape)",
+    )
 
     @model_validator(mode="after")
     def _regex_for_regex(self) -> LogSource:

@@ -155,6 +155,11 @@ INVALID = [
         ["escalation.P1[0].notify: unknown receiver 'oncal' (did you mean 'oncall'?) (line 3)"],
     ),
     (
+        "an unknown container log wrapper",
+        "version: v1\nservices:\n  shop:\n    logs:\n      - {path: /var/log/pods/*/*/*.log, format: ingress_nginx, wrapper: crio}\n",
+        ["services.shop.logs[0].wrapper: Input should be 'auto', 'cri', 'docker' or 'none' (line 5)"],
+    ),
+    (
         "a bad allow-list entry",
         "version: v1\nglobal: {probe_allow: ['10.0.0.0/33']}\n",
         ["global: probe_allow: not a CIDR: '10.0.0.0/33' (line 2)"],

@@ -20,7 +20,6 @@ from tests.conftest import free_port
 
 POD = "ingress-nginx_ingress-nginx-controller-7c9f8d6b5-x2k4q_5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
 TS = "2026-12-04T01:02:03.123456789Z"
-LOG_FORMAT = "nginx_combined"  # reads the status of ingress-nginx lines too; ingress_nginx once the config has it
 
 
 def access_line(status: int, path: str = "/cart") -> str:
@@ -39,7 +38,7 @@ def cri(text: str, stream: str = "stdout", chunk: int = 0) -> str:
     return "".join(f"{TS} {stream} {'F' if i == len(parts) - 1 else 'P'} {p}\n" for i, p in enumerate(parts))
 
 
-def write_config(path: Path, pods: Path, log_format: str) -> None:
+def write_config(path: Path, pods: Path) -> None:
     path.write_text(
         "version: v1\n"
         "services:\n"
@@ -47,7 +46,8 @@ def write_config(path: Path, pods: Path, log_format: str) -> None:
         "    logs:\n"
         f"      - name: ingress\n"
         f"        path: {pods}/ingress-nginx_*/controller/*.log\n"
-        f"        format: {log_format}\n"
+        "        format: ingress_nginx\n"
+        "        wrapper: cri\n"
         "        start: beginning\n",
         encoding="utf-8",
     )
@@ -92,7 +92,7 @@ def test_serve_counts_cri_wrapped_ingress_nginx_lines_of_pod_logs_by_code_across
         encoding="utf-8",
     )
     config = tmp_path / "slaprobe.yaml"
-    write_config(config, pods, LOG_FORMAT)
+    write_config(config, pods)
     port = free_port()
     out = tmp_path / "serve.log"
     args = [sys.executable, "-m", "slaprobe", "serve", f"--config={config}", f"--listen=127.0.0.1:{port}"]
@@ -112,6 +112,9 @@ def test_serve_counts_cri_wrapped_ingress_nginx_lines_of_pod_logs_by_code_across
             seen = until(port, {codes % "200": 3, codes % "503": 1, codes % "404": 1}, process, out)
             assert seen['slaprobe_log_lines_total{source="ingress",result="unparsed"}'] == 1  # the stderr line
             assert seen['slaprobe_log_lines_total{source="ingress",result="parsed"}'] == 5
+            # $request_time is the duration: 0.004 s each.
+            assert seen['slaprobe_http_request_duration_seconds_count{service="shop"}'] == 5
+            assert round(seen['slaprobe_http_request_duration_seconds_sum{service="shop"}'], 6) == 0.02
         finally:
             process.terminate()
             process.wait(10)
