@@ -2,8 +2,10 @@
 
 For every priority with more than one level, synthetic ``ALERTS`` series of a level-1 alert
 of that priority check that level N fires exactly at its ``after`` and not one evaluation
-before; that a flap shorter than the bridge keeps the clock and one just longer resets it;
-that an acknowledgement resolves the fired level and withholds the next. For one service
+before; that a flap shorter than the bridge pauses the clock and one just longer resets it;
+that a blip shorter than ``after`` escalates to no level; that every level resolves with
+level 1; that an acknowledgement resolves the fired level and withholds the next; and that a
+silence ending after recovery escalates nothing. For one service
 per tier, real probe series check the SLIs and alerts end to end: no failures reads 0 (not
 "no data"), an outage fires the burn-rate alerts and the budget projection, probe down
 fires after N runs and escalates on time, and the compliance, TLS and feedback alerts fire.
@@ -153,7 +155,7 @@ def test_step(cfg: Config) -> float:
 # ---------------------------------------------------------------------------- escalation with synthetic ALERTS
 
 
-def _meta(labels: dict[str, str], level: int, spec: EscalationLevel) -> tuple[dict[str, str], dict[str, str]]:
+def meta_alert(labels: dict[str, str], level: int, spec: EscalationLevel) -> tuple[dict[str, str], dict[str, str]]:
     """Expected labels and annotations of the level-``level`` meta-alert of a level-1 alert."""
     meta = {k: v for k, v in labels.items() if k != c.LABEL_ALERTSTATE}
     meta[c.LABEL_ESCALATION_LEVEL] = str(level)
@@ -185,49 +187,82 @@ def escalation_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Ca
 
         # Steady: level N fires exactly at its after, not one evaluation before.
         case = Case(f"{priority}: each escalation level of {alertname} fires exactly at its delay")
-        case.series.append(_alerts_series(labels, values(("1", horizon))))
+        case.series.append(alerts_series(labels, values(("1", horizon))))
         for level_no, level in enumerate(levels[1:], start=2):
-            fired = [_meta(labels, n, levels[n - 1]) for n in range(2, level_no)]
+            fired = [meta_alert(labels, n, levels[n - 1]) for n in range(2, level_no)]
             if level.after >= step:
                 case.expect(level.after - step, alertname, fired)
-            case.expect(level.after, alertname, [*fired, _meta(labels, level_no, level)])
+            case.expect(level.after, alertname, [*fired, meta_alert(labels, level_no, level)])
         cases.append(case)
 
         second = levels[1]
         k = round(bridge / step)
         # The alert fires up to evaluation a, stops, and fires again from evaluation b. Prometheus 2
         # selects ranges closed at both ends, Prometheus 3 open at the start: b = a + k keeps the
-        # clock under both, b = a + k + 2 resets it under both (a + k + 1 depends on the version).
+        # episode under both, b = a + k + 2 ends it under both (a + k + 1 depends on the version).
         if k >= 2 and second.after > 2 * step:
-            a = max(0, min(round(second.after / step) - k - 2, round(second.after / step) // 3))
-            case = Case(f"{priority}: a flap of {alertname} shorter than the bridge keeps the level-2 clock")
-            case.series.append(_alerts_series(labels, values(("1", a + 1), ("stale", 1), ("_", k - 2), ("1", horizon))))
-            case.expect(second.after - step, alertname, [])
-            case.expect(second.after, alertname, [_meta(labels, 2, second)])
+            a = round(second.after / step) // 3
+            paused = (k - 1) * step  # evaluations without the alert: the clock holds through them
+            case = Case(f"{priority}: a flap of {alertname} shorter than the bridge pauses the level-2 clock")
+            case.series.append(alerts_series(labels, values(("1", a + 1), ("stale", 1), ("_", k - 2), ("1", horizon))))
+            case.expect(second.after + paused - step, alertname, [])
+            case.expect(second.after + paused, alertname, [meta_alert(labels, 2, second)])
             cases.append(case)
         a = 1
         resume = (a + k + 2) * step
         case = Case(f"{priority}: a flap of {alertname} longer than the bridge resets the level-2 clock")
-        case.series.append(_alerts_series(labels, values(("1", a + 1), ("stale", 1), ("_", k), ("1", horizon + k + 2))))
+        case.series.append(alerts_series(labels, values(("1", a + 1), ("stale", 1), ("_", k), ("1", horizon + k + 2))))
         if second.after > 0:
             case.expect(resume + second.after - step, alertname, [])
-        case.expect(resume + second.after, alertname, [_meta(labels, 2, second)])
+        case.expect(resume + second.after, alertname, [meta_alert(labels, 2, second)])
+        cases.append(case)
+
+        # A blip shorter than level 2's delay escalates to no level, now or later (whatever the bridge).
+        if second.after >= step:
+            blip = round(second.after / step)  # samples 0 .. blip - 1: the clock reaches after - step
+            case = Case(f"{priority}: a blip of {alertname} shorter than level 2's delay escalates to no level")
+            case.series.append(alerts_series(labels, values(("1", blip), ("stale", 1), ("_", horizon))))
+            for at in sorted({second.after, second.after + bridge / 2, second.after + bridge, last}):
+                case.expect(at, alertname, [])
+            cases.append(case)
+
+        # Every level resolves with level 1, and none fires after it (even one whose after is still ahead).
+        ends = round(second.after / step) + 1
+        case = Case(f"{priority}: once {alertname} resolves, every level resolves and none fires later")
+        case.series.append(alerts_series(labels, values(("1", ends), ("stale", 1), ("_", horizon))))
+        case.expect((ends - 1) * step, alertname, [meta_alert(labels, 2, second)])
+        for at in sorted({ends * step, ends * step + bridge / 2, max(last, ends * step)}):
+            case.expect(at, alertname, [])
         cases.append(case)
 
         # Acknowledged after level 2 fired: level 2 resolves at once and no later level fires.
         ack_at = second.after + step
         case = Case(f"{priority}: acknowledging {alertname} resolves level 2 and withholds the next levels")
-        case.series.append(_alerts_series(labels, values(("1", horizon))))
+        case.series.append(alerts_series(labels, values(("1", horizon))))
         ack_steps = round(ack_at / step)
         case.add_series(
             c.ALERT_ACKNOWLEDGED,
             {c.LABEL_SERVICE: labels[c.LABEL_SERVICE], c.LABEL_ALERTNAME: alertname, **INSTANCE},
             values(("_", ack_steps), ("1", horizon - ack_steps)),
         )
-        case.expect(ack_at - step, alertname, [_meta(labels, 2, second)])
+        case.expect(ack_at - step, alertname, [meta_alert(labels, 2, second)])
         case.expect(ack_at, alertname, [])
         for level in levels[2:]:
             case.expect(max(level.after, ack_at), alertname, [])
+        cases.append(case)
+
+        # Acknowledged, then recovered, then the silence ends: nothing escalates.
+        recovered = ack_steps + 1
+        case = Case(f"{priority}: a silence on {alertname} that ends after recovery escalates nothing")
+        case.series.append(alerts_series(labels, values(("1", recovered), ("stale", 1), ("_", horizon))))
+        case.add_series(
+            c.ALERT_ACKNOWLEDGED,
+            {c.LABEL_SERVICE: labels[c.LABEL_SERVICE], c.LABEL_ALERTNAME: alertname, **INSTANCE},
+            values(("_", ack_steps), ("1", recovered - ack_steps + 1), ("stale", 1), ("_", horizon)),
+        )
+        silence_ends = (recovered + 2) * step
+        for at in sorted({silence_ends, silence_ends + bridge / 2, max(last, silence_ends)}):
+            case.expect(at, alertname, [])
         cases.append(case)
     return cases
 
@@ -242,11 +277,11 @@ def escalated(
         levels = levels_of(cfg, labels[c.LABEL_PRIORITY])
         for level_no, level in enumerate(levels[1:], start=2):
             if fired_at + level.after <= at:
-                out.append(_meta({c.LABEL_ALERTNAME: alertname, **labels}, level_no, level))
+                out.append(meta_alert({c.LABEL_ALERTNAME: alertname, **labels}, level_no, level))
     return out
 
 
-def _alerts_series(labels: dict[str, str], vals: str) -> dict[str, str]:
+def alerts_series(labels: dict[str, str], vals: str) -> dict[str, str]:
     body = ", ".join(f"{k}={_q(v)}" for k, v in labels.items() if k != c.LABEL_ALERTNAME)
     return {"series": f"{c.ALERTS_SERIES}{{alertname={_q(labels[c.LABEL_ALERTNAME])}, {body}}}", "values": vals}
 
@@ -380,9 +415,9 @@ def _probe_down_case(
     case.expect(fired_at, c.ALERT_PROBE_DOWN, [base])
     alert = {c.LABEL_ALERTNAME: c.ALERT_PROBE_DOWN, **base[0]}
     for level_no, level in enumerate(levels[1:], start=2):
-        fired = [base] + [_meta(alert, n, levels[n - 1]) for n in range(2, level_no)]
+        fired = [base] + [meta_alert(alert, n, levels[n - 1]) for n in range(2, level_no)]
         case.expect(fired_at + level.after - step, c.ALERT_PROBE_DOWN, fired)
-        case.expect(fired_at + level.after, c.ALERT_PROBE_DOWN, [*fired, _meta(alert, level_no, level)])
+        case.expect(fired_at + level.after, c.ALERT_PROBE_DOWN, [*fired, meta_alert(alert, level_no, level)])
     return case
 
 

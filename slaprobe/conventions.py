@@ -270,6 +270,9 @@ ANNOTATION_RUNBOOK_URL = "runbook_url"
 ALERTS_SERIES = "ALERTS"  # Prometheus' own series of pending and firing alerts
 ALERT_FIRING = "firing"
 ALERTS_FOR_STATE_SERIES = "ALERTS_FOR_STATE"  # Prometheus' own: value = when each active alert became active
+# Recorded per level-1 alert that can escalate: seconds it has fired in its current episode (the
+# escalation clock; gaps shorter than alerting.escalation_bridge pause it, longer ones end the episode).
+ESCALATION_CLOCK = "slaprobe:escalation_clock:seconds"
 
 # Alertmanager receivers slaprobe adds to the ones in the config.
 RECEIVER_INCIDENTS = "slaprobe-incidents"  # slaprobe's /alertmanager/webhook, for incident metrics

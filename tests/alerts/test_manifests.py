@@ -28,7 +28,7 @@ def test_the_prometheus_rule_validates_and_every_alert_carries_its_namespace(nam
             if "alert" in rule:
                 assert rule["labels"][c.LABEL_NAMESPACE] == "obs"
             else:
-                assert c.LABEL_NAMESPACE not in rule["labels"]
+                assert c.LABEL_NAMESPACE not in rule.get("labels", {})
     assert all(c.LABEL_NAMESPACE not in r.get("labels", {}) for g in rules["groups"] for r in g["rules"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,7 +67,7 @@ def escalation_tests(priority: str) -> tuple[dict[str, Any], dict[str, Any]]:
     rules = generate_rules(cfg)
     tests = generate_rule_tests(cfg, rules=rules)
     tests["tests"] = [t for t in tests["tests"] if t["name"].startswith(f"{priority}: ")]
-    assert len(tests["tests"]) == 4
+    assert len(tests["tests"]) == 7
     rules["groups"] = [g for g in rules["groups"] if g["name"] == "slaprobe-escalation"]
     tests["group_eval_order"] = ["slaprobe-escalation"]
     return rules, tests
@@ -92,8 +93,8 @@ def test_the_unchanged_escalation_tests_pass(tmp_path: Path) -> None:
 def test_level_2_one_minute_late_fails_the_tests(tmp_path: Path) -> None:
     rules, tests = escalation_tests("P1")
     for rule in escalation_rules(rules):
-        if rule["labels"] == {"priority": "P1", "escalation_level": "2"}:
-            rule["for"] = "16m"
+        if rule.get("labels") == {"priority": "P1", "escalation_level": "2"}:
+            rule["expr"] = rule["expr"].replace(">= 900", ">= 960")
     output = failing_tests(tmp_path, rules, tests)
     assert "time: 15m" in output
 
@@ -101,8 +102,8 @@ def test_level_2_one_minute_late_fails_the_tests(tmp_path: Path) -> None:
 def test_level_2_one_minute_early_fails_the_tests(tmp_path: Path) -> None:
     rules, tests = escalation_tests("P1")
     for rule in escalation_rules(rules):
-        if rule["labels"] == {"priority": "P1", "escalation_level": "2"}:
-            rule["for"] = "14m"
+        if rule.get("labels") == {"priority": "P1", "escalation_level": "2"}:
+            rule["expr"] = rule["expr"].replace(">= 900", ">= 840")
     output = failing_tests(tmp_path, rules, tests)
     assert "time: 14m" in output
 
@@ -112,7 +113,7 @@ def test_a_shorter_bridge_fails_the_flap_test(tmp_path: Path) -> None:
     for rule in escalation_rules(rules):
         rule["expr"] = rule["expr"].replace("[5m]", "[3m]")
     output = failing_tests(tmp_path, rules, tests)
-    assert "shorter than the bridge keeps the level-2 clock" in output
+    assert "shorter than the bridge pauses the level-2 clock" in output
 
 
 def test_no_bridge_at_all_fails_the_flap_test(tmp_path: Path) -> None:
@@ -120,7 +121,28 @@ def test_no_bridge_at_all_fails_the_flap_test(tmp_path: Path) -> None:
     for rule in escalation_rules(rules):
         rule["expr"] = rule["expr"].replace("max_over_time(", "last_over_time(").replace("[5m]", "[1m]")
     output = failing_tests(tmp_path, rules, tests)
-    assert "shorter than the bridge keeps the level-2 clock" in output
+    assert "shorter than the bridge pauses the level-2 clock" in output
+
+
+def test_a_clock_that_runs_through_gaps_fails_the_flap_test(tmp_path: Path) -> None:
+    """Counting a short gap as firing time (the clock keeps running) escalates a flapping alert too early."""
+    rules, tests = escalation_tests("P1")
+    clock = escalation_rules(rules)[0]
+    clock["expr"] = clock["expr"].replace(
+        "  slaprobe:escalation_clock:seconds\n  and", "  slaprobe:escalation_clock:seconds + 60\n  and"
+    )
+    output = failing_tests(tmp_path, rules, tests)
+    assert "shorter than the bridge pauses the level-2 clock" in output
+
+
+def test_a_level_that_outlives_level_1_fails_the_resolution_tests(tmp_path: Path) -> None:
+    """The old rule: level N on the bridged alert with ``for:``, true for a bridge after level 1 resolved."""
+    rules, tests = escalation_tests("P1")
+    for rule in escalation_rules(rules):
+        if "alert" in rule:
+            rule["expr"] = re.sub(r"and ignoring \(alertstate\) (ALERTS\{[^}]*\})", r"and ignoring (alertstate) max_over_time(\1[5m])", rule["expr"])
+    output = failing_tests(tmp_path, rules, tests)
+    assert "once SLAErrorBudgetBurn resolves, every level resolves and none fires later" in output
 
 
 def test_ignoring_acknowledgements_fails_the_ack_test(tmp_path: Path) -> None:
