@@ -1,9 +1,10 @@
-"""Shared fixtures: a test CA and free loopback ports."""
+"""Shared fixtures: a test CA, free loopback ports, the CRD models imported on first use."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -21,3 +22,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def operator_models() -> ModuleType:
+    """cloudcoil's prometheus-operator CRD models: imported by the first test that needs them,
+    not at collection (the import takes 4-10 s)."""
+    return pytest.importorskip("cloudcoil.models.prometheus_operator")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 
 from slaprobe import conventions as c
@@ -14,14 +16,14 @@ from slaprobe.alerts import (
 from slaprobe.alerts.manifests import WARNINGS_ANNOTATION, camel, crd_matcher
 from tests.alerts.conftest import CONFIG_NAMES, load
 
-models = pytest.importorskip("cloudcoil.models.prometheus_operator")
-
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_the_prometheus_rule_validates_and_every_alert_carries_its_namespace(name: str) -> None:
+def test_the_prometheus_rule_validates_and_every_alert_carries_its_namespace(
+    name: str, operator_models: ModuleType
+) -> None:
     rules = generate_rules(load(name))
     manifest = prometheus_rule_manifest(rules, namespace="obs", labels={"release": "kps"})
-    models.v1.PrometheusRule.model_validate(manifest)
+    operator_models.v1.PrometheusRule.model_validate(manifest)
     assert manifest["metadata"]["labels"]["release"] == "kps"
     for group in manifest["spec"]["groups"]:
         for rule in group["rules"]:
@@ -33,12 +35,12 @@ def test_the_prometheus_rule_validates_and_every_alert_carries_its_namespace(nam
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_the_alertmanager_config_validates_down_to_every_route(name: str) -> None:
+def test_the_alertmanager_config_validates_down_to_every_route(name: str, operator_models: ModuleType) -> None:
     manifest = alertmanager_config_manifest(generate_alertmanager(load(name)), namespace="obs")
-    parsed = models.v1alpha1.AlertmanagerConfig.model_validate(manifest)
+    parsed = operator_models.v1alpha1.AlertmanagerConfig.model_validate(manifest)
     assert parsed.spec is not None and parsed.spec.route is not None
     for route in manifest["spec"]["route"]["routes"]:
-        models.v1alpha1.Route.model_validate(route)
+        operator_models.v1alpha1.Route.model_validate(route)
     names = {r["name"] for r in manifest["spec"]["receivers"]}
     assert {r["receiver"] for r in manifest["spec"]["route"]["routes"]} <= names
 

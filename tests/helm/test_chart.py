@@ -23,6 +23,7 @@ from tests.helm.chart import (
     pod_spec,
     render,
     render_case,
+    skip_unless_installed,
     stub_generated,
     update_requested,
     validate,
@@ -31,7 +32,7 @@ from tests.helm.chart import (
 
 helm_python = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed (pip install -e '.[test]')")
 pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
-pytest.importorskip("cloudcoil.models.prometheus_operator", reason="cloudcoil-models-prometheus-operator missing")
+skip_unless_installed("cloudcoil.models.prometheus_operator", "cloudcoil-models-prometheus-operator missing")
 
 CASES = case_names()
 

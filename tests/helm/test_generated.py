@@ -21,10 +21,20 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helm.chart import CHART, CI, NAMESPACE, case_values, helm_generate, objects, render, validate
+from tests.helm.chart import (
+    CHART,
+    CI,
+    NAMESPACE,
+    case_values,
+    helm_generate,
+    objects,
+    render,
+    skip_unless_installed,
+    validate,
+)
 
 pytest.importorskip("helm_python", reason="helm-python-sdk is not installed (pip install -e '.[test]')")
-pytest.importorskip("cloudcoil.models.prometheus_operator", reason="cloudcoil-models-prometheus-operator missing")
+skip_unless_installed("cloudcoil.models.prometheus_operator", "cloudcoil-models-prometheus-operator missing")
 
 SLAPROBE = (sys.executable, "-m", "slaprobe")
 
