@@ -39,7 +39,11 @@ from slaprobe.probes.parsers import LineParser, parse_iso_time
 
 WRAPPERS: tuple[Wrapper, ...] = get_args(Wrapper)
 DEFAULT_MAX_LINE_BYTES = 64 * 1024  # the tailer's default line bound; a joined line may not exceed it
-MAX_PENDING = 4096  # (file, stream) pairs with an unfinished line; the oldest beyond it are dropped
+# Unfinished lines held across polls, at most: this many (file, stream) pairs and this many bytes
+# in all (containerd splits at 16 KiB, so 512 containers each in the middle of a long line fit).
+# Beyond either, the line left waiting longest is dropped (counted as malformed).
+MAX_PENDING = 4096
+MAX_PENDING_BYTES = 8 << 20
 
 # The parts of one wrapped line: (runtime time, stream, partial, text).
 Split = tuple[bytes, bytes, bool, bytes]
@@ -115,10 +119,11 @@ class Unwrapper:
         # (log name, stream) -> chunks of the unfinished line and the time of its first chunk;
         # None chunks: the line grew too long, its remaining chunks are skipped up to its end.
         self._pending: dict[tuple[str, bytes], tuple[list[bytes] | None, int, bytes]] = {}
+        self._pending_bytes = 0  # of the chunks held in _pending
 
-    def pending(self) -> int:
-        """The number of unfinished lines held (one at most per file and stream)."""
-        return len(self._pending)
+    def pending(self) -> tuple[int, int]:
+        """The unfinished lines held (one at most per file and stream) and their bytes."""
+        return len(self._pending), self._pending_bytes
 
     def unwrap_files(self, lines: Sequence[bytes], spans: Sequence[tuple[str, int]]) -> Unwrapped:
         """:meth:`unwrap` over one poll of a tailer: ``spans`` says which file each line came from.
@@ -177,6 +182,8 @@ class Unwrapper:
             ts, stream, partial, text = split
             key = (name, stream)
             held = pending.pop(key, None) if pending else None
+            if held is not None and held[0] is not None:
+                self._pending_bytes -= held[1]
             if held is None and not partial:
                 out.append(text)  # the common case: a whole line
                 times.append(ts)
@@ -195,13 +202,23 @@ class Unwrapper:
                     chunks.append(text)
             if partial:
                 pending[key] = (chunks, size, first)
-                if len(pending) > MAX_PENDING:
-                    del pending[next(iter(pending))]  # its line is lost: counted as malformed
-                    self.malformed += 1
+                if chunks is not None:
+                    self._pending_bytes += size
+                    if len(pending) > MAX_PENDING or self._pending_bytes > MAX_PENDING_BYTES:
+                        self._drop_oldest()
             elif chunks is not None:
                 out.append(b"".join(chunks))
                 times.append(first)
         return out, times
+
+    def _drop_oldest(self) -> None:
+        """Drop the unfinished lines left waiting longest until the bounds hold again (never the newest)."""
+        pending = self._pending
+        while len(pending) > 1 and (len(pending) > MAX_PENDING or self._pending_bytes > MAX_PENDING_BYTES):
+            chunks, size, _ = pending.pop(next(iter(pending)))
+            if chunks is not None:
+                self._pending_bytes -= size
+            self.malformed += 1
 
 
 def parse_unwrapped(parse: LineParser, lines: Sequence[bytes], times: list[bytes] | None) -> list[Event]:

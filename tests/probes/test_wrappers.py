@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from slaprobe.probes import wrappers
 from slaprobe.probes.parsers import parse_iso_time, parse_jsonl, parse_nginx_combined
 from slaprobe.probes.tailer import Tailer
 from slaprobe.probes.wrappers import (
@@ -120,9 +121,9 @@ def test_partial_cri_lines_are_joined_up_to_the_full_one() -> None:
 def test_a_partial_line_split_across_reads_is_completed_by_the_next_read() -> None:
     unwrapper = Unwrapper("cri")
     assert lines_of(unwrapper.unwrap([cri("stdout", "F", b"one"), cri("stdout", "P", b"tw")])) == [b"one"]
-    assert unwrapper.pending() == 1
+    assert unwrapper.pending() == (1, 2)
     assert lines_of(unwrapper.unwrap([cri("stdout", "F", b"o")])) == [b"two"]
-    assert unwrapper.pending() == 0
+    assert unwrapper.pending() == (0, 0)
 
 
 def test_stdout_and_stderr_are_joined_each_on_their_own() -> None:
@@ -162,7 +163,22 @@ def test_a_line_longer_than_the_bound_is_dropped_and_counted_and_the_next_one_is
     assert lines_of(unwrapper.unwrap(chunks)) == []
     assert lines_of(unwrapper.unwrap([cri("stdout", "F", b"end"), cri("stdout", "F", b"next")])) == [b"next"]
     assert unwrapper.too_long == 1
-    assert unwrapper.pending() == 0
+    assert unwrapper.pending() == (0, 0)
+
+
+def test_unfinished_lines_held_across_polls_are_bounded_in_number_and_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wrappers, "MAX_PENDING", 3)
+    monkeypatch.setattr(wrappers, "MAX_PENDING_BYTES", 10)
+    unwrapper = Unwrapper("cri")
+    for i in range(5):
+        unwrapper.unwrap([cri("stdout", "P", b"ab")], f"/var/log/pods/p{i}/c/0.log")
+    assert unwrapper.pending() == (3, 6)
+    assert unwrapper.malformed == 2  # the two that waited longest
+    unwrapper.unwrap([cri("stderr", "P", b"123456")], "/var/log/pods/p4/c/0.log")
+    assert unwrapper.pending() == (3, 10)  # a fourth line: one more dropped, the bytes fit again
+    assert unwrapper.malformed == 3
+    assert lines_of(unwrapper.unwrap([cri("stdout", "F", b"cd")], "/var/log/pods/p4/c/0.log")) == [b"abcd"]
+    assert lines_of(unwrapper.unwrap([cri("stdout", "F", b"cd")], "/var/log/pods/p0/c/0.log")) == [b"cd"]
 
 
 def test_malformed_lines_are_counted_and_dropped_never_raised() -> None:
