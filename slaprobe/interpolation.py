@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+import stat
 from typing import Any
 
 _INTERPOLATION = re.compile(r"\$\{(env|file):([^}]*)\}")
+MAX_FILE_BYTES = 1024 * 1024
+"""A ``${file:}`` larger than this is refused (secrets are short; /dev/zero is endless)."""
+_LIMIT_TEXT = "1 MiB"
 
 
 def interpolate(
@@ -38,7 +41,7 @@ def interpolate(
             secret = os.environ[ref]
         else:
             try:
-                secret = Path(ref).read_text().rstrip("\r\n")
+                secret = read_secret_file(ref)
             except OSError as exc:
                 if issues is not None:
                     issues.append((path, f"cannot read {ref}: {exc.strerror or exc}"))
@@ -48,3 +51,46 @@ def interpolate(
         return secret
 
     return _INTERPOLATION.sub(substitute, value)
+
+
+def read_secret_file(path: str) -> str:
+    """The text of a ``${file:}``: a regular file of at most ``MAX_FILE_BYTES``, final newlines dropped.
+
+    Opened without blocking (a FIFO with no writer would wait forever) and checked on the
+    open descriptor, so a device, a FIFO or a directory is refused, never read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"not a regular file ({_file_kind(info.st_mode)})")
+        if info.st_size > MAX_FILE_BYTES:
+            raise OSError(f"larger than {_LIMIT_TEXT}")
+        chunks, left = [], MAX_FILE_BYTES + 1
+        while left > 0 and (chunk := os.read(fd, left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_FILE_BYTES:  # it grew since fstat
+        raise OSError(f"larger than {_LIMIT_TEXT}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OSError("not UTF-8 text") from None
+    # As text mode reads it: universal newlines.
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a file"
