@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from slaprobe.config import ClassifyRule
+
 TARGETS = ("category", "urgency", "service")  # what a rule may set
 
 
@@ -76,15 +78,6 @@ class Classifier:
         return ()
 
 
-def classifier_for(rules: Iterable[object]) -> Classifier:
-    """A ``Classifier`` from config rules (objects or mappings with ``match`` and ``set``)."""
-    compiled = []
-    for rule in rules:
-        if isinstance(rule, Mapping):
-            match, values = rule.get("match") or {}, rule.get("set") or {}
-        else:
-            match, values = getattr(rule, "match", {}), getattr(rule, "set_", None) or getattr(rule, "set", {})
-            if not isinstance(values, Mapping):
-                values = values.model_dump() if hasattr(values, "model_dump") else dict(values)
-        compiled.append(compile_rule(match, values))
-    return Classifier(compiled)
+def classifier_for(rules: Iterable[ClassifyRule]) -> Classifier:
+    """A ``Classifier`` of a feedback source's ``classify:`` rules, in their order."""
+    return Classifier(compile_rule(rule.match, rule.set_.model_dump()) for rule in rules)

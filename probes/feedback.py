@@ -58,7 +58,7 @@ from typing import Any, Literal
 from slaprobe import conventions as c
 from slaprobe.config import Deadlines, FeedbackSource
 from slaprobe.probes.classify import Classifier, classifier_for
-from slaprobe.probes.rating import DEFAULT_SATISFIED, RATING_BOUNDS, read_rating
+from slaprobe.probes.rating import RATING_BOUNDS, read_rating
 from slaprobe.probes.repeats import RepeatWindow, customer_key
 from slaprobe.probes.tally import Histogram, LabelCap
 from slaprobe.text import sanitize_text
@@ -76,8 +76,6 @@ TICKET_BUCKETS: tuple[float, ...] = tuple(h * 3600.0 for h in (0.25, 0.5, 1, 2, 
 PENDING_TTL = 3600.0  # seconds an event for a ticket not yet opened waits for its opened event
 PENDING_LIMIT = 10_000  # such events held, at most
 MAX_SERIES = 10_000  # distinct (service, category, channel) of the satisfaction and loop counters, at most
-DEFAULT_WINDOW = 7 * 86400.0  # repeat and reopen windows unless configured
-DEFAULT_MAX_CUSTOMERS = 100_000  # customer hashes remembered, at most (about 150 bytes each)
 STATE_VERSION = 2
 
 Key = tuple[str, str, str]  # (service, category, channel) of the satisfaction and loop counters
@@ -150,20 +148,18 @@ class DeskSettings:
 
     @classmethod
     def of(cls, source: FeedbackSource) -> DeskSettings:
-        """The settings of ``source`` (the defaults where it has none)."""
-        fields = source.fields
-        satisfied = getattr(source, "satisfied", None) or DEFAULT_SATISFIED
+        """The settings of ``source``."""
         return cls(
-            customer_field=getattr(fields, "customer", "customer"),
-            rating_field=getattr(fields, "rating", "rating"),
-            scale_field=getattr(fields, "scale", "scale"),
-            satisfied={int(k): float(v) for k, v in satisfied.items()},
-            default_scale=int(getattr(source, "scale", 5)),
-            repeat_window=float(getattr(source, "repeat_window", DEFAULT_WINDOW)),
-            reopen_window=float(getattr(source, "reopen_window", DEFAULT_WINDOW)),
-            max_customers=int(getattr(source, "max_customers", DEFAULT_MAX_CUSTOMERS)),
-            salt=str(getattr(source, "customer_salt", "") or "").encode(),
-            classifier=classifier_for(getattr(source, "classify", ())),
+            customer_field=source.fields.customer,
+            rating_field=source.fields.rating,
+            scale_field=source.fields.scale,
+            satisfied=dict(source.satisfied),
+            default_scale=source.scale,
+            repeat_window=source.repeat_window,
+            reopen_window=source.reopen_window,
+            max_customers=source.max_customers,
+            salt=source.customer_salt.encode(),
+            classifier=classifier_for(source.classify),
         )
 
 
@@ -244,7 +240,7 @@ class TicketTracker:
         self._names = (source.fields.id, source.fields.event, source.fields.time)
         self._steps: dict[str, Step] = {}
         for step in STEPS:
-            for word in getattr(source.events, step, [step]):
+            for word in getattr(source.events, step):
                 self._steps[word] = step
         self._quality = frozenset(source.quality_categories)
         limit = source.max_label_values

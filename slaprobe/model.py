@@ -12,7 +12,15 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    WithJsonSchema,
+    model_validator,
+)
 
 from slaprobe.conventions import SLO_RATE_WINDOWS
 from slaprobe.fields import (
@@ -318,6 +326,9 @@ class TicketFields(Model):
     urgency: str = "urgency"
     service: str = "service"
     channel: str = "channel"
+    customer: str = Field("customer", description="customer id: hashed for repeat detection, never exported")
+    rating: str = Field("rating", description="of a rated event: a number on its scale, or up/down")
+    scale: str = Field("scale", description="of a rated event: 2, 5 or 10 (missing: the source's scale)")
 
 
 class TicketEvents(Model):
@@ -326,10 +337,23 @@ class TicketEvents(Model):
     opened: list[str] = Field(default_factory=lambda: ["opened"])
     first_response: list[str] = Field(default_factory=lambda: ["first_response"])
     resolved: list[str] = Field(default_factory=lambda: ["resolved"])
+    reopened: list[str] = Field(default_factory=lambda: ["reopened"])
+    rated: list[str] = Field(default_factory=lambda: ["rated"])
+    closed: list[str] = Field(default_factory=lambda: ["closed"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_not_taken(cls, data: Any) -> Any:
+        """A step left out has its own name as its word, unless another step was given that word
+        (``resolved: [closed]`` was written before closed was a step of its own)."""
+        if not isinstance(data, dict):
+            return data
+        taken = {w for words in data.values() if isinstance(words, list) for w in words}
+        return {**{s: [] for s in ("reopened", "rated", "closed") if s not in data and s in taken}, **data}
 
     @model_validator(mode="after")
     def _disjoint(self) -> TicketEvents:
-        words = [*self.opened, *self.first_response, *self.resolved]
+        words = [*self.opened, *self.first_response, *self.resolved, *self.reopened, *self.rated, *self.closed]
         for word in sorted({w for w in words if words.count(w) > 1}):
             raise ValueError(f"{word!r} names more than one step")
         return self
@@ -341,6 +365,54 @@ class TicketDefaults(Model):
     category: str = "other"
     urgency: str = "general"
     channel: str = "unknown"
+
+
+def _match_spec(value: Any) -> str | list[str]:
+    if isinstance(value, str):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+    if isinstance(value, list) and all(isinstance(w, str | int | float) and not isinstance(w, bool) for w in value):
+        return [str(w) for w in value]
+    raise ValueError("must be a regex or a list of keywords")
+
+
+MatchSpec = Annotated[
+    str | list[str],
+    PlainValidator(_match_spec),
+    WithJsonSchema({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
+class ClassifySet(Model):
+    """What a classification rule sets; a ticket keeps what its own event gives."""
+
+    category: str | None = None
+    urgency: str | None = None
+    service: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ClassifySet:
+        if self.category is None and self.urgency is None and self.service is None:
+            raise ValueError("set at least one of category, urgency, service")
+        return self
+
+
+class ClassifyRule(Model):
+    """A classification rule: when every field of ``match`` matches, ``set`` applies (first match wins)."""
+
+    match: dict[str, MatchSpec] = Field(
+        default_factory=dict,
+        description="event field -> a regex (re.search) or a list of keywords (any, case ignored); "
+        "empty: every ticket (a default, last)",
+    )
+    set_: ClassifySet = Field(alias="set")
+
+
+def _default_satisfied() -> dict[int, float]:
+    return {2: 1.0, 5: 4.0, 10: 9.0}
 
 
 class FeedbackSource(Model):
@@ -362,11 +434,34 @@ class FeedbackSource(Model):
         100, ge=1, le=100_000, description="distinct values kept per label; more become __other__"
     )
     max_open_tickets: int = Field(100_000, ge=1, description="open tickets kept, at most; the oldest go first")
+    classify: list[ClassifyRule] = Field(
+        default_factory=list, description="ordered rules that set category, urgency, service; first match wins"
+    )
+    satisfied: dict[Annotated[int, Field(ge=1, le=10)], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=_default_satisfied,
+        description="per rating scale (its top value), the lowest rating counted as satisfied (CSAT)",
+    )
+    scale: int = Field(5, description="scale of ratings that name none; a key of satisfied")
+    repeat_window: Duration = Field(7 * 86400.0, gt=0, description="a ticket of the same customer within: a repeat")
+    reopen_window: Duration = Field(
+        7 * 86400.0, gt=0, description="a resolved ticket not reopened within it is auto-closed (resolved)"
+    )
+    max_customers: int = Field(
+        100_000, ge=1, le=10_000_000, description="customer hashes kept for repeats, at most (about 150 bytes each)"
+    )
+    customer_salt: str = Field(
+        "", description="mixed into the customer hash (e.g. ${env:X}); empty: plain SHA-256 of the id"
+    )
 
     @model_validator(mode="after")
     def _regex_for_regex(self) -> FeedbackSource:
         if (self.format == "regex") != (self.regex is not None):
             raise ValueError("regex is required for format: regex, and only for it")
+        for scale, minimum in self.satisfied.items():
+            if minimum > scale:
+                raise ValueError(f"satisfied: {minimum:g} is above the top of scale {scale}")
+        if self.scale not in self.satisfied:
+            raise ValueError(f"scale: {self.scale} is not a scale of satisfied ({', '.join(map(str, self.satisfied))})")
         return self
 
 

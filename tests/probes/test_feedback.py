@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from slaprobe import conventions as c
-from slaprobe.config import FeedbackSource
+from slaprobe.config import ConfigError, FeedbackSource, parse_config
+from slaprobe.probes.classify import Classifier
 from slaprobe.probes.feedback import (
     PENDING_TTL,
     TICKET_BUCKETS,
@@ -606,3 +607,137 @@ def test_resolved_and_closed_tickets_survive_a_restart(tmp_path: Path) -> None:
     after.consume(rated("B", 5, 5))
     assert after.reopened == {KEY: 1} and after.rated == {KEY: 1}
     assert after.events == {c.EVENT_APPLIED: 2, c.EVENT_DUPLICATE: 1}
+
+
+# ---------------------------------------------------------------------------- classification
+
+RULES: list[dict[str, Any]] = [
+    {"match": {"text": ["refund", "退款"]}, "set": {"category": "billing", "urgency": "urgent", "service": "pay"}},
+    {"match": {"text": r"\b(crash|error)\b", "channel": "^app$"}, "set": {"category": "technical"}},
+    {"match": {"text": r"(?i)slow"}, "set": {"category": "technical", "urgency": "urgent"}},
+    {"match": {}, "set": {"category": "service"}},
+]
+
+
+def raw(ticket: str, text: str, **fields: str) -> dict[str, object]:
+    return {"id": ticket, "event": "opened", "time": T0, "text": text, **fields}
+
+
+def test_classification_rules_route_raw_text_in_order_and_the_first_match_wins() -> None:
+    tracker = TicketTracker(source(service="shop", classify=RULES), FakeClock())
+    tracker.consume(raw("A", "I want a REFUND, the app is slow"))  # rules 1 and 3 match: the first wins
+    tracker.consume(raw("B", "it shows an error", channel="app"))
+    tracker.consume(raw("C", "Slow pages all day"))
+    tracker.consume(raw("D", "thank you"))  # the default, last
+    assert tracker.tickets == {
+        ("pay", "billing", "urgent"): 1,
+        ("shop", "technical", "general"): 1,
+        ("shop", "technical", "urgent"): 1,
+        ("shop", "service", "general"): 1,
+    }
+
+
+def test_every_condition_of_a_rule_must_match_and_a_missing_field_matches_none() -> None:
+    tracker = TicketTracker(source(classify=RULES[1:2]), FakeClock())
+    tracker.consume(raw("A", "an error", channel="sms"))
+    tracker.consume({"id": "B", "event": "opened", "channel": "app"})
+    assert tracker.tickets == {("", "other", "general"): 2}
+
+
+def test_keywords_match_anywhere_with_case_ignored_and_special_characters_literally() -> None:
+    rules = [{"match": {"text": ["c++", "Charged Twice"]}, "set": {"category": "billing"}}]
+    tracker = TicketTracker(source(classify=rules), FakeClock())
+    tracker.consume(raw("A", "I was charged twice"))
+    tracker.consume(raw("B", "my c++ sdk"))
+    tracker.consume(raw("C", "cxx"))
+    assert tracker.tickets == {("", "billing", "general"): 2, ("", "other", "general"): 1}
+
+
+def test_what_the_event_gives_itself_is_kept_and_the_rules_fill_the_gaps() -> None:
+    tracker = TicketTracker(source(classify=RULES), FakeClock())
+    tracker.consume(raw("A", "refund please", category="operations"))
+    assert tracker.tickets == {("pay", "operations", "urgent"): 1}
+
+
+def test_a_ticket_classified_by_a_rule_is_held_to_the_deadlines_of_its_category_and_urgency() -> None:
+    tracker = TicketTracker(source(classify=RULES), FakeClock())
+    tracker.consume(raw("A", "the app is slow"))  # technical, urgent: first response within 24 h
+    assert tracker.tick(T0 + 24 * HOUR + 1) == 1
+    assert tracker.breaches == {("technical", "urgent", c.STAGE_FIRST_RESPONSE): 1}
+    assert tracker.loop_stages[("", "technical", "unknown", c.LOOP_CLASSIFIED)] == 1
+
+
+def test_the_free_text_a_rule_reads_is_never_kept() -> None:
+    tracker = TicketTracker(source(classify=RULES), FakeClock())
+    tracker.consume(raw("A", "my phone number is 555-0100, refund", customer="alice"))
+    text = json.dumps(tracker.state())
+    assert "555-0100" not in text and "alice" not in text
+
+
+def test_a_classifier_without_rules_leaves_every_ticket_to_its_event_and_the_defaults() -> None:
+    assert Classifier().classify({"text": "refund"}) == ()
+    assert not Classifier()
+
+
+def config_issues(feedback: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("version: v1\nfeedback:\n  - name: t\n    path: /tmp/t.jsonl\n" + feedback)
+    return [str(issue) for issue in caught.value.issues]
+
+
+@pytest.mark.parametrize(
+    ("feedback", "message"),
+    [
+        (
+            "    classify:\n      - {match: {text: '(refund'}, set: {category: billing}}\n",
+            "feedback[0].classify[0].match.text: not a valid regular expression: "
+            "missing ), unterminated subpattern at position 0 (line 6)",
+        ),
+        (
+            "    classify:\n      - {match: {text: 3}, set: {category: billing}}\n",
+            "feedback[0].classify[0].match.text: must be a regex or a list of keywords (line 6)",
+        ),
+        (
+            "    classify:\n      - {match: {}, set: {}}\n",
+            "feedback[0].classify[0].set: set at least one of category, urgency, service (line 6)",
+        ),
+        (
+            "    classify:\n      - {match: {}, set: {priority: P1}}\n",
+            "feedback[0].classify[0].set.priority: unknown key 'priority' (line 6)",
+        ),
+        ("    satisfied: {5: 6}\n", "feedback[0]: satisfied: 6 is above the top of scale 5 (line 3)"),
+        ("    scale: 7\n", "feedback[0]: scale: 7 is not a scale of satisfied (2, 5, 10) (line 3)"),
+        ("    repeat_window: 0s\n", "feedback[0].repeat_window: Input should be greater than 0 (line 5)"),
+        (
+            "    events: {resolved: [done], closed: [done]}\n",
+            "feedback[0].events: 'done' names more than one step (line 5)",
+        ),
+    ],
+)
+def test_a_bad_feedback_setting_is_a_config_error_naming_its_key_path(feedback: str, message: str) -> None:
+    assert config_issues(feedback) == [message]
+
+
+def test_an_older_config_that_calls_a_resolution_closed_keeps_its_meaning() -> None:
+    src = source(events={"resolved": ["closed", "done"]})
+    assert src.events.closed == [] and src.events.reopened == ["reopened"]
+    tracker = TicketTracker(src, FakeClock())
+    tracker.consume(event("T-1", "opened", 0))
+    tracker.consume(event("T-1", "closed", 1))
+    assert "T-1" in tracker.resolved and tracker.closed == {}
+
+
+def test_a_configured_minimum_and_scale_are_what_the_tracker_counts_by() -> None:
+    tracker = TicketTracker(source(satisfied={5: 3, 10: 7}, scale=10), FakeClock())
+    tracker.consume(rated("A", 0, 7))  # no scale: the source's, 0-10
+    tracker.consume(rated("B", 0, 3, 5))
+    tracker.consume(rated("C", 0, "up"))  # the source has no thumbs scale
+    assert tracker.rated == {("", "other", "unknown"): 2} and tracker.satisfied == {("", "other", "unknown"): 2}
+    assert tracker.events[c.EVENT_INVALID] == 1
+
+
+def test_a_configured_repeat_window_and_field_name_are_used() -> None:
+    tracker = TicketTracker(source(repeat_window="1d", fields={"customer": "user"}), FakeClock())
+    for ticket, day in (("A", 0), ("B", 0.5), ("C", 2)):
+        tracker.consume({"id": ticket, "event": "opened", "time": T0 + day * DAY, "user": "u1"})
+    assert tracker.repeats == {("", "other", "unknown"): 1}
