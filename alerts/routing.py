@@ -59,7 +59,7 @@ def incident_route(cfg: Config) -> dict[str, Any] | None:
 
 
 def receivers(cfg: Config) -> list[dict[str, Any]]:
-    """Generated receivers, then the config's as written, then bare ones for names no config defines."""
+    """Generated receivers, then the config's as written (``check`` rejects levels naming no receiver)."""
     out: list[dict[str, Any]] = []
     if cfg.alerting.default_receiver is None:
         out.append({"name": c.RECEIVER_UNROUTED})
@@ -71,15 +71,6 @@ def receivers(cfg: Config) -> list[dict[str, Any]]:
             }
         )
     out.extend({"name": name, **spec} for name, spec in cfg.receivers.items())
-    named = {r["name"] for r in out}
-    wanted = [level.notify for levels in cfg.escalation.values() for level in levels]
-    if cfg.alerting.default_receiver is not None:
-        wanted.append(cfg.alerting.default_receiver)
-    for name in wanted:
-        if name not in named:
-            # No receivers in the config: route anyway, deliver nowhere until one is defined.
-            out.append({"name": name})
-            named.add(name)
     return out
 
 

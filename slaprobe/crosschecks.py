@@ -40,13 +40,8 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
     for priority, levels in cfg.escalation.items():
         for i, level in enumerate(levels):
             path = f"escalation.{priority}[{i}]"
-            if cfg.receivers and level.notify not in cfg.receivers:
-                issues.append(
-                    ConfigIssue(
-                        f"{path}.notify",
-                        f"unknown receiver {level.notify!r}{did_you_mean(level.notify, cfg.receivers)}",
-                    )
-                )
+            if level.notify not in cfg.receivers:
+                issues.append(ConfigIssue(f"{path}.notify", unknown_receiver(level.notify, cfg.receivers)))
             if level.during is not None and level.during not in cfg.time_intervals:
                 issues.append(
                     ConfigIssue(
@@ -58,13 +53,8 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
         if afters != sorted(afters):
             issues.append(ConfigIssue(f"escalation.{priority}", "levels must be in increasing order of 'after'"))
     default_receiver = cfg.alerting.default_receiver
-    if default_receiver is not None and cfg.receivers and default_receiver not in cfg.receivers:
-        issues.append(
-            ConfigIssue(
-                "alerting.default_receiver",
-                f"unknown receiver {default_receiver!r}{did_you_mean(default_receiver, cfg.receivers)}",
-            )
-        )
+    if default_receiver is not None and default_receiver not in cfg.receivers:
+        issues.append(ConfigIssue("alerting.default_receiver", unknown_receiver(default_receiver, cfg.receivers)))
     known_priorities = {p for m in cfg.priorities.values() for p in (m.page, m.ticket)}
     for priority in cfg.escalation:
         if priority not in known_priorities:
@@ -74,6 +64,13 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
             issues.append(ConfigIssue(f"feedback[{i}].service", f"unknown service {source.service!r}"))
     issues += _log_source_issues(cfg)
     return issues
+
+
+def unknown_receiver(name: str, receivers: dict[str, object]) -> str:
+    """Why ``name`` names no receiver: Alertmanager would route to it and deliver nowhere."""
+    if not receivers:
+        return f"unknown receiver {name!r}: no receivers are defined (add it under receivers)"
+    return f"unknown receiver {name!r}{did_you_mean(name, receivers)}"
 
 
 def _log_source_issues(cfg: Config) -> list[ConfigIssue]:

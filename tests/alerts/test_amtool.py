@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,12 +83,28 @@ def test_higher_priorities_inhibit_lower_ones_and_a_down_prober_inhibits_slo_ale
     }
 
 
-def test_escalation_receivers_missing_from_the_config_still_exist_so_the_config_loads(tmp_path: Path) -> None:
-    from slaprobe.config import parse_config
-
-    cfg = parse_config("version: v1\nescalation: {P1: [{after: 0m, notify: pager}]}\n")
-    names = [r["name"] for r in generate_alertmanager(cfg)["receivers"]]
-    assert names == [c.RECEIVER_UNROUTED, "pager"]
-    amtool = tool("amtool")
-    result = run([amtool, "check-config", str(written(cfg, tmp_path))])
-    assert result.returncode == 0, result.stdout + result.stderr
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "escalation: {P1: [{after: 0m, notify: nobody}]}\n",
+            "escalation.P1[0].notify: unknown receiver 'nobody': no receivers are defined (add it under receivers)",
+        ),
+        (
+            "escalation: {P1: [{after: 0m, notify: oncall}, {after: 5m, notify: team-laed}]}\n"
+            "receivers: {oncall: {}, team-lead: {}}\n",
+            "escalation.P1[1].notify: unknown receiver 'team-laed' (did you mean 'team-lead'?)",
+        ),
+        (
+            "alerting: {default_receiver: catchall}\nreceivers: {catch-all: {}}\n",
+            "alerting.default_receiver: unknown receiver 'catchall' (did you mean 'catch-all'?)",
+        ),
+    ],
+)
+def test_check_rejects_an_escalation_target_that_is_no_receiver(config: str, message: str, tmp_path: Path) -> None:
+    """A typo in a receiver name would route pages to a receiver that delivers nowhere (amtool accepts it)."""
+    path = tmp_path / "slaprobe.yaml"
+    path.write_text("version: v1\n" + config)
+    result = run([sys.executable, "-m", "slaprobe", "check", "--config", str(path)])
+    assert result.returncode == 1
+    assert f"error: {message}" in result.stderr, result.stderr

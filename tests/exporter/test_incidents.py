@@ -239,6 +239,7 @@ async def client(tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]) -> 
     config.write_text(
         "version: v1\n"
         "escalation: {P1: [{after: 0m, notify: oncall}, {after: 15m, notify: lead}]}\n"
+        "receivers: {oncall: {}, lead: {}}\n"
         f"alertmanager: {{url: '{url}', poll_interval: 100ms}}\n"
     )
     exporter = Exporter(Sources(config=str(config)))
