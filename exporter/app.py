@@ -238,6 +238,7 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         trace=trace,
         guard=guard.address_guard(note=trace.log),
         hostname=hostname,
+        secrets=exporter.config.secrets,
     )
     trace.log(f"Beginning probe (probe={wanted.kind}, timeout_seconds={timeout:g})")
     result = await run_probe(PROBERS[wanted.kind], wanted.spec, ctx, name=f"/probe {module_name}")

@@ -244,10 +244,12 @@ class Exporter:
         fn = PROBERS[probe.kind]
         spec = probe.spec
         name = f"{meta.service}/{meta.probe}"
+        secrets = self.config.secrets  # headers holding one do not follow a redirect to another host
 
         def attempt() -> Awaitable[ProbeResult]:
             # Only /probe shows blackbox's samples: a scheduled run does not build them.
-            return run_probe(fn, spec, ProbeContext(timeout=meta.timeout, want_samples=False), name=name)
+            ctx = ProbeContext(timeout=meta.timeout, want_samples=False, secrets=secrets)
+            return run_probe(fn, spec, ctx, name=name)
 
         async def run() -> None:
             result = await attempt()

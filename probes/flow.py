@@ -163,7 +163,12 @@ class _FlowRun:
             capture = ResponseCapture(keep_body=variables.needs_body(step.extract))
             extras = {**extras, RESPONSE_CAPTURE: capture}
         step_ctx = ProbeContext(
-            timeout=timeout, trace=step_trace, guard=self.ctx.guard, extras=extras, lookup=self.ctx.lookup
+            timeout=timeout,
+            trace=step_trace,
+            guard=self.ctx.guard,
+            extras=extras,
+            lookup=self.ctx.lookup,
+            secrets=self.ctx.secrets,
         )
         trace.log(f"step {name}: {kind}, timeout {timeout:.3g}s")
         try:

@@ -80,7 +80,8 @@ HTTP_TRANSPORT = "http_transport"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = f"slaprobe/{__version__}"
 _SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "Content-Type"})
-# Headers that must not follow a redirect to another host (Go's http client drops them too).
+# Headers that must not follow a redirect to another host (Go's http client drops them too);
+# so does every header holding one of ``ProbeContext.secrets``.
 _CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 # Bytes of body held in memory for matching when body_size_limit is 0 ("no limit", blackbox's
 # default): a body that must be matched is read whole, so without this one target could make
@@ -223,8 +224,7 @@ class _HttpProbe:
             if target.raw_host != url.raw_host or (
                 target.scheme != url.scheme and not (url.scheme == "http" and target.scheme == "https")
             ):
-                for name in _CREDENTIAL_HEADERS:
-                    headers.popall(name, None)
+                _drop_credentials(headers, self.ctx.secrets)
             url = target
 
     def base_headers(self) -> CIMultiDict[str]:
@@ -645,6 +645,16 @@ def _store_cookies(jar: aiohttp.abc.AbstractCookieJar, headers: list[str], url: 
 @functools.lru_cache(maxsize=16384)  # URLs are immutable; a scheduled probe parses the same one every run
 def _parsed_url(text: str) -> URL:
     return URL(text)
+
+
+def _drop_credentials(headers: CIMultiDict[str], secrets: frozenset[str]) -> None:
+    """Remove what only the first host may see: credential headers and every header whose
+    value holds a secret (a configured ``${env:}``/``${file:}`` value, as ``X-Api-Key``)."""
+    for name in _CREDENTIAL_HEADERS:
+        headers.popall(name, None)
+    if secrets:
+        for name in {name for name, value in headers.items() if any(secret in value for secret in secrets)}:
+            headers.popall(name, None)
 
 
 def _basic_auth(username: str, password: str) -> str:

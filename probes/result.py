@@ -150,6 +150,7 @@ class ProbeContext:
     extras: dict[str, Any] = field(default_factory=dict)  # kind-specific seams (e.g. a session)
     want_samples: bool = True  # False: the caller drops blackbox's samples, so they need not be built
     lookup: Lookup | None = None  # name resolution; None: the system resolver (getaddrinfo)
+    secrets: frozenset[str] = frozenset()  # ${env:}/${file:} values: a header holding one stays with its host
 
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[ProbeResult]]

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from slaprobe import conventions as names
 from slaprobe.config import HttpSpec
+from slaprobe.exporter.runtime import Exporter, Sources
 from slaprobe.probes.http import COOKIE_JAR, PHASES, probe_http
 from slaprobe.probes.resolve import ip_hash
 from slaprobe.probes.result import (
@@ -90,6 +91,7 @@ def shop_app() -> web.Application:
                 "content_type": request.headers.get("Content-Type"),
                 "cookie": request.headers.get("Cookie"),
                 "x_team": request.headers.get("X-Team"),
+                "x_api_key": request.headers.get("X-Api-Key"),
                 "body": (await request.read()).decode(),
                 "tls": request.transport is not None
                 and request.transport.get_extra_info("ssl_object") is not None,
@@ -641,6 +643,65 @@ async def test_credentials_do_not_follow_a_redirect_to_another_host(serve: Serve
         )
     )
     assert result.success, result.detail
+
+
+async def test_a_header_holding_a_secret_does_not_follow_a_redirect_to_another_host(serve: Serve) -> None:
+    base = await serve()
+    other = await serve(host="127.0.0.2")
+    result = await probe(
+        spec(
+            f"{base}/to?url={other}/echo",
+            headers={"X-Api-Key": f"key {SECRET}", "X-Team": "shop"},
+            expect={"json": [{"path": "$.x_api_key", "equals": None}, {"path": "$.x_team", "equals": "shop"}]},
+        ),
+        context(secrets=frozenset({SECRET})),
+    )
+    assert result.success, result.detail
+
+
+async def test_a_header_holding_a_secret_follows_a_redirect_on_the_same_host(serve: Serve) -> None:
+    base = await serve()
+    result = await probe(
+        spec(
+            f"{base}/to?url=/echo",
+            headers={"X-Api-Key": SECRET},
+            expect={"json": [{"path": "$.x_api_key", "equals": SECRET}]},
+        ),
+        context(secrets=frozenset({SECRET})),
+    )
+    assert result.success, result.detail
+
+
+async def test_a_configured_env_header_of_a_scheduled_probe_stays_with_the_first_host(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str | None] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("X-Api-Key"))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", record)
+    other = await serve(app, host="127.0.0.2")
+    base = await serve()
+    monkeypatch.setenv("KEY", SECRET)
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(
+        "version: v1\nglobal: {interval: 1s, timeout: 900ms}\nservices:\n  shop:\n    probes:\n"
+        f"      - {{name: api, http: {{url: '{base}/to?url={other}/', headers: {{X-Api-Key: '${{env:KEY}}'}}}}}}\n"
+    )
+    exporter = Exporter(Sources(config=str(config)))
+    assert exporter.reload().successful, exporter.status.issues
+    task = asyncio.create_task(exporter.start_scheduler().run())
+    deadline = time.monotonic() + 10
+    while not seen:
+        assert time.monotonic() < deadline, "the probe never reached 127.0.0.2"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert seen[0] is None
 
 
 async def test_every_hop_is_checked_by_the_guard_with_the_address_dialled(serve: Serve) -> None:
