@@ -244,8 +244,8 @@ class LogPipeline:
         lines = src.tailer.poll(self.batch_bytes)
         unwrapper = src.unwrapper
         malformed = unwrapper.malformed
-        inner, times = unwrapper.unwrap_files(lines, src.tailer.last_spans)
-        return parse_unwrapped(src.parse, inner, times), len(inner) + unwrapper.malformed - malformed
+        inner, times, spans = unwrapper.unwrap_files(lines, src.tailer.last_spans)
+        return parse_unwrapped(src.parse, inner, times, spans), len(inner) + unwrapper.malformed - malformed
 
     def _count(self, src: _Source, events: list[Event], lines: int) -> None:
         """Feed a parsed batch to everything that counts it (in the event loop)."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import get_args
 
 from slaprobe.model import LogWrapper as Wrapper
@@ -49,6 +49,8 @@ MAX_PENDING_BYTES = 8 << 20
 Split = tuple[bytes, bytes, bool, bytes]
 # The application's lines and the runtime's time of each (None: no line was wrapped).
 Unwrapped = tuple[Sequence[bytes], "list[bytes] | None"]
+# (path, end): lines[previous end:end] came from the file at path.
+Span = tuple[str, int]
 
 _STREAMS = (b"stdout", b"stderr")
 _json_loads = json.loads
@@ -125,23 +127,29 @@ class Unwrapper:
         """The unfinished lines held (one at most per file and stream) and their bytes."""
         return len(self._pending), self._pending_bytes
 
-    def unwrap_files(self, lines: Sequence[bytes], spans: Sequence[tuple[str, int]]) -> Unwrapped:
+    def unwrap_files(
+        self, lines: Sequence[bytes], spans: Sequence[Span]
+    ) -> tuple[Sequence[bytes], list[bytes] | None, list[Span]]:
         """:meth:`unwrap` over one poll of a tailer: ``spans`` says which file each line came from.
 
         ``spans`` is :attr:`Tailer.last_spans`: ``(path, end)`` per file, ``lines[previous end:end]``
-        read from ``path``.
+        read from ``path``. Returns the lines, their times and the same spans of the lines returned.
         """
-        if self.wrapper == "none" or len(spans) <= 1:
-            return self.unwrap(lines, spans[0][0] if spans else "")
-        out: list[bytes] = []
-        times: list[bytes] = []
+        if len(spans) <= 1:
+            path = spans[0][0] if spans else ""
+            out, times = self.unwrap(lines, path)
+            return out, times, [(path, len(out))]
+        collected: list[bytes] = []
+        all_times: list[bytes] = []
+        out_spans: list[Span] = []
         start = 0
         for path, end in spans:
             part, part_times = self.unwrap(lines[start:end], path)
-            out += part
-            times += part_times if part_times is not None else [b""] * len(part)
+            collected += part
+            all_times += part_times if part_times is not None else [b""] * len(part)
+            out_spans.append((path, len(collected)))
             start = end
-        return out, times
+        return collected, all_times, out_spans
 
     def unwrap(self, lines: Sequence[bytes], path: str = "") -> Unwrapped:
         """The application's complete lines among ``lines`` (all of one file) and their runtime times.
@@ -221,16 +229,87 @@ class Unwrapper:
             self.malformed += 1
 
 
-def parse_unwrapped(parse: LineParser, lines: Sequence[bytes], times: list[bytes] | None) -> list[Event]:
-    """The events of unwrapped lines; a line without a time of its own takes the runtime's."""
-    if times is None:
+# /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log (and its rotations), and the
+# /var/log/containers/<pod>_<namespace>_<container>-<container id>.log links to them. Namespace and
+# pod names are DNS labels and subdomains: they hold no "_".
+_PODS_PATH = re.compile(r"/([a-z0-9][a-z0-9-]*)_([a-z0-9][a-z0-9.-]*)_([0-9a-fA-F-]+)/([a-z0-9][a-z0-9-]*)/[^/]+\Z")
+_CONTAINERS_PATH = re.compile(r"/([a-z0-9][a-z0-9.-]*)_([a-z0-9][a-z0-9-]*)_([a-z0-9][a-z0-9-]*)-[0-9a-f]{64}\.log\Z")
+#: The fields a line of a Kubernetes container log gets from its file's path.
+KUBERNETES_FIELDS = ("k8s_namespace", "k8s_pod", "k8s_container")
+_kubernetes_cache: dict[str, Mapping[str, str] | None] = {}
+
+
+def kubernetes_fields(path: str) -> Mapping[str, str] | None:
+    """``k8s_namespace``, ``k8s_pod``, ``k8s_container`` of a kubelet log path, else None."""
+    found = _kubernetes_cache.get(path, _kubernetes_cache)
+    if found is not _kubernetes_cache:
+        return found  # type: ignore[return-value]
+    fields: Mapping[str, str] | None = None
+    m = _PODS_PATH.search(path)
+    if m is not None:
+        fields = dict(zip(KUBERNETES_FIELDS, (m.group(1), m.group(2), m.group(4)), strict=True))
+    elif (m := _CONTAINERS_PATH.search(path)) is not None:
+        fields = dict(zip(KUBERNETES_FIELDS, (m.group(2), m.group(1), m.group(3)), strict=True))
+    if len(_kubernetes_cache) >= 4096:
+        _kubernetes_cache.clear()
+    _kubernetes_cache[path] = fields
+    return fields
+
+
+class FieldsWithPath(Mapping[str, str]):
+    """A line's fields and those of its file's path (the path's win: they name where the line was written)."""
+
+    __slots__ = ("_extra", "_fields")
+
+    def __init__(self, fields: Mapping[str, str], extra: Mapping[str, str]) -> None:
+        self._fields = fields
+        self._extra = extra
+
+    def __getitem__(self, key: str) -> str:
+        extra = self._extra.get(key)
+        return extra if extra is not None else self._fields[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._extra or key in self._fields
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._extra
+        yield from (k for k in self._fields if k not in self._extra)
+
+    def __len__(self) -> int:
+        return len(self._extra) + sum(1 for k in self._fields if k not in self._extra)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+def parse_unwrapped(
+    parse: LineParser, lines: Sequence[bytes], times: list[bytes] | None, spans: Sequence[Span] = ()
+) -> list[Event]:
+    """The events of unwrapped lines; a line without a time of its own takes the runtime's.
+
+    With ``spans`` (from :meth:`Unwrapper.unwrap_files`), the lines of a kubelet log file also
+    get the :data:`KUBERNETES_FIELDS` of its path, usable in ``match`` and as labels.
+    """
+    metas = [(kubernetes_fields(path), end) for path, end in spans if path]
+    if times is None and not any(meta for meta, _ in metas):
         return [e for e in map(parse, lines) if e is not None]
     events = []
-    for line, ts in zip(lines, times, strict=True):
+    meta_at = iter(metas)
+    meta, meta_end = next(meta_at, (None, len(lines)))
+    for i, line in enumerate(lines):
+        while i >= meta_end:
+            meta, meta_end = next(meta_at, (None, len(lines)))
         event = parse(line)
         if event is None:
             continue
-        if event.time is None and ts:
-            event = Event(event.fields, parse_iso_time(ts.decode("ascii", "replace")), event.status, event.duration)
+        ts = times[i] if times is not None else b""
+        if meta is not None or (ts and event.time is None):
+            event = Event(
+                FieldsWithPath(event.fields, meta) if meta is not None else event.fields,
+                parse_iso_time(ts.decode("ascii", "replace")) if ts and event.time is None else event.time,
+                event.status,
+                event.duration,
+            )
         events.append(event)
     return events

@@ -48,7 +48,12 @@ def write_config(path: Path, pods: Path) -> None:
         f"        path: {pods}/ingress-nginx_*/controller/*.log\n"
         "        format: ingress_nginx\n"
         "        wrapper: cri\n"
-        "        start: beginning\n",
+        "        start: beginning\n"
+        "        metrics:\n"
+        "          - name: ingress_pod_requests_total\n"
+        "            type: counter\n"
+        "            match: {k8s_container: controller}\n"
+        "            labels: [k8s_namespace, k8s_pod, proxy_upstream_name]\n",
         encoding="utf-8",
     )
 
@@ -112,6 +117,12 @@ def test_serve_counts_cri_wrapped_ingress_nginx_lines_of_pod_logs_by_code_across
             seen = until(port, {codes % "200": 3, codes % "503": 1, codes % "404": 1}, process, out)
             assert seen['slaprobe_log_lines_total{source="ingress",result="unparsed"}'] == 1  # the stderr line
             assert seen['slaprobe_log_lines_total{source="ingress",result="parsed"}'] == 5
+            # Namespace and pod from the kubelet's path, the Service's upstream from the line.
+            by_pod = (
+                'ingress_pod_requests_total{service="shop",k8s_namespace="ingress-nginx",'
+                'k8s_pod="ingress-nginx-controller-7c9f8d6b5-x2k4q",proxy_upstream_name="shop-checkout-80"}'
+            )
+            assert seen[by_pod] == 5
             # $request_time is the duration: 0.004 s each.
             assert seen['slaprobe_http_request_duration_seconds_count{service="shop"}'] == 5
             assert round(seen['slaprobe_http_request_duration_seconds_sum{service="shop"}'], 6) == 0.02

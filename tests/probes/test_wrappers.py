@@ -20,6 +20,7 @@ from slaprobe.probes.tailer import Tailer
 from slaprobe.probes.wrappers import (
     WRAPPERS,
     Unwrapper,
+    kubernetes_fields,
     log_name,
     parse_unwrapped,
     split_cri,
@@ -238,6 +239,33 @@ def test_the_inner_line_is_parsed_and_a_line_without_a_time_takes_the_runtimes()
     assert nginx[0].time == parse_iso_time(TS.decode())
     assert [(e.status, e.duration) for e in json_line] == [(503, 0.25)]
     assert json_line[0].time != parse_iso_time(TS.decode())  # the line's own time wins
+
+
+def test_a_kubelet_log_path_names_the_namespace_pod_and_container() -> None:
+    want = {"k8s_namespace": "shop", "k8s_pod": "web-7d9f8b6c5d-x2k4q", "k8s_container": "nginx"}
+    uid = "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+    assert kubernetes_fields(f"/var/log/pods/shop_web-7d9f8b6c5d-x2k4q_{uid}/nginx/0.log") == want
+    assert kubernetes_fields(f"/var/log/pods/shop_web-7d9f8b6c5d-x2k4q_{uid}/nginx/3.log.20240102-150405") == want
+    container_id = "0123456789abcdef" * 4
+    assert kubernetes_fields(f"/var/log/containers/web-7d9f8b6c5d-x2k4q_shop_nginx-{container_id}.log") == want
+    assert kubernetes_fields("/var/log/nginx/access.log") is None
+    assert kubernetes_fields("/var/log/pods/not_a_pod/x.log") is None
+
+
+def test_lines_of_a_kubelet_log_file_carry_its_kubernetes_fields_and_keep_their_own() -> None:
+    web = "/var/log/pods/shop_web-1_0a1b/nginx/0.log"
+    batch = [cri("stdout", "F", b'{"status": 200, "k8s_pod": "spoofed", "path": "/a"}'), b'{"status": 201}']
+    lines, times, spans = Unwrapper("auto").unwrap_files(batch, [(web, 1), ("/srv/app/access.log", 2)])
+    first, second = parse_unwrapped(parse_jsonl, lines, times, spans)
+    assert dict(first.fields) == {
+        "k8s_namespace": "shop",
+        "k8s_pod": "web-1",
+        "k8s_container": "nginx",
+        "status": "200",
+        "path": "/a",
+    }
+    assert first.fields["k8s_pod"] == "web-1" and len(first.fields) == 5
+    assert dict(second.fields) == {"status": "201"}
 
 
 # ---------------------------------------------------------------------------- with the tailer
