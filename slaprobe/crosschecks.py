@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from slaprobe.configerror import ConfigIssue, did_you_mean
 from slaprobe.model import Config
 from slaprobe.schedule import TimeInterval
@@ -66,7 +68,7 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
     return issues
 
 
-def unknown_receiver(name: str, receivers: dict[str, object]) -> str:
+def unknown_receiver(name: str, receivers: Mapping[str, object]) -> str:
     """Why ``name`` names no receiver: Alertmanager would route to it and deliver nowhere."""
     if not receivers:
         return f"unknown receiver {name!r}: no receivers are defined (add it under receivers)"
