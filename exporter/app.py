@@ -147,7 +147,8 @@ def _configured_probe(exporter: Exporter, module_name: str, target: str) -> _Pro
                 "it runs against its configured target only: omit target"
             )
         spec = spec.with_target(target)  # type: ignore[union-attr]
-    written = probe.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    # Redacted before the dump: YAML folds and escapes long or tabbed strings past a text redaction.
+    written = exporter.redact.data(probe.model_dump(mode="json", by_alias=True, exclude_defaults=True))
 
     def describe(result: ProbeResult, lines: list[str]) -> str:
         text = (

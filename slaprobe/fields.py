@@ -57,7 +57,25 @@ def check_http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {value!r}")
+    if not _authority_parses(parts.netloc, value[len(parts.scheme) + 3 + len(parts.netloc) :]):
+        # Not quoted: a ${env:}/${file:} password with an unencoded @ or / put it here.
+        raise ValueError(
+            "the URL's user:password@host:port does not parse (the URL is not shown: it may hold a secret); "
+            "percent-encode @ : / ? # in a user name or password"
+        )
     return value
+
+
+def _authority_parses(netloc: str, rest: str) -> bool:
+    """Whether ``user:password@host:port`` reads one way only (``rest``: what follows it in the URL)."""
+    if netloc.count("@") > 1:
+        return False  # p@ss: which @ ends the password?
+    host_port = netloc.rpartition("@")[2]
+    port = host_port.rpartition("]")[2].rpartition(":")
+    if port[1] and port[2] and not (port[2].isdigit() and 0 < int(port[2]) < 65536):
+        return False  # user:p/ss@host splits the password at the /: "p" becomes the port
+    # user:/ss@host: the password begins with / ? or #, and its rest becomes the path.
+    return not ("@" not in netloc and netloc.endswith(":") and "@" in rest)
 
 
 def with_default_port(target: str, port: int) -> str:
