@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from slaprobe import conventions as c
 from slaprobe.config import LogMetric, MatchCondition
 from slaprobe.exporter.exposition import LabelSet, MetricFamily, label_set, render_text
-from slaprobe.probes.feedback import TicketTracker
+from slaprobe.probes.feedback import KeyStats, TicketTracker
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import parse_duration_text
 from slaprobe.probes.tally import Histogram, LabelCap
@@ -360,6 +360,64 @@ FEEDBACK_EVENTS = MetricFamily(
     "Ticket events read, by result: applied, duplicate, out_of_order, unknown_ticket, invalid.",
     (c.LABEL_SOURCE, c.LABEL_RESULT),
 )
+# Satisfaction, repeats and the closed loop: by service, category and channel.
+_DESK = (c.LABEL_SOURCE, c.LABEL_SERVICE, c.LABEL_CATEGORY, c.LABEL_CHANNEL)
+FEEDBACK_RATED = MetricFamily(
+    c.FEEDBACK_RATED, "counter", "Satisfaction ratings received (rated events), one per ticket and resolution.", _DESK
+)
+FEEDBACK_SATISFIED = MetricFamily(
+    c.FEEDBACK_SATISFIED,
+    "counter",
+    "Ratings at or above the satisfied minimum of their scale (satisfied:); over rated: CSAT.",
+    _DESK,
+)
+FEEDBACK_RATING = MetricFamily(
+    c.FEEDBACK_RATING,
+    "histogram",
+    "Ratings on their scale (2: thumbs down 0, up 1; 5: stars; 10: 0-10 points). "
+    "NPS on scale 10: (count - le=8 - le=6) / count.",
+    (*_DESK, c.LABEL_SCALE),
+)
+FEEDBACK_REPEATS = MetricFamily(
+    c.FEEDBACK_REPEATS,
+    "counter",
+    "Tickets opened by a customer who opened one about the same service and category within repeat_window; "
+    "over tickets: the repeat rate.",
+    _DESK,
+)
+FEEDBACK_REOPENED = MetricFamily(
+    c.FEEDBACK_REOPENED, "counter", "Resolved or closed tickets reopened; over resolutions: the reopen rate.", _DESK
+)
+FEEDBACK_CLOSED = MetricFamily(
+    c.FEEDBACK_CLOSED,
+    "counter",
+    "Tickets closed, by outcome: confirmed (closed after a resolution), auto_closed (resolved and not reopened "
+    "within reopen_window), unresolved; confirmed and auto_closed over all: the resolution rate.",
+    (*_DESK, c.LABEL_OUTCOME),
+)
+FEEDBACK_CLOSED_LOOP = MetricFamily(
+    c.FEEDBACK_CLOSED_LOOP,
+    "counter",
+    "Tickets closed having been received, classified, answered, resolved, then confirmed or auto-closed; "
+    "over closed: the closed-loop rate.",
+    _DESK,
+)
+FEEDBACK_LOOP_STAGE = MetricFamily(
+    c.FEEDBACK_LOOP_STAGE,
+    "counter",
+    "Tickets that reached each stage of the closed loop (the funnel), counted once per ticket and stage.",
+    (*_DESK, c.LABEL_STAGE),
+)
+DESK_FAMILIES = (
+    FEEDBACK_RATED,
+    FEEDBACK_SATISFIED,
+    FEEDBACK_RATING,
+    FEEDBACK_REPEATS,
+    FEEDBACK_REOPENED,
+    FEEDBACK_CLOSED,
+    FEEDBACK_CLOSED_LOOP,
+    FEEDBACK_LOOP_STAGE,
+)
 FEEDBACK_FAMILIES: tuple[MetricFamily, ...] = (
     FEEDBACK_TICKETS,
     FEEDBACK_TICKETS_BY_CHANNEL,
@@ -370,6 +428,7 @@ FEEDBACK_FAMILIES: tuple[MetricFamily, ...] = (
     FEEDBACK_OPEN_TICKETS,
     FEEDBACK_OLDEST_OPEN_AGE,
     FEEDBACK_EVENTS,
+    *DESK_FAMILIES,
 )
 _EVENT_RESULTS = (c.EVENT_APPLIED, c.EVENT_DUPLICATE, c.EVENT_OUT_OF_ORDER, c.EVENT_UNKNOWN_TICKET, c.EVENT_INVALID)
 
@@ -437,4 +496,29 @@ class TicketMetrics:
             FEEDBACK_SLA_BREACHES: breaches,
             FEEDBACK_OPEN_TICKETS: open_tickets,
             FEEDBACK_EVENTS: event_lines,
+            **self._render_desk(),
         }
+
+    def _render_desk(self) -> Texts:
+        """Satisfaction, repeats and the closed loop: every key with counters, and the known keys at 0."""
+        t = self.tracker
+        name = t.source.name
+        out: dict[MetricFamily, list[str]] = {family: [] for family in DESK_FAMILIES}
+        empty = KeyStats()
+        empty.rating(t.settings.default_scale)  # known keys show the source's scale at 0
+        for key in sorted({*t.known_keys(), *t.stats}):
+            stats = t.stats.get(key) or empty
+            lb = label_set(_DESK, (name, *key))
+            out[FEEDBACK_RATED].append(FEEDBACK_RATED.sample(stats.rated, base=lb))
+            out[FEEDBACK_SATISFIED].append(FEEDBACK_SATISFIED.sample(stats.satisfied, base=lb))
+            ratings = stats.ratings or empty.ratings
+            for scale in sorted(ratings):
+                out[FEEDBACK_RATING].append(FEEDBACK_RATING.histogram(ratings[scale], str(scale), base=lb))
+            out[FEEDBACK_REPEATS].append(FEEDBACK_REPEATS.sample(stats.repeats, base=lb))
+            out[FEEDBACK_REOPENED].append(FEEDBACK_REOPENED.sample(stats.reopened, base=lb))
+            for outcome, n in zip(c.CLOSED_OUTCOMES, stats.closed, strict=True):
+                out[FEEDBACK_CLOSED].append(FEEDBACK_CLOSED.sample(n, outcome, base=lb))
+            out[FEEDBACK_CLOSED_LOOP].append(FEEDBACK_CLOSED_LOOP.sample(stats.closed_loop, base=lb))
+            for stage, n in zip(c.LOOP_STAGES, stats.stages, strict=True):
+                out[FEEDBACK_LOOP_STAGE].append(FEEDBACK_LOOP_STAGE.sample(n, stage, base=lb))
+        return {family: "".join(lines) for family, lines in out.items() if lines}

@@ -75,7 +75,7 @@ _AUTO_CLOSE = "auto_close"  # the heap entry of a resolved ticket's reopen windo
 TICKET_BUCKETS: tuple[float, ...] = tuple(h * 3600.0 for h in (0.25, 0.5, 1, 2, 4, 8, 12, 24, 48, 72, 120, 168, 336))
 PENDING_TTL = 3600.0  # seconds an event for a ticket not yet opened waits for its opened event
 PENDING_LIMIT = 10_000  # such events held, at most
-MAX_SERIES = 10_000  # distinct (service, category, channel) of the satisfaction and loop counters, at most
+MAX_SERIES = 1000  # distinct (service, category, channel) of the satisfaction and loop counters; then one overflow key
 STATE_VERSION = 2
 
 Key = tuple[str, str, str]  # (service, category, channel) of the satisfaction and loop counters

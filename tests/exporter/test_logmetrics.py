@@ -19,7 +19,7 @@ from slaprobe.exporter.logmetrics import (
     UserMetric,
     render_families,
 )
-from slaprobe.probes.feedback import TicketTracker
+from slaprobe.probes.feedback import MAX_SERIES, TicketTracker
 from slaprobe.probes.logevent import Event
 
 T0 = 1_700_000_000.0
@@ -224,6 +224,60 @@ def test_ticket_metrics_follow_the_tracker() -> None:
     assert s[desk(c.FEEDBACK_OLDEST_OPEN_AGE)] == 100000
     assert s[desk(c.FEEDBACK_FIRST_RESPONSE + "_count", category="technical", urgency="general")] == 1
     assert s[desk(c.FEEDBACK_EVENTS, result=c.EVENT_APPLIED)] == 2
+
+
+def test_feedback_desk_metrics_render_known_series_at_zero_before_any_rating() -> None:
+    source = FeedbackSource.model_validate({"name": "desk", "path": "/x", "service": "shop"})
+    text = render_families(FEEDBACK_FAMILIES, [TicketMetrics(TicketTracker(source, lambda: T0)).render(T0)])
+    s = samples(text)
+    key = {"service": "shop", "category": "technical", "channel": "unknown"}
+    for name in (c.FEEDBACK_RATED, c.FEEDBACK_SATISFIED, c.FEEDBACK_REPEATS, c.FEEDBACK_REOPENED):
+        assert s[desk(name, **key)] == 0
+    assert s[desk(c.FEEDBACK_RATING + "_count", **key, scale="5")] == 0
+    assert s[desk(c.FEEDBACK_CLOSED, **key, outcome=c.CLOSED_AUTO)] == 0
+    assert s[desk(c.FEEDBACK_LOOP_STAGE, **key, stage=c.LOOP_CLASSIFIED)] == 0
+    assert s[desk(c.FEEDBACK_CLOSED_LOOP, **key)] == 0
+
+
+def test_feedback_desk_metrics_follow_ratings_reopens_repeats_and_closings() -> None:
+    source = FeedbackSource.model_validate({"name": "desk", "path": "/x"})
+    tracker = TicketTracker(source, lambda: T0)
+    view = TicketMetrics(tracker)
+    view.render(T0)
+    labels = {"category": "technical", "service": "shop", "channel": "app", "customer": "alice@example.com"}
+    for ticket, at in (("1", T0), ("2", T0 + 60)):
+        tracker.consume({"id": ticket, "event": "opened", "time": at, **labels})
+        tracker.consume({"id": ticket, "event": "resolved", "time": at + 30})
+    tracker.consume({"id": "1", "event": "rated", "rating": 10, "scale": 10})
+    tracker.consume({"id": "2", "event": "rated", "rating": "down"})
+    tracker.consume({"id": "1", "event": "reopened", "time": T0 + 100})
+    tracker.consume({"id": "2", "event": "closed", "time": T0 + 100})
+    text = render_families(FEEDBACK_FAMILIES, [view.render(T0 + 200)])
+    s = samples(text)
+    key = {"service": "shop", "category": "technical", "channel": "app"}
+    assert s[desk(c.FEEDBACK_RATED, **key)] == 2
+    assert s[desk(c.FEEDBACK_SATISFIED, **key)] == 1
+    assert s[desk(c.FEEDBACK_RATING + "_bucket", **key, scale="10", le="8")] == 0
+    assert s[desk(c.FEEDBACK_RATING + "_count", **key, scale="10")] == 1
+    assert s[desk(c.FEEDBACK_RATING + "_bucket", **key, scale="2", le="0")] == 1
+    assert s[desk(c.FEEDBACK_REPEATS, **key)] == 1
+    assert s[desk(c.FEEDBACK_REOPENED, **key)] == 1
+    assert s[desk(c.FEEDBACK_CLOSED, **key, outcome=c.CLOSED_CONFIRMED)] == 1
+    assert s[desk(c.FEEDBACK_CLOSED_LOOP, **key)] == 1
+    assert s[desk(c.FEEDBACK_LOOP_STAGE, **key, stage=c.LOOP_RESOLVED)] == 2
+    assert "alice" not in text and "customer=" not in text
+
+
+def test_feedback_desk_series_past_the_cap_go_to_one_overflow_series() -> None:
+    source = FeedbackSource.model_validate({"name": "desk", "path": "/x", "max_label_values": 100_000})
+    tracker = TicketTracker(source, lambda: T0)
+    for i in range(MAX_SERIES + 5):
+        tracker.consume({"id": str(i), "event": "opened", "service": f"s{i}", "category": "technical"})
+    s = samples(render_families(FEEDBACK_FAMILIES, [TicketMetrics(tracker).render(T0)]))
+    rated = [name for name in s if name.startswith(c.FEEDBACK_RATED + "{")]
+    assert len(rated) == MAX_SERIES + 1  # and the overflow series
+    other = c.OVERFLOW_LABEL_VALUE
+    assert s[desk(c.FEEDBACK_LOOP_STAGE, service=other, category=other, channel=other, stage=c.LOOP_RECEIVED)] == 5
 
 
 LOGS = "version: v1\nservices:\n  shop:\n    logs:\n      - {path: /var/log/a.log, format: jsonl, metrics: [%s]}\n"
