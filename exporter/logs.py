@@ -47,6 +47,7 @@ from slaprobe.exporter.logmetrics import (
     Texts,
     TicketMetrics,
     UserMetric,
+    compile_condition,
     render_families,
 )
 from slaprobe.probes.feedback import TicketTracker, write_atomically
@@ -85,6 +86,7 @@ class _Source:
     tailer: Tailer | None = None  # opened at the first poll (after a replaced one is closed)
     stats: LineStats = field(init=False)
     service: str | None = None
+    keep: Callable[[Event], bool] | None = None  # the source's match:, if any
     http: HttpMetrics | None = None
     metrics: list[UserMetric] = field(default_factory=list)
     tracker: TicketTracker | None = None
@@ -106,6 +108,23 @@ class _Source:
             self.stats.rotations = sum(tailer.rotations.values())
             self.stats.lag = tailer.lag_bytes
         return self.stats.render()
+
+
+def _event_filter(source: LogSource) -> Callable[[Event], bool] | None:
+    """The predicate of a log source's ``match:`` (every condition holds; a missing field fails), or None."""
+    if not source.match:
+        return None
+    conditions = tuple((name, compile_condition(cond)) for name, cond in source.match.items())
+
+    def keep(event: Event) -> bool:
+        fields = event.fields
+        for name, check in conditions:
+            text = fields.get(name)
+            if text is None or not check(text):
+                return False
+        return True
+
+    return keep
 
 
 class LogPipeline:
@@ -140,6 +159,7 @@ class LogPipeline:
             for source in service.logs:
                 src = self._keep_or_open(old, source.label, source)
                 src.service = service_name
+                src.keep = _event_filter(source)
                 src.http = None
                 if source.format in ACCESS_LOG_FORMATS:
                     src.http = http.get(service_name) or self._http_metrics(service_name, buckets)
@@ -251,6 +271,8 @@ class LogPipeline:
         """Feed a parsed batch to everything that counts it (in the event loop)."""
         src.stats.parsed += len(events)
         src.stats.unparsed += lines - len(events)
+        if src.keep is not None:
+            events = [e for e in events if src.keep(e)]
         if not events:
             return
         if src.http is not None:

@@ -253,6 +253,11 @@ class LogSource(Model):
         description="the container runtime's wrapper of each line: cri (containerd, CRI-O: /var/log/pods), "
         "docker (json-file), none, or auto (told apart by each line's shape)",
     )
+    match: dict[str, Annotated[MatchCondition, Shorthand((SCALAR_SCHEMA, SCALARS_SCHEMA))]] = Field(
+        default_factory=dict,
+        description="only the events passing every condition count for this service, e.g. "
+        "proxy_upstream_name of an ingress log that several services share",
+    )
 
     @model_validator(mode="after")
     def _regex_for_regex(self) -> LogSource:

@@ -22,11 +22,11 @@ POD = "ingress-nginx_ingress-nginx-controller-7c9f8d6b5-x2k4q_5f0c1a2b-3c4d-4e5f
 TS = "2026-12-04T01:02:03.123456789Z"
 
 
-def access_line(status: int, path: str = "/cart") -> str:
-    """An access line in ingress-nginx's default format."""
+def access_line(status: int, path: str = "/cart", upstream: str = "shop-checkout-80") -> str:
+    """An access line in ingress-nginx's default format, for the Service ``upstream`` names."""
     return (
         f'10.244.0.1 - - [04/Dec/2026:01:02:03 +0000] "GET {path} HTTP/1.1" {status} 612 "-" "kube-probe/1.31" '
-        f"83 0.004 [shop-checkout-80] [] 10.244.1.7:8080 612 0.004 {status} 6f1c0b0f3e2a4c4c9c7b0a1d2e3f4a5b"
+        f"83 0.004 [{upstream}] [] 10.244.1.7:8080 612 0.004 {status} 6f1c0b0f3e2a4c4c9c7b0a1d2e3f4a5b"
     )
 
 
@@ -49,11 +49,20 @@ def write_config(path: Path, pods: Path) -> None:
         "        format: ingress_nginx\n"
         "        wrapper: cri\n"
         "        start: beginning\n"
+        "        match: {proxy_upstream_name: shop-checkout-80}\n"
         "        metrics:\n"
         "          - name: ingress_pod_requests_total\n"
         "            type: counter\n"
         "            match: {k8s_container: controller}\n"
-        "            labels: [k8s_namespace, k8s_pod, proxy_upstream_name]\n",
+        "            labels: [k8s_namespace, k8s_pod, proxy_upstream_name]\n"
+        # The same controller log, for another Service behind the same ingress.
+        "  search:\n"
+        "    logs:\n"
+        f"      - name: ingress-search\n"
+        f"        path: {pods}/ingress-nginx_*/controller/*.log\n"
+        "        format: ingress_nginx\n"
+        "        start: beginning\n"
+        "        match: {proxy_upstream_name: shop-search-80}\n",
         encoding="utf-8",
     )
 
@@ -93,7 +102,8 @@ def test_serve_counts_cri_wrapped_ingress_nginx_lines_of_pod_logs_by_code_across
         cri(access_line(200))
         + cri("I1204 01:02:03.123456 7 controller.go:190] Configuration changes detected", "stderr")
         + cri(access_line(200, "/cart?" + "x" * 300), chunk=100)
-        + cri(access_line(503)),
+        + cri(access_line(503))
+        + cri(access_line(500, "/q", "shop-search-80")),
         encoding="utf-8",
     )
     config = tmp_path / "slaprobe.yaml"
@@ -116,7 +126,11 @@ def test_serve_counts_cri_wrapped_ingress_nginx_lines_of_pod_logs_by_code_across
             )
             seen = until(port, {codes % "200": 3, codes % "503": 1, codes % "404": 1}, process, out)
             assert seen['slaprobe_log_lines_total{source="ingress",result="unparsed"}'] == 1  # the stderr line
-            assert seen['slaprobe_log_lines_total{source="ingress",result="parsed"}'] == 5
+            assert seen['slaprobe_log_lines_total{source="ingress",result="parsed"}'] == 6
+            # Each service counts the requests of its own upstream only.
+            assert seen['slaprobe_http_requests_total{service="search",code="500"}'] == 1
+            assert 'slaprobe_http_requests_total{service="shop",code="500"}' not in seen
+            assert 'slaprobe_http_requests_total{service="search",code="200"}' not in seen
             # Namespace and pod from the kubelet's path, the Service's upstream from the line.
             by_pod = (
                 'ingress_pod_requests_total{service="shop",k8s_namespace="ingress-nginx",'
