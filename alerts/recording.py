@@ -17,30 +17,19 @@ SLOTH_VERSION = "slaprobe"
 
 
 def sli_rules(slo: SLO) -> list[Rule]:
-    """``slo:sli_error:ratio_rate<W>`` for every recorded window, then over the SLA window."""
-    rules: list[Rule] = [
+    """``slo:sli_error:ratio_rate<W>`` for every recorded window (rates), then over the SLA window
+    (exact counts, not Sloth's average of 5m ratios: one window without runs made that NaN for
+    the whole SLA window, and an average of ratios weighs quiet windows like busy ones)."""
+    period = slo.period_window
+    windows = [*(w for w in c.SLO_RATE_WINDOWS if w != period), period]
+    return [
         {
             "record": c.slo_sli_error(window),
-            "expr": slo.error_ratio_over(window),
+            "expr": slo.period_error_ratio() if window == period else slo.error_ratio_over(window),
             "labels": {**slo.labels(), c.LABEL_SLOTH_WINDOW: window},
         }
-        for window in c.SLO_RATE_WINDOWS
+        for window in windows
     ]
-    period = slo.period_window
-    if period not in c.SLO_RATE_WINDOWS:
-        short = slo.selector(c.slo_sli_error(c.SLO_RATE_WINDOWS[0]))
-        rules.append(
-            {
-                "record": c.slo_sli_error(period),
-                "expr": (
-                    f"sum_over_time({short}[{period}])\n"
-                    f"/ ignoring ({c.LABEL_SLOTH_WINDOW})\n"
-                    f"count_over_time({short}[{period}])"
-                ),
-                "labels": {**slo.labels(), c.LABEL_SLOTH_WINDOW: period},
-            }
-        )
-    return rules
 
 
 def meta_rules(slo: SLO) -> list[Rule]:

@@ -30,7 +30,7 @@ from slaprobe.alerts.promql import number
 from slaprobe.alerts.rules import alerting_rules, generate_rules, group_names
 from slaprobe.alerts.slos import SLO, service_slos
 from slaprobe.config import Config, EscalationLevel, Probe, Service
-from slaprobe.units import format_duration
+from slaprobe.units import format_duration, parse_duration
 
 RULES_FILE = "slaprobe-rules.yaml"
 INSTANCE = {"instance": "slaprobe:9799", "job": "slaprobe"}
@@ -337,6 +337,8 @@ def service_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case]
         series = {**probe_labels, **INSTANCE}
         slos = {slo.name: slo for slo in service_slos(cfg, name, service)}
         cases.append(_zero_failures_case(name, series, slos[c.SLO_AVAILABILITY], step))
+        cases.append(_quiet_window_case(name, series, slos[c.SLO_AVAILABILITY], step))
+        cases.append(_exact_period_case(name, series, slos[c.SLO_AVAILABILITY], step))
         cases.append(_outage_case(cfg, rules, name, series, slos[c.SLO_AVAILABILITY], step))
         steady = [p for p in service.probes if not is_scheduled(p)]
         if steady:
@@ -362,6 +364,41 @@ def _zero_failures_case(name: str, series: dict[str, str], slo: SLO, step: float
                 "exp_samples": [{"labels": f"{c.slo_sli_error(window)}{{{body}}}", "value": 0}],
             }
         )
+    return case
+
+
+def _ratio_sample(slo: SLO, window: str, at: float, value: float) -> dict[str, Any]:
+    """A promql_expr_test: the SLO's recorded error ratio over ``window`` is ``value`` at ``at``."""
+    labels = {**slo.labels(), c.LABEL_SLOTH_WINDOW: window}
+    body = ", ".join(f"{k}={_q(v)}" for k, v in labels.items())
+    return {
+        "expr": slo.selector(c.slo_sli_error(window)),
+        "eval_time": format_duration(at),
+        "exp_samples": [{"labels": f"{c.slo_sli_error(window)}{{{body}}}", "value": value}],
+    }
+
+
+def _quiet_window_case(name: str, series: dict[str, str], slo: SLO, step: float) -> Case:
+    """Runs stop (a cron or ``during`` probe, a long interval): the quiet window reads 0, not NaN."""
+    case = Case(f"{name}: a window without runs has an error ratio of 0, and the SLA window's stays a number")
+    shortest = parse_duration(c.SLO_RATE_WINDOWS[0])
+    quiet = round(shortest / step) + 3  # samples after the last run: the shortest window holds none
+    case.add_series(c.PROBE_RUNS, series, values(("0+1", 5), ("4", quiet)))
+    failures = values(("_", 3), ("1", quiet + 2))
+    case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, failures)
+    at = (4 + quiet) * step
+    case.exprs.append(_ratio_sample(slo, c.SLO_RATE_WINDOWS[0], at, 0))
+    case.exprs.append(_ratio_sample(slo, slo.period_window, at, 0.25))  # 1 of 4 runs failed
+    return case
+
+
+def _exact_period_case(name: str, series: dict[str, str], slo: SLO, step: float) -> Case:
+    """The SLA window's ratio counts runs exactly, though the failure series appears only at the first failure."""
+    case = Case(f"{name}: the SLA window's error ratio is exact: 26 failed of 60 runs is 26/60")
+    case.add_series(c.PROBE_RUNS, series, values(("1+1", 60)))
+    failures = values(("_", 10), ("1+1", 26), ("26", 24))
+    case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, failures)
+    case.exprs.append(_ratio_sample(slo, slo.period_window, 59 * step, 26 / 60))
     return case
 
 

@@ -4,12 +4,14 @@ What each SLI counts is ``slaprobe.sli``; this module gives it an objective and 
 writes the recording rules' form of its error ratio. Services with access logs add
 availability and latency from their requests.
 Counters that only exist once something happened (failures by reason, requests by code)
-are guarded with ``or vector(0)``, so a service without failures reads 0, not "no data".
+are guarded with ``or vector(0)``, so a service without failures reads 0, not "no data";
+a window without events reads 0, not NaN (``guarded_ratio``). The recorded windows are
+rates; the SLA window is exact counts (``Events.count``), as the report's figures are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from slaprobe import conventions as c
@@ -19,20 +21,30 @@ from slaprobe.promql import budget, ratio, selector
 from slaprobe.sli import SLI, Events
 from slaprobe.units import format_duration
 
-WINDOW = "$window"  # replaced by each recorded window in an SLI template
-
 
 @dataclass(frozen=True, slots=True)
 class SLO:
-    """One objective of one service, with the PromQL template of its error ratio."""
+    """One objective of one service: an SLI (``slaprobe.sli``), its objective and its SLA window."""
 
     service: str
-    name: str  # a conventions SLO_* value
+    sli: SLI
     objective: float  # percent
     period: float  # seconds: the SLA window
-    error_ratio: str  # PromQL with WINDOW where the range goes
-    events: str  # what is counted, for alert texts: "probe runs"
-    bad: str  # what makes an event an error: "failed"
+
+    @property
+    def name(self) -> str:
+        """The SLO's name, Sloth's ``sloth_slo`` (a conventions SLO_* value)."""
+        return self.sli.name
+
+    @property
+    def events(self) -> str:
+        """What is counted, for alert texts: ``probe runs``."""
+        return self.sli.events
+
+    @property
+    def bad(self) -> str:
+        """What makes an event an error, for alert texts: ``failed``."""
+        return self.sli.bad_text
 
     @property
     def id(self) -> str:
@@ -74,36 +86,41 @@ class SLO:
             },
         )
 
+    @property
+    def scope(self) -> dict[str, str]:
+        """The matchers of this SLO's own events: its service."""
+        return {c.LABEL_SERVICE: self.service}
+
     def error_ratio_over(self, window: str) -> str:
-        """The error-ratio PromQL over ``window``."""
-        return self.error_ratio.replace(WINDOW, window)
+        """The error ratio over a recorded ``window``, from rates (0 in a window without events)."""
+        return error_ratio(self.sli, lambda events: f"sum(rate({events.selector(self.scope)}[{window}]))")
+
+    def period_error_ratio(self) -> str:
+        """The error ratio over the SLA window, from exact counts (0 without events)."""
+        return error_ratio(self.sli, lambda events: events.count(self.period_window, (self.scope,)))
 
 
-def _rate(events: Events, service: str) -> str:
-    return f"sum(rate({events.selector({c.LABEL_SERVICE: service})}[{WINDOW}]))"
+def guarded_ratio(part: str, total: str, *, good: bool = False) -> str:
+    """``part / total`` as an error ratio (``1 - part / total`` when ``part`` counts good events).
+
+    An absent ``part`` series (no failure yet) counts as 0, and a window without any event
+    (cron and ``during`` probes, long intervals, the first minutes) has an error ratio of 0,
+    not NaN: a single NaN would poison every ratio summed over it for the whole SLA window.
+    Without any ``total`` series at all the result is empty (no data), as before.
+    """
+    ratio = f"(\n  {part}\n  or vector(0)\n)\n/\n({total} > 0)"
+    if good:
+        ratio = f"1 - (\n{ratio}\n)"
+    return f"(\n{ratio}\n)\nor\n{total} * 0"
 
 
-def failed_ratio(errors: str, total: str) -> str:
-    """errors / total, with errors read as 0 when no error series exists yet."""
-    return f"(\n  {errors}\n  or vector(0)\n)\n/\n{total}"
-
-
-def good_ratio(good: str, total: str) -> str:
-    """1 - good / total."""
-    return f"1 - (\n  {good}\n  /\n  {total}\n)"
-
-
-def error_ratio(sli: SLI, service: str) -> str:
-    """The PromQL template (``WINDOW`` where the range goes) of an SLI's error ratio for one service."""
-    total = _rate(sli.total, service)
-    if sli.bad is not None:
-        return failed_ratio(_rate(sli.bad, service), total)
-    assert sli.good is not None
-    return good_ratio(_rate(sli.good, service), total)
-
-
-def _slo(name: str, sli: SLI, objective: float, period: float) -> SLO:
-    return SLO(name, sli.name, objective, period, error_ratio(sli, name), sli.events, sli.bad_text)
+def error_ratio(indicator: SLI, measure: Callable[[Events], str]) -> str:
+    """The error ratio of an SLI with each of its events measured by ``measure`` (rates or counts)."""
+    total = measure(indicator.total)
+    if indicator.bad is not None:
+        return guarded_ratio(measure(indicator.bad), total)
+    assert indicator.good is not None
+    return guarded_ratio(measure(indicator.good), total, good=True)
 
 
 def service_slis(service: Service) -> Iterator[tuple[SLI, float]]:
@@ -124,7 +141,7 @@ def service_slis(service: Service) -> Iterator[tuple[SLI, float]]:
 def service_slos(cfg: Config, name: str, service: Service) -> Iterator[SLO]:
     """The SLOs of a service, in a fixed order: probe-based, then log-based."""
     for indicator, objective in service_slis(service):
-        yield _slo(name, indicator, objective, service.sla.window)
+        yield SLO(name, indicator, objective, service.sla.window)
 
 
 def all_slos(cfg: Config) -> list[SLO]:

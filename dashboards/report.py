@@ -5,8 +5,9 @@ for the period's numbers; ``render_html`` and ``render_markdown`` turn them into
 self-contained document (inline CSS and SVG, no external asset, no link out). Unlike the
 board generators this module does I/O, through ``requests``.
 
-Numbers come from counters over the whole period (``increase(...[period])`` at its end), so
-they are exact whatever the scrape interval; incident durations are accurate to the step of
+Numbers come from counters over the whole period (their growth from the period's start to
+its end, ``slaprobe.sli.Events.count``, not ``increase()``, which extrapolates), so they equal
+the exporter's own counters to the run whatever the scrape interval; incident durations are accurate to the step of
 the ``ALERTS`` range query (about period / 2000, at least 1 s), which the report states.
 """
 
@@ -272,8 +273,8 @@ def _latencies(
         group = (matches(c.LABEL_SERVICE, names),)
         indicator = sli.latency(threshold)
         assert indicator.good is not None
-        faster = indicator.good.increase(window, group, [c.LABEL_SERVICE])
-        runs = indicator.total.increase(window, group, [c.LABEL_SERVICE])
+        faster = indicator.good.count(window, group, [c.LABEL_SERVICE])
+        runs = indicator.total.count(window, group, [c.LABEL_SERVICE])
         found.update(_by(client.query(f"{faster} / {runs}", at), "service"))
     return {
         name: Latency(
@@ -296,8 +297,8 @@ def _histories(
     window = format_duration(step)
     indicator = sli.availability()
     assert indicator.bad is not None
-    failures = indicator.bad.increase(window, everyone, [c.LABEL_SERVICE])
-    runs = indicator.total.increase(window, everyone, [c.LABEL_SERVICE])
+    failures = indicator.bad.count(window, everyone, [c.LABEL_SERVICE])
+    runs = indicator.total.count(window, everyone, [c.LABEL_SERVICE])
     series = client.query_range(f"1 - {share(failures, runs)}", start + step, end, step)
     return {labels.get(c.LABEL_SERVICE, ""): tuple(points) for labels, points in series}
 
@@ -402,6 +403,19 @@ def _complaints(client: PrometheusClient, source: FeedbackSource, window: str, a
     )
 
 
+def period_counts(window: str, everyone: Sequence[str]) -> dict[str, str]:
+    """The queries of each service's runs, failed runs and runs within SLA over ``window``: exact
+    counts (``slaprobe.sli.Events.count``), so the report's figures equal the exporter's counters."""
+    available, compliant = sli.availability(), sli.compliance()
+    assert available.bad is not None and compliant.good is not None
+    per_service = [c.LABEL_SERVICE]
+    return {
+        "runs": available.total.count(window, everyone, per_service),
+        "failures": available.bad.count(window, everyone, per_service),
+        "within": compliant.good.count(window, everyone, per_service),
+    }
+
+
 def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: float | None = None) -> Report:
     """Ask Prometheus for every number of the report over ``period`` ending at ``end`` (default now)."""
     try:
@@ -415,12 +429,8 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
     start = at - seconds
     names = list(cfg.services)
     everyone = (matches(c.LABEL_SERVICE, names),) if names else ()
-    available, compliant = sli.availability(), sli.compliance()
-    assert available.bad is not None and compliant.good is not None
-    per_service = [c.LABEL_SERVICE]
-    runs = _by(client.query(available.total.increase(window, everyone, per_service), at), "service")
-    failures = _by(client.query(available.bad.increase(window, everyone, per_service), at), "service")
-    within = _by(client.query(compliant.good.increase(window, everyone, per_service), at), "service")
+    counts = {key: _by(client.query(expr, at), "service") for key, expr in period_counts(window, everyone).items()}
+    runs, failures, within = counts["runs"], counts["failures"], counts["within"]
     tickets = _by(client.query(increase_sum(c.FEEDBACK_TICKETS, window, everyone, [c.LABEL_SERVICE]), at), "service")
     step = max(1.0, round(seconds / INCIDENT_STEPS))
     firing = f'{c.ALERTS_SERIES}{{{c.LABEL_ALERTSTATE}="{c.ALERT_FIRING}"}}'

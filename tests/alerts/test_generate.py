@@ -100,8 +100,8 @@ def test_recording_rules_use_sloth_names_labels_and_windows() -> None:
     ]
     period = checkout[7]
     assert period["labels"][c.LABEL_SLOTH_WINDOW] == "30d"
-    assert "sum_over_time(slo:sli_error:ratio_rate5m{" in period["expr"]
-    assert "count_over_time(slo:sli_error:ratio_rate5m{" in period["expr"]
+    assert "last_over_time(slaprobe_probe_first_attempt_failures_total{" in period["expr"]
+    assert 'slaprobe_probe_runs_total{service="checkout"} offset 30d' in period["expr"]
     assert checkout[9]["expr"] == "vector(0.001)"
     assert checkout[10]["expr"] == "vector(30)"
     slos = {r["labels"][c.LABEL_SLOTH_SLO] for r in records if r["labels"].get(c.LABEL_SERVICE) == "checkout"}

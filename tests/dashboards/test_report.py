@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
+import yaml
 
+from slaprobe import conventions as c
 from slaprobe.dashboards.report import (
     CategoryFigures,
     ComplaintReport,
@@ -20,11 +23,13 @@ from slaprobe.dashboards.report import (
     incidents_from,
     parse_end,
     percent,
+    period_counts,
     render_html,
     render_markdown,
     seconds_text,
     where,
 )
+from tests.alerts.conftest import run, tool
 from tests.conftest import free_port
 from tests.dashboards.test_live import EXTERNAL
 
@@ -166,3 +171,44 @@ def test_markdown_report_has_the_same_tables() -> None:
     assert "| P1 | 1 | 5m40s | 5m40s | 2 |" in text
     assert "| tickets | 20 | 90.0% | 75.0% | 20.0% | 3 |" in text
     assert "| technical | 8 | 2h | 1d |" in text
+
+
+def test_the_report_counts_runs_exactly_as_the_exporter_does(tmp_path: Path) -> None:
+    """60 runs, 26 failed: 56.667%, although the failure series appears only at the first failure
+    (``increase()`` extrapolates and misses that first count: it said 55.556%)."""
+    promtool = tool("promtool")
+    labels = 'service="shop", probe="home", location="dc1", instance="slaprobe:9799", job="slaprobe"'
+    series = [
+        (c.PROBE_RUNS, "1+1x59"),
+        (c.PROBE_FIRST_ATTEMPT_FAILURES, "_x10 1+1x25 26x23", ', reason="connect"'),
+        (c.PROBE_WITHIN_SLA, "1+1x9 10x25 11+1x23"),
+    ]
+    queries = period_counts("1h", ('service=~"shop"',))
+    expected = {"runs": 60, "failures": 26, "within": 34}
+    (tmp_path / "rules.yaml").write_text("groups: []\n")
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f"{metric}{{{labels}{extra[0] if extra else ''}}}", "values": values}
+                    for metric, values, *extra in series
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": queries[key],
+                        "eval_time": "59m",
+                        "exp_samples": [{"labels": '{service="shop"}', "value": n}],
+                    }
+                    for key, n in expected.items()
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = run([promtool, "test", "rules", "tests.yaml"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    shop = ServiceReport("shop", "high", "", 0.995, 60, 26, 34 / 60, 0.995, None, (), (), None)
+    assert percent(shop.availability) == "56.667%"
