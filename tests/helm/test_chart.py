@@ -451,3 +451,14 @@ def test_the_targets_of_the_probe_resources_join_the_probe_allow_list() -> None:
     assert "--probe-allow=10.0.0.0/8,edge.example,partner.example,203.0.113.7,2001:db8::7" in args
     off = {**values, "probe": {**values["probe"], "enabled": False}}
     assert "--probe-allow=10.0.0.0/8,edge.example" in container(objects(render(off)))["args"]
+
+
+def test_with_a_network_policy_the_log_readers_answer_scrapes_only_and_dial_nothing() -> None:
+    docs = objects(render({**case_values("daemonset"), "networkPolicy": {"enabled": True}}))
+    policy = find(docs, "NetworkPolicy", "slaprobe-logs")
+    for doc in docs:
+        validate(doc)
+    assert policy["spec"]["podSelector"]["matchLabels"] == find(docs, "DaemonSet")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "egress" not in policy["spec"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
