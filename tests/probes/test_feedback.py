@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from slaprobe import conventions as c
-from slaprobe.config import ConfigError, FeedbackSource, parse_config
+from slaprobe.config import ConfigError, FeedbackSource, load_config, parse_config
 from slaprobe.probes.classify import Classifier
 from slaprobe.probes.feedback import (
     PENDING_TTL,
@@ -741,3 +741,38 @@ def test_a_configured_repeat_window_and_field_name_are_used() -> None:
     for ticket, day in (("A", 0), ("B", 0.5), ("C", 2)):
         tracker.consume({"id": ticket, "event": "opened", "time": T0 + day * DAY, "user": "u1"})
     assert tracker.repeats == {("", "other", "unknown"): 1}
+
+
+# ---------------------------------------------------------------------------- the example desk
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_example_desk_log_gives_the_figures_its_comments_promise() -> None:
+    desk = load_config(EXAMPLES / "feedback.yaml").feedback[0]
+    tracker = TicketTracker(desk, FakeClock())
+    for line in (EXAMPLES / "feedback" / "tickets.jsonl").read_text().splitlines():
+        tracker.consume(json.loads(line))
+    assert tracker.events == {c.EVENT_APPLIED: 25}
+    assert tracker.tickets == {
+        ("shop", "technical", "general"): 3,  # T-1 and T-6 name it, T-3's text has "error"
+        ("pay", "billing", "urgent"): 1,  # T-2: "charged twice"
+        ("shop", "operations", "general"): 1,  # T-4: STOP by sms
+        ("shop", "service", "general"): 1,  # T-5: the default rule
+    }
+    assert sum(tracker.rated.values()) == 6 and sum(tracker.satisfied.values()) == 4
+    app = ("shop", "technical", "app")
+    assert tracker.rated[app] == 3 and tracker.satisfied[app] == 2  # T-1 twice (down, then 4), S-9 up
+    assert tracker.repeats == {app: 1} and tracker.reopened == {app: 1}  # T-6 after T-1; T-1 reopened
+    assert tracker.closed == {
+        (*app, c.CLOSED_CONFIRMED): 1,
+        ("pay", "billing", "sms", c.CLOSED_CONFIRMED): 1,
+        ("shop", "operations", "sms", c.CLOSED_UNRESOLVED): 1,
+    }
+    assert tracker.breaches == {
+        ("service", "general", c.STAGE_FIRST_RESPONSE): 1,
+        ("service", "general", c.STAGE_RESOLUTION): 1,
+    }
+    tracker.tick(parse_ticket_time("2026-03-11T00:00:00Z"))  # T-3 and T-5 were not reopened within 7 days
+    assert sum(n for key, n in tracker.closed.items() if key[3] == c.CLOSED_AUTO) == 2
+    assert sum(tracker.closed_loop.values()) == 4
