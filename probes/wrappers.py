@@ -18,7 +18,7 @@ a line of another container's file), keeps the unfinished ones for the next poll
 returns the application's lines with the runtime's timestamp of each. Lines that are not in
 the configured wrapper are counted in ``malformed`` and dropped; never an error.
 
-``auto`` decides per line by its shape: a JSON object with ``log`` and ``stream`` text is
+``auto`` decides per line by its shape: a JSON object starting ``{"log":`` with ``stream`` text is
 Docker's, ``<time> stdout|stderr F|P`` is CRI, anything else is taken as written (a file
 that is not wrapped at all, e.g. nginx's own access.log, reads as with ``none``).
 
@@ -53,6 +53,9 @@ Unwrapped = tuple[Sequence[bytes], "list[bytes] | None"]
 Span = tuple[str, int]
 
 _STREAMS = (b"stdout", b"stderr")
+# Docker's json-file driver writes its fields in this order (its JSONLog struct's), so auto reads
+# only such lines as Docker's: an application's own JSON lines are not decoded twice.
+_DOCKER_START = b'{"log":'
 _json_loads = json.loads
 # kubelet's rotation renames 0.log to 0.log.20240102-150405 (and compresses older ones); the
 # Docker driver renames <id>-json.log to <id>-json.log.1. A partial line joins across them.
@@ -164,7 +167,7 @@ class Unwrapper:
         if wrapper == "auto":
             for line in lines:
                 c = line[:1]
-                if c == b"{" or (c.isdigit() and _looks_cri(line)):
+                if (c == b"{" and line[:7] == _DOCKER_START) or (c.isdigit() and _looks_cri(line)):
                     break
             else:
                 return lines, None  # a plain file (or batch): nothing to unwrap
@@ -179,7 +182,10 @@ class Unwrapper:
                 split = split_docker(line)
             else:
                 c = line[:1]
-                split = split_docker(line) if c == b"{" else split_cri(line) if c.isdigit() else None
+                if c == b"{":
+                    split = split_docker(line) if line[:7] == _DOCKER_START else None
+                else:
+                    split = split_cri(line) if c.isdigit() else None
                 if split is None:
                     out.append(line)
                     times.append(b"")

@@ -203,7 +203,12 @@ def test_auto_reads_cri_docker_and_plain_lines_each_by_its_shape() -> None:
 
 
 def test_auto_on_a_plain_file_returns_the_lines_untouched_without_times() -> None:
-    batch = [NGINX, NGINX.replace(b"10.0.0.1", b"2001:db8::1"), b"[2023-10-10T13:55:36.000Z] envoy"]
+    batch = [
+        NGINX,
+        NGINX.replace(b"10.0.0.1", b"2001:db8::1"),
+        b"[2023-10-10T13:55:36.000Z] envoy",
+        b'{"time": "2023-10-10T13:55:36Z", "log": "an application\'s own json", "stream": "stdout"}',
+    ]
     lines, times = Unwrapper("auto").unwrap(batch)
     assert lines is batch
     assert times is None
