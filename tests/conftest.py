@@ -10,6 +10,21 @@ import pytest
 
 from tests.support.certs import Authority, make_authority
 
+TESTS = Path(__file__).resolve().parent
+LONG_TIMEOUT = 900  # seconds: pyproject's timeout (120 s) is for unit tests, not for these folders
+LONG_RUNNING = ("e2e", "reliability")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give the end-to-end and reliability tests their longer timeout (when pytest-timeout runs
+    and no ``--timeout`` was given on the command line, which then holds for every test)."""
+    if not config.pluginmanager.hasplugin("timeout") or config.getoption("timeout", default=None) is not None:
+        return
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if folder in LONG_RUNNING and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
+
 
 @pytest.fixture(scope="session")
 def authority(tmp_path_factory: pytest.TempPathFactory) -> Authority:

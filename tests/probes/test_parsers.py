@@ -554,7 +554,7 @@ def test_lines_written_by_a_real_nginx_with_the_ingress_nginx_format_parse(tmp_p
             assert get_status(f"http://127.0.0.1:{front}{path}", agent) == status
     finally:
         nginx.terminate()
-        nginx.wait(10)
+        nginx.communicate(timeout=10)  # waits, and closes the stderr pipe
     lines = (tmp_path / "access.log").read_bytes().splitlines()[1:]  # after the readiness request
     events = [parsed(parse_ingress_nginx, line) for line in lines]
     assert [(e.fields["path"], e.status) for e in events] == [(p, s) for p, _, s in asked]

@@ -604,7 +604,7 @@ class FaultProcess(FaultEndpoints):
         return self._proc.pid
 
     def close(self) -> None:
-        """Stop the child."""
+        """Stop the child and close its pipes."""
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -612,6 +612,9 @@ class FaultProcess(FaultEndpoints):
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
     def __enter__(self) -> FaultProcess:
         return self
