@@ -44,8 +44,9 @@ from slaprobe.config import (
 from slaprobe.conventions import BB_DURATION, BB_FAILURE_REASON, BB_SUCCESS, BLACKBOX_HELP, LABEL_REASON
 from slaprobe.exporter.exposition import MetricFamily
 from slaprobe.gosyntax import go_regex, parse_base2_bytes, parse_go_duration
-from slaprobe.kinds import BLACKBOX_PROBERS
+from slaprobe.kinds import BLACKBOX_PROBERS, KIND_BY_NAME
 from slaprobe.probes.result import ProbeResult
+from slaprobe.yamlmap import invalid_yaml
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -119,10 +120,7 @@ def parse_modules(text: str, source: str = "<modules>") -> dict[str, Module]:
         raw = yaml.safe_load(text)
         lines, duplicates = yaml_lines(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue("", f"invalid YAML: {problem}", line)], source) from None
+        raise ConfigError([invalid_yaml(exc)], source) from None
     reader = _Reader(lines, list(duplicates))
     modules: dict[str, Module] = {}
     if not isinstance(raw, dict):
@@ -811,7 +809,7 @@ def render_debug(
     written = {"prober": module.kind, **_redacted(dict(module.raw))}
     if module.timeout is not None and "timeout" not in written:
         written["timeout"] = f"{module.timeout:g}s"
-    translated = {module.kind: _redacted(_spec_view(module.spec))}
+    translated = {module.kind: _redacted(_spec_view(module.spec, module.kind))}
     text = (
         f"Logs for the probe:\n{logs}"
         f"\n\n\nMetrics that would have been returned:\n{metrics}"
@@ -823,10 +821,10 @@ def render_debug(
     return redact(text)
 
 
-def _spec_view(spec: BlackboxSpec) -> dict[str, Any]:
+def _spec_view(spec: BlackboxSpec, kind: str) -> dict[str, Any]:
     """The spec as YAML-able data, without the placeholder target."""
-    target_field = {HttpSpec: "url", TcpSpec: "address", DnsSpec: "server", IcmpSpec: "host"}[type(spec)]
-    return spec.model_dump(mode="json", by_alias=True, exclude={target_field}, exclude_none=True)
+    target = KIND_BY_NAME[kind].target_field
+    return spec.model_dump(mode="json", by_alias=True, exclude={target} if target else None, exclude_none=True)
 
 
 def _redacted(data: Any, key: str = "") -> Any:

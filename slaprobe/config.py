@@ -96,7 +96,7 @@ from slaprobe.specs import (
     TlsSpec,
 )
 from slaprobe.validation import validation_issues
-from slaprobe.yamlmap import format_path, line_of, parse_path, yaml_document, yaml_lines
+from slaprobe.yamlmap import format_path, invalid_yaml, line_of, parse_path, yaml_document, yaml_lines
 
 # The public model, wherever each part is defined: import it from here.
 __all__ = [
@@ -186,10 +186,7 @@ def parse_config(text: str, source: str = "<config>", *, require_secrets: bool =
     try:
         raw, lines, issues = yaml_document(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue("", f"invalid YAML: {problem}", line)], source) from None
+        raise ConfigError([invalid_yaml(exc)], source) from None
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue("", "the config must be a mapping with version: v1", 1)], source)
     secrets: set[str] = set()

@@ -1,12 +1,13 @@
 """The probe kinds: one table, each kind once, and the flow models built on it.
 
 A kind is the key that says what a probe does (``http:``, ``tcp:``, ...). Its row holds
-its spec model, whether a flow may run it as a step, and the blackbox_exporter prober
-that ``/probe?module=`` serves with it. Everything else follows the table: the config's
-"exactly one kind" checks (``Probe``, ``FlowStep``), a step's ``expect`` shorthand, the
-flow's step dispatch, the scheduler and ``/probe`` (``probes/kinds.py`` ``PROBERS``), the
-probers a blackbox module file may name. Where a kind must still be written out (a
-pydantic field per kind, a probe function per kind, the typing unions below),
+its spec model, whether a flow may run it as a step, the blackbox_exporter prober that
+``/probe?module=`` serves with it, and the spec field that says where it connects.
+Everything else follows the table: the config's "exactly one kind" checks (``Probe``,
+``FlowStep``), a step's ``expect`` shorthand, the flow's step dispatch, the scheduler and
+``/probe`` (``probes/kinds.py`` ``PROBERS``), the probers a blackbox module file may name,
+the fields where a flow variable may not appear. Where a kind must still be written out
+(a pydantic field per kind, a probe function per kind, the typing unions below),
 ``tests/core/test_kinds.py`` holds that list to this table in both directions.
 
 Adding a kind: its spec (``slaprobe/specs.py``), its module (``probes/<kind>.py``), one
@@ -33,6 +34,7 @@ class Kind:
     spec: type[Model]
     flow_step: bool  # a flow may run it as one of its steps
     blackbox_prober: str | None = None  # the blackbox_exporter prober it serves, if any
+    target_field: str | None = None  # the spec's field naming where it connects (set at load, never templated)
 
 
 # ---------------------------------------------------------------------------- flows
@@ -113,11 +115,11 @@ class FlowSpec(Model):
 # ---------------------------------------------------------------------------- the table
 
 KINDS: tuple[Kind, ...] = (
-    Kind("http", HttpSpec, flow_step=True, blackbox_prober="http"),
-    Kind("tcp", TcpSpec, flow_step=True, blackbox_prober="tcp"),
-    Kind("tls", TlsSpec, flow_step=True),
-    Kind("dns", DnsSpec, flow_step=True, blackbox_prober="dns"),
-    Kind("icmp", IcmpSpec, flow_step=False, blackbox_prober="icmp"),
+    Kind("http", HttpSpec, flow_step=True, blackbox_prober="http", target_field="url"),
+    Kind("tcp", TcpSpec, flow_step=True, blackbox_prober="tcp", target_field="address"),
+    Kind("tls", TlsSpec, flow_step=True, target_field="address"),
+    Kind("dns", DnsSpec, flow_step=True, blackbox_prober="dns", target_field="server"),
+    Kind("icmp", IcmpSpec, flow_step=False, blackbox_prober="icmp", target_field="host"),
     Kind("flow", FlowSpec, flow_step=False),
 )
 

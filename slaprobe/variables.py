@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slaprobe.jsonpath import JsonPathError, find, parse_path
-from slaprobe.kinds import FlowSpec, FlowStep, StepSpec
+from slaprobe.kinds import KIND_BY_NAME, FlowSpec, FlowStep, StepSpec
 from slaprobe.specs import Extract, HttpSpec, TcpSpec
 
 NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
@@ -183,15 +183,14 @@ def _hint(name: str, extracted: Mapping[str, str]) -> str:
 
 def _fixed_field_problems(step: FlowStep) -> Iterator[tuple[str, str]]:
     """Variables in fields that are never substituted (where the probe connects)."""
-    if step.http is not None and references(urlsplit(step.http.url).netloc):
-        yield "http.url", "flow variables may not appear in the URL's host or port (path, query and fragment only)"
-    for kind, field, value in (
-        ("tcp", "address", step.tcp.address if step.tcp else None),
-        ("tls", "address", step.tls.address if step.tls else None),
-        ("dns", "server", step.dns.server if step.dns else None),
-    ):
-        if value is not None and references(value):
-            yield f"{kind}.{field}", f"flow variables are not substituted in {field} (it must be known at load)"
+    if step.http is not None:
+        if references(urlsplit(step.http.url).netloc):
+            yield "http.url", "flow variables may not appear in the URL's host or port (path, query and fragment only)"
+        return
+    field = KIND_BY_NAME[step.kind].target_field
+    value = getattr(step.spec, field) if field else None
+    if isinstance(value, str) and references(value):
+        yield f"{step.kind}.{field}", f"flow variables are not substituted in {field} (it must be known at load)"
 
 
 # ---------------------------------------------------------------------------- run time

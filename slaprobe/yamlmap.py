@@ -50,6 +50,14 @@ def yaml_document(text: str) -> tuple[Any, dict[tuple[str | int, ...], int], lis
     return data, lines, issues
 
 
+def invalid_yaml(exc: yaml.YAMLError) -> ConfigIssue:
+    """The issue of a text that does not parse as YAML (or is past ``check_size``'s limits), with its line."""
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    return ConfigIssue("", f"invalid YAML: {problem}", line)
+
+
 def yaml_lines(text: str) -> tuple[dict[tuple[str | int, ...], int], list[ConfigIssue]]:
     """Map each YAML path (tuple of keys/indexes) to its 1-based line; find duplicate keys."""
     root = yaml.compose(text, Loader=_YamlLoader)

@@ -66,3 +66,9 @@ def test_a_blackbox_module_runs_as_the_kind_that_serves_its_prober() -> None:
     )
     assert {name: m.kind for name, m in modules.items()} == {"t": "tcp", "h": "http", "d": "dns"}
     assert all(m.kind in PROBERS for m in modules.values())
+
+
+def test_each_kind_names_the_field_of_its_spec_where_it_connects() -> None:
+    for kind in KINDS:
+        if kind.flow_step or kind.blackbox_prober:
+            assert kind.target_field in kind.spec.model_fields, kind.name
