@@ -190,6 +190,8 @@ class Exporter:
 
     def _swap(self, plan: _Plan) -> Iterator[None]:
         """Make the plan the running state, pausing (yield) between steps of tens of ms each."""
+        # Freed in a step of their own: releasing 5,000 probes' config and jobs takes 30-45 ms.
+        retired = [self.config, getattr(self, "_jobs", None)]
         config = plan.config
         self.config = config
         self.modules = plan.modules
@@ -204,6 +206,8 @@ class Exporter:
             self.scheduler.set_concurrency(config.global_.concurrency)
             self.scheduler.set_jobs(plan.jobs, due=plan.due)
         self._jobs = plan.jobs
+        yield
+        retired.clear()
 
     def _meta(self, config: Config, redact: Redactor, service_name: str, service: Service, probe: Probe) -> ProbeMeta:
         return ProbeMeta(
