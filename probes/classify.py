@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from slaprobe.config import ClassifyRule
 
 TARGETS = ("category", "urgency", "service")  # what a rule may set
+Values = tuple[str | None, str | None, str | None]  # (category, urgency, service) a rule sets, None: not set
+NOTHING: Values = (None, None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +31,15 @@ class Rule:
     """One compiled rule: (field, pattern) conditions that must all match, and the values it sets."""
 
     conditions: tuple[tuple[str, re.Pattern[str]], ...]
-    values: tuple[tuple[str, str], ...]  # (target, value), target in TARGETS
+    values: Values
 
     def matches(self, fields: Mapping[str, object]) -> bool:
         """Whether every condition holds for ``fields``."""
         for name, pattern in self.conditions:
             value = fields.get(name)
-            if value is None or pattern.search(value if isinstance(value, str) else str(value)) is None:
+            if value is None:
+                return False
+            if pattern.search(value if value.__class__ is str else str(value)) is None:
                 return False
         return True
 
@@ -56,7 +60,8 @@ def compile_rule(match: Mapping[str, str | Sequence[str]], values: Mapping[str, 
     unknown = sorted(set(values) - set(TARGETS))
     if unknown:
         raise ValueError(f"a rule sets only {', '.join(TARGETS)}, not {', '.join(unknown)}")
-    return Rule(conditions, tuple((t, v) for t in TARGETS if (v := values.get(t))))
+    category, urgency, service = (values.get(t) or None for t in TARGETS)
+    return Rule(conditions, (category, urgency, service))
 
 
 class Classifier:
@@ -70,12 +75,12 @@ class Classifier:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
-    def classify(self, fields: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
-        """The (target, value) pairs of the first rule that matches ``fields``; empty if none does."""
+    def classify(self, fields: Mapping[str, object]) -> Values:
+        """(category, urgency, service) of the first rule that matches ``fields`` (None: not set)."""
         for rule in self.rules:
             if rule.matches(fields):
                 return rule.values
-        return ()
+        return NOTHING
 
 
 def classifier_for(rules: Iterable[ClassifyRule]) -> Classifier:

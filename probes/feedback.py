@@ -363,23 +363,19 @@ class TicketTracker:
     def _labels(self, fields: Mapping[str, object]) -> tuple[str, str, str, str, bool]:
         """(category, urgency, service, channel, classified) of an event: its own fields, the rules, the defaults."""
         names, defaults = self.source.fields, self.source.defaults
-        category = _text(fields.get(names.category))
-        urgency = _text(fields.get(names.urgency))
-        service = _text(fields.get(names.service))
+        get = fields.get
+        category, urgency, service = _text(get(names.category)), _text(get(names.urgency)), _text(get(names.service))
         classifier = self.settings.classifier
         if classifier and not (category and urgency and service):
-            for target, value in classifier.classify(fields):
-                if target == "category":
-                    category = category or value
-                elif target == "urgency":
-                    urgency = urgency or value
-                else:
-                    service = service or value
+            ruled_category, ruled_urgency, ruled_service = classifier.classify(fields)
+            category = category or ruled_category or ""
+            urgency = urgency or ruled_urgency or ""
+            service = service or ruled_service or ""
         return (
             self._category(category or defaults.category),
             self._urgency(urgency or defaults.urgency),
             self._service(service or self.source.service or ""),
-            self._channel(_text(fields.get(names.channel)) or defaults.channel),
+            self._channel(_text(get(names.channel)) or defaults.channel),
             bool(category),
         )
 

@@ -675,7 +675,7 @@ def test_the_free_text_a_rule_reads_is_never_kept() -> None:
 
 
 def test_a_classifier_without_rules_leaves_every_ticket_to_its_event_and_the_defaults() -> None:
-    assert Classifier().classify({"text": "refund"}) == ()
+    assert Classifier().classify({"text": "refund"}) == (None, None, None)
     assert not Classifier()
 
 
