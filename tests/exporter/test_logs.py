@@ -495,6 +495,37 @@ def test_open_tickets_survive_a_restart_and_breach_afterwards(tmp_path: Path) ->
     assert s[desk(c.FEEDBACK_OLDEST_OPEN_AGE)] == 0
 
 
+def test_feedback_repeats_reopens_and_auto_closes_carry_across_a_restart(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + HOUR)
+    state = tmp_path / "state"
+    tickets = tmp_path / "tickets.jsonl"
+    tickets.write_text(
+        ticket("A", "opened", 0, category="technical", channel="app", customer="alice@example.com")
+        + ticket("A", "resolved", 0.5)
+        + ticket("B", "opened", 0.5, category="technical", channel="app")
+        + ticket("B", "resolved", 0.7)
+    )
+    first = started(LogPipeline(state, clock), ticket_config(tmp_path))
+    first.close()
+    assert not any(b"alice" in path.read_bytes() for path in state.iterdir())
+
+    second = started(LogPipeline(state, clock), ticket_config(tmp_path))
+    append(
+        tickets,
+        ticket("A", "reopened", 2),
+        ticket("C", "opened", 3, category="technical", channel="app", customer="alice@example.com"),
+    )
+    second.poll_now()
+    key = {"service": "shop", "category": "technical", "channel": "app"}
+    s = series(second)
+    assert s[desk(c.FEEDBACK_REOPENED, **key)] == 1  # A was resolved before the restart
+    assert s[desk(c.FEEDBACK_REPEATS, **key)] == 1  # alice again, within the window across the restart
+    clock.now = T0 + 8 * 24 * HOUR
+    second.poll_now()
+    assert series(second)[desk(c.FEEDBACK_CLOSED, **key, outcome=c.CLOSED_AUTO)] == 1  # B, resolved before
+    second.close()
+
+
 def test_a_reload_that_changes_deadlines_keeps_the_open_tickets(tmp_path: Path) -> None:
     clock = FakeClock(T0 + HOUR)
     (tmp_path / "tickets.jsonl").write_text(ticket("A", "opened", 0, category="technical"))
