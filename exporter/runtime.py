@@ -204,7 +204,7 @@ class Exporter:
         yield
         if self.scheduler is not None:
             self.scheduler.set_concurrency(config.global_.concurrency)
-            self.scheduler.set_jobs(plan.jobs, due=plan.due)
+            yield from self.scheduler.replace_jobs(plan.jobs, due=plan.due)
         self._jobs = plan.jobs
         yield
         retired.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -115,3 +115,29 @@ async def test_every_started_run_records_its_start_lag() -> None:
     task.cancel()
     assert scheduler.stats.lag.count == scheduler.stats.started
     assert scheduler.stats.lag.total / scheduler.stats.started < 0.05
+
+
+async def test_jobs_replaced_in_steps_run_on_their_new_schedule_while_the_rest_keep_their_old_one() -> None:
+    runs: dict[str, int] = {}
+
+    def counter(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            runs[name] = runs.get(name, 0) + 1
+
+        return run
+
+    scheduler = Scheduler(concurrency=8)
+    scheduler.set_jobs([Job.every(i, 0.02, counter(f"old{i}")) for i in range(4)])
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: all(runs.get(f"old{i}", 0) >= 1 for i in range(4)))
+    steps = scheduler.replace_jobs([Job.every(i, 0.02, counter(f"new{i}")) for i in range(3)], step=1)
+    next(steps)  # job 0 replaced; jobs 1 and 2 not yet, job 3 still there
+    seen = {name: runs.get(name, 0) for name in ("old1", "old3")}
+    await until(lambda: runs.get("new0", 0) >= 2 and runs["old1"] > seen["old1"] and runs["old3"] > seen["old3"])
+    for _ in steps:
+        pass
+    await asyncio.sleep(0)  # a run of job 3 dispatched before the end may still start
+    stopped = dict(runs)
+    await until(lambda: all(runs.get(f"new{i}", 0) >= stopped.get(f"new{i}", 0) + 2 for i in range(3)))
+    task.cancel()
+    assert runs["old0"] <= stopped["old0"] and runs["old3"] <= stopped["old3"] + 1
