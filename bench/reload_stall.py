@@ -12,6 +12,11 @@ probe's timeout (so every job is replaced) and, every third round, the same file
 round give the baseline.
 
     python bench/reload_stall.py --targets 5000 --rounds 6
+    python bench/reload_stall.py --in-process   # the loop's own view: a 5 ms ticker, no HTTP
+
+``--in-process`` reloads an ``Exporter`` in this process (scheduler not running, no nginx)
+and reports the longest gap of a task that sleeps 5 ms at a time on the same loop: what the
+reload itself holds, without the host's scheduling of two processes.
 """
 
 from __future__ import annotations
@@ -100,6 +105,54 @@ def loads_logged(exporter: common.Proc) -> int:
     return exporter.log_path.read_text(errors="replace").count("config loaded")
 
 
+async def in_process(targets: int, rounds: int) -> list[list[object]]:
+    """Reload an in-process exporter ``rounds`` times; the longest gaps of a 5 ms ticker."""
+    import asyncio
+
+    from slaprobe.exporter.runtime import Exporter, Sources
+
+    class Target:
+        url = "http://127.0.0.1:9/"
+
+    rows: list[list[object]] = []
+    with common.workdir() as tmp:
+        config = tmp / "slaprobe.json"
+        versions = []
+        for name, timeout in (("a", 5.0), ("b", 4.0)):
+            path = tmp / f"slaprobe-{name}.json"
+            write_config(path, Target, targets=targets, interval=30.0, timeout=timeout)  # type: ignore[arg-type]
+            versions.append(path.read_bytes())
+        config.write_bytes(versions[0])
+        exporter = Exporter(Sources(config=str(config)))
+        exporter.freeze_gc = True
+        exporter.reload()
+        exporter.start_scheduler()
+        gaps: list[float] = []
+
+        async def tick() -> None:
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        for round_ in range(rounds):
+            changed = round_ % 3 != 2
+            if changed:
+                config.write_bytes(versions[(round_ + 1) % 2])
+            await asyncio.sleep(0.3)
+            gaps.clear()
+            start = time.perf_counter()
+            await exporter.reload_async()
+            took = time.perf_counter() - start
+            await asyncio.sleep(0.05)
+            rows.append([round_ + 1, "every probe" if changed else "nothing", f"{took:.2f}", f"{max(gaps) * 1000:.0f}"])
+        ticker.cancel()
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, default=5000)
@@ -108,9 +161,17 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=0.01, help="seconds between /-/healthy requests")
     parser.add_argument("--baseline", type=float, default=5.0, help="quiet seconds measured before the first reload")
     parser.add_argument("--settle", type=float, default=6.0, help="seconds watched after each trigger")
+    parser.add_argument("--in-process", action="store_true", help="reload in this process, a 5 ms ticker on the loop")
     args = parser.parse_args()
 
     common.print_machine()
+    if args.in_process:
+        import asyncio
+
+        rows = asyncio.run(in_process(args.targets, args.rounds))
+        print(f"\n{args.targets} probes, reloaded in-process; longest gap of a 5 ms ticker on the loop\n")
+        print(common.md_table(["round", "changed", "reload s", "longest gap ms"], rows))
+        return 0
     with common.workdir() as tmp:
         nginx = common.start_nginx(tmp)
         config = tmp / "slaprobe.json"
