@@ -26,6 +26,9 @@ survives:
   per glob. Compressed files (``.gz``, ``.bz2``, ``.xz``, ``.zst``, ...) are never read.
 - ``start: end|beginning`` applies to the files present at the first poll when the
   source has no saved state; after a restart, files that appeared meanwhile are read whole.
+- Only regular files are read: a symlink, FIFO or device the glob matches is skipped, and
+  one swapped in between the listing and the open is refused by the open itself
+  (``O_NOFOLLOW | O_NONBLOCK``, then ``fstat``), so it can neither block nor redirect a read.
 - A line longer than ``max_line_bytes`` is counted in ``stats.too_long`` and skipped
   without being buffered.
 
@@ -64,6 +67,10 @@ RotationKind = Literal["rename", "truncate", "delete"]
 Start = Literal["end", "beginning"]
 Role = Literal["follow", "undecided", "shadow", "copy", "ignored"]
 Key = tuple[int, int]  # (st_dev, st_ino)
+
+# The path may have been swapped since it was listed: O_NOFOLLOW refuses a symlink put in its
+# place, O_NONBLOCK keeps a FIFO from blocking the open (fstat then rejects it as not regular).
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 # Bounds on what is remembered of files no longer followed (a noisy directory must not grow memory).
 _RETIRED_MAX = 32
@@ -332,7 +339,7 @@ class Tailer:
             if path.lower().endswith(COMPRESSED_SUFFIXES):
                 continue
             try:
-                st = os.stat(path)
+                st = os.lstat(path)  # a symlink is not followed (it may point at a private file)
             except OSError:
                 continue
             if _is_regular(st):
@@ -401,7 +408,7 @@ class Tailer:
         news: list[_File] = []
         for path, _ in sorted(seen.values(), key=lambda ps: (ps[1].st_mtime_ns, ps[0])):
             try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                fd = os.open(path, _OPEN_FLAGS)
             except OSError as exc:
                 if path not in self._unreadable:
                     self._unreadable.add(path)

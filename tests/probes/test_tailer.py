@@ -5,6 +5,7 @@ Lines are numbered; a test passes when the tailer returned every number exactly 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -602,3 +603,84 @@ def test_poll_after_close_resumes_at_the_committed_offsets(tmp_path: Path) -> No
     with open(log, "ab") as fh:
         fh.write(line(3))
     assert numbers(tailer.poll()) == [2, 3]
+
+
+# ---------------------------------------------------------------------------- hostile paths
+
+
+def test_a_symlink_the_glob_matches_is_not_followed(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.write_bytes(line(1, "secret"))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").symlink_to(private)
+    (logs / "real.log").write_bytes(line(2))
+    with Tailer("app", str(logs / "*.log"), start="beginning") as tailer:
+        assert numbers(tailer.poll()) == [2]
+        assert [f.path for f in tailer.followed()] == [str(logs / "real.log")]
+
+
+def test_a_fifo_the_glob_matches_is_skipped_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "app.log")
+    (tmp_path / "real.log").write_bytes(line(1))
+    tailer = Tailer("app", str(tmp_path / "*.log"), start="beginning")
+    assert numbers(poll_in_thread(tailer)) == [1]
+    tailer.close()
+
+
+def poll_in_thread(tailer: Tailer, hang_after: float = 10.0) -> list[bytes]:
+    """One ``poll`` in a thread; a poll still running after ``hang_after`` seconds is a hang (a
+    FIFO opened without O_NONBLOCK blocks until a writer comes, which here is never)."""
+    got: list[list[bytes]] = []
+    worker = threading.Thread(target=lambda: got.append(tailer.poll()), daemon=True)
+    worker.start()
+    worker.join(hang_after)
+    assert not worker.is_alive(), "poll blocked"
+    return got[0]
+
+
+def test_a_path_swapped_between_file_fifo_and_symlink_never_blocks_a_poll_nor_leaks_the_target(
+    tmp_path: Path,
+) -> None:
+    """The stat-then-open race: the path is a regular file when listed, and a FIFO or a symlink
+    to a private file by the time it is opened; loops for 2 s of swaps."""
+    private = tmp_path / "private"
+    private.write_bytes(line(99_999_999, "secret") * 4)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / "app.log"
+    stop = threading.Event()
+    swaps = 0
+
+    def swap() -> None:
+        nonlocal swaps
+        staged = logs / "staged"
+        while not stop.is_set():
+            for kind in ("file", "fifo", "file", "symlink"):
+                with contextlib.suppress(FileNotFoundError):
+                    staged.unlink()
+                if kind == "file":
+                    staged.write_bytes(line(swaps))
+                elif kind == "fifo":
+                    os.mkfifo(staged)
+                else:
+                    staged.symlink_to(private)
+                os.replace(staged, path)
+                swaps += 1
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    got: list[int] = []
+    polls = 0
+    tailer = Tailer("app", str(logs / "*.log"), start="beginning")
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            got += numbers(poll_in_thread(tailer))
+            polls += 1
+    finally:
+        stop.set()
+        swapper.join(10)
+    tailer.close()  # not after a hang: the blocked poll holds the tailer's lock
+    assert polls > 10 and swaps > 10
+    assert 99_999_999 not in got
