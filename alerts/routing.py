@@ -5,7 +5,8 @@ Alertmanager only routes; the escalation clock lives in the Prometheus rules. Ea
 interval. Higher priorities inhibit lower ones for the same service; SLO alerts are
 inhibited while the prober itself is down for that service (its data cannot be trusted).
 When ``alertmanager.webhook_url`` is set, a first route copies every alert to slaprobe's
-``/alertmanager/webhook`` (ungrouped, ``continue: true``) for the incident metrics.
+``/alertmanager/webhook`` (ungrouped, ``continue: true``) for the incident metrics, with the
+credentials of ``alertmanager.webhook_auth`` in its ``http_config`` (the webhook requires them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from slaprobe import conventions as c
 from slaprobe.alerts.policy import levels_of, ordered_priorities
 from slaprobe.alerts.promql import any_of, quote
 from slaprobe.config import Config
+from slaprobe.model import WebhookAuth
 from slaprobe.units import format_duration
 
 GROUP_BY = [c.LABEL_SERVICE, c.LABEL_ALERTNAME]
@@ -58,18 +60,26 @@ def incident_route(cfg: Config) -> dict[str, Any] | None:
     }
 
 
+def webhook_http_config(auth: WebhookAuth | None) -> dict[str, Any]:
+    """Alertmanager's ``http_config`` that sends slaprobe's webhook credentials (``alertmanager.webhook_auth``)."""
+    if auth is None:
+        return {}
+    if auth.basic_auth is not None:
+        return {"basic_auth": {"username": auth.basic_auth.username, "password": auth.basic_auth.password}}
+    return {"authorization": {"type": "Bearer", "credentials": auth.bearer_token}}
+
+
 def receivers(cfg: Config) -> list[dict[str, Any]]:
     """Generated receivers, then the config's as written (``check`` rejects levels naming no receiver)."""
     out: list[dict[str, Any]] = []
     if cfg.alerting.default_receiver is None:
         out.append({"name": c.RECEIVER_UNROUTED})
     if cfg.alertmanager is not None and cfg.alertmanager.webhook_url is not None:
-        out.append(
-            {
-                "name": c.RECEIVER_INCIDENTS,
-                "webhook_configs": [{"url": cfg.alertmanager.webhook_url, "send_resolved": True}],
-            }
-        )
+        hook: dict[str, Any] = {"url": cfg.alertmanager.webhook_url, "send_resolved": True}
+        http_config = webhook_http_config(cfg.alertmanager.webhook_auth)
+        if http_config:
+            hook["http_config"] = http_config
+        out.append({"name": c.RECEIVER_INCIDENTS, "webhook_configs": [hook]})
     out.extend({"name": name, **spec} for name, spec in cfg.receivers.items())
     return out
 

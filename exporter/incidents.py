@@ -8,12 +8,19 @@ so by equality, or when it silences a firing alert with those labels (so a silen
 level-1 alert alone is enough). Polling errors keep the last known acknowledgements.
 
 ``POST /alertmanager/webhook`` takes Alertmanager's webhook notifications (the generated
-routing copies every alert there when ``alertmanager.webhook_url`` is set). An incident is
-one (service, alertname): it opens with its first firing alert, reaches the highest
-escalation level notified, and closes when its last alert resolves. Time to acknowledge
-(first acknowledgement minus start) and time to resolve (the level-1 alerts' end minus
-start) are histograms by priority; open incidents are counted by priority and level.
-Incidents live in memory: a restart forgets the open ones.
+routing copies every alert there when ``alertmanager.webhook_url`` is set; ``webhook``
+says which posts it refuses). An incident is one (service, alertname): it opens with its
+first firing alert, reaches the highest escalation level notified, and closes when its last
+alert resolves. Time to acknowledge (first acknowledgement minus start) and time to resolve
+(the level-1 alerts' end minus start) are histograms by priority; open incidents are
+counted by priority and level.
+
+Alertmanager sends no resolved notification for an alert that is silenced when it resolves
+(prometheus/alertmanager#226), so an acknowledged incident would stay open: the poll also
+reads the active alerts, and an open incident whose level-1 alert Alertmanager no longer
+holds (and about which no notification arrived since the poll began) closes then, its time
+to resolve measured to that poll (within one ``poll_interval``). With ``--state-dir`` the
+open incidents are saved (``incidents.json``) and survive a restart.
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,6 +45,8 @@ from aiohttp import web
 from slaprobe import conventions as c
 from slaprobe.exporter.exposition import MetricFamily
 from slaprobe.exporter.runtime import Exporter
+from slaprobe.exporter.webhook import REFUSALS, webhook_handler
+from slaprobe.probes.feedback import write_atomically
 from slaprobe.probes.tally import Histogram
 from slaprobe.text import sanitize_text
 
@@ -47,6 +58,8 @@ INCIDENT_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0
                     86400.0, 259200.0)  # fmt: skip
 FORGET_AFTER = 7 * 86400.0  # an incident without any notification for this long is dropped
 MAX_INCIDENTS = 10_000
+MAX_FINGERPRINTS = 100_000  # firing alerts remembered over all incidents (a post cannot grow memory past it)
+STATE_FILE = "incidents.json"
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 AckKey = tuple[str, str]  # (service, alertname)
@@ -102,6 +115,10 @@ class Incidents:
         self.notifications: Counter[str] = Counter()
         self.poll_successful: bool | None = None  # None: no Alertmanager configured
         self.levels: dict[str, int] = {}  # priority -> number of escalation levels (exported as 0)
+        self.refused: Counter[str] = Counter({reason: 0 for reason in REFUSALS})
+        self.fingerprints = 0  # firing fingerprints held over all open incidents
+        self.version = 0  # changes whenever the open incidents do (saved when it moved)
+        self.saved_version = -1  # the version last written to the state dir
 
     # ------------------------------------------------------------------ inputs
 
@@ -120,6 +137,7 @@ class Incidents:
         if incident.acknowledged is not None:
             return
         incident.acknowledged = max(since, incident.started)
+        self.version += 1
         self._histogram(self.time_to_acknowledge, incident.priority).observe(incident.acknowledged - incident.started)
 
     @staticmethod
@@ -148,6 +166,7 @@ class Incidents:
             self.notifications[status] += 1
             self._apply((service, alertname), labels, alert, status, now)
         self._forget(now)
+        self.version += bool(used)
         return used
 
     def _apply(self, key: AckKey, labels: dict[str, str], alert: Mapping[str, Any], status: str, now: float) -> None:
@@ -160,8 +179,11 @@ class Incidents:
                 if len(self.open) >= MAX_INCIDENTS:
                     return
                 incident = self.open[key] = Incident(priority=labels.get(c.LABEL_PRIORITY, ""), started=starts)
+                self.version += 1
             incident.started = min(incident.started, starts)
-            incident.firing.add(fingerprint)
+            if fingerprint not in incident.firing and self.fingerprints < MAX_FINGERPRINTS:
+                incident.firing.add(fingerprint)
+                self.fingerprints += 1
             incident.level = max(incident.level, level)
             incident.seen = now
             if key in self.acknowledged:
@@ -170,20 +192,74 @@ class Incidents:
         if incident is None:
             return  # resolved before we saw it fire (or before a restart): nothing to measure
         ends = parse_time(alert.get("endsAt")) or now
-        incident.firing.discard(fingerprint)
+        if fingerprint in incident.firing:
+            incident.firing.discard(fingerprint)
+            self.fingerprints -= 1
         incident.ended = max(incident.ended, ends)
         if level == 1:
             incident.resolved = max(incident.resolved, ends)
         incident.seen = now
         if not incident.firing:
-            del self.open[key]
-            end = incident.resolved or incident.ended
-            self._histogram(self.time_to_resolve, incident.priority).observe(max(0.0, end - incident.started))
+            self._close(key, incident.resolved or incident.ended)
+
+    def _close(self, key: AckKey, end: float) -> None:
+        incident = self.open.pop(key)
+        self.fingerprints -= len(incident.firing)
+        self.version += 1
+        self._histogram(self.time_to_resolve, incident.priority).observe(max(0.0, end - incident.started))
 
     def _forget(self, now: float) -> None:
         stale = [key for key, incident in self.open.items() if now - incident.seen > FORGET_AFTER]
         for key in stale:
-            del self.open[key]
+            self.fingerprints -= len(self.open.pop(key).firing)
+            self.version += 1
+
+    def close_resolved(self, active: set[AckKey], polled_at: float) -> list[AckKey]:
+        """Close open incidents whose level-1 alert Alertmanager no longer holds (a muted resolution).
+
+        ``active``: (service, alertname) of the level-1 alerts Alertmanager holds, read by a poll
+        that began at ``polled_at``; an incident notified since then is left for the next poll.
+        """
+        closed = [key for key, inc in self.open.items() if key not in active and inc.seen < polled_at]
+        for key in closed:
+            incident = self.open[key]
+            self._close(key, incident.resolved or polled_at)
+        return closed
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        """The open incidents as JSON-ready data."""
+        return {
+            "version": 1,
+            "open": [
+                {"service": key[0], "alertname": key[1], **asdict(inc), "firing": sorted(inc.firing)}
+                for key, inc in self.open.items()
+            ],
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Open incidents from ``state()`` (of an earlier run); entries that do not fit are skipped."""
+        for entry in state.get("open", []) if isinstance(state.get("open"), list) else []:
+            try:
+                firing = {str(f) for f in entry["firing"]}
+                incident = Incident(
+                    priority=str(entry["priority"]),
+                    started=float(entry["started"]),
+                    level=int(entry["level"]),
+                    firing=firing,
+                    acknowledged=None if entry["acknowledged"] is None else float(entry["acknowledged"]),
+                    resolved=float(entry["resolved"]),
+                    ended=float(entry["ended"]),
+                    seen=float(entry["seen"]),
+                )
+                key = (str(entry["service"]), str(entry["alertname"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            room = len(self.open) < MAX_INCIDENTS and self.fingerprints + len(firing) <= MAX_FINGERPRINTS
+            if key not in self.open and room:
+                self.open[key] = incident
+                self.fingerprints += len(firing)
 
     # ------------------------------------------------------------------ output
 
@@ -211,6 +287,8 @@ class Incidents:
         if self.notifications:
             out.append(NOTIFICATIONS.header)
             out.extend(NOTIFICATIONS.sample(n, status) for status, n in sorted(self.notifications.items()))
+        out.append(WEBHOOK_REFUSED.header)
+        out.extend(WEBHOOK_REFUSED.sample(n, reason) for reason, n in sorted(self.refused.items()))
         if self.poll_successful is not None:
             out.append(POLL_SUCCESS.header)
             out.append(POLL_SUCCESS.sample(int(self.poll_successful)))
@@ -246,6 +324,13 @@ NOTIFICATIONS = MetricFamily(
     "counter",
     "Alerts received on /alertmanager/webhook, by status (firing, resolved).",
     ("status",),
+)
+WEBHOOK_REFUSED = MetricFamily(
+    c.ALERTMANAGER_WEBHOOK_REFUSED,
+    "counter",
+    "Posts to /alertmanager/webhook refused, by reason (cross_site, not_configured, unauthenticated, "
+    "content_type, malformed, invalid_labels).",
+    (c.LABEL_REASON,),
 )
 POLL_SUCCESS = MetricFamily(
     c.ALERTMANAGER_POLL_SUCCESS,
@@ -293,18 +378,48 @@ def acknowledgements(silences: Iterable[Any], alerts: Iterable[Any]) -> dict[Ack
     return acks
 
 
-async def fetch_acknowledgements(session: aiohttp.ClientSession, url: str, timeout: float) -> dict[AckKey, float]:
-    """Read active silences and silenced alerts from Alertmanager's v2 API."""
+def active_level_1(alerts: Iterable[Any], now: float) -> set[AckKey]:
+    """(service, alertname) of the level-1 alerts Alertmanager holds unresolved (silenced ones included)."""
+    keys: set[AckKey] = set()
+    for alert in alerts:
+        if not isinstance(alert, Mapping):
+            continue
+        labels = alert.get("labels") or {}
+        ends = parse_time(alert.get("endsAt"))
+        if labels.get(c.LABEL_ESCALATION_LEVEL, "1") != "1" or (ends is not None and ends <= now):
+            continue
+        service, alertname = labels.get(c.LABEL_SERVICE), labels.get(c.LABEL_ALERTNAME)
+        if service and alertname:
+            keys.add((str(service), str(alertname)))
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """What one poll of Alertmanager read: acknowledgements and the level-1 alerts it holds."""
+
+    acknowledged: dict[AckKey, float]
+    active: set[AckKey]
+    started: float  # unix seconds, before the first request
+
+
+async def fetch_alertmanager(
+    session: aiohttp.ClientSession, url: str, timeout: float, clock: Callable[[], float] = time.time
+) -> Poll:
+    """Read active silences and the alerts (silenced, inhibited and unprocessed too) from Alertmanager's v2 API."""
+    started = clock()
     base = url.rstrip("/")
     limit = aiohttp.ClientTimeout(total=timeout)
     async with session.get(f"{base}/api/v2/silences", timeout=limit) as response:
         response.raise_for_status()
         silences = await response.json()
-    query = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "false"}
+    query = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true"}
     async with session.get(f"{base}/api/v2/alerts", params=query, timeout=limit) as response:
         response.raise_for_status()
         alerts = await response.json()
-    return acknowledgements(silences or [], alerts or [])
+    if not isinstance(silences, list) or not isinstance(alerts, list):
+        raise ValueError("silences and alerts must be lists")
+    return Poll(acknowledgements(silences, alerts), active_level_1(alerts, clock()), started)
 
 
 def escalation_levels(exporter: Exporter) -> dict[str, int]:
@@ -312,8 +427,15 @@ def escalation_levels(exporter: Exporter) -> dict[str, int]:
     return {priority: len(levels) for priority, levels in exporter.config.escalation.items()}
 
 
-async def poll_forever(incidents: Incidents, exporter: Exporter, *, idle: float = 5.0) -> None:
-    """Poll the running config's Alertmanager for acknowledgements until cancelled."""
+async def poll_forever(
+    incidents: Incidents, exporter: Exporter, *, idle: float = 5.0, state: Path | None = None
+) -> None:
+    """Poll the running config's Alertmanager for acknowledgements and resolutions until cancelled."""
+
+    async def save() -> None:
+        if state is not None:
+            await asyncio.to_thread(save_state, incidents, state)
+
     async with aiohttp.ClientSession() as session:
         while True:
             incidents.configure(escalation_levels(exporter))
@@ -321,17 +443,21 @@ async def poll_forever(incidents: Incidents, exporter: Exporter, *, idle: float 
             if ref is None:
                 incidents.poll_successful = None
                 incidents.set_acknowledged({})
+                await save()
                 await asyncio.sleep(idle)  # a reload may add one
                 continue
             try:
-                acks = await fetch_acknowledgements(session, ref.url, min(ref.poll_interval, 10.0))
+                poll = await fetch_alertmanager(session, ref.url, min(ref.poll_interval, 10.0), incidents.clock)
             except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 if incidents.poll_successful is not False:
-                    log.warning("cannot read silences from %s: %s", ref.url, exc)
+                    log.warning("cannot read silences and alerts from %s: %s", ref.url, exc)
                 incidents.poll_successful = False
             else:
                 incidents.poll_successful = True
-                incidents.set_acknowledged(acks)
+                incidents.set_acknowledged(poll.acknowledged)
+                for service, alertname in incidents.close_resolved(poll.active, poll.started):
+                    log.info("incident %s on %s closed: Alertmanager no longer holds its alert", alertname, service)
+            await save()
             await asyncio.sleep(ref.poll_interval)
 
 
@@ -341,31 +467,59 @@ async def poll_forever(incidents: Incidents, exporter: Exporter, *, idle: float 
 INCIDENTS_KEY = web.AppKey("incidents", Incidents)
 
 
-async def handle_webhook(request: web.Request) -> web.Response:
-    """POST: an Alertmanager webhook notification (version 4)."""
+def save_state(incidents: Incidents, path: Path, *, force: bool = False) -> None:
+    """Write the open incidents to ``path`` if they changed since the last save; a failure is logged."""
+    version = incidents.version
+    if not force and incidents.saved_version == version:
+        return
     try:
-        payload = await request.json()
-        if not isinstance(payload, dict):
+        write_atomically(path, json.dumps(incidents.state(), separators=(",", ":")).encode())
+    except OSError as exc:
+        log.warning("cannot save open incidents to %s: %s; trying again later", path, exc)
+        return
+    incidents.saved_version = version
+
+
+def load_state(incidents: Incidents, path: Path) -> None:
+    """Restore open incidents saved by an earlier run; a corrupt file is moved aside with a warning."""
+    try:
+        data = json.loads(path.read_bytes())
+        if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        request.app[INCIDENTS_KEY].receive(payload)
-    except ValueError as exc:
-        return web.Response(status=400, text=f"not an Alertmanager webhook notification: {exc}\n")
-    return web.Response(text="ok\n")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, RecursionError) as exc:
+        aside = path.with_name(path.name + ".corrupt")
+        log.warning("open incidents in %s unreadable (%s); moved to %s, starting without them", path, exc, aside)
+        with contextlib.suppress(OSError):
+            path.replace(aside)
+        return
+    incidents.restore(data)
+    log.info("%d open incidents restored from %s", len(incidents.open), path)
 
 
 def install_incidents(app: web.Application, exporter: Exporter) -> Incidents:
-    """Add ``/alertmanager/webhook`` and the silence poller to ``app`` (before it starts); return the tracker."""
+    """Add ``/alertmanager/webhook`` and the Alertmanager poller to ``app`` (before it starts); return the tracker."""
     incidents = Incidents()
     incidents.configure(escalation_levels(exporter))
+    state = exporter.logs.state_dir / STATE_FILE if exporter.logs.state_dir is not None else None
+    if state is not None:
+        load_state(incidents, state)
     app[INCIDENTS_KEY] = incidents
-    app.router.add_post(WEBHOOK_PATH, handle_webhook)
+
+    def refused(reason: str) -> None:
+        incidents.refused[reason] += 1
+
+    app.router.add_post(WEBHOOK_PATH, webhook_handler(lambda: exporter.config, incidents.receive, refused))
 
     async def poller(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(poll_forever(incidents, exporter), name="alertmanager-poller")
+        task = asyncio.create_task(poll_forever(incidents, exporter, state=state), name="alertmanager-poller")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if state is not None:
+            save_state(incidents, state)
 
     app.cleanup_ctx.append(poller)
     return incidents

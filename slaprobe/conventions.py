@@ -285,6 +285,7 @@ INCIDENT_TIME_TO_RESOLVE = "slaprobe_incident_time_to_resolve_seconds"  # histog
 INCIDENTS_OPEN = "slaprobe_incidents_open"  # gauge {priority, escalation_level}
 ALERTMANAGER_POLL_SUCCESS = "slaprobe_alertmanager_last_poll_successful"
 ALERTMANAGER_NOTIFICATIONS = "slaprobe_alertmanager_notifications_total"  # counter {status}: webhook calls
+ALERTMANAGER_WEBHOOK_REFUSED = "slaprobe_alertmanager_webhook_refused_total"  # counter {reason}: posts refused
 
 # Rule groups: three per service (Sloth's split), then feedback and escalation.
 RULE_GROUP_SLI = "slaprobe-sli-recordings-"  # + service

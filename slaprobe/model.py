@@ -36,7 +36,7 @@ from slaprobe.fields import (
 )
 from slaprobe.kinds import PROBE_KINDS, FlowSpec, ProbeKind, ProbeSpec
 from slaprobe.schedule import TimeInterval, zone
-from slaprobe.specs import DnsSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
+from slaprobe.specs import BasicAuth, DnsSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
 from slaprobe.units import parse_duration
 
 # ---------------------------------------------------------------------------- probes
@@ -494,6 +494,19 @@ class EscalationLevel(Model):
     during: str | None = Field(None, description="a time_intervals name")
 
 
+class WebhookAuth(Model):
+    """Credentials Alertmanager must send to /alertmanager/webhook: a bearer token or basic auth."""
+
+    bearer_token: str | None = Field(None, description="use ${env:...} or ${file:...}")
+    basic_auth: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WebhookAuth:
+        if (self.bearer_token is None) == (self.basic_auth is None):
+            raise ValueError("give exactly one of bearer_token and basic_auth")
+        return self
+
+
 class AlertmanagerRef(Model):
     """The Alertmanager whose silences count as acknowledgements."""
 
@@ -503,6 +516,11 @@ class AlertmanagerRef(Model):
         None,
         description="slaprobe's /alertmanager/webhook as Alertmanager reaches it; "
         "when set, the generated routing copies every alert there (incident metrics)",
+    )
+    webhook_auth: WebhookAuth | None = Field(
+        None,
+        description="credentials the webhook requires (written into the generated receiver's http_config); "
+        "without them the webhook answers 403",
     )
 
 

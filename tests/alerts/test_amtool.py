@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,26 @@ def test_check_rejects_an_escalation_target_that_is_no_receiver(config: str, mes
     result = run([sys.executable, "-m", "slaprobe", "check", "--config", str(path)])
     assert result.returncode == 1
     assert f"error: {message}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("auth", "http_config"),
+    [
+        ("{bearer_token: t0ken}", {"authorization": {"type": "Bearer", "credentials": "t0ken"}}),
+        ("{basic_auth: {username: am, password: pw}}", {"basic_auth": {"username": "am", "password": "pw"}}),
+    ],
+)
+def test_the_webhook_credentials_are_written_into_the_incidents_receiver(
+    auth: str, http_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Configured once (alertmanager.webhook_auth), sent by Alertmanager with no glue."""
+    from slaprobe.config import parse_config
+
+    cfg = parse_config(
+        "version: v1\nalertmanager: {url: 'http://127.0.0.1:9093', "
+        f"webhook_url: 'http://127.0.0.1:9799/alertmanager/webhook', webhook_auth: {auth}}}\n"
+    )
+    receiver = next(r for r in generate_alertmanager(cfg)["receivers"] if r["name"] == c.RECEIVER_INCIDENTS)
+    assert receiver["webhook_configs"][0]["http_config"] == http_config
+    result = run([tool("amtool"), "check-config", str(written(cfg, tmp_path))])
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -42,6 +42,7 @@ LOCATION = "lab"
 FEEDBACK_SOURCE = "tickets"
 JOB = "slaprobe"
 ACKED_ALERT = "SLAErrorBudgetBurn"
+WEBHOOK_TOKEN = "stack-webhook-token"  # alertmanager.webhook_auth: the webhook refuses posts without it
 
 
 class _Counter:
@@ -297,7 +298,7 @@ def write_config(workdir: Path, target: Target, access_log: Path, ticket_log: Pa
             "P4": [{"after": "0m", "notify": "tickets"}],
         },
         "receivers": {"oncall": hook, "lead": hook, "tickets": hook},
-        "alertmanager": {"url": base, "poll_interval": "1s"},
+        "alertmanager": {"url": base, "poll_interval": "1s", "webhook_auth": {"bearer_token": WEBHOOK_TOKEN}},
         "alerting": {"escalation_bridge": "10s"},
     }
     path = workdir / "slaprobe.yaml"

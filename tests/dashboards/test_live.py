@@ -97,7 +97,7 @@ def _post_incident_notifications(stack: st.Stack) -> None:
         st.webhook("resolved", {**labels, c.LABEL_ESCALATION_LEVEL: "2"}, started, now),  # the incident ends
         st.webhook("firing", {**labels, c.LABEL_ALERTNAME: "SLAProbeDown"}, now),
     ):
-        requests.post(url, json=payload, timeout=5)
+        requests.post(url, json=payload, timeout=5, headers={"Authorization": f"Bearer {st.WEBHOOK_TOKEN}"})
 
 
 @pytest.fixture(scope="module")

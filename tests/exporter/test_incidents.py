@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,14 +19,21 @@ from slaprobe import conventions as c
 from slaprobe.exporter.incidents import (
     INCIDENT_BUCKETS,
     INCIDENTS_KEY,
+    MAX_FINGERPRINTS,
+    STATE_FILE,
     Incidents,
     acknowledgements,
+    active_level_1,
     install_incidents,
+    load_state,
     parse_time,
+    save_state,
 )
 from slaprobe.exporter.runtime import Exporter, Sources
 
 T0 = 1_700_000_000.0
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
 def iso(seconds: float) -> str:
@@ -232,22 +240,33 @@ async def alertmanager() -> AsyncIterator[tuple[FakeAlertmanager, str]]:
     await server.close()
 
 
-@pytest.fixture
-async def client(tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]) -> AsyncIterator[TestClient]:
-    _, url = alertmanager
-    config = tmp_path / "slaprobe.yaml"
-    config.write_text(
+def incidents_config(url: str, auth: str = f"{{bearer_token: {TOKEN}}}") -> str:
+    """A config with one P1 service, two levels and an Alertmanager polled every 100 ms."""
+    return (
         "version: v1\n"
+        "services: {shop: {tier: critical}}\n"
         "escalation: {P1: [{after: 0m, notify: oncall}, {after: 15m, notify: lead}]}\n"
         "receivers: {oncall: {}, lead: {}}\n"
-        f"alertmanager: {{url: '{url}', poll_interval: 100ms}}\n"
+        f"alertmanager: {{url: '{url}', poll_interval: 100ms" + (f", webhook_auth: {auth}" if auth else "") + "}\n"
     )
-    exporter = Exporter(Sources(config=str(config)))
+
+
+async def started_client(config: Path, state_dir: Path | None = None) -> TestClient:
+    exporter = Exporter(Sources(config=str(config)), state_dir=str(state_dir) if state_dir else None)
     assert exporter.reload().successful
     app = web.Application()
     install_incidents(app, exporter)
     test_client = TestClient(TestServer(app, host="127.0.0.1"))
     await test_client.start_server()
+    return test_client
+
+
+@pytest.fixture
+async def client(tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]) -> AsyncIterator[TestClient]:
+    _, url = alertmanager
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(incidents_config(url))
+    test_client = await started_client(config, tmp_path / "state")
     yield test_client
     await test_client.close()
 
@@ -279,14 +298,154 @@ async def test_the_poller_exports_acknowledgements_and_keeps_them_while_alertman
     await until(lambda: not incidents.acknowledged)
 
 
-async def test_the_webhook_takes_notifications_and_refuses_anything_else(client: TestClient) -> None:
-    response = await client.post(
-        "/alertmanager/webhook", data=json.dumps({"version": "4", "alerts": [alert("firing")]})
-    )
-    assert response.status == 200
-    response = await client.post("/alertmanager/webhook", data="{not json")
-    assert response.status == 400
-    response = await client.post("/alertmanager/webhook", data=json.dumps([1, 2]))
-    assert response.status == 400
+async def post(client: TestClient, body: object, headers: dict[str, str] | None = None) -> int:
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = await client.post("/alertmanager/webhook", data=data, headers=AUTH if headers is None else headers)
+    return response.status
+
+
+async def test_the_webhook_takes_authenticated_notifications_and_refuses_anything_else(
+    client: TestClient, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    alertmanager[0].alerts = [{"labels": alert("firing")["labels"], "status": {}}]  # held: the poll keeps it open
     incidents = client.app[INCIDENTS_KEY]
+    assert await post(client, {"version": "4", "alerts": [alert("firing")]}) == 200
     assert ("shop", "SLAProbeDown") in incidents.open
+    forged = {"version": "4", "alerts": [alert("resolved", end=T0 + 1)]}
+    refusals = [
+        (forged, {"Content-Type": "application/json"}, 401),
+        (forged, {**AUTH, "Authorization": "Bearer wrong"}, 401),
+        (forged, {**AUTH, "Authorization": f"Basic {TOKEN}"}, 401),
+        (forged, {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}, 415),
+        (forged, {**AUTH, "Content-Type": "text/plain"}, 415),
+        (forged, {**AUTH, "Origin": "https://evil.example"}, 403),
+        (forged, {**AUTH, "Sec-Fetch-Site": "cross-site"}, 403),
+        ("{not json", AUTH, 400),
+        ([1, 2], AUTH, 400),
+        ("[" * 100_000 + "]" * 100_000, AUTH, 400),  # deeper than json's recursion limit: 400, not a 500
+        ({"alerts": [{**alert("firing"), "labels": {**alert("firing")["labels"], "priority": "P9"}}]}, AUTH, 422),
+        ({"alerts": [alert("firing", service="nosuch")]}, AUTH, 422),
+        ({"alerts": [alert("firing", 3)]}, AUTH, 422),  # P1 has two levels
+        ({"alerts": [{**alert("firing"), "labels": {**alert("firing")["labels"], "x": "y" * 2000}}]}, AUTH, 422),
+        ({"alerts": [{**alert("firing"), "status": "weird"}]}, AUTH, 422),
+        ({"alerts": [{**alert("firing"), "labels": {**alert("firing")["labels"], "priority": "\udcff"}}]}, AUTH, 422),
+    ]
+    for body, headers, status in refusals:
+        assert await post(client, body, headers) == status, (
+            body if isinstance(body, dict) else str(body)[:40],
+            headers,
+        )
+    assert ("shop", "SLAProbeDown") in incidents.open, "a refused post changed an incident"
+    got = samples(incidents.render())
+    refused = {dict(labels)["reason"]: value for (name, labels), value in got.items() if name.startswith(
+        c.ALERTMANAGER_WEBHOOK_REFUSED)}  # fmt: skip
+    assert refused == {
+        "cross_site": 2, "not_configured": 0, "unauthenticated": 3, "content_type": 2, "malformed": 3,
+        "invalid_labels": 6,
+    }  # fmt: skip
+
+
+async def test_without_webhook_auth_in_the_config_the_webhook_answers_403(
+    tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(incidents_config(alertmanager[1], auth=""))
+    client = await started_client(config)
+    try:
+        assert await post(client, {"version": "4", "alerts": [alert("firing")]}) == 403
+        assert client.app[INCIDENTS_KEY].open == {}
+    finally:
+        await client.close()
+
+
+async def test_basic_auth_is_taken_as_configured(tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]) -> None:
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(incidents_config(alertmanager[1], auth="{basic_auth: {username: am, password: pw}}"))
+    client = await started_client(config)
+    try:
+        body = {"version": "4", "alerts": [alert("firing")]}
+        wrong = {"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(b"am:no").decode()}
+        assert await post(client, body, wrong) == 401
+        right = {**wrong, "Authorization": "Basic " + base64.b64encode(b"am:pw").decode()}
+        assert await post(client, body, right) == 200
+    finally:
+        await client.close()
+
+
+def test_fingerprints_held_stay_below_the_cap_whatever_is_posted() -> None:
+    incidents = Incidents(clock=Clock())
+    for n in range(MAX_FINGERPRINTS + 50):
+        incidents.receive({"alerts": [{**alert("firing"), "fingerprint": f"f{n}"}]})
+    assert incidents.fingerprints == MAX_FINGERPRINTS == sum(len(i.firing) for i in incidents.open.values())
+
+
+def test_an_acknowledged_incident_closes_once_alertmanager_no_longer_holds_its_level_1_alert() -> None:
+    """Alertmanager sends no resolved notification of a silenced alert (its issue 226): the poll closes it."""
+    clock = Clock()
+    incidents = Incidents(clock=clock)
+    incidents.receive({"alerts": [alert("firing"), alert("firing", name="SLAErrorBudgetBurn")]})
+    clock.now = T0 + 60
+    incidents.set_acknowledged({("shop", "SLAProbeDown"): T0 + 60})
+    held = [{"labels": alert("firing")["labels"], "endsAt": iso(T0 + 400)}]
+    assert incidents.close_resolved(active_level_1(held, T0 + 100), polled_at=T0 + 100) == [
+        ("shop", "SLAErrorBudgetBurn")
+    ]
+    clock.now = T0 + 300
+    incidents.receive({"alerts": [alert("firing", 2)]})  # a notification after the poll began: kept open
+    assert incidents.close_resolved(set(), polled_at=T0 + 299) == []
+    assert incidents.close_resolved(set(), polled_at=T0 + 600) == [("shop", "SLAProbeDown")]
+    got = samples(incidents.render())
+    ttr = c.INCIDENT_TIME_TO_RESOLVE
+    assert got[(f"{ttr}_count", (("priority", "P1"),))] == 2
+    assert got[(f"{ttr}_sum", (("priority", "P1"),))] == 100 + 600
+    assert incidents.fingerprints == 0
+
+
+def test_resolved_alerts_alertmanager_still_lists_are_not_active() -> None:
+    alerts = [
+        {"labels": alert("firing")["labels"], "endsAt": iso(T0 - 1)},
+        {"labels": alert("firing", 2, name="Other")["labels"], "endsAt": iso(T0 + 100)},
+    ]
+    assert active_level_1(alerts, T0) == set()
+
+
+def test_open_incidents_survive_a_save_and_load_and_a_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
+    incidents = Incidents(clock=Clock())
+    incidents.receive({"alerts": [alert("firing"), alert("firing", 2)]})
+    incidents.set_acknowledged({("shop", "SLAProbeDown"): T0 + 5})
+    path = tmp_path / STATE_FILE
+    save_state(incidents, path)
+    again = Incidents(clock=Clock())
+    load_state(again, path)
+    assert again.open == incidents.open
+    assert again.fingerprints == 2
+    path.write_text('["not", "an", "object"]')
+    load_state(Incidents(), path)
+    assert not path.exists() and path.with_name(STATE_FILE + ".corrupt").exists()
+
+
+async def test_the_poller_closes_a_muted_incident_and_a_restart_keeps_the_open_ones(
+    tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(incidents_config(url))
+    fake.alerts = [{"labels": alert("firing")["labels"], "endsAt": iso(time.time() + 3600), "status": {}}]
+    client = await started_client(config, tmp_path / "state")
+    now = time.time()
+    body = {"alerts": [alert("firing", start=now), alert("firing", name="SLAErrorBudgetBurn", start=now)]}
+    assert await post(client, body) == 200
+    incidents = client.app[INCIDENTS_KEY]
+    await until(lambda: list(incidents.open) == [("shop", "SLAProbeDown")])  # the other one is not held
+    await client.close()
+    assert (tmp_path / "state" / STATE_FILE).exists()
+
+    client = await started_client(config, tmp_path / "state")
+    try:
+        incidents = client.app[INCIDENTS_KEY]
+        assert list(incidents.open) == [("shop", "SLAProbeDown")]
+        fake.alerts = []  # resolved while silenced: no notification comes
+        await until(lambda: not incidents.open)
+        assert incidents.time_to_resolve["P1"].count == 1
+    finally:
+        await client.close()

@@ -35,6 +35,9 @@ WEBHOOK = (
 )
 
 
+WEBHOOK_TOKEN = "unencodable-token"
+
+
 def slaprobe_config(tmp: Path) -> str:
     log = {
         "name": "app",
@@ -51,7 +54,12 @@ def slaprobe_config(tmp: Path) -> str:
         ],
     }
     desk = {"name": "desk", "path": str(tmp / "tickets.jsonl"), "format": "jsonl", "service": "shop"}
-    doc = {"version": "v1", "services": {"shop": {"logs": [log]}}, "feedback": [desk]}
+    doc = {
+        "version": "v1",
+        "services": {"shop": {"logs": [log]}},
+        "feedback": [desk],
+        "alertmanager": {"url": "http://127.0.0.1:9", "webhook_auth": {"bearer_token": WEBHOOK_TOKEN}},
+    }
     return yaml.safe_dump(doc)
 
 
@@ -103,10 +111,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     (tmp / "tickets.jsonl").write_text(TICKET_LINE)
     serve = Serve(tmp)
     serve.start()
-    posted = serve.session.post(
-        f"{serve.base}/alertmanager/webhook", data=WEBHOOK, headers={"Content-Type": "application/json"}, timeout=10
-    )
-    assert posted.status_code == 200, posted.text
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    posted = serve.session.post(f"{serve.base}/alertmanager/webhook", data=WEBHOOK, headers=headers, timeout=10)
+    assert posted.status_code == 422, posted.text  # no such priority: refused, whatever its characters
     try:
         yield serve
     finally:
@@ -135,8 +142,8 @@ def promtool_accepts(text: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_webhook_priority_with_a_lone_surrogate_is_exported_as_the_replacement_character(served: Serve) -> None:
-    text = scrape(served, f'{c.INCIDENTS_OPEN}{{priority="\ufffd"')
+def test_a_webhook_priority_with_a_lone_surrogate_is_refused_and_counted(served: Serve) -> None:
+    text = scrape(served, f'{c.ALERTMANAGER_WEBHOOK_REFUSED}{{reason="invalid_labels"}} 1')
     promtool_accepts(text)
 
 
