@@ -6,7 +6,9 @@ puts that label on every alert (``namespace_label=True``). Receivers are convert
 Alertmanager's snake_case to the CRD's camelCase; credentials that the CRD takes only as
 Secret references (Slack ``apiURL``, PagerDuty ``routingKey``...) must be edited into
 Secrets, and time-interval keys the CRD lacks (``location``) are dropped and listed in the
-``slaprobe/warnings`` annotation.
+``slaprobe/warnings`` annotation. The webhook credentials of the ``slaprobe-incidents``
+receiver become references to the Secret ``WEBHOOK_SECRET`` (keys ``credentials``, or
+``username`` and ``password``), which the annotation names: the CRD takes no inline secrets.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from slaprobe import conventions as c
 RULE_API_VERSION = "monitoring.coreos.com/v1"
 CONFIG_API_VERSION = "monitoring.coreos.com/v1alpha1"
 WARNINGS_ANNOTATION = "slaprobe/warnings"
+WEBHOOK_SECRET = "slaprobe-webhook-auth"
 _BASE_LABELS = {"app.kubernetes.io/name": "slaprobe", "app.kubernetes.io/component": "alerting"}
 _RENAMES = {"api_url": "apiURL", "url_file": "urlFile", "http_config": "httpConfig"}
 _TIME_INTERVAL_KEYS = {"times", "weekdays", "days_of_month", "months", "years"}
@@ -95,6 +98,24 @@ def _route(route: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _secret_refs(receiver: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """The incidents receiver with its inline webhook credentials replaced by Secret references."""
+    if receiver.get("name") != c.RECEIVER_INCIDENTS:
+        return receiver
+    hooks = []
+    for hook in receiver.get("webhookConfigs", []):
+        http = dict(hook.get("httpConfig") or {})
+        if "authorization" in http:
+            ref = {"name": WEBHOOK_SECRET, "key": "credentials"}
+            http["authorization"] = {**http["authorization"], "credentials": ref}
+            warnings.append(f"create Secret {WEBHOOK_SECRET} with key credentials (the webhook's token)")
+        if "basicAuth" in http:
+            http["basicAuth"] = {key: {"name": WEBHOOK_SECRET, "key": key} for key in ("username", "password")}
+            warnings.append(f"create Secret {WEBHOOK_SECRET} with keys username and password (the webhook's)")
+        hooks.append({**hook, "httpConfig": http} if http else hook)
+    return {**receiver, "webhookConfigs": hooks}
+
+
 def alertmanager_config_manifest(
     alertmanager: dict[str, Any],
     *,
@@ -106,7 +127,7 @@ def alertmanager_config_manifest(
     warnings: list[str] = []
     spec: dict[str, Any] = {
         "route": _route(alertmanager["route"]),
-        "receivers": [_camel_tree(receiver) for receiver in alertmanager["receivers"]],
+        "receivers": [_secret_refs(_camel_tree(receiver), warnings) for receiver in alertmanager["receivers"]],
         "inhibitRules": [
             {
                 "sourceMatch": [crd_matcher(m) for m in rule["source_matchers"]],

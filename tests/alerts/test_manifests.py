@@ -66,3 +66,19 @@ def test_receivers_are_converted_to_the_crd_spelling() -> None:
     receivers = {r["name"]: r for r in manifest["spec"]["receivers"]}
     assert receivers["manager"]["emailConfigs"][0]["smarthost"] == "smtp.example:25"
     assert crd_matcher('a="x\\"y"') == {"name": "a", "value": 'x"y', "matchType": "="}
+
+
+def test_the_webhook_credentials_become_secret_references_in_the_alertmanager_config(
+    operator_models: ModuleType,
+) -> None:
+    """The CRD takes no inline secrets: the incidents receiver refers to a Secret the annotation names."""
+    from slaprobe.config import parse_config
+
+    cfg = parse_config(
+        "version: v1\nalertmanager: {url: 'http://127.0.0.1:9093', "
+        "webhook_url: 'http://127.0.0.1:9799/alertmanager/webhook', webhook_auth: {bearer_token: t0ken}}\n"
+    )
+    manifest = alertmanager_config_manifest(generate_alertmanager(cfg), namespace="obs")
+    operator_models.v1alpha1.AlertmanagerConfig.model_validate(manifest)
+    assert "t0ken" not in str(manifest)
+    assert "slaprobe-webhook-auth" in manifest["metadata"]["annotations"][WARNINGS_ANNOTATION]
