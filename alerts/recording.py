@@ -7,8 +7,9 @@ from typing import Any
 from slaprobe import conventions as c
 from slaprobe.alerts.promql import number, selector
 from slaprobe.alerts.slos import SLO
+from slaprobe.burnrate import applicable_windows
 from slaprobe.config import Config
-from slaprobe.units import format_duration
+from slaprobe.units import format_duration, parse_duration
 
 Rule = dict[str, Any]
 SLOTH_MODE = "cli-gen-prom"
@@ -17,11 +18,14 @@ SLOTH_VERSION = "slaprobe"
 
 
 def sli_rules(slo: SLO) -> list[Rule]:
-    """``slo:sli_error:ratio_rate<W>`` for every recorded window (rates), then over the SLA window
+    """``slo:sli_error:ratio_rate<W>`` for every recorded window and every window of its burn-rate
+    pairs (rates), then over the SLA window
     (exact counts, not Sloth's average of 5m ratios: one window without runs made that NaN for
     the whole SLA window, and an average of ratios weighs quiet windows like busy ones)."""
     period = slo.period_window
-    windows = [*(w for w in c.SLO_RATE_WINDOWS if w != period), period]
+    pairs = {w for pair, _ in applicable_windows(slo.period, slo.budget) for w in (pair.long, pair.short)}
+    scaled = sorted(pairs - {*c.SLO_RATE_WINDOWS, period}, key=parse_duration)  # scaled windows: 1d SLAs
+    windows = [*(w for w in c.SLO_RATE_WINDOWS if w != period), *scaled, period]
     return [
         {
             "record": c.slo_sli_error(window),

@@ -308,10 +308,10 @@ def _burn_description(pairs: list[tuple[str, float]]) -> str:
         "1 spends the budget exactly over the SLA window."
     )
     if not pairs:
-        return text + " No burn-rate alerts apply to these SLA windows (every factor would be below 1)."
+        return text + " No burn-rate alerts apply to these SLOs (every threshold would be 100% or more)."
     factors = ", ".join(f"{label}: {factor:g}x" for label, factor in pairs)
     return (
-        f"{text} The dashed lines are the service's burn-rate alert thresholds; they scale with its SLA window "
+        f"{text} The dashed lines are the service's burn-rate alert thresholds; the windows scale with its SLA window "
         f"({factors} in this config). A window pair fires when both of its windows are above its line."
     )
 
@@ -324,7 +324,7 @@ def _budget(cfg: Config) -> list[Panel]:
     )
     pairs = sorted(
         {(t.label, t.factor) for thresholds in slo.services_with_burn_alerts(cfg).values() for t in thresholds},
-        key=lambda pair: -pair[1],
+        key=lambda pair: (-pair[1], pair[0]),
     )
     return [
         p.row("Error budget"),

@@ -2,8 +2,9 @@
 
 The rows are the SRE workbook's table (``conventions.BURN_RATE_TABLE``): alert when a share
 of the SLA window's error budget is spent within a long window, confirmed by a short one.
-``alerts/`` writes the alerts from ``applicable_windows``; ``dashboards/`` draws the same
-thresholds, so a line on a burn-rate graph is always an alert that exists.
+``alerts/`` writes the alerts (and records the windows) from ``applicable_windows``;
+``dashboards/`` draws the same thresholds, so a line on a burn-rate graph is always an alert
+that exists. Every SLA window gets every pair: a 1d window scales them (``windows_for``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slaprobe import conventions as c
-from slaprobe.units import parse_duration
+from slaprobe.config import Config
+from slaprobe.units import format_duration, format_value, parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +37,74 @@ class BurnWindow:
 
 BURN_WINDOWS = tuple(BurnWindow(*row) for row in c.BURN_RATE_TABLE)
 
+# The SLA windows the workbook's table is written for: its windows are used as they are (as Sloth
+# ships them for both). Other SLA windows get the table scaled to their length, as Pyrra does.
+REFERENCE_PERIOD = 30 * 86400.0
+UNSCALED_PERIODS = (28 * 86400.0, REFERENCE_PERIOD)
+MIN_WINDOW = 60.0  # seconds: a rate needs two samples; shorter scaled windows are raised to this
+
+
+def _scaled(seconds: float) -> float:
+    """A scaled window rounded to whole minutes (whole seconds below two minutes), at least ``MIN_WINDOW``."""
+    unit = 60.0 if seconds >= 120 else 1.0
+    return max(MIN_WINDOW, round(seconds / unit) * unit)
+
+
+def windows_for(period: float) -> tuple[BurnWindow, ...]:
+    """The table's window pairs for an SLA window of ``period`` seconds.
+
+    28d and 30d get the workbook's windows (1h/5m, 6h/30m, 1d/2h, 3d/6h); any other window
+    gets them scaled by ``period / 30d`` (a 1d window: 2m/1m, 12m/1m, 48m/4m, 2h24m/12m), so
+    its burn-rate factors stay the workbook's 14.4, 6, 3 and 1 and each pair still spends the
+    same share of the budget. A scaled short window is at least ``MIN_WINDOW`` and the long
+    one at least twice the short one.
+    """
+    if period in UNSCALED_PERIODS:
+        return BURN_WINDOWS
+    scale = period / REFERENCE_PERIOD
+    found = []
+    for window in BURN_WINDOWS:
+        short = _scaled(parse_duration(window.short) * scale)
+        long = max(_scaled(parse_duration(window.long) * scale), 2 * short)
+        found.append(BurnWindow(window.budget_share, format_duration(long), format_duration(short), window.severity))
+    return tuple(found)
+
 
 def applicable_windows(period: float, budget: float) -> list[tuple[BurnWindow, float]]:
     """The window pairs that apply to an SLA window of ``period`` seconds and an error budget
     ratio ``budget`` (99.9% -> 0.001), fastest first, each with its burn-rate factor.
 
-    Left out: a pair whose long window exceeds the SLA window; one whose factor is below 1
-    (short SLA windows: it would alert on spending less than the budget); one whose
-    threshold (factor x budget) is 100% or more (an objective too low for it: it could
-    never fire).
+    Every SLA window gets all four pairs (``windows_for``). Left out only: a pair whose
+    threshold (factor x budget) is 100% or more (an objective too low for it: it could never
+    fire). ``describe_windows`` says which pairs a window gets, for ``check``.
     """
     found = []
-    for window in BURN_WINDOWS:
+    for window in windows_for(period):
         factor = window.factor(period)
-        if parse_duration(window.long) <= period and factor >= 1 and factor * budget < 1:
+        if factor * budget < 1:
             found.append((window, factor))
     return found
+
+
+def describe_windows(period: float, budget: float) -> str:
+    """One line for ``check``: the burn-rate pairs an SLA window gets, and those left out."""
+    kept = applicable_windows(period, budget)
+    parts = [f"{w.label} x{format_value(f)} {w.severity}" for w, f in kept]
+    dropped = [w.label for w in windows_for(period) if w not in {k for k, _ in kept}]
+    text = f"SLA window {format_duration(period)}: burn-rate pairs " + (", ".join(parts) or "none")
+    if dropped:
+        text += f" (left out, threshold 100% or more: {', '.join(dropped)})"
+    return text
+
+
+def describe_config(cfg: Config) -> list[str]:
+    """``describe_windows`` for each SLA window and availability objective of a config, naming its services."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    for name, service in cfg.services.items():
+        key = (service.sla.window, round((100 - service.sla.availability) / 100, 12))
+        groups.setdefault(key, []).append(name)
+    lines = []
+    for (period, budget), names in sorted(groups.items()):
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"{describe_windows(period, budget)} [{format_value(100 - budget * 100)}%: {shown}]")
+    return lines

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from slaprobe import __version__
+from slaprobe.burnrate import describe_config
 from slaprobe.config import Config, ConfigError, config_json_schema, load_config
 
 
@@ -32,9 +33,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     failed = False
     summary = []
+    pairs: list[str] = []
     if args.config:
         try:
-            summary.append(load_config(args.config).summary())
+            cfg = load_config(args.config)
+            summary.append(cfg.summary())
+            pairs = describe_config(cfg)
         except ConfigError as exc:
             _print_errors(exc)
             failed = True
@@ -48,6 +52,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if failed:
         return 1
     print(f"ok: {'; '.join(summary)}")
+    for line in pairs:  # which burn-rate alerts each SLA window gets
+        print(f"  {line}")
     return 0
 
 

@@ -127,13 +127,13 @@ def test_availability_reads_zero_failures_as_zero_and_latency_selects_the_export
     ("window", "objective", "pairs"),
     [
         ("30d", 99.9, ["1h/5m 14.4", "6h/30m 6", "1d/2h 3", "3d/6h 1"]),
-        ("28d", 99.9, ["1h/5m 13.44", "6h/30m 5.6", "1d/2h 2.8"]),
-        ("7d", 99.9, ["1h/5m 3.36", "6h/30m 1.4"]),
-        ("1d", 99.9, []),
+        ("28d", 99.9, ["1h/5m 13.44", "6h/30m 5.6", "1d/2h 2.8", "3d/6h 0.933333"]),
+        ("7d", 99.9, ["14m/1m10s 14.4", "1h24m/7m 6", "5h36m/28m 3", "16h48m/1h24m 1"]),
+        ("1d", 99.9, ["2m/1m 14.4", "12m/1m 6", "48m/4m 3", "2h24m/12m 1"]),
         ("30d", 93, ["6h/30m 6", "1d/2h 3", "3d/6h 1"]),
     ],
 )
-def test_burn_rate_pairs_follow_the_workbook_and_leave_out_the_impossible_ones(
+def test_burn_rate_pairs_follow_the_workbook_scaled_and_leave_out_the_impossible_ones(
     window: str, objective: float, pairs: list[str]
 ) -> None:
     cfg = parse_config(
