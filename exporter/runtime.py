@@ -181,7 +181,7 @@ class Exporter:
                 Job(
                     key=meta.key,
                     schedule=schedule,
-                    run=self._job(meta, probe),
+                    run=self._job(meta, probe, config.secrets),
                     version=(probe.model_dump_json(), meta, schedule),
                     on_slot=partial(self._slot, meta.key),
                 )
@@ -244,11 +244,11 @@ class Exporter:
         when = dt.datetime.fromtimestamp(self.clock() if now is None else now, zone(self.config.global_.timezone))
         return when.toordinal()
 
-    def _job(self, meta: ProbeMeta, probe: Probe) -> Callable[[], Awaitable[None]]:
+    def _job(self, meta: ProbeMeta, probe: Probe, secrets: frozenset[str]) -> Callable[[], Awaitable[None]]:
+        # secrets: the config's ${env:}/${file:} values; a header holding one stays with its host
         fn = PROBERS[probe.kind]
         spec = probe.spec
         name = f"{meta.service}/{meta.probe}"
-        secrets = self.config.secrets  # headers holding one do not follow a redirect to another host
 
         def attempt() -> Awaitable[ProbeResult]:
             # Only /probe shows blackbox's samples: a scheduled run does not build them.
