@@ -220,6 +220,8 @@ class ProbeSeries:
             text[PHASE] = "".join([PHASE.sample(seconds, phase, base=lb) for phase, seconds in last.phases.items()])
             if last.cert is not None:
                 text[CERT_EXPIRY] = CERT_EXPIRY.sample(last.cert.leaf_expiry, base=lb)
+                if last.cert.chain_expiry is not None:
+                    text[CHAIN_EXPIRY] = CHAIN_EXPIRY.sample(last.cert.chain_expiry, base=lb)
             if last.steps:
                 text[STEP_DURATION] = "".join([STEP_DURATION.sample(s.duration, s.name, base=lb) for s in last.steps])
         if self.step_failures:
@@ -270,6 +272,13 @@ CERT_EXPIRY = MetricFamily(
     "Unix time in seconds at which the leaf certificate seen by the last run expires.",
     _PROBE,
 )
+CHAIN_EXPIRY = MetricFamily(
+    c.TLS_CHAIN_EARLIEST_EXPIRY,
+    "gauge",
+    "Unix time in seconds at which the first certificate of the chain verified by the last run expires"
+    " (absent when no chain was verified).",
+    _PROBE,
+)
 STEP_DURATION = MetricFamily(
     c.FLOW_STEP_DURATION, "gauge", "Duration of each step of the last flow run in seconds.", (*_PROBE, c.LABEL_STEP)
 )
@@ -301,6 +310,7 @@ FAMILIES: tuple[MetricFamily, ...] = (
     LAST_RUN,
     PHASE,
     CERT_EXPIRY,
+    CHAIN_EXPIRY,
     STEP_DURATION,
     STEP_FAILURES,
     FIRST_ATTEMPT_FAILURES,

@@ -50,6 +50,8 @@ class CertInfo:
     serial: str = ""
     fingerprint_sha256: str = ""
     verified: bool = False
+    earliest_subject: str = ""  # subject of the presented certificate that expires first
+    chain_expiry: float | None = None  # unix seconds, soonest notAfter of the verified chain; None unverified
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,14 +216,17 @@ def cert_info(ssl_object: SSLObjectLike, verified: bool) -> CertInfo | None:
     if leaf is None:
         return None
     presented = _certs(ders)
+    earliest = min(presented, key=_not_after)
     return CertInfo(
         leaf_expiry=_not_after(leaf),
-        earliest_expiry=min(_not_after(cert) for cert in presented),
+        earliest_expiry=_not_after(earliest),
         subject=leaf.subject.rfc4514_string(),
         issuer=leaf.issuer.rfc4514_string(),
         serial=serial_hex(leaf.serial_number),
         fingerprint_sha256=hashlib.sha256(ders[0]).hexdigest(),
         verified=verified,
+        earliest_subject=earliest.subject.rfc4514_string(),
+        chain_expiry=verified_chain_expiry(ssl_object) if verified else None,
     )
 
 
@@ -240,7 +243,8 @@ def _dns_names(ssl_object: SSLObjectLike) -> str:
 
 
 def verified_chain_expiry(ssl_object: SSLObjectLike) -> float | None:
-    """Soonest notAfter in the chain OpenSSL verified; None when no chain was verified."""
+    """Soonest notAfter in the chain OpenSSL verified (blackbox's "last chain" expiry: Python
+    knows one verified chain); None when no chain was verified, as in insecure mode."""
     chain = _certs(_chain_der(ssl_object, "get_verified_chain"))
     return min((_not_after(cert) for cert in chain), default=None)
 
@@ -270,9 +274,8 @@ def tls_samples(ssl_object: SSLObjectLike, cert: CertInfo | None) -> list[Sample
             Sample(names.BB_SSL_EARLIEST_EXPIRY, cert.earliest_expiry),
             Sample(names.BB_TLS_LEAF_EXPIRY, cert.leaf_expiry),
         ]
-        chain_expiry = verified_chain_expiry(ssl_object) if cert.verified else None
-        if chain_expiry is not None:
-            samples.append(Sample(names.BB_SSL_LAST_CHAIN_EXPIRY, chain_expiry))
+        if cert.chain_expiry is not None:
+            samples.append(Sample(names.BB_SSL_LAST_CHAIN_EXPIRY, cert.chain_expiry))
         labels = (
             ("fingerprint_sha256", cert.fingerprint_sha256),
             ("subject", cert.subject),
@@ -352,12 +355,16 @@ def days_left(cert: CertInfo, *, now: float | None = None) -> float:
 
 
 def check_min_days_left(cert: CertInfo | None, cfg: TLSConfig, *, now: float | None = None) -> str | None:
-    """A failure detail if the leaf expires within ``cfg.min_days_left`` days, else None."""
+    """A failure detail if any certificate the peer presented (the leaf, an intermediate)
+    expires within ``cfg.min_days_left`` days, else None."""
     if cert is None or cfg.min_days_left is None:
         return None
-    left = days_left(cert, now=now)
+    left = (cert.earliest_expiry - (time.time() if now is None else now)) / 86400
     if left >= cfg.min_days_left:
         return None
+    which = f"certificate {cert.subject}"
+    if cert.earliest_expiry < cert.leaf_expiry and cert.earliest_subject:
+        which = f"chain certificate {cert.earliest_subject} (of {cert.subject})"
     if left < 0:
-        return f"certificate {cert.subject} expired {-left:.1f} days ago"
-    return f"certificate {cert.subject} expires in {left:.1f} days (min_days_left {cfg.min_days_left:g})"
+        return f"{which} expired {-left:.1f} days ago"
+    return f"{which} expires in {left:.1f} days (min_days_left {cfg.min_days_left:g})"

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from prometheus_client.parser import text_string_to_metric_families
 
 from slaprobe import conventions as names
 from slaprobe.config import TlsSpec
+from slaprobe.exporter.runtime import Exporter, Sources
 from slaprobe.probes.result import FailureReason, ForbiddenTargetError, ProbeContext, ProbeResult, ProbeTrace
 from slaprobe.probes.runner import run_probe
 from slaprobe.probes.tls import probe_tls
@@ -146,6 +148,7 @@ async def test_an_expired_certificate_fails_with_tls_and_still_reports_it(
     assert names.BB_SSL_LAST_CHAIN_INFO in sample_names(result)
     # No chain verified: no chain expiry at all, rather than blackbox's negative timestamp.
     assert names.BB_SSL_LAST_CHAIN_EXPIRY not in sample_names(result)
+    assert result.cert.chain_expiry is None
     assert set(result.phases) == {"resolve", "connect", "tls"}
 
 
@@ -194,6 +197,7 @@ async def test_insecure_skip_verify_accepts_an_unknown_ca_and_reports_no_verifie
     assert result.success, result.detail
     assert result.cert is not None and not result.cert.verified
     assert names.BB_SSL_LAST_CHAIN_EXPIRY not in sample_names(result)
+    assert result.cert.chain_expiry is None
 
 
 async def test_a_plain_text_server_fails_with_tls() -> None:
@@ -299,6 +303,58 @@ async def test_a_certificate_near_expiry_fails_with_cert_expiry(
     assert "expires in 5.0 days (min_days_left 14)" in result.detail
     assert result.cert is not None and result.cert.verified
     assert relaxed.success, relaxed.detail
+
+
+async def test_an_intermediate_near_expiry_fails_min_days_left_though_the_leaf_has_long_to_go(
+    authority: Authority, tmp_path: Path, ca_file: str
+) -> None:
+    intermediate = authority.intermediate(tmp_path, "shop intermediate", days=2)
+    leaf = intermediate.issue(tmp_path, "localhost", days=20)
+    async with serve(leaf.server_context()) as port:
+        result = await probe(spec(port, ca_file=ca_file, min_days_left=7))
+        relaxed = await probe(spec(port, ca_file=ca_file, min_days_left=1))
+    assert result.reason is FailureReason.CERT_EXPIRY
+    assert "chain certificate CN=shop intermediate (of CN=localhost) expires in 2.0 days (min_days_left 7)" in result.detail
+    assert relaxed.success, relaxed.detail
+    cert = relaxed.cert
+    intermediate_expiry = intermediate.cert.not_valid_after_utc.timestamp()
+    assert cert is not None and cert.leaf_expiry == pytest.approx(leaf.not_after.timestamp(), abs=1)
+    assert cert.earliest_expiry == cert.chain_expiry == intermediate_expiry
+    assert relaxed.sample(names.BB_SSL_EARLIEST_EXPIRY) == intermediate_expiry
+    assert relaxed.sample(names.BB_SSL_LAST_CHAIN_EXPIRY) == intermediate_expiry
+    assert relaxed.sample(names.BB_TLS_LEAF_EXPIRY) == cert.leaf_expiry
+
+
+async def test_the_earliest_chain_expiry_is_exported_beside_the_leafs_by_a_scheduled_probe(
+    authority: Authority, tmp_path: Path, ca_file: str
+) -> None:
+    intermediate = authority.intermediate(tmp_path, "shop intermediate", days=2)
+    leaf = intermediate.issue(tmp_path, "localhost", days=20)
+    async with serve(leaf.server_context()) as port:
+        config = tmp_path / "slaprobe.yaml"
+        config.write_text(
+            "version: v1\nglobal: {interval: 1s, timeout: 900ms}\nservices:\n  shop:\n    probes:\n"
+            f"      - {{name: cert, tls: {{address: '127.0.0.1:{port}', ca_file: '{ca_file}', server_name: localhost}}}}\n"
+        )
+        exporter = Exporter(Sources(config=str(config)))
+        assert exporter.reload().successful, exporter.status.issues
+        task = asyncio.create_task(exporter.start_scheduler().run())
+        series = exporter.store.get(("shop", "cert"))
+        assert series is not None
+        deadline = time.monotonic() + 10
+        while series.last is None:
+            assert time.monotonic() < deadline, "the probe never ran"
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    exported = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(exporter.store.render())
+        for sample in family.samples
+    }
+    assert exported[names.TLS_CERT_EXPIRY] == pytest.approx(leaf.not_after.timestamp(), abs=1)
+    assert exported[names.TLS_CHAIN_EARLIEST_EXPIRY] == intermediate.cert.not_valid_after_utc.timestamp()
 
 
 async def test_every_broken_expectation_is_in_the_detail_and_the_first_is_the_reason(

@@ -36,7 +36,20 @@ class Authority:
 
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
-    path: Path
+    path: Path  # PEM of the root to trust (this CA's own certificate, unless it is an intermediate)
+    parents: tuple[x509.Certificate, ...] = ()  # issuers above this CA, presented after it
+
+    def intermediate(self, directory: Path, name: str = "slaprobe test intermediate", *, days: float = 90) -> Authority:
+        """A CA signed by this one, valid until now + ``days``; its leaves present it in their chain."""
+        now = dt.datetime.now(dt.UTC)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            _ca_builder(name, now, days)
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .sign(self.key, hashes.SHA256())
+        )
+        return Authority(cert, key, self.path, (self.cert, *self.parents))
 
     def issue(
         self,
@@ -75,7 +88,7 @@ class Authority:
         cert_path = directory / f"{name}.crt"
         key_path = directory / f"{name}.key"
         cert_path.write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM) + self.cert.public_bytes(serialization.Encoding.PEM)
+            b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, self.cert, *self.parents))
         )
         key_path.write_bytes(
             key.private_bytes(
@@ -90,11 +103,17 @@ def make_authority(directory: Path, name: str = "slaprobe test CA", *, days: flo
     now = dt.datetime.now(dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
+    cert = _ca_builder(name, now, days).issuer_name(subject).public_key(key.public_key()).sign(key, hashes.SHA256())
+    path = directory / (name.replace(" ", "-") + ".pem")
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return Authority(cert, key, path)
+
+
+def _ca_builder(name: str, now: dt.datetime, days: float) -> x509.CertificateBuilder:
+    """A CA certificate called ``name`` valid from a day ago to now + ``days``, not yet signed."""
+    return (
         x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=days))
@@ -113,8 +132,4 @@ def make_authority(directory: Path, name: str = "slaprobe test CA", *, days: flo
             ),
             critical=True,
         )
-        .sign(key, hashes.SHA256())
     )
-    path = directory / (name.replace(" ", "-") + ".pem")
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return Authority(cert, key, path)
