@@ -20,6 +20,7 @@ from slaprobe import conventions as c
 from slaprobe.config import Probe
 from slaprobe.exporter import blackbox
 from slaprobe.exporter.exposition import CONTENT_TYPE, MetricFamily
+from slaprobe.exporter.heartbeats import install_heartbeats
 from slaprobe.exporter.incidents import INCIDENTS_KEY, install_incidents
 from slaprobe.exporter.runtime import Exporter
 from slaprobe.exporter.status import render_status_page
@@ -136,6 +137,8 @@ def _configured_probe(exporter: Exporter, module_name: str, target: str) -> _Pro
     probe = next((p for p in service.probes if p.name == probe_name), None) if service else None
     if probe is None:
         return None
+    if probe.heartbeat is not None:
+        raise ValueError(f"{module_name} is a heartbeat: it is pushed to /push/{module_name}, not probed")
     spec = probe.spec
     if target and target != spec.target:
         if probe.flow is not None:
@@ -330,6 +333,7 @@ def make_app(
     app.cleanup_ctx.append(_scheduler_context)
     app.cleanup_ctx.append(_logs_context)
     install_incidents(app, exporter)  # /alertmanager/webhook and the silence poller
+    install_heartbeats(app, exporter.heartbeats)  # /push/<service>/<probe> and missed periods
     return app
 
 

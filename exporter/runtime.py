@@ -17,6 +17,7 @@ from pathlib import Path
 from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
 from slaprobe.exporter.blackbox import Module, load_modules
 from slaprobe.exporter.guard import AllowList, ProbeGuard, target_host
+from slaprobe.exporter.heartbeats import Heartbeats
 from slaprobe.exporter.logs import LogPipeline
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 from slaprobe.exporter.sharding import ALL, Shard
@@ -26,6 +27,7 @@ from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult
 from slaprobe.probes.runner import run_probe
 from slaprobe.redact import Redactor
 from slaprobe.schedule import CronExpression, Schedule, zone
+from slaprobe.specs import HeartbeatSpec
 
 log = logging.getLogger("slaprobe.exporter")
 
@@ -50,6 +52,7 @@ class _Plan:
     guard: ProbeGuard
     due: dict[Hashable, float] = field(default_factory=dict)  # first slots, computed with the plan
     series: dict[ProbeKey, ProbeSeries] = field(default_factory=dict)  # empty series for new metas
+    beats: list[tuple[ProbeMeta, HeartbeatSpec]] = field(default_factory=list)  # pushed, not scheduled
 
 
 @dataclass(slots=True)
@@ -88,6 +91,7 @@ class Exporter:
         self.guard = ProbeGuard((), AllowList.parse(self.probe_allow))
         self.freeze_gc = False  # serve sets it: a process-wide choice, not a library one
         self.logs = LogPipeline(Path(state_dir) if state_dir else None, clock)
+        self.heartbeats = Heartbeats(self.record, clock=clock, state_dir=Path(state_dir) if state_dir else None)
         self._reload_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ config
@@ -171,11 +175,15 @@ class Exporter:
         redact = Redactor(config.secrets)
         metas = []
         jobs = []
+        beats = []
         for service_name, service, probe in config.probes():
             if not self.shard.owns(service_name, probe.name):
                 continue
             meta = self._meta(config, redact, service_name, service, probe)
             metas.append(meta)
+            if probe.heartbeat is not None:
+                beats.append((meta, probe.heartbeat))
+                continue
             schedule = self._schedule(config, meta, probe)
             jobs.append(
                 Job(
@@ -186,7 +194,7 @@ class Exporter:
                     on_slot=partial(self._slot, meta.key),
                 )
             )
-        return _Plan(config, dict(modules), redact, metas, jobs, self._guard_for(config))
+        return _Plan(config, dict(modules), redact, metas, jobs, self._guard_for(config), beats=beats)
 
     def _swap(self, plan: _Plan) -> Iterator[None]:
         """Make the plan the running state, pausing (yield) between steps of tens of ms each."""
@@ -198,6 +206,7 @@ class Exporter:
         self.redact = plan.redact
         self.guard = plan.guard
         self.store.sync(plan.metas, made=plan.series)
+        self.heartbeats.sync(plan.beats)
         yield
         # Logs are read by the first shard only: every replica sees the same files.
         self.logs.apply(config if self.shard.index == 0 else Config(version="v1"))
@@ -330,6 +339,6 @@ def configured_hosts(config: Config) -> set[str]:
         if probe.flow is not None:
             for step in (*probe.flow.steps, *probe.flow.finally_):
                 hosts.add(target_host(step.spec.target).lower())
-        elif not (probe.dns is not None and probe.dns.server is None):
+        elif probe.heartbeat is None and not (probe.dns is not None and probe.dns.server is None):
             hosts.add(target_host(probe.spec.target).lower())
     return hosts

@@ -27,6 +27,8 @@ class FailureReason(StrEnum):
     PROTOCOL = "protocol"  # the peer spoke something unparseable
     FORBIDDEN = "forbidden"  # target not allowed (SSRF guard)
     EXTRACT = "extract"  # a flow variable could not be extracted or was undefined
+    MISSED_HEARTBEAT = "missed_heartbeat"  # no ping within a heartbeat's every + grace
+    REPORTED_DOWN = "reported_down"  # a heartbeat's pinger reported status=down
     INTERNAL = "internal"  # a bug in slaprobe; logged with a traceback
 
 

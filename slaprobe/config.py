@@ -208,7 +208,9 @@ def parse_config(text: str, source: str = "<config>", *, require_secrets: bool =
         issues = [ConfigIssue(i.path, redact(i.message), i.line) for i in issues]
         raise ConfigError(_dedupe(issues), source)
     assert cfg is not None
-    cfg._secrets = frozenset(secrets)
+    # A heartbeat's token is a secret even when written out (not from ${env:}/${file:}).
+    secrets.update(p.heartbeat.token.get_secret_value() for _, _, p in cfg.probes() if p.heartbeat)
+    cfg._secrets = frozenset(secrets - {""})
     return cfg
 
 

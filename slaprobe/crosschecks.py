@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from slaprobe.configerror import ConfigIssue, did_you_mean
-from slaprobe.model import Config
+from slaprobe.model import Config, Probe
 from slaprobe.schedule import TimeInterval
 from slaprobe.variables import flow_problems
 
@@ -20,6 +20,8 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
             if probe.name in seen:
                 issues.append(ConfigIssue(f"{path}.name", f"duplicate probe name {probe.name!r}"))
             seen.add(probe.name)
+            if probe.heartbeat is not None:
+                issues += _pushed_probe_issues(path, probe)
             interval = cfg.interval_of(probe)
             if probe.timeout and probe.timeout > interval:
                 issues.append(ConfigIssue(f"{path}.timeout", "timeout must not exceed the probe's interval"))
@@ -66,6 +68,14 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
             issues.append(ConfigIssue(f"feedback[{i}].service", f"unknown service {source.service!r}"))
     issues += _log_source_issues(cfg)
     return issues
+
+
+def _pushed_probe_issues(path: str, probe: Probe) -> list[ConfigIssue]:
+    """A heartbeat is pushed: the keys that say when and how slaprobe runs a probe do not apply."""
+    given: list[str] = [k for k in ("interval", "timeout", "schedule", "retries") if k in probe.model_fields_set]
+    if probe.during:
+        given.append("during")
+    return [ConfigIssue(f"{path}.{key}", "a heartbeat is pushed, not run: use heartbeat.every") for key in given]
 
 
 def unknown_receiver(name: str, receivers: Mapping[str, object]) -> str:

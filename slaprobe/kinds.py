@@ -11,7 +11,8 @@ the fields where a flow variable may not appear. Where a kind must still be writ
 ``tests/core/test_kinds.py`` holds that list to this table in both directions.
 
 Adding a kind: its spec (``slaprobe/specs.py``), its module (``probes/<kind>.py``), one
-row here, one entry in ``PROBERS``, and its field on ``Probe`` (and ``FlowStep``).
+row here, one entry in ``PROBERS``, and its field on ``Probe`` (and ``FlowStep``). A
+``pushed`` kind (``heartbeat``) has no probe function: ``/push`` records its runs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, TypeAlias
 from pydantic import ConfigDict, Field, model_validator
 
 from slaprobe.fields import Duration, Model, Name
-from slaprobe.specs import DnsSpec, Extract, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
+from slaprobe.specs import DnsSpec, Extract, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Kind:
     flow_step: bool  # a flow may run it as one of its steps
     blackbox_prober: str | None = None  # the blackbox_exporter prober it serves, if any
     target_field: str | None = None  # the spec's field naming where it connects (set at load, never templated)
+    pushed: bool = False  # its runs are pushed to /push (no probe function, no schedule, no /probe)
 
 
 # ---------------------------------------------------------------------------- flows
@@ -121,10 +123,13 @@ KINDS: tuple[Kind, ...] = (
     Kind("dns", DnsSpec, flow_step=True, blackbox_prober="dns", target_field="server"),
     Kind("icmp", IcmpSpec, flow_step=False, blackbox_prober="icmp", target_field="host"),
     Kind("flow", FlowSpec, flow_step=False),
+    Kind("heartbeat", HeartbeatSpec, flow_step=False, pushed=True),
 )
 
 KIND_BY_NAME: Mapping[str, Kind] = {kind.name: kind for kind in KINDS}
 PROBE_KINDS: tuple[str, ...] = tuple(KIND_BY_NAME)
+PROBED_KINDS: tuple[str, ...] = tuple(kind.name for kind in KINDS if not kind.pushed)
+"""The kinds slaprobe runs itself (each has its function in ``PROBERS``); the others are pushed."""
 # In FlowStep's field order (that of the docs, the JSON Schema and the error message).
 STEP_KINDS: tuple[str, ...] = tuple(f for f in FlowStep.model_fields if f in KIND_BY_NAME and KIND_BY_NAME[f].flow_step)
 BLACKBOX_PROBERS: Mapping[str, Kind] = {kind.blackbox_prober: kind for kind in KINDS if kind.blackbox_prober}
@@ -134,5 +139,5 @@ ProbeKind: TypeAlias = str
 """A name in ``PROBE_KINDS``."""
 
 # For the type checker only; tests/core/test_kinds.py holds them to the table.
-ProbeSpec: TypeAlias = HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | FlowSpec
+ProbeSpec: TypeAlias = HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | FlowSpec | HeartbeatSpec
 StepSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | TlsSpec

@@ -36,7 +36,7 @@ from slaprobe.fields import (
 )
 from slaprobe.kinds import PROBE_KINDS, FlowSpec, ProbeKind, ProbeSpec
 from slaprobe.schedule import TimeInterval, zone
-from slaprobe.specs import BasicAuth, DnsSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
+from slaprobe.specs import BasicAuth, DnsSpec, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
 from slaprobe.units import parse_duration
 
 # ---------------------------------------------------------------------------- probes
@@ -61,6 +61,7 @@ class Probe(Model):
     dns: DnsSpec | None = None
     icmp: IcmpSpec | None = None
     flow: FlowSpec | None = None
+    heartbeat: HeartbeatSpec | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Probe:
@@ -644,7 +645,9 @@ class Config(Model):
                 yield service_name, service, probe
 
     def interval_of(self, probe: Probe) -> float:
-        """The probe's interval in seconds."""
+        """The probe's interval in seconds (a heartbeat's: its ``every``)."""
+        if probe.heartbeat is not None:
+            return probe.heartbeat.every
         return probe.interval or self.global_.interval
 
     def timeout_of(self, probe: Probe) -> float:

@@ -1,4 +1,4 @@
-"""The spec of each probe kind's check (http, tcp, tls, dns, icmp) and what a flow step extracts.
+"""The spec of each probe kind's check (http, tcp, tls, dns, icmp, heartbeat) and what a flow step extracts.
 
 A spec is a frozen model of what to probe and what a good answer looks like; ``target``
 names what it probes and ``with_target`` aims it elsewhere (``/probe?target=``). Which
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from slaprobe.fields import (
     Duration,
@@ -257,3 +257,22 @@ class Extract(Model):
         if sum(x is not None for x in (self.json_, self.header, self.regex)) != 1:
             raise ValueError("give exactly one of json, header, regex")
         return self
+
+
+class HeartbeatSpec(Model):
+    """A push monitor: a ping expected at ``/push/<service>/<probe>`` every ``every``.
+
+    Each ping is a run (``status=up|down``); no ping within ``every`` + ``grace`` of the last
+    one (or of the start) is a failed run, reason ``missed_heartbeat``, and so is each
+    further ``every`` without one. The token is a secret: write it as ``${env:X}``.
+    """
+
+    every: Duration = Field(gt=0, description="a ping is expected this often")
+    grace: Duration = Field(60.0, ge=0, description="how late a ping may be before the period counts as missed")
+    token: SecretStr = Field(
+        description="pings carry it as Authorization: Bearer <token> (or ?token=); use ${env:X} or ${file:P}"
+    )
+
+    @property
+    def target(self) -> str:
+        return "push"

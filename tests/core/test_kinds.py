@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from slaprobe.config import Probe
 from slaprobe.exporter import blackbox
-from slaprobe.kinds import BLACKBOX_PROBERS, KINDS, PROBE_KINDS, STEP_KINDS, FlowStep, ProbeSpec, StepSpec
+from slaprobe.kinds import BLACKBOX_PROBERS, KINDS, PROBED_KINDS, STEP_KINDS, FlowStep, ProbeSpec, StepSpec
 from slaprobe.probes.kinds import PROBERS
 
 SPECS = {kind.name: kind.spec for kind in KINDS}
@@ -26,13 +26,19 @@ def kind_fields(model: type[BaseModel]) -> dict[str, Any]:
     return found
 
 
-def test_every_kind_has_a_probe_function_and_every_probe_function_a_kind() -> None:
-    without_function = sorted(set(PROBE_KINDS) - set(PROBERS))
-    without_kind = sorted(set(PROBERS) - set(PROBE_KINDS))
+def test_every_probed_kind_has_a_probe_function_and_every_probe_function_a_probed_kind() -> None:
+    without_function = sorted(set(PROBED_KINDS) - set(PROBERS))
+    without_kind = sorted(set(PROBERS) - set(PROBED_KINDS))
     assert (without_function, without_kind) == ([], []), (
         f"kinds without a probe function in PROBERS: {without_function}; "
-        f"probe functions of no kind in slaprobe.kinds.KINDS: {without_kind}"
+        f"probe functions of no probed kind in slaprobe.kinds.KINDS: {without_kind}"
     )
+
+
+def test_a_pushed_kind_is_never_a_flow_step_nor_a_blackbox_prober() -> None:
+    for kind in KINDS:
+        if kind.pushed:
+            assert not kind.flow_step and kind.blackbox_prober is None, kind.name
 
 
 def test_each_probe_function_takes_the_spec_of_its_kind() -> None:

@@ -1,0 +1,255 @@
+"""Heartbeats: runs pushed to ``/push/<service>/<probe>``, and a failed run per period without one.
+
+A ``heartbeat:`` probe is not run by slaprobe: a cron job, a batch job or a remote dial-test
+agent pings it. Each ping is one run (``status=up|down``, ``duration=``, ``msg=``), counted
+in the same ``slaprobe_probe_*`` series as a probed run. A ping sets the deadline to
+``every + grace`` later; when a deadline passes without one, a failed run with reason
+``missed_heartbeat`` is counted and the deadline moves on by ``every``, once per missed
+period. So the heartbeat's availability, ``1 - increase(failures) / increase(runs)``, is
+over the periods that were due, like that of a probe over its runs. A late ping (after its
+period was counted missed) is a run of its own.
+
+With ``--state-dir`` the deadlines survive a restart; a deadline that passed while the
+exporter was down moves on by whole periods without counting them (the pings of that time
+had nowhere to go). Without it, a restart gives every heartbeat a fresh ``every + grace``.
+
+The token is compared in constant time (hashes of equal length) and never logged, exported
+or shown: it is in the config's secrets, so a ``msg`` quoting it is redacted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from slaprobe.exporter.store import ProbeKey, ProbeMeta
+from slaprobe.probes.result import FailureReason, ProbeResult
+from slaprobe.specs import HeartbeatSpec
+from slaprobe.text import sanitize_text
+from slaprobe.units import format_duration, parse_duration
+
+log = logging.getLogger("slaprobe.heartbeats")
+
+MAX_MESSAGE = 200  # characters of a ping's msg kept (the status page shows it; it is never a label)
+MAX_PUSH_BYTES = 64 * 1024  # a ping's body, at most (it is not read: status, msg and duration are parameters)
+MAX_MISSED_PER_CHECK = 100_000  # periods counted at once, at most (a clock jump of years)
+STATE_FILE = "heartbeats.json"
+
+Record = Callable[[ProbeKey, ProbeResult], None]
+
+
+@dataclass(slots=True)
+class Beat:
+    """One heartbeat probe: its spec and when its next ping is due at the latest."""
+
+    meta: ProbeMeta
+    spec: HeartbeatSpec
+    deadline: float  # unix seconds: no ping by then is a missed period
+
+    @property
+    def period(self) -> tuple[float, float]:
+        return (self.spec.every, self.spec.grace)
+
+
+class Heartbeats:
+    """The heartbeats of the running config: pings in, missed periods out."""
+
+    def __init__(self, record: Record, *, clock: Callable[[], float], state_dir: Path | None = None) -> None:
+        self._record = record
+        self._clock = clock
+        self._state = state_dir / STATE_FILE if state_dir is not None else None
+        self._beats: dict[ProbeKey, Beat] = {}
+        self._saved: dict[ProbeKey, float] | None = None  # deadlines read from the state file, until used
+        self._dirty = False
+        self._wake = asyncio.Event()
+
+    def sync(self, beats: Iterable[tuple[ProbeMeta, HeartbeatSpec]]) -> None:
+        """Hold exactly these heartbeats; an unchanged ``every``/``grace`` keeps its deadline."""
+        now = self._clock()
+        saved = self._load()
+        fresh: dict[ProbeKey, Beat] = {}
+        for meta, spec in beats:
+            old = self._beats.get(meta.key)
+            if old is not None and old.period == (spec.every, spec.grace):
+                old.meta, old.spec = meta, spec
+                fresh[meta.key] = old
+                continue
+            deadline = now + spec.every + spec.grace
+            if old is None and meta.key in saved:
+                deadline = saved[meta.key]
+                if deadline <= now:  # passed while the exporter was down: not counted
+                    deadline += math.ceil((now - deadline) / spec.every + 1e-9) * spec.every
+            fresh[meta.key] = Beat(meta, spec, deadline)
+        self._beats = fresh
+        self._dirty = True
+        self._wake.set()
+
+    def get(self, key: ProbeKey) -> Beat | None:
+        """The heartbeat of ``key``, if the config has one."""
+        return self._beats.get(key)
+
+    def ping(self, key: ProbeKey, result: ProbeResult) -> None:
+        """Count a pushed run; the next ping is due within ``every + grace``."""
+        beat = self._beats.get(key)
+        if beat is None:
+            return
+        self._record(key, result)
+        beat.deadline = self._clock() + beat.spec.every + beat.spec.grace
+        self._dirty = True
+        self._wake.set()
+
+    def check(self, now: float) -> float:
+        """Count a failed run for each period whose deadline passed by ``now``; the next deadline."""
+        for key, beat in self._beats.items():
+            every = beat.spec.every
+            for _ in range(MAX_MISSED_PER_CHECK):
+                if beat.deadline > now:
+                    break
+                detail = f"no ping within {format_duration(every)} + {format_duration(beat.spec.grace)} grace"
+                self._record(key, ProbeResult(False, 0.0, FailureReason.MISSED_HEARTBEAT, detail))
+                beat.deadline += every
+                self._dirty = True
+            else:
+                beat.deadline += math.ceil((now - beat.deadline) / every + 1e-9) * every
+        return min((beat.deadline for beat in self._beats.values()), default=math.inf)
+
+    async def run(self) -> None:
+        """Count missed periods as their deadlines pass, until cancelled (the state is saved)."""
+        try:
+            while True:
+                self._wake.clear()
+                next_deadline = self.check(self._clock())
+                self.save()
+                delay = min(next_deadline - self._clock(), 3600.0)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(delay, 0.0)):
+                        await self._wake.wait()
+        finally:
+            self.save()
+
+    # ------------------------------------------------------------------ state
+
+    def _load(self) -> dict[ProbeKey, float]:
+        if self._saved is not None:
+            return {}  # read once, at the first sync (the start): later syncs have the live state
+        self._saved = {}
+        if self._state is None:
+            return self._saved
+        try:
+            entries = json.loads(self._state.read_text(encoding="utf-8"))
+            self._saved = {(str(e["service"]), str(e["probe"])): float(e["deadline"]) for e in entries}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("cannot read heartbeat state %s: %s; every heartbeat starts afresh", self._state, exc)
+        return self._saved
+
+    def save(self) -> None:
+        """Write the deadlines to the state dir (when there is one and they changed)."""
+        if self._state is None or not self._dirty:
+            return
+        entries = [{"service": k[0], "probe": k[1], "deadline": b.deadline} for k, b in self._beats.items()]
+        temporary = self._state.with_suffix(".tmp")
+        try:
+            temporary.write_text(json.dumps(entries), encoding="utf-8")
+            os.replace(temporary, self._state)
+            self._dirty = False
+        except OSError as exc:
+            log.warning("cannot save heartbeat state to %s: %s; trying again later", self._state, exc)
+
+
+# ---------------------------------------------------------------------------- /push
+
+
+def _token_of(request: web.Request) -> str | None:
+    """The token of a ping: ``Authorization: Bearer <token>``, else ``?token=``."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.query.get("token") or None
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Whether ``given`` is ``expected``, in time independent of both (their hashes are compared)."""
+    if not expected:
+        return False  # a heartbeat whose token resolved to nothing accepts no ping
+    digest = hashlib.sha256
+    return hmac.compare_digest(digest(given.encode()).digest(), digest(expected.encode()).digest())
+
+
+def _parse_duration(text: str) -> float:
+    """``1.5`` (seconds) or a Prometheus duration (``1500ms``); ValueError otherwise."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = parse_duration(text)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("not a finite, non-negative number of seconds")
+    return seconds
+
+
+def pushed_result(query: Any) -> ProbeResult:
+    """The run a ping reports (``status``, ``duration``, ``msg``); ValueError for a bad parameter."""
+    status = query.get("status", "up")
+    if status not in ("up", "down"):
+        raise ValueError("status must be up or down")
+    duration = _parse_duration(query["duration"]) if query.get("duration") else 0.0
+    message = " ".join(sanitize_text(query.get("msg", "")).split())[:MAX_MESSAGE]  # one line
+    if status == "up":
+        return ProbeResult(True, duration, detail=message)
+    return ProbeResult(False, duration, FailureReason.REPORTED_DOWN, message or "the pinger reported down")
+
+
+async def handle_push(request: web.Request) -> web.Response:
+    """``GET|POST /push/<service>/<probe>``: one pushed run of a heartbeat probe (token required)."""
+    heartbeats = request.app[HEARTBEATS_KEY]
+    key = (request.match_info["service"], request.match_info["probe"])
+    beat = heartbeats.get(key)
+    if beat is None:
+        return web.Response(status=404, text="no heartbeat probe of that service and name\n")
+    if (request.content_length or 0) > MAX_PUSH_BYTES:
+        return web.Response(status=413, text=f"a ping carries at most {MAX_PUSH_BYTES} bytes of body\n")
+    token = _token_of(request)
+    if token is None:
+        return web.Response(
+            status=401, text="a ping needs the heartbeat's token\n", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if not token_matches(token, beat.spec.token.get_secret_value()):
+        return web.Response(status=403, text="wrong token for this heartbeat\n")
+    try:
+        result = pushed_result(request.query)
+    except ValueError as exc:
+        return web.Response(status=400, text=f"bad ping: {exc}\n")
+    heartbeats.ping(key, result)
+    return web.Response(text="OK\n")
+
+
+HEARTBEATS_KEY = web.AppKey("heartbeats", Heartbeats)
+
+
+def install_heartbeats(app: web.Application, heartbeats: Heartbeats) -> None:
+    """Serve ``/push/<service>/<probe>`` and count missed periods while the app is up."""
+    app[HEARTBEATS_KEY] = heartbeats
+    app.router.add_get("/push/{service}/{probe}", handle_push)
+    app.router.add_post("/push/{service}/{probe}", handle_push)
+
+    async def missed_periods(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(heartbeats.run(), name="heartbeats")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(missed_periods)
