@@ -83,6 +83,10 @@ def edges() -> list[tuple[str, str, int]]:
     return [(m, target, line) for m, path in MODULES.items() for target, line in imported(m, path) if target != m]
 
 
+def test_every_folder_of_the_distribution_has_its_place_in_the_layout() -> None:
+    assert {part(module) for module in MODULES} <= set(ALLOWED)
+
+
 def test_every_import_follows_the_arrows_of_the_layout() -> None:
     wrong = [
         f"{MODULES[source].relative_to(ROOT)}:{line}: {part(source)} module {source} imports {target} ({part(target)})"
