@@ -505,13 +505,15 @@ class TicketMetrics:
         name = t.source.name
         out: dict[MetricFamily, list[str]] = {family: [] for family in DESK_FAMILIES}
         empty = KeyStats()
-        empty.rating(t.settings.default_scale)  # known keys show the source's scale at 0
-        for key in sorted({*t.known_keys(), *t.stats}):
+        for scale in t.settings.satisfied:
+            empty.rating(scale)  # known keys show every scale at 0 (CSAT and NPS panels have data)
+        known = set(t.known_keys())
+        for key in sorted({*known, *t.stats}):
             stats = t.stats.get(key) or empty
             lb = label_set(_DESK, (name, *key))
             out[FEEDBACK_RATED].append(FEEDBACK_RATED.sample(stats.rated, base=lb))
             out[FEEDBACK_SATISFIED].append(FEEDBACK_SATISFIED.sample(stats.satisfied, base=lb))
-            ratings = stats.ratings or empty.ratings
+            ratings = {**empty.ratings, **stats.ratings} if key in known else stats.ratings
             for scale in sorted(ratings):
                 out[FEEDBACK_RATING].append(FEEDBACK_RATING.histogram(ratings[scale], str(scale), base=lb))
             out[FEEDBACK_REPEATS].append(FEEDBACK_REPEATS.sample(stats.repeats, base=lb))

@@ -227,10 +227,15 @@ SLO_LATENCY = "latency"  # probe runs slower than the threshold
 SLO_COMPLIANCE = "compliance"  # probe runs not within SLA (the compliance rate's complement)
 SLO_LOG_AVAILABILITY = "log-availability"  # access-log requests answered 5xx or not at all
 SLO_LOG_LATENCY = "log-latency"  # access-log requests slower than the threshold
+SLO_SATISFACTION = "satisfaction"  # ratings below the satisfied minimum of their scale (CSAT's complement)
 
 # Feedback ratios, per feedback source (recording rules).
 FEEDBACK_DEADLINE_BREACH_RATIO = "slaprobe:feedback_deadline_breaches:ratio"  # {source, stage}
 FEEDBACK_QUALITY_SHARE_RATIO = "slaprobe:feedback_quality_share:ratio"  # {source}
+# Complaint volume against its own baseline (alerting.feedback.spike), {source, service, category}.
+FEEDBACK_TICKETS_RATE = "slaprobe:feedback_tickets:increase1h"  # tickets opened in the last hour
+FEEDBACK_TICKETS_SAME_HOUR = "slaprobe:feedback_tickets:same_hour_avg"  # the same hour of the previous days
+FEEDBACK_TICKETS_MOVING = "slaprobe:feedback_tickets:moving_avg1h"  # per hour over the previous days
 
 # Alert names.
 ALERT_BURN_RATE = "SLAErrorBudgetBurn"
@@ -242,6 +247,7 @@ ALERT_TLS_EXPIRING = "SLATLSCertificateExpiring"
 ALERT_COMPLIANCE = "SLAComplianceBelowTarget"
 ALERT_FEEDBACK_DEADLINES = "SLAFeedbackDeadlinesBreached"
 ALERT_FEEDBACK_QUALITY = "SLAFeedbackQualityShareHigh"
+ALERT_FEEDBACK_SPIKE = "SLAFeedbackComplaintSpike"
 SLO_ALERTS = (ALERT_BURN_RATE, ALERT_BUDGET_EXHAUSTION, ALERT_COMPLIANCE)  # inhibited while the prober is down
 PROBER_DOWN_ALERTS = (ALERT_EXPORTER_ABSENT, ALERT_PROBE_NO_DATA)
 

@@ -111,6 +111,9 @@ class SLA(Model):
     compliance: float | None = Field(
         None, gt=0, le=100, description="target dial-test compliance rate, percent; default: availability"
     )
+    satisfaction: float | None = Field(
+        None, gt=0, lt=100, description="percent of ratings satisfied (CSAT) from the feedback desk; an SLO when set"
+    )
 
 
 LogFormat = Literal["nginx_combined", "apache_combined", "envoy", "ingress_nginx", "jsonl", "logfmt", "regex"]
@@ -542,6 +545,15 @@ class BudgetProjection(Model):
     for_: Duration = Field(1800.0, alias="for", ge=0, description="how long the projection must hold")
 
 
+class ComplaintSpike(Model):
+    """Tickets of the last hour against the same hour of the previous days and their hourly average."""
+
+    factor: float = Field(3.0, gt=1, description="fire above this many times both baselines")
+    min_count: int = Field(10, ge=1, description="and at least this many tickets in the hour (no page for 2 vs 1)")
+    days: int = Field(7, ge=1, le=28, description="previous days the baselines average")
+    for_: Duration = Field(600.0, alias="for", ge=0, description="how long the rise must hold")
+
+
 class FeedbackAlerting(Model):
     """Limits on complaint tickets: deadlines met and the product-quality share."""
 
@@ -549,6 +561,9 @@ class FeedbackAlerting(Model):
     deadline_target: float = Field(95.0, gt=0, le=100, description="percent of tickets answered/resolved in time")
     quality_share_max: float = Field(
         20.0, gt=0, le=100, description="percent of tickets in quality_categories above which to alert"
+    )
+    spike: ComplaintSpike | None = Field(
+        None, description="warn when complaints per service and category rise beyond their own baseline"
     )
 
 

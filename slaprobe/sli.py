@@ -10,7 +10,8 @@ ones (errors directly) or the ``good`` ones (errors are ``total - good``).
   as the exporter writes ``le``, so the threshold is always a bucket bound);
 - compliance: probe runs not within SLA (failed, or slower than the threshold);
 - log availability: logged requests answered with a 5xx, or not at all (envoy logs code 0);
-- log latency: logged requests slower than the threshold.
+- log latency: logged requests slower than the threshold;
+- satisfaction: feedback ratings below the satisfied minimum of their scale (CSAT's complement).
 """
 
 from __future__ import annotations
@@ -120,6 +121,17 @@ def log_latency(threshold: float) -> SLI:
         good=Events(f"{c.HTTP_REQUEST_DURATION}_bucket", (_le(threshold),)),
         events="logged requests",
         bad_text=f"took longer than {format_duration(threshold)}",
+    )
+
+
+def satisfaction() -> SLI:
+    """Ratings below the satisfied minimum of their scale (CSAT is the complement), over all ratings."""
+    return SLI(
+        c.SLO_SATISFACTION,
+        Events(c.FEEDBACK_RATED),
+        good=Events(c.FEEDBACK_SATISFIED),
+        events="ratings",
+        bad_text="were not satisfied",
     )
 
 

@@ -234,6 +234,7 @@ def test_feedback_desk_metrics_render_known_series_at_zero_before_any_rating() -
     for name in (c.FEEDBACK_RATED, c.FEEDBACK_SATISFIED, c.FEEDBACK_REPEATS, c.FEEDBACK_REOPENED):
         assert s[desk(name, **key)] == 0
     assert s[desk(c.FEEDBACK_RATING + "_count", **key, scale="5")] == 0
+    assert s[desk(c.FEEDBACK_RATING + "_bucket", **key, scale="10", le="8")] == 0
     assert s[desk(c.FEEDBACK_CLOSED, **key, outcome=c.CLOSED_AUTO)] == 0
     assert s[desk(c.FEEDBACK_LOOP_STAGE, **key, stage=c.LOOP_CLASSIFIED)] == 0
     assert s[desk(c.FEEDBACK_CLOSED_LOOP, **key)] == 0
