@@ -33,7 +33,7 @@ import dns.rrset
 
 from slaprobe import conventions as names
 from slaprobe.config import DnsRecordAssertion, DnsSpec
-from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host
+from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host, unresolved_samples
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult, Sample
 
 RESOLV_CONF = Path("/etc/resolv.conf")
@@ -70,6 +70,7 @@ async def probe_dns(spec: DnsSpec, ctx: ProbeContext) -> ProbeResult:
             host, ctx, preferred=spec.preferred_ip_protocol, fallback=spec.ip_protocol_fallback
         )
     except ResolveError as exc:
+        state.unresolved()
         return state.finish(FailureReason.DNS, str(exc))
     state.resolved(ip, family)
 
@@ -238,6 +239,10 @@ class _State:
         self.ip_samples = address_samples(ip, family, self.ctx.trace.phases.get("resolve", 0.0))
         self.publish()
 
+    def unresolved(self) -> None:
+        self.ip_samples = unresolved_samples(self.ctx.trace.phases.get("resolve", 0.0))
+        self.publish()
+
     def answered(self, response: dns.message.Message) -> tuple[int, int, int]:
         self.counts = counts = (
             _count(response.answer),
@@ -268,12 +273,12 @@ class _State:
             Sample(names.BB_DNS_DURATION, phases.get(p, 0.0), (("phase", p),)) for p in _PHASES
         ]
         samples.append(Sample(names.BB_DNS_QUERY_SUCCEEDED, 1 if self.counts else 0))
-        if self.counts:
-            samples += [
-                Sample(names.BB_DNS_ANSWER_RRS, self.counts[0]),
-                Sample(names.BB_DNS_AUTHORITY_RRS, self.counts[1]),
-                Sample(names.BB_DNS_ADDITIONAL_RRS, self.counts[2]),
-            ]
+        counts = self.counts or (0, 0, 0)  # as blackbox: 0 until an answer came
+        samples += [
+            Sample(names.BB_DNS_ANSWER_RRS, counts[0]),
+            Sample(names.BB_DNS_AUTHORITY_RRS, counts[1]),
+            Sample(names.BB_DNS_ADDITIONAL_RRS, counts[2]),
+        ]
         if self.serial is not None:
             samples.append(Sample(names.BB_DNS_SERIAL, self.serial))
         self.ctx.trace.samples[:] = samples

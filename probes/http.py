@@ -45,7 +45,7 @@ from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
 from slaprobe.jsonpath import JsonPathError, find, json_equal
 from slaprobe.probes import httpwire, tlsutil
 from slaprobe.probes.reasons import first_line, os_reason, ssl_cause
-from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host
+from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host, unresolved_samples
 from slaprobe.probes.result import (
     CertInfo,
     FailureReason,
@@ -135,7 +135,7 @@ class _HttpProbe:
         self.debug = ctx.trace.debug
         self.status = 0
         self.version: tuple[int, int] | None = None
-        self.content_length = -1.0
+        self.content_length = 0.0  # blackbox's value until a response came
         self.body_length = 0
         self.redirects = 0
         self.final_ssl = False
@@ -207,12 +207,16 @@ class _HttpProbe:
             same_host = url.raw_host == origin_host
             response = await self.send(session, method, url, headers, body, same_host)
             location = response.headers.get("Location")
-            if not (spec.follow_redirects and response.status in _REDIRECTS and location):
+            if not (response.status in _REDIRECTS and location):
+                return response
+            # Counted as blackbox counts them: every redirect received, followed or not (so
+            # 1 with follow_redirects off, max_redirects + 1 on a loop).
+            self.redirects += 1
+            if not spec.follow_redirects:
                 return response
             response.close()
-            if self.redirects >= spec.max_redirects:
+            if self.redirects > spec.max_redirects:
                 raise _Failed(FailureReason.REDIRECTS, f"more than {spec.max_redirects} redirects")
-            self.redirects += 1
             target = _redirect_target(url, location)
             if self.debug:
                 self.trace.log(f"redirect {response.status} to {_loggable(target)}")
@@ -288,6 +292,7 @@ class _HttpProbe:
                 session, method, url, hop_headers, body, dial, ssl_context, server_name, proxy
             )
         self.status = response.status
+        self.content_length = _content_length(response, method)
         self.version = (response.version[0], response.version[1]) if response.version else None
         self.final_ssl = tls
         if dial.handshake is not None:
@@ -386,6 +391,8 @@ class _HttpProbe:
                 fallback=self.spec.ip_protocol_fallback,
             )
         except ResolveError as exc:
+            if first and self.ctx.want_samples:
+                self.trace.samples += unresolved_samples(time.monotonic() - started)
             raise _Failed(FailureReason.DNS, str(exc)) from exc
         if first and self.ctx.want_samples:
             self.trace.samples += address_samples(ip, family, time.monotonic() - started)
@@ -435,8 +442,6 @@ class _HttpProbe:
         chunks: list[bytes] = []
         total = 0
         started = time.monotonic()
-        if response.content_length is not None:
-            self.content_length = float(response.content_length)
         read = response.readany if isinstance(response, httpwire.WireResponse) else response.content.readany
         try:
             while chunk := await read():
@@ -594,6 +599,14 @@ def _short_json(value: Any, limit: int = 60) -> str:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _content_length(response: _Response, method: str) -> float:
+    """``probe_http_content_length`` as Go's client gives it: 0 for a status that has no body
+    (1xx, 204, 304), the Content-Length header otherwise, -1 when it is unknown (chunked)."""
+    if response.status in (204, 304) or 100 <= response.status < 200:
+        return 0.0
+    return -1.0 if response.content_length is None else float(response.content_length)
 
 
 def _last_modified(response: _Response) -> float | None:

@@ -37,7 +37,7 @@ from typing import Any
 
 from slaprobe import conventions as names
 from slaprobe.config import IcmpSpec
-from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host
+from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host, unresolved_samples
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult, ProbeTrace, Sample
 
 log = logging.getLogger("slaprobe.probes")
@@ -125,6 +125,7 @@ async def probe_icmp(spec: IcmpSpec, ctx: ProbeContext) -> ProbeResult:
             spec.host, ctx, preferred=spec.preferred_ip_protocol, fallback=spec.ip_protocol_fallback
         )
     except ResolveError as exc:
+        state.unresolved()
         return state.finish(FailureReason.DNS, str(exc))
     state.resolved(ip, family)
 
@@ -349,6 +350,10 @@ class _State:
 
     def resolved(self, ip: str, family: int) -> None:
         self.ip_samples = address_samples(ip, family, self.ctx.trace.phases.get("resolve", 0.0))
+        self.publish()
+
+    def unresolved(self) -> None:
+        self.ip_samples = unresolved_samples(self.ctx.trace.phases.get("resolve", 0.0))
         self.publish()
 
     def publish(self) -> None:

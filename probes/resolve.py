@@ -98,3 +98,13 @@ def address_samples(ip: str, family: int, lookup_seconds: float) -> list[Sample]
         Sample(names.BB_IP_PROTOCOL, 6 if family == socket.AF_INET6 else 4),
         Sample(names.BB_IP_ADDR_HASH, ip_hash(ip)),
     ]
+
+
+def unresolved_samples(lookup_seconds: float) -> list[Sample]:
+    """blackbox's samples about the address when resolution failed: the time spent, and
+    protocol and hash 0 (its gauges are registered before the lookup, so they show 0)."""
+    return [
+        Sample(names.BB_DNS_LOOKUP, lookup_seconds),
+        Sample(names.BB_IP_PROTOCOL, 0),
+        Sample(names.BB_IP_ADDR_HASH, 0),
+    ]

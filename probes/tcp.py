@@ -108,6 +108,8 @@ async def dial(address: str, ctx: ProbeContext, *, preferred: str, fallback: boo
     try:
         ip, family = await resolve_host(host, ctx, preferred=preferred, fallback=fallback)
     except ResolveError as exc:
+        set_sample(ctx.trace, names.BB_IP_PROTOCOL, 0)  # as blackbox: its gauges show 0
+        set_sample(ctx.trace, names.BB_IP_ADDR_HASH, 0)
         raise DialError(FailureReason.DNS, str(exc)) from None
     finally:
         set_sample(ctx.trace, names.BB_DNS_LOOKUP, ctx.trace.phases.get("resolve", 0.0))

@@ -589,15 +589,28 @@ async def test_too_many_redirects_fail_with_redirects(serve: Serve) -> None:
     result = await probe(spec(base + "/loop", max_redirects=3))
     assert failed(result, FailureReason.REDIRECTS)
     assert result.detail == "more than 3 redirects"
-    assert value(result, names.BB_HTTP_REDIRECTS) == 3
+    assert value(result, names.BB_HTTP_REDIRECTS) == 4  # as blackbox: the redirect not followed counts
 
 
 async def test_without_following_redirects_the_3xx_is_the_response(serve: Serve) -> None:
     base = await serve()
     result = await probe(spec(base + "/redirect/1", follow_redirects=False, expect={"status": [302]}))
     assert result.success, result.detail
-    assert value(result, names.BB_HTTP_REDIRECTS) == 0
+    assert value(result, names.BB_HTTP_REDIRECTS) == 1  # as blackbox: received, though not followed
     assert failed(await probe(spec(base + "/redirect/1", follow_redirects=False)), FailureReason.HTTP_STATUS)
+
+
+async def test_a_204_has_content_length_0_as_blackbox_says(serve: Serve) -> None:
+    base = await serve()
+    result = await probe(spec(base + "/status/204"))
+    assert result.success, result.detail
+    assert value(result, names.BB_HTTP_CONTENT_LENGTH) == 0
+
+
+async def test_without_a_response_the_content_length_is_0_as_blackbox_says() -> None:
+    result = await probe(spec(f"http://127.0.0.1:{free_port()}/"))
+    assert failed(result, FailureReason.CONNECT)
+    assert value(result, names.BB_HTTP_CONTENT_LENGTH) == 0
 
 
 async def test_a_303_after_a_post_continues_as_a_get_without_the_body(serve: Serve) -> None:
