@@ -22,6 +22,7 @@ from slaprobe.exporter import blackbox
 from slaprobe.exporter.exposition import CONTENT_TYPE, MetricFamily
 from slaprobe.exporter.heartbeats import install_heartbeats
 from slaprobe.exporter.incidents import INCIDENTS_KEY, install_incidents
+from slaprobe.exporter.maintenance import maintenance_text
 from slaprobe.exporter.runtime import Exporter
 from slaprobe.exporter.status import render_status_page
 from slaprobe.exporter.store import service_info_text
@@ -99,6 +100,7 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
             exporter.logs.render(),
             request.app[INCIDENTS_KEY].render(),
             service_info_text(services),
+            maintenance_text(exporter.calendars, exporter.clock()),
             self_metrics_text(exporter),
         )
     )

@@ -22,6 +22,7 @@ from slaprobe.exporter.logs import LogPipeline
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 from slaprobe.exporter.sharding import ALL, Shard
 from slaprobe.exporter.store import ProbeKey, ProbeMeta, ProbeSeries, ResultStore
+from slaprobe.maintenance import Calendar
 from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult
 from slaprobe.probes.runner import run_probe
@@ -53,6 +54,7 @@ class _Plan:
     due: dict[Hashable, float] = field(default_factory=dict)  # first slots, computed with the plan
     series: dict[ProbeKey, ProbeSeries] = field(default_factory=dict)  # empty series for new metas
     beats: list[tuple[ProbeMeta, HeartbeatSpec]] = field(default_factory=list)  # pushed, not scheduled
+    calendars: dict[str, Calendar] = field(default_factory=dict)  # services with maintenance windows
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ class Exporter:
         self.guard = ProbeGuard((), AllowList.parse(self.probe_allow))
         self.freeze_gc = False  # serve sets it: a process-wide choice, not a library one
         self.logs = LogPipeline(Path(state_dir) if state_dir else None, clock)
+        self.calendars: dict[str, Calendar] = {}  # service -> its maintenance windows (with the global ones)
         self.heartbeats = Heartbeats(self.record, clock=clock, state_dir=Path(state_dir) if state_dir else None)
         self._reload_lock = asyncio.Lock()
 
@@ -194,7 +197,10 @@ class Exporter:
                     on_slot=partial(self._slot, meta.key),
                 )
             )
-        return _Plan(config, dict(modules), redact, metas, jobs, self._guard_for(config), beats=beats)
+        calendars = {name: calendar for name, s in config.services.items() if (calendar := config.maintenance_of(s))}
+        return _Plan(
+            config, dict(modules), redact, metas, jobs, self._guard_for(config), beats=beats, calendars=calendars
+        )
 
     def _swap(self, plan: _Plan) -> Iterator[None]:
         """Make the plan the running state, pausing (yield) between steps of tens of ms each."""
@@ -205,6 +211,7 @@ class Exporter:
         self.modules = plan.modules
         self.redact = plan.redact
         self.guard = plan.guard
+        self.calendars = plan.calendars
         self.store.sync(plan.metas, made=plan.series)
         self.heartbeats.sync(plan.beats)
         yield
@@ -230,6 +237,7 @@ class Exporter:
             buckets=config.buckets_of(service),
             latency_threshold=service.sla.latency.threshold if service.sla.latency else None,
             degraded_after=probe.degraded_duration,
+            maintenance=bool(config.global_.maintenance or service.maintenance),
         )
 
     def _schedule(self, config: Config, meta: ProbeMeta, probe: Probe) -> Schedule:
@@ -245,8 +253,13 @@ class Exporter:
 
     def _slot(self, key: ProbeKey) -> None:
         series = self.store.get(key)
-        if series is not None:
+        if series is not None and not self.in_maintenance(key[0]):  # planned work is not a planned run
             series.slot()
+
+    def in_maintenance(self, service: str, now: float | None = None) -> bool:
+        """Whether a maintenance window of ``service`` is open (now, or at unix time ``now``)."""
+        calendar = self.calendars.get(service)
+        return calendar is not None and calendar.active(self.clock() if now is None else now)
 
     def today(self, now: float | None = None) -> int:
         """Today's date ordinal in the config's time zone ('today' of the compliance rate)."""
@@ -265,6 +278,7 @@ class Exporter:
             return run_probe(fn, spec, ctx, name=name)
 
         async def run() -> None:
+            maintenance = self.in_maintenance(meta.service)  # a run belongs to the window it starts in
             result = await attempt()
             first_attempt = result.reason
             for retry in range(probe.retries):
@@ -272,12 +286,22 @@ class Exporter:
                     break
                 log.debug("%s failed (%s), retry %d of %d", name, result.reason, retry + 1, probe.retries)
                 result = await attempt()
-            self.record(meta.key, result, first_attempt=first_attempt)
+            self.record(meta.key, result, first_attempt=first_attempt, maintenance=maintenance)
 
         return run
 
-    def record(self, key: ProbeKey, result: ProbeResult, *, first_attempt: FailureReason | None = None) -> None:
-        """Store a finished run (redacted) and log when the probe changes state."""
+    def record(
+        self,
+        key: ProbeKey,
+        result: ProbeResult,
+        *,
+        first_attempt: FailureReason | None = None,
+        maintenance: bool | None = None,
+    ) -> None:
+        """Store a finished run (redacted) and log when the probe changes state.
+
+        ``maintenance``: whether the run started inside a maintenance window (None: judged now).
+        """
         # The store keeps the last result of every probe: without the blackbox samples, which
         # only /probe shows (they were a fifth of the memory of 10,000 scheduled probes).
         if result.detail or result.samples:
@@ -285,7 +309,9 @@ class Exporter:
         series = self.store.get(key)
         was_up = series.last.success if series is not None and series.last is not None else None
         now = self.clock()
-        self.store.record(key, result, now, day=self.today(now), first_attempt=first_attempt)
+        if maintenance is None:
+            maintenance = self.in_maintenance(key[0], now)
+        self.store.record(key, result, now, day=self.today(now), first_attempt=first_attempt, maintenance=maintenance)
         if was_up is not result.success:  # a change, or the first run
             if not result.success:
                 log.warning("probe %s/%s is DOWN: %s: %s", key[0], key[1], result.reason, result.detail)

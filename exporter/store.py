@@ -38,6 +38,7 @@ class ProbeMeta:
     buckets: tuple[float, ...]  # seconds, ascending, SLA threshold included
     latency_threshold: float | None  # seconds: a run within SLA is faster than this
     degraded_after: float | None = None  # seconds: a slower success counts as degraded
+    maintenance: bool = False  # the service has maintenance windows (its maintenance runs are exported)
 
     @property
     def key(self) -> ProbeKey:
@@ -54,12 +55,13 @@ class HistoryEntry:
     reason: FailureReason | None
     detail: str
     degraded: bool = False
+    maintenance: bool = False  # started inside a maintenance window: not counted in the SLIs
 
 
 _REASONS: tuple[FailureReason, ...] = tuple(FailureReason)
 _REASON_CODES = {reason: i + 1 for i, reason in enumerate(_REASONS)}  # 0: no reason
-_SUCCESS, _DEGRADED = 0x80, 0x40  # flag bits of a run's code; the low bits are its reason code
-assert len(_REASONS) < _DEGRADED
+_SUCCESS, _DEGRADED, _MAINTENANCE = 0x80, 0x40, 0x20  # flag bits of a run's code; the low bits: its reason
+assert len(_REASONS) < _MAINTENANCE
 _DETAILS: dict[str, str] = {}  # one copy of each failure detail, shared by every probe that gives it
 _MAX_SHARED_DETAILS = 10_000
 
@@ -94,13 +96,15 @@ class History:
         self._next = 0  # the slot the next run goes to
         self._size = 0
 
-    def append(self, timestamp: float, result: ProbeResult, degraded: bool) -> None:
+    def append(self, timestamp: float, result: ProbeResult, degraded: bool, maintenance: bool = False) -> None:
         """Keep one run (unix seconds at its end), dropping the oldest when full."""
         slot = self._next
         self._numbers[2 * slot] = timestamp
         self._numbers[2 * slot + 1] = result.duration
         reason = 0 if result.reason is None else _REASON_CODES[result.reason]
-        self._codes[slot] = reason | (_SUCCESS if result.success else 0) | (_DEGRADED if degraded else 0)
+        flags = _SUCCESS if result.success else 0
+        flags |= (_DEGRADED if degraded else 0) | (_MAINTENANCE if maintenance else 0)
+        self._codes[slot] = reason | flags
         self._details[slot] = _shared(result.detail)
         self._next = (slot + 1) % HISTORY_LENGTH
         self._size = min(self._size + 1, HISTORY_LENGTH)
@@ -113,7 +117,7 @@ class History:
         for i in range(self._size):
             slot = (first + i) % HISTORY_LENGTH
             code = self._codes[slot]
-            reason = code & ~(_SUCCESS | _DEGRADED)
+            reason = code & ~(_SUCCESS | _DEGRADED | _MAINTENANCE)
             yield HistoryEntry(
                 timestamp=self._numbers[2 * slot],
                 success=bool(code & _SUCCESS),
@@ -121,6 +125,7 @@ class History:
                 reason=_REASONS[reason - 1] if reason else None,
                 detail=self._details[slot],
                 degraded=bool(code & _DEGRADED),
+                maintenance=bool(code & _MAINTENANCE),
             )
 
 
@@ -133,6 +138,7 @@ class ProbeSeries:
     within_sla: int = 0
     degraded: int = 0
     planned: int = 0  # slots due so far (run or missed)
+    maintenance_runs: int = 0  # runs started inside a maintenance window (in no other counter)
     failures: Counter[str] = field(default_factory=Counter)  # of the final attempt
     first_attempt_failures: Counter[str] = field(default_factory=Counter)  # what a user would have seen
     day: int = 0  # local date (ordinal) the *_today counters belong to
@@ -151,12 +157,25 @@ class ProbeSeries:
         self.durations = Histogram(self.meta.buckets)
 
     def record(
-        self, result: ProbeResult, now: float, *, day: int = 0, first_attempt: FailureReason | None = None
+        self,
+        result: ProbeResult,
+        now: float,
+        *,
+        day: int = 0,
+        first_attempt: FailureReason | None = None,
+        maintenance: bool = False,
     ) -> None:
         """Count one finished run that ended at unix time ``now`` on local date ordinal ``day``.
 
-        ``first_attempt`` is the failure reason of the first attempt when retries hid it.
+        ``first_attempt`` is the failure reason of the first attempt when retries hid it. A
+        ``maintenance`` run is shown (last result, history) but counted in no SLI counter.
         """
+        if maintenance:
+            self.maintenance_runs += 1
+            self.last, self.last_time = result, now
+            self.history.append(now, result, self.is_degraded(result), maintenance=True)
+            self._text = None
+            return
         if day != self.day:
             self.day, self.runs_today, self.within_sla_today = day, 0, 0
         self.runs += 1
@@ -241,6 +260,8 @@ class ProbeSeries:
         if self.meta.degraded_after is not None:
             text[DEGRADED] = DEGRADED.sample(self.degraded, base=lb)
         text[PLANNED] = PLANNED.sample(self.planned, base=lb)
+        if self.meta.maintenance or self.maintenance_runs:
+            text[MAINTENANCE_RUNS] = MAINTENANCE_RUNS.sample(self.maintenance_runs, base=lb)
         return text
 
 
@@ -300,6 +321,12 @@ DEGRADED = MetricFamily(
 PLANNED = MetricFamily(
     c.PROBE_PLANNED_RUNS, "counter", "Schedule slots that fell due, whether or not the run happened.", _PROBE
 )
+MAINTENANCE_RUNS = MetricFamily(
+    c.PROBE_MAINTENANCE_RUNS,
+    "counter",
+    "Runs started inside a maintenance window; counted in no other probe counter (the SLIs exclude them).",
+    _PROBE,
+)
 
 FAMILIES: tuple[MetricFamily, ...] = (
     RUNS,
@@ -316,6 +343,7 @@ FAMILIES: tuple[MetricFamily, ...] = (
     FIRST_ATTEMPT_FAILURES,
     DEGRADED,
     PLANNED,
+    MAINTENANCE_RUNS,
 )
 """The families of every probe series, in the order ``/metrics`` writes them."""
 
@@ -360,11 +388,13 @@ class ResultStore:
         *,
         day: int = 0,
         first_attempt: FailureReason | None = None,
+        maintenance: bool = False,
     ) -> None:
         """Count a finished run; a run of a probe removed meanwhile is dropped."""
         series = self._series.get(key)
         if series is not None:
-            series.record(result, time.time() if now is None else now, day=day, first_attempt=first_attempt)
+            when = time.time() if now is None else now
+            series.record(result, when, day=day, first_attempt=first_attempt, maintenance=maintenance)
 
     def get(self, key: ProbeKey) -> ProbeSeries | None:
         """The series of one probe, if it exists."""

@@ -29,6 +29,8 @@ PROBE_WITHIN_SLA = "slaprobe_probe_within_sla_total"
 PROBE_FIRST_ATTEMPT_FAILURES = "slaprobe_probe_first_attempt_failures_total"
 PROBE_DEGRADED = "slaprobe_probe_degraded_total"
 PROBE_PLANNED_RUNS = "slaprobe_probe_planned_runs_total"
+PROBE_MAINTENANCE_RUNS = "slaprobe_probe_maintenance_runs_total"  # in no other counter: the SLIs exclude them
+MAINTENANCE_ACTIVE = "slaprobe_maintenance_active"  # {service} = 1 while a maintenance window is open
 PROBE_DURATION = "slaprobe_probe_duration_seconds"
 PROBE_SUCCESS = "slaprobe_probe_success"
 PROBE_LAST_RUN = "slaprobe_probe_last_run_timestamp_seconds"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from slaprobe.configerror import ConfigIssue, did_you_mean
+from slaprobe.maintenance import window_issues
 from slaprobe.model import Config, Probe
 from slaprobe.schedule import TimeInterval
 from slaprobe.variables import flow_problems
@@ -35,6 +36,7 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
                 names = [s.name for s in (*probe.flow.steps, *probe.flow.finally_)]
                 for name in {n for n in names if names.count(n) > 1}:
                     issues.append(ConfigIssue(f"{path}.flow", f"duplicate step name {name!r}"))
+    issues += _maintenance_issues(cfg)
     for name, entries in cfg.time_intervals.items():
         for i, entry in enumerate(entries):
             try:
@@ -76,6 +78,17 @@ def _pushed_probe_issues(path: str, probe: Probe) -> list[ConfigIssue]:
     if probe.during:
         given.append("during")
     return [ConfigIssue(f"{path}.{key}", "a heartbeat is pushed, not run: use heartbeat.every") for key in given]
+
+
+def _maintenance_issues(cfg: Config) -> list[ConfigIssue]:
+    """Maintenance windows: names unique where they are listed, interval names known, entries valid."""
+    scopes = [("global.maintenance", cfg.global_.maintenance)]
+    scopes += [(f"services.{name}.maintenance", s.maintenance) for name, s in cfg.services.items()]
+    return [
+        ConfigIssue(path, message)
+        for where, windows in scopes
+        for path, message in window_issues(where, windows, cfg.time_intervals, did_you_mean)
+    ]
 
 
 def unknown_receiver(name: str, receivers: Mapping[str, object]) -> str:

@@ -35,6 +35,7 @@ from slaprobe.fields import (
     check_cron,
 )
 from slaprobe.kinds import PROBE_KINDS, FlowSpec, ProbeKind, ProbeSpec
+from slaprobe.maintenance import Calendar, MaintenanceWindow
 from slaprobe.schedule import TimeInterval, zone
 from slaprobe.specs import BasicAuth, DnsSpec, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
 from slaprobe.units import parse_duration
@@ -297,6 +298,9 @@ class Service(Model):
     sla: SLA = SLA()
     probes: list[Probe] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = Field(
+        default_factory=list, description="planned work: runs inside are counted apart and alerts muted"
+    )
 
 
 # ---------------------------------------------------------------------------- feedback, alerting
@@ -611,6 +615,7 @@ class Global(Model):
     buckets: list[Annotated[float, Field(gt=0)]] = Field(
         default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     )
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="windows of every service")
 
     @model_validator(mode="after")
     def _checks(self) -> Global:
@@ -672,6 +677,10 @@ class Config(Model):
     def time_intervals_of(self, names: Iterable[str]) -> tuple[TimeInterval, ...]:
         """The parsed ``time_intervals`` entries of these names (validated at load)."""
         return tuple(TimeInterval.parse(entry) for name in names for entry in self.time_intervals.get(name, []))
+
+    def maintenance_of(self, service: Service) -> Calendar:
+        """When ``service`` is in maintenance: its windows and the global ones."""
+        return Calendar.of((*self.global_.maintenance, *service.maintenance), self.time_intervals)
 
     def buckets_of(self, service: Service) -> tuple[float, ...]:
         """Histogram bounds for a service: global buckets plus its SLA thresholds."""
