@@ -131,9 +131,10 @@ def record_lines(rrsets: Iterable[dns.rrset.RRset]) -> list[str]:
 def check_records(lines: Sequence[str], assertion: DnsRecordAssertion) -> str | None:
     """Why ``lines`` fail ``assertion`` (blackbox semantics), or None when they pass.
 
-    fail_if_matches: any record matches any regex. fail_if_all_match: there are records
-    and every record matches every regex. fail_if_not_matches: some record misses some
-    regex (or there are no records). fail_if_none_matches: no record matches any regex.
+    fail_if_matches: any record matches any regex. fail_if_all_match: some record misses
+    some regex (blackbox's reading of the key, prober/dns.go validRRs, whatever its name
+    says; no records pass). fail_if_not_matches: some record misses some regex (or there
+    are no records). fail_if_none_matches: no record matches any regex.
     """
     if not lines and assertion.fail_if_not_matches_regexp:
         return "no records, but fail_if_not_matches_regexp is set"
@@ -147,8 +148,10 @@ def check_records(lines: Sequence[str], assertion: DnsRecordAssertion) -> str | 
             if not re.search(regex, line):
                 return f"record {line!r} does not match fail_if_not_matches_regexp {regex!r}"
     all_regexes = assertion.fail_if_all_match_regexp
-    if lines and all_regexes and all(re.search(r, line) for line in lines for r in all_regexes):
-        return f"all {len(lines)} records match fail_if_all_match_regexp {all_regexes}"
+    for line in lines:
+        for regex in all_regexes:
+            if not re.search(regex, line):
+                return f"record {line!r} does not match fail_if_all_match_regexp {regex!r}"
     none_regexes = assertion.fail_if_none_matches_regexp
     if none_regexes and not any(re.search(r, line) for line in lines for r in none_regexes):
         return f"no record matches fail_if_none_matches_regexp {none_regexes}"

@@ -25,6 +25,7 @@ from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import ProbeContext
 from slaprobe.probes.runner import run_probe
 from tests.conftest import free_port
+from tests.support.dnsserver import DnsServer
 from tests.support.hosts import hosts
 
 BLACKBOX = shutil.which("prometheus-blackbox-exporter")
@@ -56,6 +57,22 @@ modules:
     prober: dns
     timeout: 2s
     dns: {query_name: shop.test, preferred_ip_protocol: ip4, transport_protocol: tcp}
+  dns_all_match_one:
+    prober: dns
+    timeout: 2s
+    dns:
+      query_name: shop.test
+      query_type: A
+      preferred_ip_protocol: ip4
+      validate_answer_rrs: {fail_if_all_match_regexp: ['192\\.0\\.2\\.1$']}
+  dns_all_match_every:
+    prober: dns
+    timeout: 2s
+    dns:
+      query_name: shop.test
+      query_type: A
+      preferred_ip_protocol: ip4
+      validate_answer_rrs: {fail_if_all_match_regexp: ['\\tA\\t192\\.0\\.2\\.']}
 """
 
 
@@ -178,3 +195,17 @@ async def test_slaprobe_gives_blackboxs_values(
     assert {name: our.get(name) for name in compared} == {name: their.get(name) for name in compared}
     if "probe_dns_lookup_time_seconds" in their:  # emitted even when the lookup failed
         assert "probe_dns_lookup_time_seconds" in our
+
+
+@pytest.mark.parametrize("module", ["dns_all_match_one", "dns_all_match_every"])
+async def test_fail_if_all_match_regexp_judges_the_answers_as_blackbox_does(
+    blackbox: str, modules_file: Path, module: str
+) -> None:
+    async with DnsServer() as server:
+        server.answer("shop.test", "A", "192.0.2.1", "192.0.2.2")
+        their = await theirs(blackbox, module, server.address)
+        our = await ours(modules_file, module, server.address)
+    compared = ["probe_success", "probe_dns_answer_rrs", "probe_dns_query_succeeded"]
+    assert their["probe_dns_answer_rrs"] == 2
+    assert {name: our.get(name) for name in compared} == {name: their.get(name) for name in compared}
+    assert their["probe_success"] == (1 if module == "dns_all_match_every" else 0), their

@@ -147,9 +147,10 @@ REGEX_CASES = [
     # (section, assertion, passes)
     ("answer", {"fail_if_matches_regexp": [r"192\.0\.2\.2$"]}, False),
     ("answer", {"fail_if_matches_regexp": [r"203\.0\.113\."]}, True),
-    ("answer", {"fail_if_all_match_regexp": [r"\tA\t192\.0\.2\."]}, False),
-    ("answer", {"fail_if_all_match_regexp": [r"192\.0\.2\.1$"]}, True),
-    ("answer", {"fail_if_all_match_regexp": [r"192\.0\.2\.", r"\.1$"]}, True),
+    # fail_if_all_match fails unless every record matches every regex, as blackbox does
+    ("answer", {"fail_if_all_match_regexp": [r"\tA\t192\.0\.2\."]}, True),
+    ("answer", {"fail_if_all_match_regexp": [r"192\.0\.2\.1$"]}, False),
+    ("answer", {"fail_if_all_match_regexp": [r"192\.0\.2\.", r"\.1$"]}, False),
     ("answer", {"fail_if_not_matches_regexp": [r"192\.0\.2\.1$"]}, False),
     # blackbox modules match miekg/dns text: header fields separated by tabs
     ("answer", {"fail_if_not_matches_regexp": [r"^www\.example\.test\.\t300\tIN\tA\t192\.0\.2\."]},
@@ -159,7 +160,8 @@ REGEX_CASES = [
     ("authority", {"fail_if_not_matches_regexp": [r"\tNS\tns1\.example\.test\.$"]}, True),
     ("authority", {"fail_if_matches_regexp": [r"ns1\."]}, False),
     ("additional", {"fail_if_none_matches_regexp": [r"198\.51\.100\.53"]}, True),
-    ("additional", {"fail_if_all_match_regexp": [r"^ns1\."]}, False),
+    ("additional", {"fail_if_all_match_regexp": [r"^ns1\."]}, True),
+    ("additional", {"fail_if_all_match_regexp": [r"^ns2\."]}, False),
 ]
 
 
