@@ -30,6 +30,7 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
@@ -279,7 +280,10 @@ class _HttpProbe:
         tls = url.scheme == "https"
         ssl_context: ssl.SSLContext | bool = True
         if tls:
-            server_name = tlsutil.server_hostname(spec.tls, host, ctx.hostname if same_host else None)
+            # As blackbox: the hostname= override, else a configured Host header, names the
+            # first host (SNI and the name verified); a redirect elsewhere uses its own host.
+            override = (ctx.hostname or _host_without_port(spec.headers)) if same_host else None
+            server_name = tlsutil.server_hostname(spec.tls, host, override)
             ssl_context = self.ssl_context()
         if self.debug:
             via = f" via proxy {dial.ip} port {dial.port}" if proxy is not None else ""
@@ -599,6 +603,14 @@ def _short_json(value: Any, limit: int = 60) -> str:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _host_without_port(headers: Mapping[str, str]) -> str | None:
+    """The configured Host header without a port (``shop.example:8443`` names shop.example)."""
+    value = next((v for k, v in headers.items() if k.lower() == "host"), None)
+    if not value:
+        return None
+    return URL(f"//{value}").raw_host or value
 
 
 def _content_length(response: _Response, method: str) -> float:

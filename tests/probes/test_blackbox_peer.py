@@ -25,6 +25,7 @@ from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import ProbeContext
 from slaprobe.probes.runner import run_probe
 from tests.conftest import free_port
+from tests.support.certs import Authority
 from tests.support.dnsserver import DnsServer
 from tests.support.hosts import hosts
 
@@ -73,6 +74,13 @@ modules:
       query_type: A
       preferred_ip_protocol: ip4
       validate_answer_rrs: {fail_if_all_match_regexp: ['\\tA\\t192\\.0\\.2\\.']}
+  http_host_header:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      headers: {Host: shop.example}
+      tls_config: {ca_file: CA_FILE}
 """
 
 
@@ -110,9 +118,22 @@ def shop() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def modules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tls_shop(authority: Authority, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shop over TLS with a certificate for shop.example only; yields host:port."""
+    leaf = authority.issue(tmp_path_factory.mktemp("shop-cert"), "shop", hosts=("shop.example",))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
+    server.socket = leaf.server_context().wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def modules_file(tmp_path_factory: pytest.TempPathFactory, authority: Authority) -> Path:
     path = tmp_path_factory.mktemp("peer") / "blackbox.yml"
-    path.write_text(MODULES)
+    path.write_text(MODULES.replace("CA_FILE", str(authority.path)))
     return path
 
 
@@ -209,3 +230,13 @@ async def test_fail_if_all_match_regexp_judges_the_answers_as_blackbox_does(
     assert their["probe_dns_answer_rrs"] == 2
     assert {name: our.get(name) for name in compared} == {name: their.get(name) for name in compared}
     assert their["probe_success"] == (1 if module == "dns_all_match_every" else 0), their
+
+
+async def test_a_configured_host_header_is_the_tls_server_name_as_in_blackbox(
+    blackbox: str, tls_shop: str, modules_file: Path
+) -> None:
+    their = await theirs(blackbox, "http_host_header", f"https://{tls_shop}/ok")
+    our = await ours(modules_file, "http_host_header", f"https://{tls_shop}/ok")
+    compared = ["probe_success", "probe_http_status_code", "probe_http_ssl"]
+    assert {name: our.get(name) for name in compared} == {name: their.get(name) for name in compared}
+    assert their["probe_success"] == 1

@@ -952,6 +952,18 @@ async def test_a_certificate_close_to_expiry_fails_with_cert_expiry(
     assert (await probe(spec(base + "/", tls={**tls, "min_days_left": 2}))).success
 
 
+async def test_a_configured_host_header_is_the_sni_and_verified_name_as_in_blackbox(
+    serve: Serve, certs: Callable[..., CertFiles], authority: Authority
+) -> None:
+    leaf = certs("shop", hosts=("shop.example",))
+    base = await serve(ssl_context=leaf.server_context())
+    tls = {"ca_file": str(authority.path)}
+    result = await probe(spec(base + "/", tls=tls, headers={"Host": "shop.example:443"}))
+    assert result.success, result.detail
+    assert result.cert is not None and result.cert.verified and result.cert.subject == "CN=shop"
+    assert failed(await probe(spec(base + "/", tls=tls)), FailureReason.TLS)  # 127.0.0.1 is not on it
+
+
 async def test_the_hostname_override_is_the_sni_and_verified_name(
     serve: Serve, certs: Callable[..., CertFiles], authority: Authority
 ) -> None:
