@@ -8,7 +8,7 @@ from slaprobe.configerror import ConfigIssue, did_you_mean
 from slaprobe.maintenance import window_issues
 from slaprobe.model import Config, Probe
 from slaprobe.schedule import TimeInterval
-from slaprobe.variables import flow_problems
+from slaprobe.variables import flow_problems, plain_probe_references
 
 
 def cross_check(cfg: Config) -> list[ConfigIssue]:
@@ -30,6 +30,9 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
                 if name not in cfg.time_intervals:
                     known = did_you_mean(name, cfg.time_intervals)
                     issues.append(ConfigIssue(f"{path}.during", f"unknown time interval {name!r}{known}"))
+            for where, name in plain_probe_references(probe.kind, probe.spec):
+                message = f"${{{name}}} is not defined: only the steps of a flow have variables"
+                issues.append(ConfigIssue(f"{path}.{where}", f"{message} (did you mean ${{env:{name}}}?)"))
             if probe.flow:
                 for where, message in flow_problems(probe.flow):
                     issues.append(ConfigIssue(f"{path}.flow.{where}", message))

@@ -609,7 +609,7 @@ class Global(Model):
     location: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     timezone: str = Field("UTC", description="IANA zone of cron schedules and of 'today' on the status page")
     interval: Duration = Field(30.0, gt=0)
-    timeout: Duration = Field(10.0, gt=0)
+    timeout: Duration = Field(10.0, gt=0, description="default: 10s, or the interval when that is shorter")
     concurrency: int = Field(256, ge=1, le=100_000, description="probes in flight, at most")
     probe_allow: list[str] = Field(default_factory=list, description="extra /probe targets: CIDRs, hostname globs")
     buckets: list[Annotated[float, Field(gt=0)]] = Field(
@@ -619,7 +619,8 @@ class Global(Model):
 
     @model_validator(mode="after")
     def _checks(self) -> Global:
-        if self.timeout > self.interval:
+        # Left out, the timeout is min(10s, interval) (as Prometheus defaults scrape_timeout); given, it must fit.
+        if "timeout" in self.model_fields_set and self.timeout > self.interval:
             raise ValueError("timeout must not exceed interval")
         zone(self.timezone)
         for entry in self.probe_allow:

@@ -146,6 +146,16 @@ def undefined_variables(spec: FlowSpec) -> list[tuple[str, str]]:
     return found
 
 
+def plain_probe_references(kind: str, spec: object) -> list[tuple[str, str]]:
+    """Every ``(path, name)`` where a probe that is not a flow uses ``${name}``: it has no variables,
+    so the text would be sent as it is (``${env:X}``/``${file:P}`` are gone by now)."""
+    if kind not in KIND_BY_NAME or not KIND_BY_NAME[kind].flow_step:
+        return []
+    fields: dict[str, Any] = {"name": "probe", kind: spec}
+    step = FlowStep.model_construct(**fields)  # the same fields a step substitutes
+    return [(path, name) for path, text, names in _texts(step) for name in references(text) if name not in names]
+
+
 def flow_problems(spec: FlowSpec) -> list[tuple[str, str]]:
     """Every static problem of a flow's variables as ``(path, message)``, paths relative to the flow.
 
