@@ -64,6 +64,9 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
     default_receiver = cfg.alerting.default_receiver
     if default_receiver is not None and default_receiver not in cfg.receivers:
         issues.append(ConfigIssue("alerting.default_receiver", unknown_receiver(default_receiver, cfg.receivers)))
+    if cfg.alertmanager is not None and cfg.alertmanager.webhook_url and cfg.alertmanager.webhook_auth is None:
+        message = "required with webhook_url: the webhook refuses posts without credentials ({bearer_token: ...})"
+        issues.append(ConfigIssue("alertmanager.webhook_auth", message))
     known_priorities = {p for m in cfg.priorities.values() for p in (m.page, m.ticket)}
     for priority in cfg.escalation:
         if priority not in known_priorities:

@@ -100,9 +100,13 @@ def test_higher_priorities_inhibit_lower_ones_and_a_down_prober_inhibits_slo_ale
             "alerting: {default_receiver: catchall}\nreceivers: {catch-all: {}}\n",
             "alerting.default_receiver: unknown receiver 'catchall' (did you mean 'catch-all'?)",
         ),
+        (
+            "alertmanager: {url: 'http://127.0.0.1:9093', webhook_url: 'http://127.0.0.1:9799/alertmanager/webhook'}\n",
+            "alertmanager.webhook_auth: required with webhook_url: the webhook refuses posts without credentials",
+        ),
     ],
 )
-def test_check_rejects_an_escalation_target_that_is_no_receiver(config: str, message: str, tmp_path: Path) -> None:
+def test_check_rejects_a_receiver_that_would_deliver_nowhere(config: str, message: str, tmp_path: Path) -> None:
     """A typo in a receiver name would route pages to a receiver that delivers nowhere (amtool accepts it)."""
     path = tmp_path / "slaprobe.yaml"
     path.write_text("version: v1\n" + config)
