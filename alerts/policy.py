@@ -12,6 +12,14 @@ from slaprobe.config import Config, EscalationLevel, PriorityMap, Service
 DEFAULT_RUNBOOK_URL = "https://github.com/slaprobe/slaprobe/blob/main/README.md#alerts-and-escalation"
 _FALLBACK_PRIORITIES = PriorityMap(page="P3", ticket="P4")
 
+# The SLO an alert without its own ``sloth_slo`` is shown under on Sloth's boards: probe and
+# TLS alerts threaten availability; compliance and feedback have their own.
+SLO_OF_ALERT = {
+    c.ALERT_COMPLIANCE: c.SLO_COMPLIANCE,
+    c.ALERT_FEEDBACK_DEADLINES: "feedback",
+    c.ALERT_FEEDBACK_QUALITY: "feedback",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Concern:
@@ -57,7 +65,9 @@ def runbook_url(cfg: Config, concern: Concern, alertname: str) -> str:
 
 
 def alert_labels(cfg: Config, concern: Concern, alertname: str, severity: str, **extra: str) -> dict[str, str]:
-    """The labels of a level-1 alert: service, tier, priority, severity, escalation level, runbook."""
+    """The labels of a level-1 alert: service, tier, priority, severity, escalation level, Sloth's
+    ``sloth_id``/``sloth_service``/``sloth_slo``/``sloth_severity`` (so Sloth's boards and UI read
+    our alerts), runbook."""
     labels = {
         c.LABEL_SERVICE: concern.service,
         c.LABEL_TIER: concern.tier,
@@ -66,6 +76,11 @@ def alert_labels(cfg: Config, concern: Concern, alertname: str, severity: str, *
         c.LABEL_ESCALATION_LEVEL: "1",
     }
     labels.update(extra)
+    slo = labels.get(c.LABEL_SLOTH_SLO) or SLO_OF_ALERT.get(alertname, c.SLO_AVAILABILITY)
+    labels[c.LABEL_SLOTH_ID] = f"{concern.service}-{slo}"
+    labels[c.LABEL_SLOTH_SERVICE] = concern.service
+    labels[c.LABEL_SLOTH_SLO] = slo
+    labels[c.LABEL_SLOTH_SEVERITY] = severity
     labels[c.LABEL_RUNBOOK_URL] = runbook_url(cfg, concern, alertname)
     return labels
 

@@ -218,6 +218,7 @@ LABEL_SLOTH_ID = "sloth_id"  # <service>-<slo>
 LABEL_SLOTH_SERVICE = "sloth_service"
 LABEL_SLOTH_SLO = "sloth_slo"
 LABEL_SLOTH_WINDOW = "sloth_window"
+LABEL_SLOTH_SEVERITY = "sloth_severity"  # page | ticket, on alerts (Sloth's boards select on it)
 LABEL_SLOTH_MODE = "sloth_mode"
 LABEL_SLOTH_SPEC = "sloth_spec"
 LABEL_SLOTH_VERSION = "sloth_version"
