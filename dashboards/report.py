@@ -146,6 +146,28 @@ class ServiceReport:
     incidents: tuple[Incident, ...]
     history: tuple[tuple[float, float], ...]  # (end of step, availability over the step)
     tickets: float | None  # tickets naming this service
+    previous: tuple[float, float, float] | None = None  # runs, failed, within SLA in the period before
+
+    @property
+    def previous_availability(self) -> float | None:
+        """Availability in the previous period of the same length, or None without runs."""
+        if not self.previous or self.previous[0] <= 0:
+            return None
+        return 1 - self.previous[1] / self.previous[0]
+
+    @property
+    def previous_compliance(self) -> float | None:
+        """The compliance rate in the previous period of the same length, or None without runs."""
+        if not self.previous or self.previous[0] <= 0:
+            return None
+        return self.previous[2] / self.previous[0]
+
+    def trend(self) -> str:
+        """The KPI bulletin's comparison: ``availability 99.10% → 99.80%, compliance 88.04% → 97.83%``."""
+        return (
+            f"availability {percent(self.previous_availability, 2)} → {percent(self.availability, 2)}, "
+            f"compliance {percent(self.previous_compliance, 2)} → {percent(self.compliance, 2)}"
+        )
 
     @property
     def availability(self) -> float | None:
@@ -321,9 +343,14 @@ def _runs(times: Sequence[float], gap: float) -> list[tuple[float, float]]:
 
 
 def incidents_from(
-    series: Iterable[tuple[dict[str, str], list[tuple[float, float]]]], step: float, end: float
+    series: Iterable[tuple[dict[str, str], list[tuple[float, float]]]], step: float, end: float, bridge: float = 0.0
 ) -> list[Incident]:
-    """Incidents from an ``ALERTS`` firing range query: level-1 firing periods merged per (service, priority)."""
+    """Incidents from an ``ALERTS`` firing range query: level-1 firing periods merged per (service, priority).
+
+    An incident's level is the highest level that fired from its start until a ``bridge``
+    (``alerting.escalation_bridge``) after its end: a level-N alert that paged during that
+    bridge was sent, so it counts as reached.
+    """
     gap = step * 1.5
     periods: dict[tuple[str, str], list[tuple[float, float, dict[str, str]]]] = {}
     levels: dict[tuple[str, str], list[tuple[float, int]]] = {}
@@ -345,7 +372,7 @@ def incidents_from(
             else:
                 merged.append((first, last, [labels]))
         for first, last, members in merged:
-            reached = [lv for t, lv in levels[(service, priority)] if first <= t <= last + step]
+            reached = [lv for t, lv in levels[(service, priority)] if first <= t <= last + step + bridge]
             severities = {m.get(c.LABEL_SEVERITY, "") for m in members}
             incidents.append(
                 Incident(
@@ -429,15 +456,17 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
     start = at - seconds
     names = list(cfg.services)
     everyone = (matches(c.LABEL_SERVICE, names),) if names else ()
-    counts = {key: _by(client.query(expr, at), "service") for key, expr in period_counts(window, everyone).items()}
+    queries = period_counts(window, everyone)
+    counts = {key: _by(client.query(expr, at), "service") for key, expr in queries.items()}
     runs, failures, within = counts["runs"], counts["failures"], counts["within"]
+    before = {key: _by(client.query(expr, start), "service") for key, expr in queries.items()}  # same length
     tickets = _by(client.query(increase_sum(c.FEEDBACK_TICKETS, window, everyone, [c.LABEL_SERVICE]), at), "service")
     step = max(1.0, round(seconds / INCIDENT_STEPS))
     firing = f'{c.ALERTS_SERIES}{{{c.LABEL_ALERTSTATE}="{c.ALERT_FIRING}"}}'
     # max_over_time catches alerts shorter than a step; the bare series (staleness ends it at
     # resolution) covers steps whose window missed an evaluation by jitter.
     alerts = client.query_range(f"max_over_time({firing}[{format_duration(step)}]) or {firing}", start + step, at, step)
-    incidents = incidents_from(alerts, step, at)
+    incidents = incidents_from(alerts, step, at, cfg.alerting.escalation_bridge)
     latencies = _latencies(client, cfg, window, everyone, at)
     histories = _histories(client, everyone, start, at)
     services = []
@@ -459,6 +488,11 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
                 incidents=tuple(i for i in incidents if i.service == name),
                 history=histories.get(name, ()),
                 tickets=tickets.get(key),
+                previous=(
+                    before["runs"].get(key, 0.0),
+                    before["failures"].get(key, 0.0),
+                    before["within"].get(key, 0.0),
+                ),
             )
         )
     complaints = tuple(_complaints(client, source, window, at) for source in cfg.feedback)
@@ -552,6 +586,7 @@ def _summary_rows(report: Report) -> list[list[str]]:
                 f"{percent(s.compliance)} / {percent(s.compliance_target, 2)}",
                 f"{percent(latency.sli)} / {percent(latency.target, 2)}" if latency else "-",
                 _incident_summary(s),
+                s.trend(),
             ]
         )
     return rows
@@ -574,6 +609,7 @@ SUMMARY_HEADER = [
     "compliance / target",
     "latency SLI / target",
     "incidents by priority",
+    "previous period → this one",
 ]
 
 
@@ -645,13 +681,27 @@ def availability_chart(service: ServiceReport, width: int = 1000, height: int = 
         f'<line x1="{pad_left}" x2="{width - 4}" y1="{sla:.1f}" y2="{sla:.1f}" stroke="#1d2330" '
         'stroke-dasharray="6 4" stroke-width="1.5"/>'
     )
-    parts.append(f'<text x="2" y="{sla + 4:.1f}">SLA {_e(percent(service.objective, 2))}</text>')
-    parts.append(f'<text x="2" y="12">{_e(percent(1.0, 0))}</text>')
-    parts.append(f'<text x="2" y="{6 + plot_h:.1f}">{_e(percent(floor, 2))}</text>')
+    for label, at in axis_labels(sla + 4, 6 + plot_h, service.objective, floor):
+        parts.append(f'<text x="2" y="{at:.1f}">{_e(label)}</text>')
     parts.append(f'<text x="{pad_left}" y="{height - 3}">{_e(when(points[0][0]))}</text>')
     parts.append(f'<text x="{width - 4}" y="{height - 3}" text-anchor="end">{_e(when(points[-1][0]))}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+LABEL_GAP = 12.0  # px between two axis labels' baselines (11px text)
+
+
+def axis_labels(sla_y: float, bottom_y: float, objective: float, floor: float) -> list[tuple[str, float]]:
+    """The availability chart's axis labels (text, baseline y): 100% at the top, the SLA at its
+    line, the floor at the bottom; a label that would overlap the SLA's is left out (the SLA's
+    line matters more), so "100%" and "SLA 99.50%" never print over each other."""
+    sla = (f"SLA {percent(objective, 2)}", sla_y)
+    found = [sla]
+    for label in ((percent(1.0, 0), 12.0), (percent(floor, 2), bottom_y)):
+        if abs(label[1] - sla_y) >= LABEL_GAP:
+            found.append(label)
+    return found
 
 
 def incident_chart(report: Report, service: ServiceReport, width: int = 1000) -> str:
@@ -698,6 +748,10 @@ def _service_html(report: Report, s: ServiceReport) -> str:
             None if s.compliance is None else s.compliance >= s.compliance_target - 1e-12,
         ),
         _figure("probe runs / failed", f"{s.runs:.0f} / {s.failures:.0f}"),
+        _figure(
+            "compliance, previous period → this one",
+            f"{percent(s.previous_compliance, 2)} → {percent(s.compliance, 2)}",
+        ),
     ]
     parts = [
         f'<section id="service-{_e(s.name)}"><h2>{_e(s.name)} '
@@ -838,8 +892,18 @@ def render_html(report: Report) -> str:
 # ---------------------------------------------------------------------------- Markdown
 
 
+_MD_SPECIAL = frozenset("\\`*_[]|~#!")
+
+
+def md_text(value: object) -> str:
+    """Text from outside (service, source and category names, owners, ticket logs) as literal
+    Markdown: emphasis, links, code, tables and HTML tags cannot be formed from it."""
+    text = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(value))
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("\r", " ").replace("\n", " ")
+
+
 def _md_cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
+    return md_text(value)
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -862,7 +926,8 @@ def render_markdown(report: Report) -> str:
         _md_table(SUMMARY_HEADER, _summary_rows(report)),
     ]
     for s in report.services:
-        out += ["", f"## {s.name} ({s.tier})", "", f"Owner: {s.owner or '-'}", "", "### Availability vs SLA", ""]
+        out += ["", f"## {md_text(s.name)} ({md_text(s.tier)})", "", f"Owner: {md_text(s.owner or '-')}", ""]
+        out += [f"Previous period → this one: {s.trend()}", "", "### Availability vs SLA", ""]
         out.append(
             _md_table(
                 ["availability", "SLA", "SLA met", "budget used", "compliance", "compliance target", "runs", "failed"],
@@ -911,11 +976,11 @@ def render_markdown(report: Report) -> str:
                     [[p, str(n), seconds_text(t), seconds_text(lg), str(lv)] for p, n, t, lg, lv in rows],
                 )
             )
-        complaints = re.sub(r"<[^>]+>", "", html.unescape(_complaints_for_service_html(report, s)))
+        complaints = md_text(re.sub(r"<[^>]+>", "", html.unescape(_complaints_for_service_html(report, s))))
         out += ["", "### Complaints", "", complaints]
     if report.complaints:
         out += ["", "## Complaint response compliance", "", _md_table(COMPLAINTS_HEADER, _complaints_rows(report))]
         for r in report.complaints:
-            out += ["", f"### {r.source}: first response by category", ""]
+            out += ["", f"### {md_text(r.source)}: first response by category", ""]
             out.append(_md_table(CATEGORY_HEADER, _category_rows(r)))
     return "\n".join(out) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,6 +12,7 @@ import yaml
 
 from slaprobe import conventions as c
 from slaprobe.dashboards.report import (
+    LABEL_GAP,
     CategoryFigures,
     ComplaintReport,
     Incident,
@@ -19,8 +21,10 @@ from slaprobe.dashboards.report import (
     Report,
     ReportError,
     ServiceReport,
+    availability_chart,
     by_priority,
     incidents_from,
+    md_text,
     parse_end,
     percent,
     period_counts,
@@ -164,8 +168,8 @@ def test_markdown_report_has_the_same_tables() -> None:
     text = render_markdown(_report())
     assert text.startswith("# SLA report\n")
     assert (
-        "| a<b> | critical | 99.00% | 97.500% | NO | 250.0% | 97.000% / 99.00% | 93.000% / 90.00% | P1: 1 (5m40s) |"
-        in text
+        "| a&lt;b&gt; | critical | 99.00% | 97.500% | NO | 250.0% | 97.000% / 99.00% | 93.000% / 90.00% "
+        "| P1: 1 (5m40s) | availability - → 97.50%, compliance - → 97.00% |" in text
     )
     assert "| quiet | low | 99.90% | - | - | - | - / 99.90% | - | none |" in text
     assert "| P1 | 1 | 5m40s | 5m40s | 2 |" in text
@@ -212,3 +216,42 @@ def test_the_report_counts_runs_exactly_as_the_exporter_does(tmp_path: Path) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     shop = ServiceReport("shop", "high", "", 0.995, 60, 26, 34 / 60, 0.995, None, (), (), None)
     assert percent(shop.availability) == "56.667%"
+
+
+def test_markdown_from_ticket_logs_cannot_form_markup() -> None:
+    hostile = "[click](http://evil.example) *x* `y` <img src=x> | # !"
+    assert md_text(hostile) == ("\\[click\\](http://evil.example) \\*x\\* \\`y\\` &lt;img src=x&gt; \\| \\# \\!")
+    assert md_text("line\nbreak") == "line break"
+
+
+def test_the_report_compares_with_the_previous_period_of_the_same_length() -> None:
+    shop = ServiceReport(
+        "shop", "high", "", 0.995, 1000, 10, 0.9783, 0.995, None, (), (), None, previous=(1000, 30, 880.4)
+    )
+    assert shop.trend() == "availability 97.00% → 99.00%, compliance 88.04% → 97.83%"
+    assert "compliance 88.04% → 97.83%" in render_markdown(_report_of(shop))
+    assert "88.04% → 97.83%" in render_html(_report_of(shop))
+
+
+def _report_of(service: ServiceReport) -> Report:
+    return Report(T0, T0 + 86400, "1d", "prometheus:9090", (service,), (), 43.0, generated=T0)
+
+
+def test_the_level_reached_counts_a_level_that_paged_within_the_bridge_after_level_1() -> None:
+    series = [
+        (_alert("SLAProbeDown", "P1"), _points((0, 100))),
+        (_alert("SLAProbeDown", "P1", 2), _points((60, 160))),
+        (_alert("SLAProbeDown", "P1", 3), _points((130, 170))),  # paged while the bridge held level 1
+    ]
+    assert [i.max_level for i in incidents_from(series, 10, T0 + 1000, bridge=300)] == [3]
+    assert [i.max_level for i in incidents_from(series, 10, T0 + 1000)] == [2]
+
+
+@pytest.mark.parametrize("objective", [0.995, 0.999, 0.9, 0.5])
+def test_the_charts_axis_labels_never_overlap(objective: float) -> None:
+    history = tuple((T0 + i * 60, 0.999 if i % 3 else 0.97) for i in range(30))
+    shop = ServiceReport("shop", "high", "", objective, 60, 1, 0.99, 0.995, None, (), history, None)
+    chart = availability_chart(shop)
+    ys = sorted(float(y) for y in re.findall(r'<text x="2" y="([0-9.]+)"', chart))
+    assert "SLA " in chart
+    assert all(b - a >= LABEL_GAP for a, b in itertools.pairwise(ys)), ys
