@@ -84,9 +84,11 @@ def open_icmp_socket(family: int, *, factory: SocketFactory = socket.socket) -> 
             failures.append(f"{name}: {exc.strerror or exc}")
             continue
         return IcmpSocket(sock, family, raw=kind == socket.SOCK_RAW)
+    gid = os.getgid()
     raise IcmpSocketError(
-        "no ICMP socket: need CAP_NET_RAW or net.ipv4.ping_group_range covering "
-        f"gid {os.getgid()} ({'; '.join(failures)})"
+        f"no ICMP socket: need CAP_NET_RAW or net.ipv4.ping_group_range covering gid {gid} "
+        f"(sysctl -w net.ipv4.ping_group_range='{gid} {gid}', or setcap cap_net_raw+ep on the interpreter) "
+        f"({'; '.join(failures)})"
     )
 
 
@@ -136,8 +138,8 @@ async def probe_icmp(spec: IcmpSpec, ctx: ProbeContext) -> ProbeResult:
     except IcmpSocketError as exc:
         trace.add_phase("setup", time.monotonic() - started)
         _warn_once(str(exc))
-        # "internal": the prober cannot work here; the target is not to blame.
-        return state.finish(FailureReason.INTERNAL, str(exc))
+        # Not the target's fault, nor a bug: the process lacks the privilege; the detail says which.
+        return state.finish(FailureReason.PERMISSION, str(exc))
     with icmp.sock:
         _configure(icmp, spec.ttl)
         trace.add_phase("setup", time.monotonic() - started)

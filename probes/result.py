@@ -29,6 +29,7 @@ class FailureReason(StrEnum):
     EXTRACT = "extract"  # a flow variable could not be extracted or was undefined
     MISSED_HEARTBEAT = "missed_heartbeat"  # no ping within a heartbeat's every + grace
     REPORTED_DOWN = "reported_down"  # a heartbeat's pinger reported status=down
+    PERMISSION = "permission"  # slaprobe lacks a privilege the probe needs (ICMP: CAP_NET_RAW or ping_group_range)
     INTERNAL = "internal"  # a bug in slaprobe; logged with a traceback
 
 

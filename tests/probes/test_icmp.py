@@ -280,7 +280,7 @@ async def test_without_any_icmp_socket_the_probe_says_which_privilege_is_missing
 
     result = await run_probe(probe_icmp, spec(), context(icmp_socket_factory=factory))
 
-    assert result.reason is FailureReason.INTERNAL
+    assert result.reason is FailureReason.PERMISSION
     assert "CAP_NET_RAW" in result.detail
     assert "ping_group_range" in result.detail
     assert "setup" in result.phases
