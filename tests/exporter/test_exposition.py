@@ -60,11 +60,15 @@ def test_a_histogram_writes_cumulative_buckets_sum_and_count() -> None:
 def _every_family_with_series() -> tuple[str, list[MetricFamily]]:
     """Text of the stores with a series in every family they have, and those families."""
     series = store.ResultStore()
-    meta = store.ProbeMeta("shop", "home", "flow", "http://x/", "dc1", 30, 10, (0.1, 1.0), 0.5, 0.2)
+    meta = store.ProbeMeta("shop", "home", "flow", "http://x/", "dc1", 30, 10, (0.1, 1.0), 0.5, 0.2, maintenance=True)
     series.sync([meta])
     steps = (StepResult("login", False, 0.1, FailureReason.TIMEOUT),)
     result = ProbeResult(
-        True, 0.3, phases={"connect": 0.01}, cert=CertInfo(leaf_expiry=2e9, earliest_expiry=2e9), steps=steps
+        True,
+        0.3,
+        phases={"connect": 0.01},
+        cert=CertInfo(leaf_expiry=2e9, earliest_expiry=2e9, chain_expiry=2e9),
+        steps=steps,
     )
     series.record(meta.key, ProbeResult(False, 0.1, FailureReason.HTTP_STATUS), now=100)
     series.record(meta.key, result, now=130, first_attempt=FailureReason.CONNECT)
@@ -112,6 +116,7 @@ def _every_family_with_series() -> tuple[str, list[MetricFamily]]:
 
 
 def test_every_family_of_the_stores_gets_the_labels_it_declares() -> None:
+    """A family the fixture gives no series is named in the failure: add a series for it above."""
     text, families = _every_family_with_series()
     declared = {f.name.removesuffix("_total") if f.type == "counter" else f.name: f for f in families}
     seen = set()
