@@ -353,10 +353,9 @@ _HTTP_KEYS = (
     "fail_if_ssl", "fail_if_not_ssl", "fail_if_body_matches_regexp",
     "fail_if_body_not_matches_regexp", "fail_if_header_matches", "fail_if_header_not_matches",
     "tls_config", "basic_auth", "authorization", "bearer_token", "bearer_token_file",
-    "proxy_url", "preferred_ip_protocol", "ip_protocol_fallback",
+    "proxy_url", "preferred_ip_protocol", "ip_protocol_fallback", "compression",
 )  # fmt: skip
 _HTTP_LACKING = {
-    "compression": "",
     "enable_http3": "",
     "oauth2": "",
     "http_headers": "use headers",
@@ -412,6 +411,8 @@ def _http(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | N
         body = reader.file_text(body_file, (*loc, "body_file"), strip=False)
     if body:
         data["body"] = body
+    if compression := reader.string(raw, loc, "compression"):
+        data["compression"] = compression
     proxy = reader.string(raw, loc, "proxy_url")
     if proxy:
         if not re.match(r"^(https?|socks5)://[^/]", proxy):

@@ -153,7 +153,17 @@ class _HttpProbe:
         """Whether this probe's hops go through ``httpwire`` (else through aiohttp)."""
         choice = self.ctx.extras.get(HTTP_TRANSPORT)
         wanted = LEAN_TRANSPORT if choice is None else choice == "wire"
-        return wanted and httpwire.AVAILABLE and not self.spec.proxy and httpwire.supports_headers(self.spec.headers)
+        return (
+            wanted
+            and httpwire.AVAILABLE
+            and not self.spec.proxy
+            and self.spec.compression != "br"  # httpwire decodes gzip and deflate only
+            and httpwire.supports_headers(self.spec.headers)
+        )
+
+    def decode(self) -> bool:
+        """Whether a compressed body is decoded: only when ``compression`` asks for a coding (as blackbox)."""
+        return self.spec.compression not in (None, "identity")
 
     async def run(self) -> ProbeResult:
         """The whole probe; target faults come back as a failed result."""
@@ -163,6 +173,7 @@ class _HttpProbe:
                 connector=_connector(),
                 connector_owner=False,
                 cookie_jar=aiohttp.CookieJar(unsafe=True) if self.jar is None else self.jar,
+                auto_decompress=self.decode(),
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
                 timeout=aiohttp.ClientTimeout(total=None),  # the caller owns the deadline
             )
@@ -237,6 +248,8 @@ class _HttpProbe:
         spec = self.spec
         headers: CIMultiDict[str] = CIMultiDict(spec.headers)
         headers.setdefault("User-Agent", _USER_AGENT)
+        if spec.compression is not None:
+            headers.setdefault("Accept-Encoding", spec.compression)
         if spec.basic_auth is not None:
             headers["Authorization"] = _basic_auth(spec.basic_auth.username, spec.basic_auth.password)
         if spec.json_body is not None:
@@ -330,6 +343,7 @@ class _HttpProbe:
                 trace=self.trace,
                 ssl_context=ssl_context,
                 server_hostname=server_name,
+                decode=self.decode(),
             )
         except httpwire.WireError as exc:
             if exc.reason is FailureReason.TLS and server_name is not None:

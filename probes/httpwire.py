@@ -184,8 +184,9 @@ class _Fault(Exception):
 class _Exchange(asyncio.Protocol):
     """One connection's protocol: feeds httptools and queues the body for ``readany``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, peer: str, head_only: bool) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, peer: str, head_only: bool, decode: bool = True) -> None:
         self.loop = loop
+        self.decode = decode  # False: a compressed body is passed on as sent
         self.peer = peer  # "target 10.0.0.1 port 80", for details
         self.head_only = head_only  # a HEAD request: the response has no body whatever it says
         assert httptools is not None
@@ -306,7 +307,7 @@ class _Exchange(asyncio.Protocol):
         self.headed = True
         if self.head_only or status in _NO_BODY_STATUS or status == 101:
             self.finish()
-        else:
+        elif self.decode:
             self.start_decoding()
         if not self.head.done():
             self.head.set_result(None)
@@ -533,8 +534,11 @@ async def exchange(
     trace: ProbeTrace,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    decode: bool = True,
 ) -> WireResponse:
     """Dial ``ip`` (already resolved and guarded), send ``request``, return the response head.
+
+    ``decode`` False passes a gzip or deflate body on as sent.
 
     Adds ``connect``, ``tls`` and ``processing`` to the trace, also when failing or cancelled.
     """
@@ -553,7 +557,7 @@ async def exchange(
         raise
     finally:
         trace.add_phase("connect", connected - started)
-    protocol = _Exchange(loop, peer, head_only)
+    protocol = _Exchange(loop, peer, head_only, decode)
     if ssl_context is None:
         _PlainTransport(loop, sock, protocol).start(request)
         return await _response(protocol, trace, connected, None)

@@ -104,6 +104,11 @@ class HttpSpec(Model):
     proxy: str | None = Field(None, description="HTTP proxy URL")
     tls: TLSConfig = TLSConfig()
     body_size_limit: Size = Field(10 * 1024 * 1024, description="read at most this many body bytes; 0: no limit")
+    compression: Literal["gzip", "deflate", "br", "identity"] | None = Field(
+        None,
+        description="ask for this Content-Encoding and decode the body with it (blackbox's compression);"
+        " unset: a body is matched and measured as sent",
+    )
     expect: HttpExpect = HttpExpect()
 
     @model_validator(mode="after")

@@ -216,6 +216,8 @@ TRANSLATIONS = [
     ("prober: http\nhttp: {preferred_ip_protocol: ip4, ip_protocol_fallback: false}", "preferred_ip_protocol", "ip4"),
     ("prober: http\nhttp: {preferred_ip_protocol: ip4, ip_protocol_fallback: false}", "ip_protocol_fallback", False),
     ("prober: http\nhttp: {compression: '', enable_http3: false, oauth2: {}}", "method", "GET"),
+    ("prober: http\nhttp: {compression: gzip}", "compression", "gzip"),
+    ("prober: http", "compression", None),
     ("prober: tcp", "dialogue", []),
     ("prober: tcp", "tls", None),
     ("prober: tcp", "preferred_ip_protocol", "ip6"),
@@ -310,7 +312,6 @@ REFUSALS = [
         "prober: http\nhttp:\n  oauth2: {client_id: x, token_url: 'https://t'}",
         ["modules.foo.http.oauth2: not supported (line 5)"],
     ),
-    ("prober: http\nhttp:\n  compression: gzip", ["modules.foo.http.compression: not supported (line 5)"]),
     ("prober: http\nhttp:\n  enable_http3: true", ["modules.foo.http.enable_http3: not supported (line 5)"]),
     (
         "prober: http\nhttp:\n  http_headers: {X-A: {values: [a]}}",

@@ -8,6 +8,7 @@ Skipped when ``prometheus-blackbox-exporter`` is not installed.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.server
 import shutil
 import subprocess
@@ -74,6 +75,14 @@ modules:
       query_type: A
       preferred_ip_protocol: ip4
       validate_answer_rrs: {fail_if_all_match_regexp: ['\\tA\\t192\\.0\\.2\\.']}
+  http_gzip:
+    prober: http
+    timeout: 5s
+    http: {preferred_ip_protocol: ip4, compression: gzip, fail_if_body_not_matches_regexp: ["^Welcome Welcome"]}
+  http_as_sent:
+    prober: http
+    timeout: 5s
+    http: {preferred_ip_protocol: ip4, fail_if_body_not_matches_regexp: ["^Welcome Welcome"]}
   http_host_header:
     prober: http
     timeout: 5s
@@ -85,12 +94,19 @@ modules:
 
 
 class _Shop(http.server.BaseHTTPRequestHandler):
-    """/204, /ok, /redirect (302 to /ok) and /loop (302 to itself)."""
+    """/204, /ok, /gzip, /redirect (302 to /ok) and /loop (302 to itself)."""
 
     def do_GET(self) -> None:
         if self.path == "/204":
             self.send_response(204)
             self.end_headers()
+        elif self.path == "/gzip":  # compressed whether asked or not
+            body = gzip.compress(b"Welcome " * 1000)
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.path in ("/loop", "/redirect"):
             self.send_response(302)
             self.send_header("Location", "/loop" if self.path == "/loop" else "/ok")
@@ -196,6 +212,8 @@ CASES = [
     ("http_2xx", "http://SHOP/loop", ["probe_success", "probe_http_status_code", "probe_http_redirects"]),
     ("http_302", "http://SHOP/redirect", ["probe_success", "probe_http_status_code", "probe_http_redirects"]),
     ("http_ip6_only", "http://127.0.0.1:CLOSED/", ["probe_success", "probe_ip_protocol", "probe_ip_addr_hash"]),
+    ("http_gzip", "http://SHOP/gzip", ["probe_success", "probe_http_uncompressed_body_length", "probe_http_content_length"]),
+    ("http_as_sent", "http://SHOP/gzip", ["probe_success", "probe_http_uncompressed_body_length", "probe_http_content_length"]),
     ("tcp_ip6_only", "127.0.0.1:CLOSED", ["probe_success", "probe_ip_protocol", "probe_ip_addr_hash"]),
     (
         "dns_ip6_only",

@@ -372,7 +372,7 @@ async def test_a_server_closing_inside_the_head_fails_with_protocol(answer: Any)
 # ---------------------------------------------------------------------------- content coding
 
 
-async def test_gzip_is_asked_for_only_by_the_probe_and_then_decoded(answer: Any) -> None:
+async def test_gzip_is_asked_for_only_by_compression_and_then_decoded(answer: Any) -> None:
     plain = b"Welcome " * 2000
 
     def respond(request: bytes) -> list[bytes]:
@@ -384,11 +384,13 @@ async def test_gzip_is_asked_for_only_by_the_probe_and_then_decoded(answer: Any)
     base, _ = await answer(respond)
     unasked = await probe(spec(base + "/"))
     assert value(unasked, names.BB_HTTP_CONTENT_LENGTH) == len(plain)
-    asked = await probe(spec(base + "/", headers={"Accept-Encoding": "gzip"}, expect={"body_regex": "^Welcome Welcome"}))
+    asked = await probe(spec(base + "/", compression="gzip", expect={"body_regex": "^Welcome Welcome"}))
     assert asked.success, asked.detail
     assert value(asked, names.BB_HTTP_BODY_LENGTH) == len(plain)
     content_length = value(asked, names.BB_HTTP_CONTENT_LENGTH)
     assert content_length is not None and content_length < 200
+    as_sent = await probe(spec(base + "/", headers={"Accept-Encoding": "gzip"}))  # asked, not decoded
+    assert value(as_sent, names.BB_HTTP_BODY_LENGTH) == content_length
 
 
 @pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib", "raw"])
@@ -396,7 +398,7 @@ async def test_deflate_is_decoded_zlib_wrapped_or_raw(answer: Any, wbits: int) -
     compressor = zlib.compressobj(wbits=wbits)
     body = compressor.compress(b"deflated " * 100) + compressor.flush()
     base, _ = await answer([OK_HEAD + f"Content-Encoding: deflate\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body])
-    result = await probe(spec(base + "/", expect={"body_regex": "^deflated deflated"}))
+    result = await probe(spec(base + "/", compression="deflate", expect={"body_regex": "^deflated deflated"}))
     assert result.success, result.detail
     assert value(result, names.BB_HTTP_BODY_LENGTH) == 900
 
@@ -404,14 +406,14 @@ async def test_deflate_is_decoded_zlib_wrapped_or_raw(answer: Any, wbits: int) -
 async def test_a_compressed_body_over_the_limit_stops_without_inflating_it_all(answer: Any) -> None:
     body = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB of zeros in ~64 KiB
     base, _ = await answer([OK_HEAD + f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body])
-    result = await probe(spec(base + "/", body_size_limit="1MiB"))
+    result = await probe(spec(base + "/", body_size_limit="1MiB", compression="gzip"))
     assert failed(result, FailureReason.BODY_LIMIT)
     assert value(result, names.BB_HTTP_BODY_LENGTH) == 1024 * 1024
 
 
 async def test_a_corrupt_gzip_body_fails_with_protocol(answer: Any) -> None:
     base, _ = await answer([OK_HEAD + b"Content-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!"])
-    result = await probe(spec(base + "/"))
+    result = await probe(spec(base + "/", compression="gzip"))
     assert failed(result, FailureReason.PROTOCOL)
     assert result.detail.startswith("invalid HTTP body: cannot decompress it")
 
