@@ -17,9 +17,9 @@ counted by priority and level.
 
 Alertmanager sends no resolved notification for an alert that is silenced when it resolves
 (prometheus/alertmanager#226), so an acknowledged incident would stay open: the poll also
-reads the active alerts, and an open incident whose level-1 alert Alertmanager no longer
-holds (and about which no notification arrived since the poll began) closes then, its time
-to resolve measured to that poll (within one ``poll_interval``). With ``--state-dir`` the
+reads the active alerts, and an open incident whose level-1 alert two polls in a row do not
+find (and about which no notification arrived meanwhile) closes, its time to resolve
+measured to the first of them (within one ``poll_interval``). With ``--state-dir`` the
 open incidents are saved (``incidents.json``) and survive a restart.
 """
 
@@ -87,6 +87,7 @@ class Incident:
     resolved: float = 0.0  # latest end of a level-1 alert
     ended: float = 0.0  # latest end of any of its alerts
     seen: float = 0.0  # unix seconds of the last notification about it
+    missing: float = 0.0  # start of the first poll that found its level-1 alert gone from Alertmanager (0: none)
 
 
 def _fingerprint(alert: Mapping[str, Any], labels: Mapping[str, str]) -> str:
@@ -218,12 +219,21 @@ class Incidents:
         """Close open incidents whose level-1 alert Alertmanager no longer holds (a muted resolution).
 
         ``active``: (service, alertname) of the level-1 alerts Alertmanager holds, read by a poll
-        that began at ``polled_at``; an incident notified since then is left for the next poll.
+        that began at ``polled_at``. An incident closes when two polls in a row miss its alert
+        (one empty answer, as from an Alertmanager just restarted, is not enough) and no
+        notification about it came since the first of them; it resolved at that first poll.
         """
-        closed = [key for key, inc in self.open.items() if key not in active and inc.seen < polled_at]
+        closed = []
+        for key, incident in self.open.items():
+            if key in active or incident.seen >= polled_at:
+                incident.missing = 0.0
+            elif not incident.missing:
+                incident.missing = polled_at
+            else:
+                closed.append(key)
         for key in closed:
             incident = self.open[key]
-            self._close(key, incident.resolved or polled_at)
+            self._close(key, incident.resolved or incident.missing)
         return closed
 
     # ------------------------------------------------------------------ state
@@ -252,6 +262,7 @@ class Incidents:
                     resolved=float(entry["resolved"]),
                     ended=float(entry["ended"]),
                     seen=float(entry["seen"]),
+                    missing=float(entry.get("missing", 0.0)),
                 )
                 key = (str(entry["service"]), str(entry["alertname"]))
             except (KeyError, TypeError, ValueError):
