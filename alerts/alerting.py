@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from slaprobe import conventions as c
@@ -10,7 +11,7 @@ from slaprobe.alerts.promql import any_of, number, ratio, selector
 from slaprobe.alerts.slos import SLO
 from slaprobe.burnrate import BurnWindow, applicable_windows
 from slaprobe.config import Config, FeedbackSource, Probe, Service
-from slaprobe.units import format_duration
+from slaprobe.units import format_duration, parse_duration
 
 Rule = dict[str, Any]
 
@@ -33,16 +34,51 @@ def burn_windows(slo: SLO) -> list[tuple[BurnWindow, float]]:
     return applicable_windows(slo.period, slo.budget)
 
 
-def burn_rate_alerts(cfg: Config, concern: Concern, slo: SLO) -> list[Rule]:
-    """One alert per window pair: both windows' error ratios above factor x budget."""
+MIN_DATA_SHARE = 0.5  # slow pairs and compliance wait until the window holds half the runs it would
+LOG_MIN_REQUESTS = 20  # log-based SLOs alert only on windows with at least this many requests
+
+
+def minimum_events(cfg: Config, service: Service, slo: SLO, window: str) -> int:
+    """How many events ``window`` must hold before an alert over it may fire (0: no guard).
+
+    Probe SLOs: half the runs the service's interval-driven probes make in the window, so a
+    service that just appeared (or a probe just added) does not fire every pair on its first
+    failures. Log SLOs: ``LOG_MIN_REQUESTS`` (a low-traffic guard: 1 failure of 2 requests is
+    not a 50% outage).
+    """
+    if slo.name in (c.SLO_LOG_AVAILABILITY, c.SLO_LOG_LATENCY):
+        return LOG_MIN_REQUESTS
+    steady = [p for p in service.probes if not is_scheduled(p)]
+    expected = sum(parse_duration(window) / cfg.interval_of(p) for p in steady)
+    return math.ceil(expected * MIN_DATA_SHARE)
+
+
+def traffic_guard(minimum: int, slo: SLO, window: str) -> str:
+    """``and on () (events in window >= minimum)``, or nothing without a minimum."""
+    if minimum < 1:
+        return ""
+    return f"\nand on ()\n(\n  {slo.sli.total.increase(window, (slo.scope,))} >= {minimum}\n)"
+
+
+def burn_rate_alerts(cfg: Config, concern: Concern, slo: SLO, service: Service | None = None) -> list[Rule]:
+    """One alert per window pair: both windows' error ratios above factor x budget.
+
+    The fastest pair of a probe SLO fires at once (a new service that is down pages); the
+    slower ones, and every pair of a log SLO, only over windows with enough events
+    (``minimum_events``).
+    """
     rules = []
-    for window, factor in burn_windows(slo):
+    for index, (window, factor) in enumerate(burn_windows(slo)):
         threshold = f"({number(factor)} * {number(slo.budget)})"
         expr = (
             f"(\n  {slo.selector(c.slo_sli_error(window.long))} > {threshold}\n)\n"
             f"and ignoring ({c.LABEL_SLOTH_WINDOW})\n"
             f"(\n  {slo.selector(c.slo_sli_error(window.short))} > {threshold}\n)"
         )
+        if service is not None:
+            minimum = minimum_events(cfg, service, slo, window.long)
+            if index > 0 or slo.name in (c.SLO_LOG_AVAILABILITY, c.SLO_LOG_LATENCY):
+                expr += traffic_guard(minimum, slo, window.long)
         extra = {c.LABEL_SLOTH_SLO: slo.name, c.LABEL_BURNRATE: window.label}
         labels = alert_labels(cfg, concern, c.ALERT_BURN_RATE, window.severity, **extra)
         notes = alert_annotations(
@@ -79,10 +115,13 @@ def budget_exhaustion_alert(cfg: Config, concern: Concern, slo: SLO) -> Rule:
     return _alert(c.ALERT_BUDGET_EXHAUSTION, expr, labels, notes, projection.for_)
 
 
-def compliance_alert(cfg: Config, concern: Concern, slo: SLO) -> Rule:
-    """The compliance rate (runs within SLA / runs) over ``alerting.compliance_window`` below target."""
+def compliance_alert(cfg: Config, concern: Concern, slo: SLO, service: Service | None = None) -> Rule:
+    """The compliance rate (runs within SLA / runs) over ``alerting.compliance_window`` below target,
+    once the window holds enough runs (``minimum_events``)."""
     window = format_duration(cfg.alerting.compliance_window)
     expr = f"(\n  1 - {slo.selector(c.slo_sli_error(window))}\n)\n< {number(ratio(slo.objective))}"
+    if service is not None:
+        expr += traffic_guard(minimum_events(cfg, service, slo, window), slo, window)
     labels = alert_labels(cfg, concern, c.ALERT_COMPLIANCE, c.SEVERITY_TICKET)
     notes = alert_annotations(
         f"{slo.service}: compliance rate below {_percent(slo.objective)}%",
@@ -194,12 +233,12 @@ def service_alerts(cfg: Config, name: str, service: Service, slos: list[SLO]) ->
     # Compliance (failed or slow) would repeat the availability and latency burn alerts; it has its own.
     budgeted = [slo for slo in slos if slo.name != c.SLO_COMPLIANCE]
     for slo in budgeted:
-        rules.extend(burn_rate_alerts(cfg, concern, slo))
+        rules.extend(burn_rate_alerts(cfg, concern, slo, service))
     for slo in budgeted:
         rules.append(budget_exhaustion_alert(cfg, concern, slo))
     for slo in slos:
         if slo.name == c.SLO_COMPLIANCE:
-            rules.append(compliance_alert(cfg, concern, slo))
+            rules.append(compliance_alert(cfg, concern, slo, service))
     if service.probes:
         rules.extend(probe_alerts(cfg, concern, name, service))
     return rules

@@ -116,6 +116,9 @@ class Case:
         return test
 
 
+HISTORY_RUNS = 1_000_000  # a counter jump that stands for a service's earlier runs
+
+
 def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -340,6 +343,7 @@ def service_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case]
         cases.append(_quiet_window_case(name, series, slos[c.SLO_AVAILABILITY], step))
         cases.append(_exact_period_case(name, series, slos[c.SLO_AVAILABILITY], step))
         cases.append(_outage_case(cfg, rules, name, series, slos[c.SLO_AVAILABILITY], step))
+        cases.append(_new_service_case(cfg, rules, name, series, slos[c.SLO_AVAILABILITY], step))
         steady = [p for p in service.probes if not is_scheduled(p)]
         if steady:
             steady_series = {**series, c.LABEL_PROBE: steady[0].name}
@@ -408,8 +412,11 @@ def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str
     )
     hold = cfg.alerting.budget_projection.for_
     samples = round((hold + 2 * step) / step) + 12
-    case.add_series(c.PROBE_RUNS, series, values(("0+1", samples)))
-    case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, values(("0+1", samples)))
+    # A service with history: the jump stands for the runs of the days before, so every
+    # window holds the runs its alert needs (alerting.minimum_events).
+    history = values(("0", 1), (f"{HISTORY_RUNS}+1", samples - 1))
+    case.add_series(c.PROBE_RUNS, series, history)
+    case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, history)
     burns = []
     for window, _ in burn_windows(slo):
         rule = _rule_for(rules, c.ALERT_BURN_RATE, service=name, sloth_slo=slo.name, burnrate=window.label)
@@ -423,6 +430,25 @@ def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str
         case.expect(first + hold - step, c.ALERT_BUDGET_EXHAUSTION, [])
     at = first + hold
     case.expect(at, c.ALERT_BUDGET_EXHAUSTION, escalated(cfg, c.ALERT_BUDGET_EXHAUSTION, [projected], at, at))
+    return case
+
+
+def _new_service_case(
+    cfg: Config, rules: dict[str, Any], name: str, series: dict[str, str], slo: SLO, step: float
+) -> Case:
+    """A service that just appeared and fails from its first run pages once (the fastest pair), no ticket storm."""
+    case = Case(f"{name}: a new service failing from its first run fires only the fastest burn-rate pair")
+    case.add_series(c.PROBE_RUNS, series, values(("0+1", 12)))
+    case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, values(("0+1", 12)))
+    case.add_series(c.PROBE_WITHIN_SLA, series, values(("0", 12)))
+    pairs = burn_windows(slo)
+    fired = []
+    if pairs:
+        window = pairs[0][0]
+        rule = _rule_for(rules, c.ALERT_BURN_RATE, service=name, sloth_slo=slo.name, burnrate=window.label)
+        fired.append(_expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window.long}, 1))
+    case.expect(3 * step, c.ALERT_BURN_RATE, escalated(cfg, c.ALERT_BURN_RATE, fired, step, 3 * step))
+    case.expect(3 * step, c.ALERT_COMPLIANCE, [])
     return case
 
 
@@ -463,8 +489,8 @@ def _compliance_case(
 ) -> Case:
     window = format_duration(cfg.alerting.compliance_window)
     case = Case(f"{name}: half the runs within SLA fires the compliance alert (target {number(slo.objective)}%)")
-    case.add_series(c.PROBE_RUNS, series, values(("0+2", 20)))
-    case.add_series(c.PROBE_WITHIN_SLA, series, values(("0+1", 20)))
+    case.add_series(c.PROBE_RUNS, series, values(("0", 1), (f"{2 * HISTORY_RUNS}+2", 19)))  # with history
+    case.add_series(c.PROBE_WITHIN_SLA, series, values(("0", 1), (f"{HISTORY_RUNS}+1", 19)))
     rule = _rule_for(rules, c.ALERT_COMPLIANCE, service=name)
     alert = _expected(rule, {**slo.labels(), c.LABEL_SLOTH_WINDOW: window}, 0.5)
     case.expect(3 * step, c.ALERT_COMPLIANCE, escalated(cfg, c.ALERT_COMPLIANCE, [alert], step, 3 * step))

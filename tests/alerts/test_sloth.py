@@ -33,8 +33,8 @@ def test_sloths_boards_show_our_outage_as_alerting(tmp_path: Path) -> None:
     outage = {
         "interval": "1m",
         "input_series": [
-            {"series": f"{c.PROBE_RUNS}{{{SERIES}}}", "values": "0+2x20"},
-            {"series": f'{c.PROBE_FIRST_ATTEMPT_FAILURES}{{{SERIES}, reason="connect"}}', "values": "0+2x20"},
+            {"series": f"{c.PROBE_RUNS}{{{SERIES}}}", "values": "0 1000000+2x19"},  # with history
+            {"series": f'{c.PROBE_FIRST_ATTEMPT_FAILURES}{{{SERIES}, reason="connect"}}', "values": "0 1000000+2x19"},
             {"series": f"{c.PROBE_SUCCESS}{{{SERIES}}}", "values": "0x20"},
             {"series": f"{c.PROBE_LAST_RUN}{{{SERIES}}}", "values": "0+60x20"},
         ],
