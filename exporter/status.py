@@ -23,7 +23,8 @@ th{background:#f4f4f4}.up{color:#0a7d32;font-weight:600}.down{color:#c0262d;font
 .pending{color:#888}.runs span{display:inline-block;width:.8em;height:1em;margin-right:2px}
 .ok{background:#2da44e}.fail{background:#cf222e}.slow{background:#d4a72c}
 .degraded{color:#9a6700;font-weight:600}.bad{background:#fff0f0;padding:.6em;border:1px solid #cf222e}
-.muted{color:#666;font-size:.9em}code{font-size:.9em}
+.muted{color:#666;font-size:.9em}code{font-size:.9em}.maint{color:#0550ae;font-weight:600}
+.runs span.in-maintenance{outline:2px solid #0550ae;outline-offset:-2px}
 """
 
 
@@ -56,7 +57,8 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
             f"<td><code>{escape(reason)}</code> {detail}</td>"
         )
     runs = "".join(
-        f'<span class="{"fail" if not h.success else "slow" if h.degraded else "ok"}" title="'
+        f'<span class="{"fail" if not h.success else "slow" if h.degraded else "ok"}'
+        f'{" in-maintenance" if h.maintenance else ""}" title="{"maintenance: " if h.maintenance else ""}'
         f"{escape(_when(h.timestamp, now))}: {'ok' if h.success else escape(h.reason.value if h.reason else '')} "
         f'{h.duration * 1000:.0f} ms {escape(redact(h.detail))}"></span>'
         for h in series.history
@@ -132,6 +134,9 @@ def render_status_page(
         target = f"SLA {service.sla.availability}%" if service else ""
         down = sum(1 for r in rows if r.last is not None and not r.last.success)
         headline = f'<span class="down">{down} down</span>' if down else '<span class="up">all up</span>'
+        if service is not None and config.maintenance_of(service).active(now):
+            planned = sum(r.maintenance_runs for r in rows)
+            headline += f' <span class="maint">in maintenance ({planned} runs not counted)</span>'
         parts.append(
             f"<h2>{escape(name)} <span class='muted'>({escape(tier)}, {escape(target)})</span> {headline}</h2>"
         )

@@ -10,6 +10,7 @@ import pytest
 from slaprobe.config import ConfigError, parse_config
 from slaprobe.exporter.maintenance import maintenance_text
 from slaprobe.exporter.runtime import Exporter, Sources
+from slaprobe.exporter.status import render_status_page
 from slaprobe.probes.result import FailureReason, ProbeResult
 from tests.conftest import free_port
 
@@ -90,6 +91,8 @@ async def test_a_probe_failing_inside_a_window_does_not_move_the_availability_co
     metrics = exporter.store.render()
     assert 'slaprobe_probe_maintenance_runs_total{service="shop",probe="db",location="default"} 1\n' in metrics
     assert 'slaprobe_probe_maintenance_runs_total{service="other"' not in metrics  # it has no windows
+    page = render_status_page(exporter.config, exporter.store.series(), exporter.status, now=NOW.timestamp())
+    assert "in maintenance (1 runs not counted)" in page and 'class="fail in-maintenance"' in page
 
 
 def test_pushed_runs_in_a_window_are_maintenance_runs_and_outside_it_are_runs() -> None:
