@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from slaprobe.configerror import ConfigError, ConfigIssue
-from slaprobe.crosschecks import cross_check
+from slaprobe.crosschecks import cross_check, raw_cross_check
 from slaprobe.fields import (
     SCALAR_SCHEMA,
     SCALARS_SCHEMA,
@@ -200,10 +200,9 @@ def parse_config(text: str, source: str = "<config>", *, require_secrets: bool =
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         issues += validation_issues(exc, Config, lines)
-    if cfg is not None:
-        for issue in cross_check(cfg):
-            loc = parse_path(issue.path)
-            issues.append(ConfigIssue(issue.path, issue.message, line_of(lines, loc)))
+    for issue in cross_check(cfg) if cfg is not None else raw_cross_check(raw):
+        loc = parse_path(issue.path)
+        issues.append(ConfigIssue(issue.path, issue.message, line_of(lines, loc)))
     if issues:
         # Messages may quote input values; those must not leak interpolated secrets.
         redact = Redactor(secrets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from slaprobe.configerror import ConfigIssue, did_you_mean
 from slaprobe.maintenance import window_issues
@@ -76,6 +77,46 @@ def cross_check(cfg: Config) -> list[ConfigIssue]:
             issues.append(ConfigIssue(f"feedback[{i}].service", f"unknown service {source.service!r}"))
     issues += _log_source_issues(cfg)
     return issues
+
+
+def raw_cross_check(raw: Mapping[str, Any]) -> list[ConfigIssue]:
+    """The name checks of ``cross_check`` on a config that failed validation, read from its raw data.
+
+    So ``check`` lists duplicate probe names and unknown time interval names with the other
+    errors, not only once those are fixed. Anything of an unexpected shape is skipped (the
+    validation errors already name it).
+    """
+    issues: list[ConfigIssue] = []
+    intervals = _mapping(raw.get("time_intervals"))
+    services = _mapping(raw.get("services"))
+    for service_name, service in services.items():
+        seen: set[str] = set()
+        for i, probe in enumerate(_sequence(_mapping(service).get("probes"))):
+            path = f"services.{service_name}.probes[{i}]"
+            name = _mapping(probe).get("name")
+            if isinstance(name, str):
+                if name in seen:
+                    issues.append(ConfigIssue(f"{path}.name", f"duplicate probe name {name!r}"))
+                seen.add(name)
+            for interval in _sequence(_mapping(probe).get("during")):
+                if isinstance(interval, str) and interval not in intervals:
+                    known = did_you_mean(interval, intervals)
+                    issues.append(ConfigIssue(f"{path}.during", f"unknown time interval {interval!r}{known}"))
+    for priority, levels in _mapping(raw.get("escalation")).items():
+        for i, level in enumerate(_sequence(levels)):
+            during = _mapping(level).get("during")
+            if isinstance(during, str) and during not in intervals:
+                message = f"unknown time interval {during!r}{did_you_mean(during, intervals)}"
+                issues.append(ConfigIssue(f"escalation.{priority}[{i}].during", message))
+    return issues
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _sequence(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _pushed_probe_issues(path: str, probe: Probe) -> list[ConfigIssue]:

@@ -33,3 +33,24 @@ def test_a_flow_variable_in_a_plain_probe_is_an_error_not_sent_literally() -> No
         "services.a.probes[0].http.headers.Authorization: ${tokn} is not defined: only the steps of a flow "
         "have variables (did you mean ${env:tokn}?) (line 6)"
     ]
+
+
+def test_check_lists_duplicate_names_and_unknown_intervals_with_the_other_errors() -> None:
+    text = (
+        "version: v1\n"
+        "escalation:\n  P1: [{after: 0m, notify: oncall, during: bizhours}]\n"
+        "time_intervals:\n  business-hours: [{weekdays: ['monday:friday']}]\n"
+        "receivers: {oncall: {}}\n"
+        "services:\n  a:\n    probes:\n"
+        "      - {name: p, interval: nope, tcp: {address: '127.0.0.1:1'}}\n"
+        "      - {name: p, during: [business-hour], tcp: {address: '127.0.0.1:1'}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert [str(i) for i in caught.value.issues] == [
+        "escalation.P1[0].during: unknown time interval 'bizhours' (did you mean 'business-hours'?) (line 3)",
+        "services.a.probes[0].interval: not a duration: 'nope' "
+        "(use Prometheus syntax such as 30s, 5m, 1h30m, 250ms) (line 10)",
+        "services.a.probes[1].during: unknown time interval 'business-hour' (did you mean 'business-hours'?) (line 11)",
+        "services.a.probes[1].name: duplicate probe name 'p' (line 11)",
+    ]
