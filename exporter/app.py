@@ -24,7 +24,7 @@ from slaprobe.exporter.heartbeats import install_heartbeats
 from slaprobe.exporter.incidents import INCIDENTS_KEY, install_incidents
 from slaprobe.exporter.maintenance import maintenance_text
 from slaprobe.exporter.runtime import Exporter
-from slaprobe.exporter.status import render_status_page
+from slaprobe.exporter.status import DEFAULT_REFRESH, render_status_page
 from slaprobe.exporter.store import service_info_text
 from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import FailureReason, ForbiddenTargetError, ProbeContext, ProbeResult, ProbeTrace
@@ -297,8 +297,12 @@ async def handle_ready(request: web.Request) -> web.Response:
 
 
 async def handle_status(request: web.Request) -> web.Response:
-    """The HTML status page."""
+    """The HTML status page; ``?refresh=N`` sets its auto-refresh in seconds (0: off)."""
     exporter = request.app[EXPORTER_KEY]
+    try:
+        refresh = int(request.query.get("refresh", DEFAULT_REFRESH))
+    except ValueError:
+        refresh = DEFAULT_REFRESH
     html = render_status_page(
         exporter.config,
         exporter.store.series(),
@@ -307,6 +311,10 @@ async def handle_status(request: web.Request) -> web.Response:
         today=exporter.today(),
         redact=exporter.redact,
         version=__version__,
+        started=exporter.started,
+        schedules=exporter.schedules(),
+        sources=exporter.logs.source_views(),
+        refresh=refresh,
     )
     return web.Response(
         text=html,

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from slaprobe.config import ACCESS_LOG_FORMATS, Config, FeedbackSource, LogSource
 from slaprobe.exporter.logmetrics import (
@@ -71,6 +71,17 @@ def state_file_name(prefix: str, name: str) -> str:
     if safe != name:
         safe += "-" + hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
     return f"{prefix}-{safe}.json"
+
+
+class SourceView(NamedTuple):
+    """One source's figures as the status page shows them."""
+
+    label: str
+    parsed: int
+    unparsed: int
+    lag_bytes: int
+    service: str | None
+    tracker: TicketTracker | None  # feedback sources only
 
 
 @dataclass(eq=False)
@@ -449,6 +460,20 @@ class LogPipeline:
     def sources(self) -> list[str]:
         """The ``source`` labels of the running sources, in config order."""
         return list(self._sources)
+
+    def source_views(self) -> list[SourceView]:
+        """What each running source has read so far, for the status page."""
+        return [
+            SourceView(
+                s.label,
+                s.stats.parsed,
+                s.stats.unparsed,
+                s.tailer.stats.lag_bytes if s.tailer is not None else 0,
+                s.service,
+                s.tracker,
+            )
+            for s in self._sources.values()
+        ]
 
     def tracker(self, name: str) -> TicketTracker | None:
         """The ticket tracker of a feedback source (status page, tests)."""

@@ -87,6 +87,7 @@ class Exporter:
         self.modules: dict[str, Module] = {}
         self.redact = Redactor()
         self.store = ResultStore()
+        self.started = clock()  # unix seconds: the store's counters count from here
         self.status = ReloadStatus()
         self.scheduler: Scheduler | None = None
         self.probe_allow = list(probe_allow)  # --probe-allow; global.probe_allow adds to it
@@ -250,6 +251,10 @@ class Exporter:
             tz=zone(config.global_.timezone),
             during=config.time_intervals_of(probe.during),
         )
+
+    def schedules(self) -> dict[ProbeKey, Schedule]:
+        """The schedule of every scheduled probe (heartbeats have none), for the status page."""
+        return {job.key: job.schedule for job in getattr(self, "_jobs", []) if isinstance(job.key, tuple)}
 
     def _slot(self, key: ProbeKey) -> None:
         series = self.store.get(key)

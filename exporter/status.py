@@ -1,5 +1,11 @@
 """The HTML status page: every probe, its last result, failure reason and last runs.
 
+Per service also its availability as the exporter's own counters give it since the
+process started (not Prometheus' view of the whole SLA window, which a restart does not
+reset), the day's dial-test progress (slots the schedule planned so far today against
+runs done), runs that passed only on a retry, and the log and ticket sources. The page
+refreshes itself every ``DEFAULT_REFRESH`` seconds (``?refresh=N``, ``?refresh=0``: off).
+
 Pure rendering: everything shown is escaped (target-controlled text such as a failure
 detail quoting a response must not become markup) and passed through the redactor.
 """
@@ -7,13 +13,19 @@ detail quoting a response must not become markup) and passed through the redacto
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
 from slaprobe.config import Config, Service
+from slaprobe.exporter.logs import SourceView
 from slaprobe.exporter.runtime import ReloadStatus
-from slaprobe.exporter.store import ProbeSeries
+from slaprobe.exporter.store import HistoryEntry, ProbeKey, ProbeSeries
+from slaprobe.schedule import Schedule
 from slaprobe.text import sanitize_text
+
+DEFAULT_REFRESH = 30  # seconds between automatic reloads of the page
+MAX_REFRESH = 86400
+_SLOT_LIMIT = 10_000  # slots counted per probe and day at most (a 1 s cron-free grid is arithmetic)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -25,6 +37,8 @@ th{background:#f4f4f4}.up{color:#0a7d32;font-weight:600}.down{color:#c0262d;font
 .degraded{color:#9a6700;font-weight:600}.bad{background:#fff0f0;padding:.6em;border:1px solid #cf222e}
 .muted{color:#666;font-size:.9em}code{font-size:.9em}.maint{color:#0550ae;font-weight:600}
 .runs span.in-maintenance{outline:2px solid #0550ae;outline-offset:-2px}
+.retry{background:#8fd19e}.retried{color:#0a7d32;font-weight:600;border-bottom:2px dotted #9a6700}
+.behind{color:#9a6700}
 """
 
 
@@ -47,6 +61,11 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
             f'<td class="degraded">DEGRADED</td><td>{last.duration * 1000:.1f} ms</td>'
             f"<td>slower than {limit:.0f} ms</td>"
         )
+    elif last.success and (first_reason := _last_first_attempt(series)) is not None:
+        state = (
+            f'<td class="retried">UP on retry</td><td>{last.duration * 1000:.1f} ms</td>'
+            f"<td>first attempt failed: <code>{escape(first_reason)}</code></td>"
+        )
     elif last.success:
         state = f'<td class="up">UP</td><td>{last.duration * 1000:.1f} ms</td><td></td>'
     else:
@@ -56,20 +75,141 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
             f'<td class="down">DOWN</td><td>{last.duration * 1000:.1f} ms</td>'
             f"<td><code>{escape(reason)}</code> {detail}</td>"
         )
-    runs = "".join(
-        f'<span class="{"fail" if not h.success else "slow" if h.degraded else "ok"}'
-        f'{" in-maintenance" if h.maintenance else ""}" title="{"maintenance: " if h.maintenance else ""}'
-        f"{escape(_when(h.timestamp, now))}: {'ok' if h.success else escape(h.reason.value if h.reason else '')} "
-        f'{h.duration * 1000:.0f} ms {escape(redact(h.detail))}"></span>'
-        for h in series.history
-    )
+    runs = "".join(_run_mark(h, now, redact) for h in series.history)
     failures = sum(series.failures.values())
     rate = f"{100 * (series.runs - failures) / series.runs:.2f}%" if series.runs else "–"
+    retried = series.passed_on_retry
+    on_retry = f'<br><span class="muted">{retried} passed on retry</span>' if retried else ""
     return (
         f"<tr><td>{escape(meta.probe)}</td><td>{escape(meta.kind)}</td>"
         f"<td><code>{escape(redact(meta.target))}</code></td>{state}"
-        f'<td class="runs">{runs}</td><td>{rate} of {series.runs}</td>'
+        f'<td class="runs">{runs}</td><td>{rate} of {series.runs}{on_retry}</td>'
         f'<td class="muted">{escape(_when(series.last_time, now))}</td></tr>'
+    )
+
+
+def _run_mark(h: HistoryEntry, now: float, redact: Callable[[str], str]) -> str:
+    """One run of the history strip: ok, passed on retry, slow, or failed; details in its title."""
+    if not h.success:
+        kind, what = "fail", h.reason.value if h.reason else ""
+    elif h.first_attempt is not None:
+        kind, what = "retry", f"ok on retry (first attempt: {h.first_attempt.value})"
+    else:
+        kind, what = ("slow" if h.degraded else "ok"), "ok"
+    maint = " in-maintenance" if h.maintenance else ""
+    return (
+        f'<span class="{kind}{maint}" title="{"maintenance: " if h.maintenance else ""}'
+        f"{escape(_when(h.timestamp, now))}: {escape(what)} "
+        f'{h.duration * 1000:.0f} ms {escape(redact(h.detail))}"></span>'
+    )
+
+
+def _last_first_attempt(series: ProbeSeries) -> str | None:
+    """The failure reason of the last run's first attempt when that run passed on a retry."""
+    entry = None
+    for entry in series.history:  # noqa: B007 - the last one is wanted
+        pass
+    if entry is None or not entry.success or entry.first_attempt is None:
+        return None
+    return entry.first_attempt.value
+
+
+def planned_today(schedule: Schedule, since: float, now: float) -> int:
+    """Slots of ``schedule`` due in [max(local midnight, since), now]: the runs planned so far today."""
+    midnight = dt.datetime.fromtimestamp(now, schedule.tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(midnight.timestamp(), since)
+    if start > now:
+        return 0
+    if schedule.cron is None and not schedule.during:
+        first = schedule.next_due(start)
+        return 0 if first > now else 1 + int((now - first) // schedule.interval)
+    count, when = 0, schedule.next_due(start)
+    while when <= now and count < _SLOT_LIMIT:
+        count += 1
+        when = schedule.next_due(when + 1e-3)
+    return count
+
+
+def _progress_line(
+    rows: Sequence[ProbeSeries], schedules: Mapping[ProbeKey, Schedule], since: float, now: float, today: int
+) -> str:
+    """Today's dial tests: runs done against the slots the schedule planned so far today."""
+    planned = sum(planned_today(schedules[r.meta.key], since, now) for r in rows if r.meta.key in schedules)
+    done = sum(r.runs_today for r in rows if r.day == today)
+    if not planned and not done:
+        return '<p class="muted">Dial tests today: none planned yet.</p>'
+    share = f" ({100 * done / planned:.0f}%)" if planned else ""
+    css = "up" if done >= planned else "behind"
+    counted = "since the exporter started" if since > _midnight_guess(now, schedules, rows) else "since midnight"
+    return (
+        f'<p>Dial tests today: <b class="{css}">{done} of {planned}</b> planned runs done{share}'
+        f'<span class="muted"> · planned from the schedule, {counted}</span></p>'
+    )
+
+
+def _midnight_guess(now: float, schedules: Mapping[ProbeKey, Schedule], rows: Sequence[ProbeSeries]) -> float:
+    tz = next((schedules[r.meta.key].tz for r in rows if r.meta.key in schedules), dt.UTC)
+    return dt.datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def _availability_line(rows: Sequence[ProbeSeries], service: Service | None, since: float, now: float) -> str:
+    """The service's availability over its runs since the exporter started, against the SLA window."""
+    runs = sum(r.runs for r in rows)
+    failed = sum(sum(r.failures.values()) for r in rows)
+    retried = sum(r.passed_on_retry for r in rows)
+    window = service.sla.window if service is not None else 0.0
+    covered = max(0.0, now - since) if since else 0.0
+    span = f"{_span(covered)} of the {_span(window)} SLA window" if window else _span(covered)
+    if not runs:
+        return f'<p class="muted">Availability: no runs yet (counted since the exporter started, {span}).</p>'
+    rate = 100 * (runs - failed) / runs
+    verdict = ""
+    if service is not None:
+        target = service.sla.availability
+        verdict = f' <span class="{"up" if rate >= target else "down"}">target {target:g}%</span>'
+    retry = f" · {retried} passed only on retry" if retried else ""
+    return (
+        f"<p>Availability: <b>{rate:.3f}%</b> ({runs - failed} of {runs} runs){verdict}"
+        f'<span class="muted"> · the exporter\'s own counters since it started, {span}'
+        f"; Prometheus has the whole window{retry}</span></p>"
+    )
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f}d".replace(".0d", "d")
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h".replace(".0h", "h")
+    return f"{seconds / 60:.0f}m"
+
+
+def _sources_table(views: Sequence[SourceView], redact: Callable[[str], str]) -> str:
+    """Log sources (lines parsed, unparsed share, lag) and ticket sources (open, breaches)."""
+    if not views:
+        return ""
+    rows = []
+    for v in views:
+        lines = v.parsed + v.unparsed
+        share = f"{100 * v.unparsed / lines:.1f}%" if lines else "–"
+        lag = f"{v.lag_bytes} bytes" if v.lag_bytes else "caught up"
+        if v.tracker is not None:
+            open_now = sum(v.tracker.open_counts.values())
+            breaches = sum(v.tracker.breaches.values())
+            tickets = f"{open_now} open, {breaches} deadline breaches"
+            kind = "tickets"
+        else:
+            tickets, kind = "", "log"
+        css = ' class="behind"' if v.unparsed and lines and v.unparsed / lines > 0.05 else ""
+        rows.append(
+            f"<tr><td><code>{escape(redact(v.label))}</code></td><td>{kind}</td>"
+            f"<td>{escape(v.service or '')}</td><td>{v.parsed}</td><td{css}>{v.unparsed} ({share})</td>"
+            f"<td>{escape(lag)}</td><td>{escape(tickets)}</td></tr>"
+        )
+    return (
+        "<h2>Log and ticket sources</h2><table><tr><th>source</th><th>kind</th><th>service</th>"
+        "<th>lines parsed</th><th>unparsed</th><th>lag</th><th>tickets</th></tr>"
+        + "".join(rows)
+        + '</table><p class="muted">Counted since the exporter started.</p>'
     )
 
 
@@ -109,14 +249,34 @@ def render_status_page(
     today: int = 0,
     redact: Callable[[str], str] = str,
     version: str = "",
+    started: float = 0.0,
+    schedules: Mapping[ProbeKey, Schedule] | None = None,
+    sources: Sequence[SourceView] = (),
+    refresh: int = DEFAULT_REFRESH,
 ) -> str:
-    """The whole status page as HTML text; ``today`` is the local date ordinal of 'today'."""
+    """The whole status page as HTML text; ``today`` is the local date ordinal of 'today'.
+
+    ``started``: when the exporter's counters began; ``schedules``: each probe's schedule
+    (for the runs planned today); ``sources``: the log and ticket sources; ``refresh``:
+    seconds between automatic reloads, 0 for none.
+    """
+    schedules = schedules or {}
+    refresh = max(0, min(int(refresh), MAX_REFRESH))
+    meta_refresh = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
+    refresh_note = (
+        f'Refreshes every {refresh} s (<a href="?refresh=0">stop</a>).'
+        if refresh
+        else f'Auto-refresh off (<a href="?refresh={DEFAULT_REFRESH}">turn on</a>).'
+    )
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>slaprobe</title>",
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"{meta_refresh}<title>slaprobe</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>slaprobe {escape(version)} — location {escape(config.global_.location)}</h1>",
         f'<p class="muted">{escape(config.summary())}. Last successful config load: '
         f"{escape(_when(reload.last_success, now))}. "
+        f"Exporter started {escape(_when(started, now))}. {refresh_note} "
         '<a href="/metrics">/metrics</a></p>',
     ]
     if not reload.successful and reload.issues:
@@ -140,14 +300,17 @@ def render_status_page(
         parts.append(
             f"<h2>{escape(name)} <span class='muted'>({escape(tier)}, {escape(target)})</span> {headline}</h2>"
         )
+        parts.append(_availability_line(rows, service, started, now))
+        parts.append(_progress_line(rows, schedules, started, now, today))
         parts.append(_compliance_line(rows, service, today))
         parts.append(
             "<table><tr><th>probe</th><th>kind</th><th>target</th><th>state</th><th>duration</th>"
-            "<th>failure</th><th>last runs</th><th>success</th><th>last run</th></tr>"
+            "<th>failure</th><th>last runs</th><th>availability since start</th><th>last run</th></tr>"
         )
         parts.extend(_row(r, now, redact) for r in rows)
         parts.append("</table>")
     if not series:
         parts.append("<p>No scheduled probes in this config (or in this shard).</p>")
+    parts.append(_sources_table(sources, redact))
     parts.append("</body></html>")
     return sanitize_text("".join(parts))  # a failure detail may quote bytes decoded with surrogateescape

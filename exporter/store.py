@@ -56,6 +56,7 @@ class HistoryEntry:
     detail: str
     degraded: bool = False
     maintenance: bool = False  # started inside a maintenance window: not counted in the SLIs
+    first_attempt: FailureReason | None = None  # a success: why its first attempt failed (passed on retry)
 
 
 _REASONS: tuple[FailureReason, ...] = tuple(FailureReason)
@@ -96,12 +97,23 @@ class History:
         self._next = 0  # the slot the next run goes to
         self._size = 0
 
-    def append(self, timestamp: float, result: ProbeResult, degraded: bool, maintenance: bool = False) -> None:
-        """Keep one run (unix seconds at its end), dropping the oldest when full."""
+    def append(
+        self,
+        timestamp: float,
+        result: ProbeResult,
+        degraded: bool,
+        maintenance: bool = False,
+        first_attempt: FailureReason | None = None,
+    ) -> None:
+        """Keep one run (unix seconds at its end), dropping the oldest when full.
+
+        A success keeps ``first_attempt`` (the failure its retries hid) in its reason bits.
+        """
         slot = self._next
         self._numbers[2 * slot] = timestamp
         self._numbers[2 * slot + 1] = result.duration
-        reason = 0 if result.reason is None else _REASON_CODES[result.reason]
+        shown = first_attempt if result.success else result.reason
+        reason = 0 if shown is None else _REASON_CODES[shown]
         flags = _SUCCESS if result.success else 0
         flags |= (_DEGRADED if degraded else 0) | (_MAINTENANCE if maintenance else 0)
         self._codes[slot] = reason | flags
@@ -117,12 +129,15 @@ class History:
         for i in range(self._size):
             slot = (first + i) % HISTORY_LENGTH
             code = self._codes[slot]
-            reason = code & ~(_SUCCESS | _DEGRADED | _MAINTENANCE)
+            code_reason = code & ~(_SUCCESS | _DEGRADED | _MAINTENANCE)
+            reason = _REASONS[code_reason - 1] if code_reason else None
+            success = bool(code & _SUCCESS)
             yield HistoryEntry(
                 timestamp=self._numbers[2 * slot],
-                success=bool(code & _SUCCESS),
+                success=success,
                 duration=self._numbers[2 * slot + 1],
-                reason=_REASONS[reason - 1] if reason else None,
+                reason=None if success else reason,
+                first_attempt=reason if success else None,
                 detail=self._details[slot],
                 degraded=bool(code & _DEGRADED),
                 maintenance=bool(code & _MAINTENANCE),
@@ -201,8 +216,13 @@ class ProbeSeries:
                 self.step_failures[(step.name, (step.reason or FailureReason.INTERNAL).value)] += 1
         self.last = result
         self.last_time = now
-        self.history.append(now, result, self.is_degraded(result))
+        self.history.append(now, result, self.is_degraded(result), first_attempt=first_attempt)
         self._text = None
+
+    @property
+    def passed_on_retry(self) -> int:
+        """Runs that succeeded only on a retry (their first attempt failed)."""
+        return sum(self.first_attempt_failures.values()) - sum(self.failures.values())
 
     def slot(self) -> None:
         """Count one slot of the schedule that fell due (whether or not it ran)."""
