@@ -241,7 +241,17 @@ def service_alerts(cfg: Config, name: str, service: Service, slos: list[SLO]) ->
             rules.append(compliance_alert(cfg, concern, slo, service))
     if service.probes:
         rules.extend(probe_alerts(cfg, concern, name, service))
+    if cfg.global_.maintenance or service.maintenance:
+        for rule in rules:
+            rule["expr"] = outside_maintenance(rule["expr"], name)
     return rules
+
+
+def outside_maintenance(expr: str, service: str) -> str:
+    """``expr`` withheld while a maintenance window of ``service`` is open (the exporter's gauge)."""
+    inner = "\n".join(f"  {line}" for line in expr.splitlines())
+    active = selector(c.MAINTENANCE_ACTIVE, {c.LABEL_SERVICE: service})
+    return f"(\n{inner}\n)\nunless on ({c.LABEL_SERVICE})\n  {active} == 1"
 
 
 def feedback_concern(cfg: Config, source: FeedbackSource) -> Concern:

@@ -7,6 +7,11 @@ inhibited while the prober itself is down for that service (its data cannot be t
 When ``alertmanager.webhook_url`` is set, a first route copies every alert to slaprobe's
 ``/alertmanager/webhook`` (ungrouped, ``continue: true``) for the incident metrics, with the
 credentials of ``alertmanager.webhook_auth`` in its ``http_config`` (the webhook requires them).
+
+Recurring maintenance windows become time intervals that mute routes (Alertmanager does not
+inherit ``mute_time_intervals``, so they go on the leaf routes): global ones on every level
+route; a service's own on a copy of the level routes matching ``service``, ahead of the
+others. One-off windows mute through the rules (``slaprobe_maintenance_active``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from slaprobe import conventions as c
 from slaprobe.alerts.policy import levels_of, ordered_priorities
 from slaprobe.alerts.promql import any_of, quote
 from slaprobe.config import Config
+from slaprobe.maintenance import MaintenanceWindow, alertmanager_entries, alertmanager_name
 from slaprobe.model import WebhookAuth
 from slaprobe.units import format_duration
 
@@ -45,6 +51,35 @@ def level_routes(cfg: Config) -> list[dict[str, Any]]:
                 route["active_time_intervals"] = [level.during]
             routes.append(route)
     return routes
+
+
+def _recurring(service: str | None, windows: list[MaintenanceWindow]) -> list[str]:
+    return [alertmanager_name(service, window) for window in windows if window.recurring]
+
+
+def maintenance_routes(cfg: Config, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The level routes muted by the recurring maintenance windows: per service, then for all."""
+    everywhere = _recurring(None, cfg.global_.maintenance)
+    out: list[dict[str, Any]] = []
+    for name, service in cfg.services.items():
+        own = _recurring(name, service.maintenance)
+        if own:
+            for route in routes:
+                matchers = [matcher(c.LABEL_SERVICE, name), *route["matchers"]]
+                out.append({**route, "matchers": matchers, "mute_time_intervals": [*everywhere, *own]})
+    out += [{**route, "mute_time_intervals": everywhere} if everywhere else route for route in routes]
+    return out
+
+
+def maintenance_time_intervals(cfg: Config) -> list[dict[str, Any]]:
+    """The Alertmanager time intervals of the recurring maintenance windows (names replaced by entries)."""
+    scopes = [(None, cfg.global_.maintenance), *((name, s.maintenance) for name, s in cfg.services.items())]
+    return [
+        {"name": alertmanager_name(service, window), "time_intervals": alertmanager_entries(window, cfg.time_intervals)}
+        for service, windows in scopes
+        for window in windows
+        if window.recurring
+    ]
 
 
 def incident_route(cfg: Config) -> dict[str, Any] | None:
@@ -109,7 +144,7 @@ def inhibit_rules(cfg: Config) -> list[dict[str, Any]]:
 def generate_alertmanager(cfg: Config) -> dict[str, Any]:
     """The Alertmanager configuration (``alertmanager.yaml``) for ``cfg``; pure and deterministic."""
     alerting = cfg.alerting
-    routes = level_routes(cfg)
+    routes = maintenance_routes(cfg, level_routes(cfg))
     incidents = incident_route(cfg)
     if incidents is not None:
         routes.insert(0, incidents)
@@ -126,8 +161,8 @@ def generate_alertmanager(cfg: Config) -> dict[str, Any]:
         "inhibit_rules": inhibit_rules(cfg),
         "receivers": receivers(cfg),
     }
-    if cfg.time_intervals:
-        document["time_intervals"] = [
-            {"name": name, "time_intervals": list(intervals)} for name, intervals in cfg.time_intervals.items()
-        ]
+    intervals = [{"name": name, "time_intervals": list(entries)} for name, entries in cfg.time_intervals.items()]
+    intervals += maintenance_time_intervals(cfg)
+    if intervals:
+        document["time_intervals"] = intervals
     return document
