@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -453,7 +454,7 @@ def start_slaprobe(
 
 def probe_url(exporter: Proc, target: str, module: str = "http_2xx") -> str:
     """The /probe URL of ``exporter`` for ``target``."""
-    return f"{exporter.url}/probe?target={urllib.request.quote(target, safe='')}&module={module}"
+    return f"{exporter.url}/probe?target={urllib.parse.quote(target, safe='')}&module={module}"
 
 
 # ---------------------------------------------------------------------------- wrk load generator

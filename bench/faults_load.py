@@ -54,7 +54,7 @@ async def _run_case(case: Case, faults: FaultProcess, ca: str) -> tuple[str, flo
 
 
 async def matrix(runs: int) -> list[tuple[object, ...]]:
-    rows = []
+    rows: list[tuple[object, ...]] = []
     with tempfile.TemporaryDirectory() as tmp:
         authority = make_authority(Path(tmp))
         ca = str(authority.path)

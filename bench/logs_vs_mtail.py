@@ -174,7 +174,8 @@ def run_worker(log_path: str, lines: int, state_dir: str, imports: str) -> None:
                 continue
             parsed += 1
             status = event.status
-            by_status[status] = by_status.get(status, 0) + 1  # type: ignore[index]
+            if status is not None:
+                by_status[status] = by_status.get(status, 0) + 1
             duration = event.duration
             if duration is not None:
                 buckets[place(bounds, duration)] += 1
@@ -183,7 +184,7 @@ def run_worker(log_path: str, lines: int, state_dir: str, imports: str) -> None:
     summary = {
         "parsed": parsed,
         "unparsed": unparsed,
-        "status": {str(k): v for k, v in sorted(by_status.items())},  # type: ignore[type-var]
+        "status": {str(k): v for k, v in sorted(by_status.items())},
         "buckets": buckets,
         "stats": {"bytes_read": tailer.stats.bytes_read, "lines": tailer.stats.lines},
     }
@@ -266,8 +267,8 @@ def measure_mtail(work: Path, source: Path, lines: int) -> dict[str, object]:
     log_path.write_bytes(b"")
     progs = work / "progs"
     progs.mkdir(exist_ok=True)
-    buckets = ", ".join(f"{b:g}" for b in BUCKETS)
-    (progs / "nginx.mtail").write_text(MTAIL_PROGRAM % {"buckets": buckets, "regex": MTAIL_REGEX})
+    bounds = ", ".join(f"{b:g}" for b in BUCKETS)
+    (progs / "nginx.mtail").write_text(MTAIL_PROGRAM % {"buckets": bounds, "regex": MTAIL_REGEX})
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     cmd = [
@@ -379,7 +380,7 @@ def main() -> int:
                 r = fn(work, source, args.lines)
                 runs[side].append(r)
                 print(
-                    f"run {i + 1} {side}: {args.lines / r['elapsed']:,.0f} lines/s wall "  # type: ignore[operator]
+                    f"run {i + 1} {side}: {args.lines / r['elapsed']:,.0f} lines/s wall "
                     f"({r['elapsed']:.2f} s), {r['cpu']:.2f} CPU s, peak RSS {r['rss_kb'] / 1024:.1f} MiB",  # type: ignore[operator]
                     file=sys.stderr,
                 )

@@ -76,7 +76,7 @@ def main() -> int:
         first_lag: dict[float, float] = {}
         started = time.monotonic()
         cpu_start, server_cpu_start = exporter.cpu(), common.cpu_seconds(faults.pid)
-        rss_minute = 0
+        rss_minute = 0.0
         text = ""
         try:
             next_scrape = started
@@ -100,7 +100,7 @@ def main() -> int:
                     rss_minute = rss
                 reasons: Counter[str] = Counter()
                 for reason, value in _REASON.findall(text):
-                    reasons[reason] += float(value)
+                    reasons[reason] += float(value)  # type: ignore[assignment]  # Counter adds floats too
                 runs = total(text, "slaprobe_probe_runs_total")
                 missed = total(text, "slaprobe_scheduler_missed_runs_total")
                 rows.append((
@@ -120,7 +120,7 @@ def main() -> int:
     window = [(le, last_lag[le] - first_lag.get(le, 0.0)) for le in last_lag]
     reasons.clear()
     for reason, value in _REASON.findall(text):
-        reasons[reason] += float(value)
+        reasons[reason] += float(value)  # type: ignore[assignment]  # Counter adds floats too
     runs = total(text, "slaprobe_probe_runs_total")
     planned = total(text, "slaprobe_probe_planned_runs_total")
     missed = total(text, "slaprobe_scheduler_missed_runs_total")

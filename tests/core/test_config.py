@@ -215,8 +215,8 @@ def test_generators_load_a_config_whose_secrets_are_not_mounted_here() -> None:
     assert load_config_text(text, require_secrets=False).services["a"].probes[0].http.body == ""  # type: ignore[union-attr]
 
 
-def load_config_text(text: str, **kwargs: bool) -> Config:
-    return parse_config(text, **kwargs)
+def load_config_text(text: str, *, require_secrets: bool = True) -> Config:
+    return parse_config(text, require_secrets=require_secrets)
 
 
 def test_example_configs_load() -> None:

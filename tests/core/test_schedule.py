@@ -21,8 +21,8 @@ BUSINESS_HOURS = {
 }
 
 
-def at(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=SHANGHAI)  # type: ignore[misc]
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
 def slots(schedule: Schedule, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:

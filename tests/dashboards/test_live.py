@@ -12,6 +12,7 @@ of that metric at all; once the metric exists, the query must return data.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import subprocess
@@ -120,7 +121,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, authority: Authority) -> Ite
             ("access-log requests counted", f"increase({c.HTTP_REQUESTS}[10s]) > 0"),
             ("tickets counted", f"increase({c.FEEDBACK_TICKETS}[10s]) > 0"),
         ):
-            st.wait_for(lambda expr=expr: ready(expr), 45, what, running)
+            st.wait_for(functools.partial(ready, expr), 45, what, running)
         yield running
 
 

@@ -128,7 +128,7 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, time
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise AssertionError(f"{process.args[0]} exited: {log.read_text()[-2000:]}")
+                raise AssertionError(f"{process.args!r} exited: {log.read_text()[-2000:]}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with session.get(url) as response:
                     if response.status == 200:

@@ -78,7 +78,7 @@ async def exporter_client(
     await client.close()
 
 
-async def test_metrics_show_runs_and_failure_reasons_of_scheduled_probes(exporter_client) -> None:  # type: ignore[no-untyped-def]
+async def test_metrics_show_runs_and_failure_reasons_of_scheduled_probes(exporter_client) -> None:
     client, exporter, _ = exporter_client
     await until(lambda: all(s.runs >= 1 for s in exporter.store.series()))
     text = await (await client.get("/metrics")).text()
@@ -89,7 +89,7 @@ async def test_metrics_show_runs_and_failure_reasons_of_scheduled_probes(exporte
     assert "slaprobe_scheduler_lag_seconds_bucket" in text and "process_cpu_seconds_total" in text
 
 
-async def test_a_bad_reload_is_rejected_and_the_running_config_stays(exporter_client) -> None:  # type: ignore[no-untyped-def]
+async def test_a_bad_reload_is_rejected_and_the_running_config_stays(exporter_client) -> None:
     client, exporter, config = exporter_client
     good = config.read_text()
     config.write_text(good + "  bogus: {tier: none}\n")
@@ -104,29 +104,29 @@ async def test_a_bad_reload_is_rejected_and_the_running_config_stays(exporter_cl
     assert (await client.post("/-/reload")).status == 200
 
 
-async def test_a_removed_probe_leaves_no_stale_series_and_kept_probes_keep_counting(exporter_client, target) -> None:  # type: ignore[no-untyped-def]
+async def test_a_removed_probe_leaves_no_stale_series_and_kept_probes_keep_counting(exporter_client, target) -> None:
     client, exporter, config = exporter_client
     await until(lambda: all(s.runs >= 1 for s in exporter.store.series()))
-    runs_before = exporter.store.get(("shop", "home")).runs  # type: ignore[union-attr]
+    runs_before = exporter.store.get(("shop", "home")).runs
     write_config(config, target, "{name: home, http: {url: 'BASE/', expect: {body_regex: Welcome}}}")
     assert (await client.post("/-/reload")).status == 200
     text = await (await client.get("/metrics")).text()
     assert 'probe="broken"' not in text
-    assert exporter.store.get(("shop", "home")).runs >= runs_before  # type: ignore[union-attr]
+    assert exporter.store.get(("shop", "home")).runs >= runs_before
 
 
-async def test_reload_only_accepts_post(exporter_client) -> None:  # type: ignore[no-untyped-def]
+async def test_reload_only_accepts_post(exporter_client) -> None:
     client, _, _ = exporter_client
     assert (await client.get("/-/reload")).status == 405
 
 
-async def test_health_and_readiness_answer(exporter_client) -> None:  # type: ignore[no-untyped-def]
+async def test_health_and_readiness_answer(exporter_client) -> None:
     client, _, _ = exporter_client
     assert (await client.get("/-/healthy")).status == 200
     assert (await client.get("/-/ready")).status == 200
 
 
-async def test_the_status_page_lists_every_probe_with_its_failure_and_escapes_target_text(exporter_client) -> None:  # type: ignore[no-untyped-def]
+async def test_the_status_page_lists_every_probe_with_its_failure_and_escapes_target_text(exporter_client) -> None:
     client, exporter, _ = exporter_client
     await until(lambda: all(s.runs >= 2 for s in exporter.store.series()))
     page = await (await client.get("/")).text()
@@ -135,7 +135,7 @@ async def test_the_status_page_lists_every_probe_with_its_failure_and_escapes_ta
     assert page.count('class="fail"') >= 2
 
 
-async def test_secrets_never_appear_in_metrics_status_page_or_reload_errors(exporter_client) -> None:  # type: ignore[no-untyped-def]
+async def test_secrets_never_appear_in_metrics_status_page_or_reload_errors(exporter_client) -> None:
     client, exporter, config = exporter_client
     await until(lambda: all(s.runs >= 1 for s in exporter.store.series()))
     surfaces = [await (await client.get(path)).text() for path in ("/metrics", "/")]
@@ -186,7 +186,7 @@ def test_serve_reloads_on_sighup_and_keeps_serving_with_a_bad_config(tmp_path: P
     assert b"config rejected" in out
 
 
-async def test_metrics_that_fail_to_render_answer_a_whole_500_not_a_cut_off_200(  # type: ignore[no-untyped-def]
+async def test_metrics_that_fail_to_render_answer_a_whole_500_not_a_cut_off_200(
     exporter_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, exporter, _ = exporter_client
@@ -201,7 +201,7 @@ async def test_metrics_that_fail_to_render_answer_a_whole_500_not_a_cut_off_200(
     assert "slaprobe_probe_runs_total" not in await response.text()
 
 
-async def test_debug_and_error_pages_tell_browsers_not_to_sniff_their_type(exporter_client) -> None:  # type: ignore[no-untyped-def]
+async def test_debug_and_error_pages_tell_browsers_not_to_sniff_their_type(exporter_client) -> None:
     client, _, _ = exporter_client
     error = await client.get("/probe")  # no target: 400
     debug = await client.get("/probe", params={"module": "shop/home", "debug": "true"})

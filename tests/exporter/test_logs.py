@@ -232,7 +232,7 @@ def test_user_metrics_match_label_convert_units_and_cap(tmp_path: Path) -> None:
 def test_a_reload_keeps_the_counters_of_what_did_not_change(tmp_path: Path, access_log: Path) -> None:
     app = tmp_path / "app.jsonl"
     app.write_text("")
-    both = [
+    both: list[dict[str, Any]] = [
         {"name": "shop-access", "path": str(access_log), "format": "nginx_combined"},
         {"name": "app", "path": str(app), "format": "jsonl", "metrics": USER_METRICS},
     ]

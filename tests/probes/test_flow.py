@@ -343,7 +343,7 @@ async def test_finally_steps_run_when_the_caller_cancels_the_flow(shop: Shop) ->
             "finally": [unsubscribe_step(shop)],
         }
     )
-    task = asyncio.create_task(PROBERS["flow"](spec, ProbeContext(timeout=30.0)))
+    task = asyncio.ensure_future(PROBERS["flow"](spec, ProbeContext(timeout=30.0)))
     async with asyncio.timeout(5):
         while "/hang" not in shop.paths():
             await asyncio.sleep(0.005)

@@ -48,7 +48,7 @@ NGINX = (
 def parsed(parser: object, line: bytes) -> Event:
     event = parser(line)  # type: ignore[operator]
     assert event is not None, line
-    return event  # type: ignore[no-any-return]
+    return event
 
 
 # ---------------------------------------------------------------------------- nginx
@@ -584,7 +584,7 @@ def test_the_ingress_nginx_parser_never_raises_on_mangled_lines(prefix: bytes, s
 
 def test_parser_for_picks_the_format_of_a_log_source() -> None:
     for name, fn in PARSERS.items():
-        assert parser_for(LogSource(path="/x", format=name)) is fn  # type: ignore[arg-type]
+        assert parser_for(LogSource(path="/x", format=name)) is fn
     regex = parser_for(LogSource(path="/x", format="regex", regex=r"(?P<status>\d{3})"))
     assert parsed(regex, b"got 201").status == 201
     with pytest.raises(ValueError, match="unknown log format"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -41,8 +42,8 @@ def docker(text: str, stream: str = "stdout", ts: str = TS.decode()) -> bytes:
     return json.dumps({"log": text, "stream": stream, "time": ts}, separators=(",", ":")).encode()
 
 
-def lines_of(unwrapped: tuple[object, object]) -> list[bytes]:
-    return list(unwrapped[0])  # type: ignore[call-overload]
+def lines_of(unwrapped: tuple[Any, ...]) -> list[bytes]:
+    return list(unwrapped[0])
 
 
 # ---------------------------------------------------------------------------- one line

@@ -330,7 +330,7 @@ PROPERTIES: dict[str, tuple[Callable[..., None], st.SearchStrategy[Any]]] = {
     "config": (check_config, config_texts),
     "modules": (check_modules, module_texts),
     **{
-        f"log line {name}": (lambda line, name=name: check_line(name, line), lines(name))  # type: ignore[misc]
+        f"log line {name}": (lambda line, name=name: check_line(name, line), lines(name))
         for name in sorted(PARSERS)
     },
     "times": (check_time_text, st.text(max_size=40) | st.sampled_from(_SPECIAL_TEXT)),

@@ -63,6 +63,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import os
 import select
 import socket
 import ssl
@@ -676,7 +677,7 @@ async def _main(args: argparse.Namespace) -> None:
             # The parent holds our stdin: when it goes away (even killed), so do we.
             loop = asyncio.get_running_loop()
             gone = asyncio.Event()
-            loop.add_reader(sys.stdin.fileno(), lambda: gone.set() if not sys.stdin.buffer.read1(4096) else None)
+            loop.add_reader(sys.stdin.fileno(), lambda: gone.set() if not os.read(sys.stdin.fileno(), 4096) else None)
             await gone.wait()
         else:
             print(f"faults on http://{server.address}/<fault>: {', '.join(HTTP_FAULTS)}", flush=True)
