@@ -8,6 +8,7 @@ ticket) and read ``slo:sli_error:ratio_rate*``, ``slo:period_error_budget_remain
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -44,7 +45,11 @@ def test_sloths_boards_show_our_outage_as_alerting(tmp_path: Path) -> None:
             {"expr": INFO, "eval_time": "5m", "exp_samples": [{"labels": "{}", "value": 1}]},
         ],
     }
-    tests = {"rule_files": [RULES_FILE], "evaluation_interval": "1m", "group_eval_order": group_names(rules)}
+    tests: dict[str, Any] = {
+        "rule_files": [RULES_FILE],
+        "evaluation_interval": "1m",
+        "group_eval_order": group_names(rules),
+    }
     tests["tests"] = [outage]
     (tmp_path / "sloth.test.yaml").write_text(yaml.safe_dump(tests))
     result = run([tool("promtool"), "test", "rules", "sloth.test.yaml"], tmp_path)

@@ -42,7 +42,7 @@ class FakeClock:
         return self.now
 
 
-def heartbeats_of(text: str, clock: FakeClock, state_dir: Path | None = None) -> tuple[Heartbeats, list]:  # type: ignore[type-arg]
+def heartbeats_of(text: str, clock: FakeClock, state_dir: Path | None = None) -> tuple[Heartbeats, list]:
     """The heartbeats of a config on a fake clock, and the list of (key, result) they record."""
     recorded: list[tuple[ProbeKey, ProbeResult]] = []
     heartbeats = Heartbeats(lambda key, result: recorded.append((key, result)), clock=clock, state_dir=state_dir)
@@ -52,7 +52,7 @@ def heartbeats_of(text: str, clock: FakeClock, state_dir: Path | None = None) ->
     return heartbeats, recorded
 
 
-def test_a_heartbeat_config_is_one_probe_kind_and_its_token_a_secret(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_heartbeat_config_is_one_probe_kind_and_its_token_a_secret(monkeypatch) -> None:
     monkeypatch.setenv("HB_TOKEN", TOKEN)
     cfg = parse_config(CONFIG)
     probe = cfg.services["batch"].probes[0]
@@ -68,7 +68,7 @@ def test_written_out_tokens_are_secrets_too_and_schedule_keys_are_refused() -> N
     assert "plain-token-1" in cfg.secrets
 
 
-def test_pings_are_runs_and_each_missed_period_is_one_failed_run(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_pings_are_runs_and_each_missed_period_is_one_failed_run(monkeypatch) -> None:
     monkeypatch.setenv("HB_TOKEN", TOKEN)
     clock = FakeClock()
     heartbeats, recorded = heartbeats_of(CONFIG.replace("every: 1s, grace: 0s", "every: 1m, grace: 30s"), clock)
@@ -88,7 +88,7 @@ def test_pings_are_runs_and_each_missed_period_is_one_failed_run(monkeypatch) ->
     assert heartbeats.check(clock.now) == clock.now + 1 and len(recorded) == 5
 
 
-def test_deadlines_survive_a_restart_without_counting_the_time_down(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_deadlines_survive_a_restart_without_counting_the_time_down(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HB_TOKEN", TOKEN)
     clock = FakeClock()
     config = CONFIG.replace("every: 1s, grace: 0s", "every: 1m, grace: 0s")
