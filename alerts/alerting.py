@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from slaprobe import conventions as c
+from slaprobe.alerts.complaints import spike_alert
 from slaprobe.alerts.policy import Concern, alert_annotations, alert_labels, concern_of
 from slaprobe.alerts.promql import any_of, number, ratio, selector
 from slaprobe.alerts.slos import SLO
@@ -291,4 +292,6 @@ def feedback_alerts(cfg: Config) -> list[Rule]:
             )
             expr = f"{selector(c.FEEDBACK_QUALITY_SHARE_RATIO, src)} > {number(ratio(limits.quality_share_max))}"
             rules.append(_alert(c.ALERT_FEEDBACK_QUALITY, expr, labels, notes))
+        if limits.spike is not None:
+            rules.append(spike_alert(cfg, source, limits.spike, concern))
     return rules

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from slaprobe import conventions as c
+from slaprobe.alerts.complaints import spike_records
 from slaprobe.alerts.promql import number, selector
 from slaprobe.alerts.slos import SLO
 from slaprobe.burnrate import applicable_windows
@@ -98,4 +99,6 @@ def feedback_rules(cfg: Config) -> list[Rule]:
                 "labels": dict(src),
             }
         )
+        if cfg.alerting.feedback.spike is not None:
+            rules.extend(spike_records(source, cfg.alerting.feedback.spike))
     return rules

@@ -136,6 +136,8 @@ def service_slis(service: Service) -> Iterator[tuple[SLI, float]]:
         yield sli.log_availability(), sla.availability
         if latency:
             yield sli.log_latency(latency.threshold), latency.target
+    if sla.satisfaction is not None:
+        yield sli.satisfaction(), sla.satisfaction
 
 
 def service_slos(cfg: Config, name: str, service: Service) -> Iterator[SLO]:

@@ -1,0 +1,156 @@
+"""promtool runs the feedback desk's rules: the complaint-spike warning and the satisfaction SLO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slaprobe import conventions as c
+from slaprobe.alerts import RULES_FILE, generate_rules
+from slaprobe.alerts.yamltext import dump_yaml
+from slaprobe.config import Config, parse_config
+from tests.alerts.conftest import run, tool
+
+CONFIG = """\
+version: v1
+services:
+  shop:
+    tier: high
+    sla: {satisfaction: 90}
+feedback:
+  - {name: desk, path: /tmp/tickets.jsonl, service: shop}
+alerting:
+  feedback: {spike: {factor: 3, min_count: 10, days: 7, for: 0s}}
+"""
+STEP = 15  # minutes between samples and evaluations
+PER_HOUR = 60 // STEP
+DAYS = 7
+SERIES = {"source": "desk", "service": "shop", "instance": "slaprobe:9799", "job": "slaprobe"}
+TICKETS = {**SERIES, "category": "technical", "urgency": "general"}
+KEY = {"source": "desk", "service": "shop", "category": "technical"}
+
+
+def config() -> Config:
+    return parse_config(CONFIG)
+
+
+def series(metric: str, labels: dict[str, str], per_hour: list[float]) -> dict[str, str]:
+    """A counter growing by ``per_hour[i]`` tickets in hour i, sampled every STEP minutes."""
+    total, values = 0.0, ["0"]
+    for count in per_hour:
+        for _ in range(PER_HOUR):
+            total += count / PER_HOUR
+            values.append(f"{total:g}")
+    body = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{metric}{{{body}}}", "values": " ".join(values)}
+
+
+def hours(days: int, every_hour: float, last_hour: float, peak: float | None = None, peak_at: int = 10) -> list[float]:
+    """``days`` of ``every_hour`` tickets an hour (``peak`` at hour ``peak_at`` of each day), then one last hour."""
+    counts = [peak if peak is not None and h % 24 == peak_at else every_hour for h in range(days * 24)]
+    return [*counts, last_hour]
+
+
+def alerts_after(history: list[float], alertname: str, **labels: str) -> dict[str, Any]:
+    """A promql_expr_test: how many ``alertname`` alerts fire at the end of ``history`` (none: no sample)."""
+    matchers = ",".join([f'alertname="{alertname}"', 'alertstate="firing"', *(f'{k}="{v}"' for k, v in labels.items())])
+    return {"expr": f"count(ALERTS{{{matchers}}}) or vector(0)", "eval_time": f"{len(history) * 60}m"}
+
+
+def promtool_test(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
+    rules = generate_rules(config())
+    (tmp_path / RULES_FILE).write_text(dump_yaml(rules))
+    document = {"rule_files": [RULES_FILE], "evaluation_interval": f"{STEP}m", "tests": tests}
+    (tmp_path / "tests.yaml").write_text(dump_yaml(document))
+    result = run([tool("promtool"), "test", "rules", "tests.yaml"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def spike_case(name: str, history: list[float], fires: bool) -> dict[str, Any]:
+    check = alerts_after(history, c.ALERT_FEEDBACK_SPIKE, **KEY)
+    check["exp_samples"] = [{"labels": "{}", "value": 1 if fires else 0}]
+    return {
+        "name": name,
+        "interval": f"{STEP}m",
+        "input_series": [series(c.FEEDBACK_TICKETS, TICKETS, history)],
+        "promql_expr_test": [check],
+    }
+
+
+def test_the_spike_warning_fires_on_a_real_spike_and_not_below_the_minimum_or_on_a_daily_peak(
+    tmp_path: Path,
+) -> None:
+    promtool_test(
+        tmp_path,
+        [
+            spike_case("8 tickets after 1 an hour: 8 times the baseline, below 10", hours(DAYS + 1, 1, 8), False),
+            spike_case(
+                "40 at 10:00 as on every day before: the same hour's baseline",
+                hours(DAYS + 1, 2, 40, peak=40, peak_at=0),  # the last hour is hour 0 of its day
+                False,
+            ),
+            spike_case("40 tickets after 2 an hour: a spike", hours(DAYS + 1, 2, 40), True),
+            spike_case("40 tickets on the first day: no baseline yet, still a spike", hours(0, 2, 40), True),
+        ],
+    )
+
+
+def test_the_spike_warning_shows_the_current_count_and_both_baselines() -> None:
+    rules = generate_rules(config())
+    (spike,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == c.ALERT_FEEDBACK_SPIKE]
+    description = spike["annotations"][c.ANNOTATION_DESCRIPTION]
+    assert "{{ $value | humanize }}" in description
+    assert c.FEEDBACK_TICKETS_SAME_HOUR in description and c.FEEDBACK_TICKETS_MOVING in description
+    assert spike["labels"][c.LABEL_SEVERITY] == c.SEVERITY_TICKET and c.LABEL_SERVICE not in spike["labels"]
+
+
+def test_a_spike_warning_is_only_generated_when_configured() -> None:
+    rules = generate_rules(
+        parse_config(
+            CONFIG.replace("  feedback: {spike: {factor: 3, min_count: 10, days: 7, for: 0s}}", "  feedback: {}")
+        )
+    )
+    names = {r.get("alert") or r.get("record") for g in rules["groups"] for r in g["rules"]}
+    assert c.ALERT_FEEDBACK_SPIKE not in names and c.FEEDBACK_TICKETS_RATE not in names
+
+
+def ratings(unsatisfied_share: float, hours_of_ratings: int) -> list[dict[str, str]]:
+    per_hour = [20.0] * hours_of_ratings
+    satisfied = [n * (1 - unsatisfied_share) for n in per_hour]
+    return [
+        series(c.FEEDBACK_RATED, {**KEY, "channel": "app", **SERIES}, per_hour),
+        series(c.FEEDBACK_SATISFIED, {**KEY, "channel": "app", **SERIES}, satisfied),
+    ]
+
+
+@pytest.mark.parametrize(("share", "fires"), [(0.0, False), (1.0, True)])
+def test_the_satisfaction_slo_records_its_error_ratio_and_burns_its_budget(
+    tmp_path: Path, share: float, fires: bool
+) -> None:
+    history = [20.0] * 7
+    check = alerts_after(history, c.ALERT_BURN_RATE, **{c.LABEL_SLOTH_SLO: c.SLO_SATISFACTION, "burnrate": "6h/30m"})
+    check["exp_samples"] = [{"labels": "{}", "value": 1 if fires else 0}]
+    ratio = {
+        "expr": f'{c.slo_sli_error("1h")}{{sloth_slo="{c.SLO_SATISFACTION}"}}',
+        "eval_time": "6h",
+        "exp_samples": [
+            {
+                "labels": f'{c.slo_sli_error("1h")}{{service="shop",sloth_id="shop-{c.SLO_SATISFACTION}",'
+                f'sloth_service="shop",sloth_slo="{c.SLO_SATISFACTION}",sloth_window="1h"}}',
+                "value": share,
+            }
+        ],
+    }
+    promtool_test(
+        tmp_path,
+        [
+            {
+                "name": f"{share:.0%} of the ratings unsatisfied",
+                "interval": f"{STEP}m",
+                "input_series": ratings(share, len(history)),
+                "promql_expr_test": [ratio, check],
+            }
+        ],
+    )
