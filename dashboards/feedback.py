@@ -5,6 +5,7 @@ from __future__ import annotations
 from slaprobe import conventions as c
 from slaprobe.config import Config, Deadlines, FeedbackSource
 from slaprobe.dashboards import panels as p
+from slaprobe.dashboards.desk import desk_panels
 from slaprobe.dashboards.model import Board, Override, Panel, Variable
 from slaprobe.dashboards.promql import increase_sum, quantile, selector, share
 from slaprobe.units import format_duration
@@ -283,7 +284,7 @@ def feedback_board(cfg: Config) -> Board:
         description="Tickets by category, urgency and channel; response and resolution times vs deadlines; backlog.",
         tags=(*p.TAGS, "feedback"),
         variables=_variables(),
-        panels=(*_tickets(), *_deadlines(cfg), *_backlog(cfg)),
+        panels=(*_tickets(), *_deadlines(cfg), *_backlog(cfg), *desk_panels(cfg, TICKETS)),
         time_from="now-7d",
         refresh="5m",
     )

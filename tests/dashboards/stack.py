@@ -194,8 +194,8 @@ class LogWriter:
         self.access_log.write_text("")
         self._thread.start()
 
-    def _ticket(self, ticket: int, event: str, when: float, i: int) -> str:
-        record = {
+    def _ticket(self, ticket: int, event: str, when: float, i: int, **extra: object) -> str:
+        record: dict[str, object] = {
             "id": f"T{ticket}",
             "event": event,
             "time": round(when, 3),
@@ -203,6 +203,7 @@ class LogWriter:
             "urgency": "urgent" if i % 2 else "general",
             "service": SERVICE,
             "channel": self.CHANNELS[i % 3],
+            **extra,
         }
         return json.dumps(record) + "\n"
 
@@ -226,6 +227,8 @@ class LogWriter:
                     log.write(self._ticket(ticket, "first_response", now - 5, ticket))
                     if ticket % 2:
                         log.write(self._ticket(ticket, "resolved", now, ticket))
+                        log.write(self._ticket(ticket, "rated", now, ticket, rating=ticket % 11, scale=10))
+                        log.write(self._ticket(ticket, "closed", now, ticket))
 
     def stop(self) -> None:
         """Stop appending."""
