@@ -12,12 +12,11 @@ a newcomer sees the heart of the product, not only the exporter.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from slaprobe.config import Config, ConfigError, parse_config
@@ -70,18 +69,19 @@ def free_listen(listen: str) -> str:
     return f"[{host}]:{free}" if family == socket.AF_INET6 else f"{host}:{free}"
 
 
-def write_generated(config: Config, out: Path) -> list[Path]:
-    """Everything ``slaprobe generate all`` writes, into ``out``; the paths written."""
-    from slaprobe.cli import GENERATORS
+Generate = Callable[[Config], Mapping[str, str]]
+"""What ``slaprobe generate all`` makes of a config: {file name: text} (the CLI passes it in:
+the demo may not import alerts/ or dashboards/ itself)."""
 
-    args = argparse.Namespace(namespace="monitoring", manifest_label=None)
+
+def write_generated(config: Config, out: Path, generate: Generate) -> list[Path]:
+    """Everything ``generate`` makes of ``config``, written into ``out``; the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for generator in GENERATORS.values():
-        for name, text in generator(config, args).items():
-            path = out / name
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
+    for name, text in generate(config).items():
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
     return written
 
 
@@ -103,9 +103,11 @@ def escalation_table(config: Config) -> list[str]:
     return lines
 
 
-async def run_demo(*, listen: str = DEFAULT_LISTEN, workdir: str = str(shop.DEMO_WORKDIR)) -> int:
-    """Start the sample service on free loopback ports, write the config and what it
-    generates into ``workdir``, then serve; run until Ctrl-C."""
+async def run_demo(
+    *, listen: str = DEFAULT_LISTEN, workdir: str = str(shop.DEMO_WORKDIR), generate: Generate | None = None
+) -> int:
+    """Start the sample service on free loopback ports, write the config and what
+    ``generate`` makes of it into ``workdir``, then serve; run until Ctrl-C."""
     work = Path(workdir).resolve()
     try:
         service = await shop.start_sample_service(work)
@@ -123,7 +125,7 @@ async def run_demo(*, listen: str = DEFAULT_LISTEN, workdir: str = str(shop.DEMO
         text = render_config(work, ports)
         config = parse_config(text, require_secrets=False)
         config_path.write_text(text, encoding="utf-8")
-        generated = write_generated(config, work / "generated")
+        generated = write_generated(config, work / "generated", generate) if generate else []
     except (OSError, ValueError, ConfigError) as exc:
         await service.close()
         print(f"error: {exc}", file=sys.stderr)

@@ -92,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start the misbehaving sample service and the exporter probing it."""
     from slaprobe.demo.run import run_demo
 
-    return asyncio.run(run_demo(listen=args.listen, workdir=args.workdir))
+    return asyncio.run(run_demo(listen=args.listen, workdir=args.workdir, generate=generate_all))
 
 
 def _manifest_labels(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -133,6 +133,12 @@ GENERATORS: dict[str, Callable[[Config, argparse.Namespace], dict[str, str]]] = 
     "alertmanager": _generate_alertmanager,
     "dashboards": _generate_dashboards,
 }
+
+
+def generate_all(cfg: Config) -> dict[str, str]:
+    """What ``slaprobe generate all`` writes, with the default options: {file name: text}."""
+    args = argparse.Namespace(namespace="monitoring", manifest_label=None)
+    return {name: text for generator in GENERATORS.values() for name, text in generator(cfg, args).items()}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
