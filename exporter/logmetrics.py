@@ -341,6 +341,13 @@ FEEDBACK_FIRST_RESPONSE = MetricFamily(
 FEEDBACK_RESOLUTION = MetricFamily(
     c.FEEDBACK_RESOLUTION, "histogram", "Time from a ticket's opening to its resolution, in seconds.", _CAT_URG
 )
+FEEDBACK_CLOSE_TIME = MetricFamily(
+    c.FEEDBACK_CLOSE_TIME,
+    "histogram",
+    "Time from a ticket's opening to its close after a resolution (confirmed, or auto-closed at the end of "
+    "reopen_window), in seconds; once per ticket.",
+    _CAT_URG,
+)
 FEEDBACK_SLA_BREACHES = MetricFamily(
     c.FEEDBACK_SLA_BREACHES,
     "counter",
@@ -424,6 +431,7 @@ FEEDBACK_FAMILIES: tuple[MetricFamily, ...] = (
     FEEDBACK_QUALITY_TICKETS,
     FEEDBACK_FIRST_RESPONSE,
     FEEDBACK_RESOLUTION,
+    FEEDBACK_CLOSE_TIME,
     FEEDBACK_SLA_BREACHES,
     FEEDBACK_OPEN_TICKETS,
     FEEDBACK_OLDEST_OPEN_AGE,
@@ -469,6 +477,7 @@ class TicketMetrics:
         for table, family in (
             (t.first_response, FEEDBACK_FIRST_RESPONSE),
             (t.resolution, FEEDBACK_RESOLUTION),
+            (t.closing, FEEDBACK_CLOSE_TIME),
         ):
             keys = sorted({*pairs, *table})
             histograms[family] = "".join(

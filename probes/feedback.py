@@ -233,6 +233,7 @@ class TicketTracker:
         self.bounds = tuple(sorted({*TICKET_BUCKETS, *self._deadline_values()}))
         self.first_response: dict[tuple[str, str], Histogram] = {}
         self.resolution: dict[tuple[str, str], Histogram] = {}
+        self.closing: dict[tuple[str, str], Histogram] = {}  # opening to confirmation or auto-close, once a ticket
         # Satisfaction, repeats and the closed loop, by (service, category, channel): at most MAX_SERIES keys.
         self.stats: dict[Key, KeyStats] = {}
         self.customers = RepeatWindow(settings.repeat_window, settings.max_customers)
@@ -446,7 +447,7 @@ class TicketTracker:
             if step == "closed":
                 del self.open[ticket_id]
                 self._untrack_counts(ticket)
-                self._close(ticket, c.CLOSED_UNRESOLVED)
+                self._close(ticket, c.CLOSED_UNRESOLVED, when)
                 return c.EVENT_APPLIED
             return self._apply(ticket, step, when)
         ticket = self.resolved.get(ticket_id) or self._closed.get(ticket_id)
@@ -457,7 +458,7 @@ class TicketTracker:
             return c.EVENT_APPLIED
         if step == "closed" and ticket_id in self.resolved:
             del self.resolved[ticket_id]
-            self._close(ticket, c.CLOSED_CONFIRMED)
+            self._close(ticket, c.CLOSED_CONFIRMED, when)
             return c.EVENT_APPLIED
         return c.EVENT_DUPLICATE
 
@@ -534,13 +535,14 @@ class TicketTracker:
         self._stats(ticket).reopened += 1
         self._track(ticket)
 
-    def _close(self, ticket: Ticket, outcome: str) -> None:
-        """Count a closing of ``ticket`` (no longer open or resolved) and remember it for a while."""
+    def _close(self, ticket: Ticket, outcome: str, when: float) -> None:
+        """Count a closing of ``ticket`` (no longer open or resolved) at ``when`` and remember it for a while."""
         stats = self._stats(ticket)
         stats.closed[_OUTCOME_INDEX[outcome]] += 1
         if outcome != c.CLOSED_UNRESOLVED and not ticket.loop_closed:
             ticket.loop_closed = True
             stats.stages[_CLOSED] += 1
+            self._histogram(self.closing, (ticket.category, ticket.urgency)).observe(max(0.0, when - ticket.opened))
             if ticket.classified and ticket.responded is not None:
                 stats.closed_loop += 1
         self._closed[ticket.id] = ticket
@@ -619,7 +621,7 @@ class TicketTracker:
                 ticket = self.resolved.get(ticket_id)
                 if ticket is not None and ticket.resolved_at == since:
                     del self.resolved[ticket_id]
-                    self._close(ticket, c.CLOSED_AUTO)
+                    self._close(ticket, c.CLOSED_AUTO, since + self.settings.reopen_window)
                 continue
             ticket = self.open.get(ticket_id)
             if ticket is None or ticket.opened != since or self._breached(ticket, stage):

@@ -111,6 +111,7 @@ FEEDBACK_REPEATS = "slaprobe_feedback_repeats_total"
 FEEDBACK_REOPENED = "slaprobe_feedback_reopened_total"
 FEEDBACK_CLOSED = "slaprobe_feedback_closed_total"  # + outcome
 FEEDBACK_CLOSED_LOOP = "slaprobe_feedback_closed_loop_total"
+FEEDBACK_CLOSE_TIME = "slaprobe_feedback_close_seconds"  # histogram {source, category, urgency}
 FEEDBACK_LOOP_STAGE = "slaprobe_feedback_loop_stage_total"  # + stage: the closed-loop funnel
 LABEL_SCALE = "scale"  # of a rating: 2 (thumbs), 5 (stars), 10 (0-10 score)
 LABEL_OUTCOME = "outcome"  # of a closing

@@ -265,6 +265,7 @@ def test_feedback_desk_metrics_follow_ratings_reopens_repeats_and_closings() -> 
     assert s[desk(c.FEEDBACK_REOPENED, **key)] == 1
     assert s[desk(c.FEEDBACK_CLOSED, **key, outcome=c.CLOSED_CONFIRMED)] == 1
     assert s[desk(c.FEEDBACK_CLOSED_LOOP, **key)] == 1
+    assert s[desk(c.FEEDBACK_CLOSE_TIME + "_sum", category="technical", urgency="general")] == 40  # ticket 2
     assert s[desk(c.FEEDBACK_LOOP_STAGE, **key, stage=c.LOOP_RESOLVED)] == 2
     assert "alice" not in text and "customer=" not in text
 

@@ -450,6 +450,7 @@ def test_a_resolved_ticket_not_reopened_within_the_window_is_auto_closed() -> No
     tracker.tick(T0 + 2 * HOUR + 7 * DAY + 1)
     assert tracker.resolved == {}
     assert tracker.closed == {(*KEY, c.CLOSED_AUTO): 1}
+    assert tracker.closing[("technical", "general")].total == 2 * HOUR + 7 * DAY  # closed when the window ended
     tracker.consume(rated("T-1", 200, 5))  # a late survey answer still finds its ticket
     assert tracker.rated == {KEY: 1}
 
@@ -464,6 +465,7 @@ def test_a_reopen_after_the_ticket_closed_is_still_counted() -> None:
     assert tracker.reopened == {KEY: 1}
     assert tracker.closed == {(*KEY, c.CLOSED_CONFIRMED): 2}
     assert tracker.loop_stages[(*KEY, c.LOOP_CLOSED)] == 1 and tracker.closed_loop == {KEY: 1}
+    assert tracker.closing[("technical", "general")].count == 1  # time to close: once, at the first close
 
 
 def test_a_closed_event_after_a_resolution_is_a_confirmation_and_closes_the_loop() -> None:
@@ -485,6 +487,7 @@ def test_a_ticket_closed_before_any_resolution_is_closed_unresolved_outside_the_
     assert tracker.open == {} and sum(tracker.open_counts.values()) == 0
     assert tracker.closed == {(*KEY, c.CLOSED_UNRESOLVED): 1}
     assert tracker.closed_loop == {} and tracker.loop_stages[(*KEY, c.LOOP_CLOSED)] == 0
+    assert tracker.closing == {}  # not a close after a resolution
     assert tracker.tick(T0 + 100 * HOUR) == 0  # its deadlines no longer run
 
 
