@@ -76,12 +76,16 @@ def applicable_windows(period: float, budget: float) -> list[tuple[BurnWindow, f
 
     Every SLA window gets all four pairs (``windows_for``). Left out only: a pair whose
     threshold (factor x budget) is 100% or more (an objective too low for it: it could never
-    fire). ``describe_windows`` says which pairs a window gets, for ``check``.
+    fire); and, for SLA windows so short that the one-minute floor of ``windows_for`` bends
+    the scale (under about two days), a pair whose factor fell below 1 (it would alert on a
+    burn that cannot spend the budget) or whose windows equal a faster pair's (the same
+    ``burnrate`` label twice would be one alert written twice). ``describe_windows`` says
+    which pairs a window gets, for ``check``.
     """
-    found = []
+    found: list[tuple[BurnWindow, float]] = []
     for window in windows_for(period):
         factor = window.factor(period)
-        if factor * budget < 1:
+        if factor * budget < 1 and factor >= 1 and all(window.label != kept.label for kept, _ in found):
             found.append((window, factor))
     return found
 
@@ -93,7 +97,7 @@ def describe_windows(period: float, budget: float) -> str:
     dropped = [w.label for w in windows_for(period) if w not in {k for k, _ in kept}]
     text = f"SLA window {format_duration(period)}: burn-rate pairs " + (", ".join(parts) or "none")
     if dropped:
-        text += f" (left out, threshold 100% or more: {', '.join(dropped)})"
+        text += f" (left out: {', '.join(dropped)}: threshold 100% or more, factor below 1 or windows of a faster pair)"
     return text
 
 
