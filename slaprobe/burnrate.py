@@ -85,7 +85,8 @@ def applicable_windows(period: float, budget: float) -> list[tuple[BurnWindow, f
     found: list[tuple[BurnWindow, float]] = []
     for window in windows_for(period):
         factor = window.factor(period)
-        if factor * budget < 1 and factor >= 1 and all(window.label != kept.label for kept, _ in found):
+        bent = period not in UNSCALED_PERIODS and factor < 1  # 28d keeps Sloth's 0.93 on 3d/6h
+        if factor * budget < 1 and not bent and all(window.label != kept.label for kept, _ in found):
             found.append((window, factor))
     return found
 
