@@ -469,7 +469,7 @@ class LogPipeline:
                 s.stats.parsed,
                 s.stats.unparsed,
                 s.tailer.stats.lag_bytes if s.tailer is not None else 0,
-                s.service,
+                s.service or (s.tracker.source.service if s.tracker is not None else None),
                 s.tracker,
             )
             for s in self._sources.values()

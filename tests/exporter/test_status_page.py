@@ -166,7 +166,7 @@ def test_the_log_and_ticket_sources_show_their_lines_lag_and_open_tickets(page: 
     row = re.search(r"<tr><td><code>[^<]*access[^<]*</code></td><td>log</td><td>shop</td>.*?</tr>", text)
     assert row is not None
     assert '<td>2</td><td class="behind">1 (33.3%)</td><td>caught up</td>' in row[0]
-    desk = re.search(r"<tr><td><code>desk</code></td><td>tickets</td>.*?</tr>", text)
+    desk = re.search(r"<tr><td><code>desk</code></td><td>tickets</td><td>shop</td>.*?</tr>", text)
     assert desk is not None and "1 open, 2 deadline breaches" in desk[0]
 
 
