@@ -159,7 +159,7 @@ def _availability_line(rows: Sequence[ProbeSeries], service: Service | None, sin
     retried = sum(r.passed_on_retry for r in rows)
     window = service.sla.window if service is not None else 0.0
     covered = max(0.0, now - since) if since else 0.0
-    span = f"{_span(covered)} of the {_span(window)} SLA window" if window else _span(covered)
+    span = f"{readable_span(covered)} of the {readable_span(window)} SLA window" if window else readable_span(covered)
     if not runs:
         return f'<p class="muted">Availability: no runs yet (counted since the exporter started, {span}).</p>'
     rate = 100 * (runs - failed) / runs
@@ -175,12 +175,15 @@ def _availability_line(rows: Sequence[ProbeSeries], service: Service | None, sin
     )
 
 
-def _span(seconds: float) -> str:
+def readable_span(seconds: float) -> str:
+    """Seconds in the largest unit that fits: 7s, 2m, 1.5h, 30d."""
     if seconds >= 86400:
         return f"{seconds / 86400:.1f}d".replace(".0d", "d")
     if seconds >= 3600:
         return f"{seconds / 3600:.1f}h".replace(".0h", "h")
-    return f"{seconds / 60:.0f}m"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds:.0f}s"
 
 
 def _sources_table(views: Sequence[SourceView], redact: Callable[[str], str]) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from slaprobe.exporter.status import planned_today
+from slaprobe.exporter.status import planned_today, readable_span
 from slaprobe.schedule import CronExpression, Schedule
 from tests.conftest import free_port
 
@@ -184,3 +184,7 @@ def test_runs_planned_today_follow_the_schedule_from_midnight_or_the_start() -> 
     assert planned_today(every_minute, since=midnight + 7200, now=midnight + 3600) == 0
     hourly_cron = Schedule(interval=60.0, cron=CronExpression.parse("0 * * * *"))
     assert planned_today(hourly_cron, since=0.0, now=midnight + 3 * 3600 + 5) == 4  # 00:00, 01:00, 02:00, 03:00
+
+
+def test_the_share_of_the_window_covered_reads_in_the_largest_fitting_unit() -> None:
+    assert [readable_span(s) for s in (7, 90, 5400, 86400, 30 * 86400)] == ["7s", "2m", "1.5h", "1d", "30d"]
