@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from slaprobe.probes.feedback import write_atomically
+
 log = logging.getLogger(__name__)
 
 HEAD_BYTES = 256  # a file is known by its inode and its first bytes, up to this many
@@ -711,13 +713,8 @@ class Tailer:
     def _write_state(self) -> None:
         assert self._state_path is not None
         doc = {"version": STATE_VERSION, "source": self.name, "pattern": self.pattern, "files": self._entries()}
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._state_path)
+        # A new temporary file (O_EXCL | O_NOFOLLOW), so a symlink planted at its name is never followed.
+        write_atomically(self._state_path, json.dumps(doc, indent=1, sort_keys=True).encode())
 
     def _entries(self) -> dict[str, dict[str, Any]]:
         """The committed state of every file, keyed by ``dev:ino`` (hashes only, no log text)."""

@@ -684,3 +684,22 @@ def test_a_path_swapped_between_file_fifo_and_symlink_never_blocks_a_poll_nor_le
     tailer.close()  # not after a hang: the blocked poll holds the tailer's lock
     assert polls > 10 and swaps > 10
     assert 99_999_999 not in got
+
+
+def test_a_symlink_planted_at_the_temporary_name_of_an_offsets_save_is_not_followed(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(line(0))
+    state = tmp_path / "state"
+    state.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    tailer = Tailer("app", str(log), start="beginning", state_dir=state)
+    assert tailer._state_path is not None
+    path = tailer._state_path
+    for tmp in (f".{path.name}.{os.getpid()}.tmp", f"{path.name}.tmp"):  # today's and the former name
+        (state / tmp).symlink_to(victim)
+    assert numbers(tailer.poll()) == [0]
+    tailer.commit(force=True)
+    assert victim.read_text() == "untouched"
+    assert json.loads(path.read_bytes())["files"]
+    assert tailer.stats.state_errors == 0
