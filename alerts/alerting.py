@@ -6,12 +6,14 @@ import math
 from typing import Any
 
 from slaprobe import conventions as c
+from slaprobe import sli
 from slaprobe.alerts.complaints import spike_alert
 from slaprobe.alerts.policy import Concern, alert_annotations, alert_labels, concern_of
-from slaprobe.alerts.promql import any_of, number, ratio, selector
+from slaprobe.alerts.promql import any_of, number, quote, ratio, selector
 from slaprobe.alerts.slos import SLO
 from slaprobe.burnrate import BurnWindow, applicable_windows
 from slaprobe.config import Config, FeedbackSource, Probe, Service
+from slaprobe.promql import Matcher
 from slaprobe.units import format_duration, parse_duration
 
 Rule = dict[str, Any]
@@ -167,6 +169,9 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
     groups = _probe_groups(cfg, name, service)
     for interval, _, equal, regex, static in groups:
         labels = alert_labels(cfg, concern, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, **static)
+        if service.quorum > 1:
+            rules.append(quorum_alert(cfg, name, service, interval, (equal, regex), labels))
+            continue
         notes = alert_annotations(
             f"{name}: probe {{{{ $labels.probe }}}} is down",
             f"Probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} failed its last {runs} runs "
@@ -178,13 +183,20 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
     for interval, _, equal, regex, static in groups:
         stale_after = max(alerting.no_data_for, 3 * interval)
         labels = alert_labels(cfg, concern, c.ALERT_PROBE_NO_DATA, c.SEVERITY_TICKET, **static)
-        notes = alert_annotations(
-            f"{name}: probe {{{{ $labels.probe }}}} reports no fresh results",
+        description = (
             f"The last run of probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} finished "
-            f"{{{{ $value | humanizeDuration }}}} ago; it runs every {format_duration(interval)}.",
-            labels[c.LABEL_RUNBOOK_URL],
+            f"{{{{ $value | humanizeDuration }}}} ago; it runs every {format_duration(interval)}."
         )
-        expr = f"time() - {selector(c.PROBE_LAST_RUN, equal, **regex)} > {number(stale_after)}"
+        if service.quorum > 1:
+            description += (
+                f" The prober there is down: {{{{ $labels.location }}}} counts as no data, not as a failure, "
+                f"in the quorum of {service.quorum} locations."
+            )
+        notes = alert_annotations(
+            f"{name}: probe {{{{ $labels.probe }}}} reports no fresh results", description, labels[c.LABEL_RUNBOOK_URL]
+        )
+        scope: tuple[Matcher, ...] = (equal, *(f"{k}=~{quote(v)}" for k, v in regex.items()))
+        expr = sli.prober_stale(scope, stale_after, vanished=service.quorum > 1)
         rules.append(_alert(c.ALERT_PROBE_NO_DATA, expr, labels, notes))
     labels = alert_labels(cfg, concern, c.ALERT_EXPORTER_ABSENT, c.SEVERITY_PAGE)
     notes = alert_annotations(
@@ -197,6 +209,38 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
     rules.append(_alert(c.ALERT_EXPORTER_ABSENT, expr, labels, notes, alerting.no_data_for))
     rules.extend(tls_alerts(cfg, concern, name))
     return rules
+
+
+def quorum_alert(
+    cfg: Config,
+    name: str,
+    service: Service,
+    interval: float,
+    matchers: tuple[dict[str, str], dict[str, str]],
+    labels: dict[str, str],
+) -> Rule:
+    """Probe down in at least ``quorum`` locations at once, for N consecutive runs; the
+    description names them. A location whose prober is stale is left out (``SLAProbeNoData``)."""
+    runs = cfg.alerting.probe_down_runs
+    equal, regex = matchers
+    stale_after = max(cfg.alerting.no_data_for, 3 * interval)
+    scope: tuple[Matcher, ...] = (equal, *(f"{k}=~{quote(v)}" for k, v in regex.items()))
+    expr = f"{sli.failing_location_count(scope, stale_after)}\n>= {service.quorum}"
+    # The failing locations of this alert's probe, read at evaluation time, sorted and joined.
+    one_probe: tuple[Matcher, ...] = (equal, f'{c.LABEL_PROBE}="%[1]s"')
+    failing = sli.failing_locations(one_probe, stale_after)
+    names = (
+        f"{{{{ range $i, $s := printf `{failing}` $labels.probe | query | sortByLabel `{c.LABEL_LOCATION}` }}}}"
+        f"{{{{ if $i }}}}, {{{{ end }}}}{{{{ $s.Labels.{c.LABEL_LOCATION} }}}}{{{{ end }}}}"
+    )
+    notes = alert_annotations(
+        f"{name}: probe {{{{ $labels.probe }}}} is down in {{{{ $value }}}} locations",
+        f"Probe {{{{ $labels.probe }}}} of {name} failed its last {runs} runs (one every "
+        f"{format_duration(interval)}) in {{{{ $value }}}} locations at once, at least the quorum of "
+        f"{service.quorum}: {names}.",
+        labels[c.LABEL_RUNBOOK_URL],
+    )
+    return _alert(c.ALERT_PROBE_DOWN, expr, labels, notes, (runs - 1) * interval)
 
 
 def tls_alerts(cfg: Config, concern: Concern, name: str) -> list[Rule]:

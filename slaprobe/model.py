@@ -298,6 +298,7 @@ class Service(Model):
     sla: SLA = SLA()
     probes: list[Probe] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
+    quorum: int = Field(1, ge=1, description="locations whose probe must fail at once to page (1: any one)")
     maintenance: list[MaintenanceWindow] = Field(
         default_factory=list, description="planned work: runs inside are counted apart and alerts muted"
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from slaprobe import conventions as c
 from slaprobe.config import ACCESS_LOG_FORMATS, Service
-from slaprobe.promql import Matcher, by, increase_sum, selector
+from slaprobe.promql import Matcher, by, increase_sum, number, selector
 from slaprobe.units import format_duration, format_value
 
 SERVER_ERROR_CODES = "5..|0"  # a 5xx answer, or none at all (envoy logs 0)
@@ -138,3 +138,31 @@ def satisfaction() -> SLI:
 def has_access_logs(service: Service) -> bool:
     """Whether the service has an access log (the formats that yield requests and durations)."""
     return any(source.format in ACCESS_LOG_FORMATS for source in service.logs)
+
+
+# ---------------------------------------------------------------- locations and quorum
+PROBER_LOOKBACK = "1d"  # how long a vanished prober (no longer scraped) still reads as "down", not as absent
+
+
+def prober_stale(scope: Sequence[Matcher], stale_after: float, *, vanished: bool = False) -> str:
+    """Probe series (by service, probe, location) whose prober has not run within ``stale_after`` seconds.
+
+    With ``vanished``, a prober that is no longer scraped at all (its series gone) also reads
+    as stale for ``PROBER_LOOKBACK``: its last run timestamp is the last one it reported.
+    """
+    last = selector(c.PROBE_LAST_RUN, *scope)
+    if vanished:
+        last = f"last_over_time({last}[{PROBER_LOOKBACK}])"
+    return f"time() - {last} > {number(stale_after)}"
+
+
+def failing_locations(scope: Sequence[Matcher], stale_after: float) -> str:
+    """Probe series whose last run failed, one per location; a location whose prober is stale
+    (``prober_stale``) is no data there, not a failure, and is left out."""
+    on = ", ".join(c.PROBE_LABELS)
+    return f"{selector(c.PROBE_SUCCESS, *scope)} == 0 unless on ({on}) {prober_stale(scope, stale_after)}"
+
+
+def failing_location_count(scope: Sequence[Matcher], stale_after: float) -> str:
+    """How many locations fail each probe at once (``failing_locations`` counted by service and probe)."""
+    return f"count by ({c.LABEL_SERVICE}, {c.LABEL_PROBE}) (\n  {failing_locations(scope, stale_after)}\n)"

@@ -1,0 +1,140 @@
+"""``quorum: N``: a probe pages only when N locations fail it at once; a stale prober is no data, not a failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slaprobe import conventions as c
+from slaprobe.alerts import generate_rules
+from slaprobe.alerts.yamltext import dump_yaml
+from slaprobe.config import Config, parse_config
+from slaprobe.configerror import ConfigError
+from tests.alerts.conftest import run, tool
+
+CONFIG = """version: v1
+services:
+  shop:
+    quorum: {quorum}
+    probes:
+      - {{name: home, interval: 1m, http: {{url: "http://127.0.0.1:1/"}}}}
+"""
+LOCATIONS = ("dc-a", "dc-b", "dc-c")
+MINUTES = 30
+
+
+def config(quorum: int = 2) -> Config:
+    return parse_config(CONFIG.format(quorum=quorum))
+
+
+def alert_rule(rules: dict[str, Any], alert: str) -> dict[str, Any]:
+    return next(rule for group in rules["groups"] for rule in group["rules"] if rule.get("alert") == alert)
+
+
+def probe_series(location: str) -> str:
+    return f'{{service="shop", probe="home", location="{location}"}}'
+
+
+def healthy_runs() -> str:
+    """A run every minute (the exporter's last-run timestamp moves on)."""
+    return f"60+60x{MINUTES}"
+
+
+def inputs(success: dict[str, str], last_run: dict[str, str] | None = None) -> list[dict[str, str]]:
+    last_run = last_run or {}
+    series = []
+    for location in LOCATIONS:
+        series.append({"series": c.PROBE_SUCCESS + probe_series(location), "values": success[location]})
+        series.append(
+            {"series": c.PROBE_LAST_RUN + probe_series(location), "values": last_run.get(location, healthy_runs())}
+        )
+    return series
+
+
+UP, DOWN = f"1x{MINUTES}", f"0x{MINUTES}"
+
+
+def test_the_default_quorum_of_one_keeps_the_per_location_probe_down_alert() -> None:
+    rule = alert_rule(generate_rules(config(1)), c.ALERT_PROBE_DOWN)
+    assert rule["expr"] == 'slaprobe_probe_success{service="shop"} == 0'
+
+
+@pytest.mark.parametrize("quorum", [0, -1])
+def test_check_rejects_a_quorum_below_one(quorum: int) -> None:
+    with pytest.raises(ConfigError, match="quorum"):
+        config(quorum)
+
+
+def test_quorum_of_two_of_three_locations_pages_on_two_and_treats_a_stale_prober_as_no_data(tmp_path: Path) -> None:
+    promtool = tool("promtool")
+    rules = generate_rules(config())
+    down, no_data = alert_rule(rules, c.ALERT_PROBE_DOWN), alert_rule(rules, c.ALERT_PROBE_NO_DATA)
+    (tmp_path / "rules.yaml").write_text(dump_yaml({"groups": [{"name": "quorum", "rules": [down, no_data]}]}))
+    page_labels = {**down["labels"], c.LABEL_PROBE: "home"}
+    description = down["annotations"][c.ANNOTATION_DESCRIPTION]
+    named = description[: description.index("{{ range")].replace("{{ $labels.probe }}", "home")
+    stale_c = {
+        "exp_labels": {**no_data["labels"], c.LABEL_PROBE: "home", c.LABEL_LOCATION: "dc-c"},
+        "exp_annotations": {
+            **no_data["annotations"],
+            c.ANNOTATION_SUMMARY: "shop: probe home reports no fresh results",
+            c.ANNOTATION_DESCRIPTION: "The last run of probe home of shop at dc-c finished 24m 0s ago; it runs "
+            "every 1m. The prober there is down: dc-c counts as no data, not as a failure, in the quorum of 2 "
+            "locations.",
+        },
+    }
+
+    def case(success: dict[str, str], checks: list[tuple[str, str, list[dict[str, Any]]]], **extra: Any) -> Any:
+        return {
+            "interval": "1m",
+            "input_series": inputs(success, **extra),
+            "alert_rule_test": [{"eval_time": t, "alertname": a, "exp_alerts": e} for t, a, e in checks],
+        }
+
+    page = {
+        "exp_labels": page_labels,
+        "exp_annotations": {
+            **{k: v for k, v in down["annotations"].items() if k != c.ANNOTATION_DESCRIPTION},
+            c.ANNOTATION_SUMMARY: "shop: probe home is down in 2 locations",
+            c.ANNOTATION_DESCRIPTION: named.replace("{{ $value }}", "2") + "dc-a, dc-c.",
+        },
+    }
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            # One location of three fails: no page, nor a no-data ticket.
+            case(
+                {"dc-a": DOWN, "dc-b": UP, "dc-c": UP},
+                [("20m", c.ALERT_PROBE_DOWN, []), ("20m", c.ALERT_PROBE_NO_DATA, [])],
+            ),
+            # Two fail at once: a page naming both, once they failed 3 runs in a row.
+            case(
+                {"dc-a": DOWN, "dc-b": UP, "dc-c": DOWN},
+                [("1m", c.ALERT_PROBE_DOWN, []), ("5m", c.ALERT_PROBE_DOWN, [page])],
+            ),
+            # dc-c's prober stopped at 1m, its last run failed; dc-a fails from 15m: no page, a no-data ticket.
+            case(
+                {"dc-a": f"1x14 0x{MINUTES - 14}", "dc-b": UP, "dc-c": DOWN},
+                [
+                    ("10m", c.ALERT_PROBE_NO_DATA, []),
+                    ("25m", c.ALERT_PROBE_DOWN, []),
+                    ("25m", c.ALERT_PROBE_NO_DATA, [stale_c]),
+                ],
+                last_run={"dc-c": f"60x{MINUTES}"},
+            ),
+            # dc-c's prober vanished at 1m (no longer scraped): no page, a no-data ticket still.
+            case(
+                {"dc-a": f"1x14 0x{MINUTES - 14}", "dc-b": UP, "dc-c": "0 0 stale"},
+                [("25m", c.ALERT_PROBE_DOWN, []), ("25m", c.ALERT_PROBE_NO_DATA, [stale_c])],
+                last_run={"dc-c": "0 60 stale"},
+            ),
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(dump_yaml(tests))
+    checked = run([promtool, "check", "rules", "rules.yaml"], cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
