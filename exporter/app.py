@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, gc_collector, generate_latest, platform_collector, process_collector
 
 from slaprobe import __version__
@@ -21,9 +24,9 @@ from slaprobe.config import Probe
 from slaprobe.exporter import blackbox
 from slaprobe.exporter.exposition import CONTENT_TYPE, MetricFamily
 from slaprobe.exporter.heartbeats import install_heartbeats
-from slaprobe.exporter.incidents import INCIDENTS_KEY, install_incidents
+from slaprobe.exporter.incidents import INCIDENTS_KEY, WEBHOOK_PATH, install_incidents
 from slaprobe.exporter.maintenance import maintenance_text
-from slaprobe.exporter.runtime import Exporter
+from slaprobe.exporter.runtime import Exporter, ReloadStatus
 from slaprobe.exporter.status import DEFAULT_REFRESH, render_status_page
 from slaprobe.exporter.store import service_info_text
 from slaprobe.probes.kinds import PROBERS
@@ -274,14 +277,179 @@ def _hostname_problem(hostname: str) -> str | None:
     return None
 
 
+RELOAD_INTERVAL = 1.0  # seconds: at most one reload started per interval (HTTP and SIGHUP alike)
+ADMIN_PATHS = frozenset({"/-/reload", WEBHOOK_PATH})  # what changes state: checked against rebinding
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+
+
+class ReloadGate:
+    """The one way into a reload, for ``POST /-/reload`` and SIGHUP: one reload at a time,
+    and at most one started per ``min_interval`` seconds.
+
+    A request arriving too soon is told how long to wait (``wait()``); a signal arriving too
+    soon is not lost: one trailing reload runs once the gate opens (further signals until
+    then join it, since it reads the files as they are when it starts).
+    """
+
+    def __init__(
+        self,
+        reload: Callable[[], Awaitable[ReloadStatus]],
+        *,
+        min_interval: float = RELOAD_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reload = reload
+        self._min = min_interval
+        self._clock = clock
+        self._running = False
+        self._last = -math.inf  # clock() when the last reload started
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._trailing: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()  # a reference to each running signal reload
+
+    @property
+    def running(self) -> bool:
+        """Whether a reload is under way."""
+        return self._running
+
+    def wait(self) -> float:
+        """Seconds until a reload may start (0: now); while one runs, at least the interval."""
+        if self._running:
+            return max(self._min, 0.1)
+        return max(0.0, self._last + self._min - self._clock())
+
+    def run(self) -> Awaitable[ReloadStatus]:
+        """Reload now: the gate closes at once, the reload runs when awaited (await it at once).
+
+        Callers check ``wait()`` first; nothing awaits between the two.
+        """
+        self._running = True
+        self._idle.clear()
+        self._last = self._clock()
+        return self._run()
+
+    async def _run(self) -> ReloadStatus:
+        try:
+            return await self._reload()
+        finally:
+            self._running = False
+            self._idle.set()
+
+    def signal(self) -> None:
+        """SIGHUP: reload now if the gate is open, else once when it opens."""
+        if self._trailing is not None:
+            return
+        if self.wait() == 0:
+            self._keep(asyncio.ensure_future(self.run()))
+            return
+        self._trailing = asyncio.ensure_future(self._when_open())
+        self._keep(self._trailing)
+
+    async def _when_open(self) -> None:
+        while (delay := self.wait()) > 0:
+            await (self._idle.wait() if self._running else asyncio.sleep(delay))
+        self._trailing = None
+        await self.run()
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Cancel a signal reload still waiting or running (at shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+RELOAD_GATE_KEY = web.AppKey("reload_gate", ReloadGate)
+
+
+def cross_site_problem(request: web.Request) -> tuple[int, str] | None:
+    """(status, message) when a browser could have sent ``request`` from another site.
+
+    A form content type (what a cross-site ``<form>`` or a CORS-free ``fetch`` can send) is
+    415; an ``Origin`` whose host is not the request's Host, or a ``Sec-Fetch-Site`` other
+    than same-origin/none, is 403. curl, Prometheus and Alertmanager send neither.
+    """
+    mimetype = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if mimetype in _FORM_TYPES:
+        return 415, f"{mimetype} is refused here (a browser form can send it); POST with no body, e.g. curl -X POST"
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != request.headers.get("Host", "").lower():
+        return 403, f"cross-site request from origin {origin[:100]!r} refused"
+    if request.headers.get("Sec-Fetch-Site", "none") not in ("none", "same-origin"):
+        return 403, "cross-site request refused (Sec-Fetch-Site)"
+    return None
+
+
 async def handle_reload(request: web.Request) -> web.Response:
-    """POST: reload the config; a bad config is rejected and the running one stays."""
+    """POST: reload the config; a bad config is rejected and the running one stays.
+
+    Refused: cross-site requests (415/403, ``cross_site_problem``) and reloads beyond the
+    gate (429 with Retry-After: one running already, or the last started under a second ago).
+    """
+    problem = cross_site_problem(request)
+    if problem is not None:
+        status_code, message = problem
+        return web.Response(status=status_code, text=f"{message}\n")
     exporter = request.app[EXPORTER_KEY]
-    status = await exporter.reload_async()
+    gate = request.app[RELOAD_GATE_KEY]
+    if (wait := gate.wait()) > 0:
+        why = "a reload is running" if gate.running else f"at most one reload per {RELOAD_INTERVAL:g}s"
+        return web.Response(
+            status=429, text=f"{why}; retry later\n", headers={"Retry-After": str(max(1, math.ceil(wait)))}
+        )
+    status = await gate.run()
     if status.successful:
         return web.Response(text=f"reloaded: {exporter.config.summary()}\n")
     lines = "".join(f"error: {exporter.redact(str(issue))}\n" for issue in status.issues)
     return web.Response(status=500, text=f"failed to reload config, keeping the running one:\n{lines}")
+
+
+def _is_local_or_literal(host: str) -> bool:
+    """Whether a Host header value names an IP literal or localhost (no DNS name to rebind)."""
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):  # browsers keep *.localhost on loopback
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def host_guard(allowed_hosts: Iterable[str] = ()) -> Middleware:
+    """Middleware refusing (421) admin requests whose Host is a DNS name not in ``allowed_hosts``.
+
+    DNS rebinding points a name an attacker controls at this server, so a browser sends the
+    attacker's name as Host. IP literals and localhost are always accepted; ``--allow-host``
+    names the others. Only ``ADMIN_PATHS`` are checked: scrapes and probes keep any Host.
+    """
+    allowed = frozenset(name.rstrip(".").lower() for name in allowed_hosts)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in ADMIN_PATHS:
+            host = request.headers.get("Host")
+            if host is not None and not _is_local_or_literal(host):
+                name = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host
+                if name.rstrip(".").lower() not in allowed:
+                    return web.Response(
+                        status=421,
+                        text=f"Host {host[:100]!r} is not one of this server's names; "
+                        "list it with --allow-host (IP literals and localhost always work)\n",
+                    )
+        return await handler(request)
+
+    return guard
 
 
 async def handle_healthy(_request: web.Request) -> web.Response:
@@ -328,9 +496,15 @@ def make_app(
     *,
     probe_allow: list[str] | None = None,
     middlewares: Sequence[Middleware] = (),
+    allowed_hosts: Iterable[str] = (),
+    reload_interval: float = RELOAD_INTERVAL,
 ) -> web.Application:
-    """The web application; the scheduler runs while the app is up."""
-    app = web.Application(middlewares=middlewares)
+    """The web application; the scheduler runs while the app is up.
+
+    ``allowed_hosts``: DNS names the admin endpoints answer to (``host_guard``);
+    ``reload_interval``: seconds between two reloads at least (``ReloadGate``).
+    """
+    app = web.Application(middlewares=[host_guard(allowed_hosts), *middlewares])
     app.on_response_prepare.append(_no_sniffing)
     app[EXPORTER_KEY] = exporter
     if probe_allow is not None:
@@ -340,6 +514,13 @@ def make_app(
     platform_collector.PlatformCollector(registry=registry)
     gc_collector.GCCollector(registry=registry)
     app[REGISTRY_KEY] = registry
+    gate = ReloadGate(exporter.reload_async, min_interval=reload_interval)
+    app[RELOAD_GATE_KEY] = gate
+
+    async def close_gate(_app: web.Application) -> None:
+        await gate.close()
+
+    app.on_cleanup.append(close_gate)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/probe", handle_probe)
     app.router.add_post("/-/reload", handle_reload)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from slaprobe.exporter.app import make_app
+from slaprobe.exporter.app import RELOAD_GATE_KEY, make_app
 from slaprobe.exporter.runtime import Exporter, Sources
 from slaprobe.exporter.sharding import ALL, Shard
 from slaprobe.exporter.webconfig import load_web_config
@@ -28,6 +28,7 @@ class ServeOptions:
     listen: str = "127.0.0.1:9799"
     probe_allow: list[str] = field(default_factory=list)
     web_config: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)  # --allow-host: DNS names of the admin endpoints
     state_dir: str | None = None
     shard: Shard = ALL
 
@@ -67,7 +68,9 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
         web_config = load_web_config(options.web_config)
         ssl_context = web_config.ssl_context()
         middlewares.append(web_config.middleware(exempt=("/-/healthy",)))
-    app = make_app(exporter, probe_allow=options.probe_allow, middlewares=middlewares)
+    app = make_app(
+        exporter, probe_allow=options.probe_allow, middlewares=middlewares, allowed_hosts=options.allowed_hosts
+    )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     host, port = split_listen(options.listen)
@@ -79,14 +82,7 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
-    reloads: set[asyncio.Task[object]] = set()  # a reference to each running reload, until it ends
-
-    def reload_on_signal() -> None:
-        task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload_async())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
+    loop.add_signal_handler(signal.SIGHUP, app[RELOAD_GATE_KEY].signal)  # the gate of POST /-/reload
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if ready is not None:

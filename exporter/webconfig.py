@@ -550,4 +550,3 @@ def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return ipaddress.ip_address(text)
     except ValueError:
         return None
-

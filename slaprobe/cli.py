@@ -76,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listen=args.listen,
         probe_allow=[e.strip() for e in (args.probe_allow or "").split(",") if e.strip()],
         web_config=args.web_config,
+        allowed_hosts=[e.strip() for e in (args.allow_host or "").split(",") if e.strip()],
         state_dir=args.state_dir,
         shard=shard,
     )
@@ -197,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default="127.0.0.1:9799", help="host:port (default 127.0.0.1:9799)")
     serve.add_argument("--probe-allow", help="extra /probe targets: comma-separated CIDRs and hostname globs")
     serve.add_argument("--web-config", help="exporter-toolkit web-config.yml: TLS and basic auth")
+    serve.add_argument(
+        "--allow-host",
+        help="DNS names (comma-separated) /-/reload and the webhook answer to in the Host header; "
+        "IP literals and localhost always work (a defence against DNS rebinding)",
+    )
     serve.add_argument("--state-dir", help="where log offsets and ticket state are kept")
     serve.add_argument("--shard", help="I/N or auto/N (I from the pod name ordinal): run only this replica's share")
     serve.set_defaults(func=cmd_serve)

@@ -72,7 +72,8 @@ async def exporter_client(
     )
     exporter = Exporter(Sources(config=str(config)))
     assert exporter.reload().successful
-    client = TestClient(TestServer(make_app(exporter), host="127.0.0.1"))
+    # Reloads back to back: the gate's rate limit is tested in test_admin_endpoints.py.
+    client = TestClient(TestServer(make_app(exporter, reload_interval=0), host="127.0.0.1"))
     await client.start_server()
     yield client, exporter, config
     await client.close()

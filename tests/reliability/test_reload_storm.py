@@ -60,7 +60,7 @@ async def storm(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Exporter, Pat
         config.write_text(good_config(faults, "a"))
         exporter = Exporter(Sources(config=str(config)))
         assert exporter.reload().successful
-        client = TestClient(TestServer(make_app(exporter), host="127.0.0.1"))
+        client = TestClient(TestServer(make_app(exporter, reload_interval=0), host="127.0.0.1"))
         await client.start_server()
         try:
             yield client, exporter, config, faults
