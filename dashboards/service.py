@@ -98,6 +98,73 @@ def _now(cfg: Config) -> list[Panel]:
     ]
 
 
+def _stale_after(cfg: Config) -> float:
+    """When a location's prober counts as stale on the board: the longest of the rules' no-data thresholds."""
+    intervals = [cfg.interval_of(probe) for _, _, probe in cfg.probes()] or [0.0]
+    return max(cfg.alerting.no_data_for, 3 * max(intervals))
+
+
+def _locations(cfg: Config) -> list[Panel]:
+    targets = p.availability_targets(cfg)
+    quorums = {name: s.quorum for name, s in cfg.services.items()}
+    stale_after = _stale_after(cfg)
+    success = selector(c.PROBE_SUCCESS, *PROBES)
+    failing = sli.failing_location_count(PROBES, stale_after)
+    last_run = selector(c.PROBE_LAST_RUN, *PROBES)
+    return [
+        p.row("Locations"),
+        Panel(
+            "bargauge",
+            "Availability by location (time range)",
+            (p.q(availability("$__range", PROBES, ["service", c.LABEL_LOCATION]), "{{service}} @ {{location}}"),),
+            description="Share of scheduled runs that succeeded in the time range, per location; red below the SLA.",
+            unit="percentunit",
+            decimals=3,
+            overrides=p.grouped(targets, " @ ", lambda target: [("thresholds", p.target_steps(target))]),
+            options=p.bargauge_options(),
+            width=8,
+        ),
+        Panel(
+            "stat",
+            "Locations failing now vs quorum",
+            (
+                p.q(
+                    f"{failing}\nor sum by (service, probe) ({success}) * 0",
+                    "{{service}}/{{probe}}",
+                ),
+            ),
+            description=(
+                "Locations whose last run of each probe failed; red from the service's quorum (the locations that "
+                "must fail at once to page), orange from one. Locations whose prober has not run for "
+                f"{format_duration(stale_after)} are no data, not failures."
+            ),
+            decimals=0,
+            steps=p.ceiling_steps(1),
+            overrides=p.grouped(
+                quorums,
+                "/",
+                lambda quorum: [("thresholds", p.ceiling_steps(quorum, warn=1 if quorum > 1 else None))],
+            ),
+            options=p.stat_options(color_mode="background"),
+            width=8,
+        ),
+        Panel(
+            "timeseries",
+            "Last run age by location (prober down?)",
+            (p.q(f"max by (location) (time() - {last_run})", "{{location}}"),),
+            description=(
+                "Seconds since the last run of any probe of the service, per location: a location whose line climbs "
+                f"past {format_duration(stale_after)} has its prober down (SLAProbeNoData), not an outage."
+            ),
+            unit="s",
+            steps=p.ceiling_steps(stale_after),
+            threshold_style="line",
+            options=p.legend_options("lastNotNull", "max"),
+            width=8,
+        ),
+    ]
+
+
 def _tls_overrides(cfg: Config) -> tuple[Override, ...]:
     """Per probe with ``min_days_left``: red below it, orange below twice it (series ``<service>/<probe> @ ...``)."""
     minimums = {}
@@ -392,7 +459,7 @@ def service_detail_board(cfg: Config) -> Board:
             p.location_variable(),
             p.probe_variable(),
         ),
-        panels=(*_now(cfg), *_probes(cfg), *_requests(cfg), *_budget(cfg), _services_text(cfg)),
+        panels=(*_now(cfg), *_locations(cfg), *_probes(cfg), *_requests(cfg), *_budget(cfg), _services_text(cfg)),
         links=(Link("SLA overview", p.board_url(p.OVERVIEW)),),
         annotations=(
             Annotation(
