@@ -43,10 +43,10 @@ import aiohttp
 from aiohttp import web
 
 from slaprobe import conventions as c
+from slaprobe.atomicfile import write_atomically
 from slaprobe.exporter.exposition import MetricFamily
 from slaprobe.exporter.runtime import Exporter
 from slaprobe.exporter.webhook import REFUSALS, webhook_handler
-from slaprobe.probes.feedback import write_atomically
 from slaprobe.probes.tally import Histogram
 from slaprobe.text import sanitize_text
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
+from slaprobe.atomicfile import write_atomically
 from slaprobe.config import ACCESS_LOG_FORMATS, Config, FeedbackSource, LogSource
 from slaprobe.exporter.logmetrics import (
     FEEDBACK_FAMILIES,
@@ -50,7 +51,7 @@ from slaprobe.exporter.logmetrics import (
     compile_condition,
     render_families,
 )
-from slaprobe.probes.feedback import TicketTracker, write_atomically
+from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import LineParser, parser_for
 from slaprobe.probes.tailer import Tailer

@@ -47,7 +47,6 @@ import heapq
 import json
 import logging
 import math
-import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +55,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slaprobe import conventions as c
+from slaprobe.atomicfile import write_atomically
 from slaprobe.config import Deadlines, FeedbackSource
 from slaprobe.probes.classify import Classifier, classifier_for
 from slaprobe.probes.rating import RATING_BOUNDS, read_rating
@@ -753,24 +753,3 @@ def _row(t: Ticket) -> list[Any]:
         t.rated,
         t.loop_closed,
     ]
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one step: write a temporary file, fsync, rename.
-
-    The temporary file is created new (``O_EXCL | O_NOFOLLOW``): a symlink planted at its
-    name is removed, never followed, so the write cannot land in another file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except FileExistsError:  # left by a crash of a process with our pid, or planted: unlink, not follow
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o600)
-    with open(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)

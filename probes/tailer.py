@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from slaprobe.probes.feedback import write_atomically
+from slaprobe.atomicfile import write_atomically
 
 log = logging.getLogger(__name__)
 
