@@ -221,7 +221,7 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
     target = request.query.get("target", "")
     module_name = request.query.get("module", blackbox.DEFAULT_MODULE)
     debug = request.query.get("debug", "").lower() == "true"
-    guard = exporter.guard
+    guard = exporter.guard.for_request(request.transport.get_extra_info("sockname") if request.transport else None)
     module = {**blackbox.BUILTIN_MODULES, **exporter.modules}.get(module_name)
     try:
         if module is not None:

@@ -62,7 +62,16 @@ probes connect to the very IP they passed to the guard (``resolve_host`` returns
 a name that answered a public address once and ``169.254.169.254`` the next time is
 refused the second time, and no second lookup happens between check and connect.
 
-Ports are not part of the decision: the config and the allow-list name hosts.
+Ports: the check is per host *and* port. A configured URL opens its host at its port
+(the scheme's default when it names none), a configured ``host:port`` that port only; a
+configured bare host (an ICMP target) opens no port. An allow-list entry may name ports
+(``10.0.0.0/8:443``, ``[2001:db8::/32]:53``, ``*.shop.example:80-90``); without them it
+opens every port, as before. A dial whose port the probe does not know (ICMP) is judged
+by host alone. ``DialGuard.check`` receives the port of every dial, redirect hops included.
+
+slaprobe's own listen address (the local address of the ``/probe`` request, see
+``ProbeGuard.for_request``) is never dialled, whatever the config or the allow-list says,
+so a target that redirects back into ``/probe`` cannot make it call itself.
 """
 
 from __future__ import annotations
@@ -72,17 +81,19 @@ import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import idna
 
-from slaprobe.probes.result import AddressGuard, ForbiddenTargetError
+from slaprobe.probes.result import DialGuard, ForbiddenTargetError
 
 log = logging.getLogger("slaprobe.exporter.guard")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+PortRange = tuple[int, int]  # first and last port, inclusive
+Ports = tuple[PortRange, ...] | None  # None: every port
 
 _FIX = "or global.probe_allow"
 
@@ -236,6 +247,57 @@ def target_host(target: str) -> str:
     return target
 
 
+_SCHEME_PORTS = {"http": 80, "https": 443}
+
+
+def target_port(target: str) -> int | None:
+    """The port a target names: a URL's (or its scheme's default), ``host:port``'s; None for a bare host."""
+    target = target.strip()
+    if "://" in target:
+        try:
+            parts = urlsplit(target)
+            return parts.port or _SCHEME_PORTS.get(parts.scheme.lower())
+        except ValueError:
+            return None
+    if target.startswith("["):
+        _, _, rest = target.partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif target.count(":") == 1:
+        port = target.split(":", 1)[1]
+    else:
+        return None
+    return int(port) if port.isdigit() and 0 < int(port) < 65536 else None
+
+
+def _parse_ports(text: str, entry: str) -> PortRange:
+    """``443`` or ``80-90`` as a port range; ValueError naming ``entry`` otherwise."""
+    first, dash, last = text.partition("-")
+    if not first.isdigit() or (dash and not last.isdigit()):
+        raise ValueError(f"probe_allow: not a port or port range: {entry!r} (443 or 80-90)")
+    low, high = int(first), int(last) if dash else int(first)
+    if not 0 < low <= high < 65536:
+        raise ValueError(f"probe_allow: not a port or port range: {entry!r} (443 or 80-90)")
+    return low, high
+
+
+def _split_ports(entry: str) -> tuple[str, PortRange | None]:
+    """An allow-list entry as (host part, its port range or None for every port)."""
+    if entry.startswith("["):
+        inside, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"probe_allow: not a CIDR: {entry!r}")
+        return inside, _parse_ports(rest[1:], entry) if rest else None
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, _parse_ports(port, entry)
+    return entry, None
+
+
+def _admits(ports: Ports, port: int | None) -> bool:
+    """Whether ``ports`` let ``port`` through (None: a dial without a port, judged by host)."""
+    return ports is None or port is None or any(low <= port <= high for low, high in ports)
+
+
 def _views(addr: IPAddress) -> list[IPAddress]:
     """The address and the IPv4 address it embeds (6to4, NAT64, Teredo, IPv4-compatible or -translated)."""
     views: list[IPAddress] = [addr]
@@ -266,40 +328,52 @@ class AllowList:
 
     networks: tuple[IPNetwork, ...] = ()
     globs: tuple[str, ...] = ()
+    ports: dict[IPNetwork | str, Ports] = field(default_factory=dict)  # per network or glob; absent: every port
 
     @classmethod
     def parse(cls, entries: Sequence[str]) -> AllowList:
         """Read ``--probe-allow``/``global.probe_allow`` entries; raise ValueError naming a bad one."""
-        networks: list[IPNetwork] = []
-        globs: list[str] = []
+        ports: dict[IPNetwork | str, Ports] = {}
         for raw in entries:
             for entry in (e.strip() for e in raw.split(",")):
                 if not entry:
                     continue
-                if "/" in entry:
+                host, port_range = _split_ports(entry)
+                key: IPNetwork | str
+                if "/" in host:
                     try:
-                        network = ipaddress.ip_network(entry, strict=False)
+                        network = ipaddress.ip_network(host, strict=False)
                     except ValueError:
                         raise ValueError(f"probe_allow: not a CIDR: {entry!r}") from None
-                    networks.append(_unmapped_network(network))
-                elif (addr := parse_ip(entry)) is not None:
-                    networks.append(ipaddress.ip_network(_host_cidr(addr)))
+                    key = _unmapped_network(network)
+                elif (addr := parse_ip(host)) is not None:
+                    key = ipaddress.ip_network(_host_cidr(addr))
                 else:
-                    globs.append(_check_glob(entry))
-        return cls(tuple(dict.fromkeys(networks)), tuple(dict.fromkeys(globs)))
+                    key = _check_glob(host, entry)
+                known = ports.get(key, ())
+                if port_range is None or known is None:
+                    ports[key] = None  # every port
+                else:
+                    ports[key] = (*known, port_range)
+        networks = tuple(k for k in ports if not isinstance(k, str))
+        globs = tuple(k for k in ports if isinstance(k, str))
+        return cls(networks, globs, {k: v for k, v in ports.items() if v is not None})
 
-    def matches_hostname(self, hostname: str) -> str | None:
-        """The first glob matching the normalised ``hostname``, or None."""
-        return next((g for g in self.globs if fnmatch.fnmatchcase(hostname, g)), None)
+    def _admits(self, key: IPNetwork | str, port: int | None) -> bool:
+        return _admits(self.ports.get(key), port)
 
-    def network_for(self, addr: IPAddress) -> IPNetwork | None:
-        """The first CIDR holding ``addr``, or None."""
-        return next((n for n in self.networks if addr in n), None)
+    def matches_hostname(self, hostname: str, port: int | None = None) -> str | None:
+        """The first glob matching the normalised ``hostname`` (at ``port``), or None."""
+        return next((g for g in self.globs if fnmatch.fnmatchcase(hostname, g) and self._admits(g, port)), None)
 
-    def network_inside(self, addr: IPAddress, outer: IPNetwork) -> IPNetwork | None:
-        """The first CIDR holding ``addr`` that lies inside ``outer`` (an explicit allowance)."""
+    def network_for(self, addr: IPAddress, port: int | None = None) -> IPNetwork | None:
+        """The first CIDR holding ``addr`` (at ``port``), or None."""
+        return next((n for n in self.networks if addr in n and self._admits(n, port)), None)
+
+    def network_inside(self, addr: IPAddress, outer: IPNetwork, port: int | None = None) -> IPNetwork | None:
+        """The first CIDR holding ``addr`` (at ``port``) that lies inside ``outer`` (an explicit allowance)."""
         for network in self.networks:
-            if addr in network and _inside(network, outer):
+            if addr in network and _inside(network, outer) and self._admits(network, port):
                 return network
         return None
 
@@ -319,12 +393,12 @@ def _unmapped_network(network: IPNetwork) -> IPNetwork:
     return network
 
 
-def _check_glob(entry: str) -> str:
-    if ":" in entry:
-        raise ValueError(f"probe_allow: a hostname glob has no port or colon: {entry!r} (IPv6 needs a CIDR)")
-    if _ADDRESS_GLOB.fullmatch(entry):
+def _check_glob(host: str, entry: str) -> str:
+    if ":" in host or "[" in entry:
+        raise ValueError(f"probe_allow: a hostname glob has one port at most: {entry!r} (IPv6 needs a CIDR)")
+    if _ADDRESS_GLOB.fullmatch(host):
         raise ValueError(f"probe_allow: globs match hostnames, not addresses: {entry!r} (use a CIDR)")
-    glob = entry.lower().removesuffix(".")
+    glob = host.lower().removesuffix(".")
     if not glob or not glob.isascii():
         raise ValueError(f"probe_allow: not a CIDR or hostname glob: {entry!r}")
     return glob
@@ -334,88 +408,168 @@ def _check_glob(entry: str) -> str:
 
 
 class ProbeGuard:
-    """Decides which ``/probe`` targets may be probed and which addresses dialled."""
+    """Decides which ``/probe`` targets may be probed and which addresses and ports dialled."""
 
     def __init__(self, configured: Iterable[str], allow: AllowList) -> None:
         """``configured``: hosts, addresses, ``host:port`` or URLs named in the config."""
         self.allow = allow
-        hostnames: set[str] = set()
-        addresses: set[IPAddress] = set()
+        hostnames: dict[str, set[int | None]] = {}
+        addresses: dict[IPAddress, set[int | None]] = {}
         for entry in configured:
             kind = _classify(target_host(entry))
+            port = target_port(entry)
             if isinstance(kind, str):
-                hostnames.add(kind)
+                hostnames.setdefault(kind, set()).add(port)
             elif kind is not None:
-                addresses.add(kind)
+                addresses.setdefault(kind, set()).add(port)
             else:
                 log.debug("not a host, ignored by the /probe guard: %r", entry)
         self.hostnames: frozenset[str] = frozenset(hostnames)
         self.addresses: frozenset[IPAddress] = frozenset(addresses)
+        # The ports each configured host opens (None in a set: a bare host, no port).
+        self.host_ports: dict[str, frozenset[int | None]] = {h: frozenset(p) for h, p in hostnames.items()}
+        self.address_ports: dict[IPAddress, frozenset[int | None]] = {a: frozenset(p) for a, p in addresses.items()}
+        self.own: tuple[IPAddress, int] | None = None  # slaprobe's own listen address, never dialled
+
+    def for_request(self, sockname: object) -> ProbeGuard:
+        """This guard for one ``/probe`` request: ``sockname`` (the local address the request
+        came in on, ``transport.get_extra_info("sockname")``) is slaprobe itself, never a target."""
+        own = None
+        if isinstance(sockname, tuple) and len(sockname) >= 2 and isinstance(sockname[1], int):
+            addr = parse_ip(str(sockname[0]))
+            own = (addr, sockname[1]) if addr is not None else None
+        guard = object.__new__(ProbeGuard)
+        for name in ("allow", "hostnames", "addresses", "host_ports", "address_ports"):
+            setattr(guard, name, getattr(self, name))
+        guard.own = own
+        return guard
 
     def check_target(self, target: str) -> None:
         """Raise ForbiddenTargetError (the 403 text) if ``target`` can never be probed."""
         host = target_host(target)
+        port = target_port(target)
         kind = _classify(host)
         if kind is None:
             raise ForbiddenTargetError(f"target {target!r} names no valid host")
         if not isinstance(kind, str):
-            self._decide(host, kind)
+            self._decide(host, kind, port)
             return
-        if kind in self.hostnames or self.allow.matches_hostname(kind) or self.allow.networks:
+        if self._configured_name(kind, port) or self.allow.matches_hostname(kind, port) or self.allow.networks:
             return  # the address it resolves to is checked when dialled
+        named = kind if port is None or not self._allowed_elsewhere(kind, None) else _join(kind, port)
+        if kind in self.hostnames:
+            raise ForbiddenTargetError(
+                f"target {named}: the config names {kind} at {_port_list(self.host_ports[kind])} only; "
+                f"add it with --probe-allow {named} {_FIX}"
+            )
         raise ForbiddenTargetError(
-            f"target {kind} is not in the config or the allow-list; add it with --probe-allow {kind} {_FIX}"
+            f"target {named} is not in the config or the allow-list; add it with --probe-allow {named} {_FIX}"
         )
 
-    def check_address(self, hostname: str, ip: str) -> None:
-        """Raise ForbiddenTargetError unless ``ip`` may be dialled for ``hostname``."""
-        self._decide(hostname, ip)
+    def check_address(self, hostname: str, ip: str, port: int | None = None) -> None:
+        """Raise ForbiddenTargetError unless ``ip`` may be dialled (at ``port``) for ``hostname``."""
+        self._decide(hostname, ip, port)
 
-    def address_guard(self, note: Callable[[str], None] | None = None) -> AddressGuard:
-        """The ``(hostname, ip)`` check the probes call for every IP they dial; ``note`` hears each grant."""
+    def address_guard(self, note: Callable[[str], None] | None = None) -> DialGuard:
+        """The check the probes call for every IP (and port) they dial; ``note`` hears each grant."""
+        return _Dial(self, note)
 
-        def guard(hostname: str, ip: str) -> None:
-            why = self._decide(hostname, ip)
-            if note is not None:
-                note(f"guard: {ip} allowed for {hostname}: {why}")
+    def _configured_name(self, host: str, port: int | None) -> bool:
+        ports = self.host_ports.get(host)
+        return ports is not None and (port is None or port in ports)
 
-        return guard
-
-    def _decide(self, hostname: str, ip: str | IPAddress) -> str:
-        """Why dialling ``ip`` for ``hostname`` is allowed; raise ForbiddenTargetError if it is not."""
+    def _decide(self, hostname: str, ip: str | IPAddress, port: int | None = None) -> str:
+        """Why dialling ``ip`` (at ``port``) for ``hostname`` is allowed; raise ForbiddenTargetError if not."""
         hostname = hostname or str(ip)
         host = _classify(target_host(hostname))
-        if isinstance(host, str) and host in self.hostnames:
-            return "hostname named in the config"
         addr = ip if not isinstance(ip, str) else parse_ip(ip)
+        if addr is not None and port is not None and self._is_own(addr, port):
+            raise ForbiddenTargetError(
+                f"target {_join(str(addr), port)} is slaprobe's own listen address; /probe never probes itself"
+            )
+        if isinstance(host, str) and self._configured_name(host, port):
+            return "hostname named in the config"
         if addr is None:
             raise ForbiddenTargetError(f"target {hostname!r} resolved to {ip!r}, which is not an address")
-        glob = self.allow.matches_hostname(host) if isinstance(host, str) else None
+        glob = self.allow.matches_hostname(host, port) if isinstance(host, str) else None
         literal = host is not None and not isinstance(host, str)
         reasons = []
         for view in _views(addr):
-            reason, problem = self._view(view, glob, literal=literal)
+            reason, problem = self._view(view, glob, port, literal=literal)
             if problem is not None:
-                raise ForbiddenTargetError(f"{_subject(hostname, host, ip, addr, view)} {problem}")
+                # The port is named when it is what decided: the host is allowed at other ports.
+                shown = port if self._allowed_elsewhere(host, view) else None
+                if shown is None:
+                    problem = self._view(view, glob, None, literal=literal)[1] or problem
+                raise ForbiddenTargetError(f"{_subject(hostname, host, ip, addr, view, shown)} {problem}")
             reasons.append(reason)
         return "; ".join(dict.fromkeys(reasons))
 
-    def _view(self, view: IPAddress, glob: str | None, *, literal: bool) -> tuple[str, str | None]:
+    def _allowed_elsewhere(self, host: IPAddress | str | None, view: IPAddress | None) -> bool:
+        """Whether the config or the allow-list opens ``host``/``view`` at some port."""
+        if isinstance(host, str) and (
+            host in self.hostnames or any(fnmatch.fnmatchcase(host, g) for g in self.allow.globs)
+        ):
+            return True
+        return view is not None and (view in self.addresses or any(view in n for n in self.allow.networks))
+
+    def _is_own(self, addr: IPAddress, port: int) -> bool:
+        """Whether ``addr:port`` reaches this slaprobe: its address, or any loopback or
+        unspecified address at its port when it was reached over loopback."""
+        if self.own is None or port != self.own[1]:
+            return False
+        own = self.own[0]
+        views = _views(addr)
+        if own in views or any(v.is_unspecified for v in views):
+            return True
+        return own.is_loopback and any(v.is_loopback for v in views)
+
+    def _view(self, view: IPAddress, glob: str | None, port: int | None, *, literal: bool) -> tuple[str, str | None]:
         """(why allowed, None) or ("", the refusal's predicate) for one view of the address."""
-        fix = f"add it with --probe-allow {_host_cidr(view)} {_FIX}"
+        cidr = _host_cidr(view) if port is None else f"{_join(_host_cidr(view), port)}"
+        fix = f"add it with --probe-allow {cidr} {_FIX}"
         if literal and view in self.addresses:
-            return "address named in the config", None
+            ports = self.address_ports[view]
+            if port is None or port in ports:
+                return "address named in the config", None
+            if self.allow.network_for(view, port) is None:
+                return "", f"is named in the config at {_port_list(ports)} only; {fix}"
         sensitive = [r for r in _SENSITIVE if view in r.network]
         for r in sensitive:
-            if self.allow.network_inside(view, r.network) is None:
+            if self.allow.network_inside(view, r.network, port) is None:
                 return "", f"is {r.label}, refused unless a CIDR inside {r.network} allows it; {fix}"
-        if (network := self.allow.network_for(view)) is not None:
+        if (network := self.allow.network_for(view, port)) is not None:
             return f"in allowed CIDR {network}", None
         if glob is None:
             return "", f"is not in the config or the allow-list; {fix}"
         if (internal := _first(_INTERNAL, view)) is not None:
             return "", f"is {internal.label}, not allowed by a hostname glob; {fix}"
         return f"hostname matches {glob} and the address is public", None
+
+
+class _Dial(DialGuard):
+    """``ProbeGuard``'s check as the probes call it, with the port when they know it."""
+
+    def __init__(self, guard: ProbeGuard, note: Callable[[str], None] | None) -> None:
+        self.guard = guard
+        self.note = note
+
+    def check(self, hostname: str, ip: str, port: int | None) -> None:
+        why = self.guard._decide(hostname, ip, port)
+        if self.note is not None:
+            at = "" if port is None else f" port {port}"
+            self.note(f"guard: {ip}{at} allowed for {hostname}: {why}")
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def _port_list(ports: frozenset[int | None]) -> str:
+    numbers = sorted(p for p in ports if p is not None)
+    if not numbers:
+        return "no port (ICMP)"
+    return ("port " if len(numbers) == 1 else "ports ") + ", ".join(map(str, numbers))
 
 
 def _classify(host: str) -> IPAddress | str | None:
@@ -430,8 +584,13 @@ def _classify(host: str) -> IPAddress | str | None:
     return name if folded is None else folded
 
 
-def _subject(hostname: str, host: IPAddress | str | None, ip: str | IPAddress, addr: IPAddress, view: IPAddress) -> str:
+def _subject(
+    hostname: str, host: IPAddress | str | None, ip: str | IPAddress, addr: IPAddress, view: IPAddress,
+    port: int | None = None,
+) -> str:
     """The start of a refusal: ``target 10.0.0.1`` or ``target db.example resolved to 10.0.0.1, which``."""
+    if port is not None:
+        return _with_port(_subject(hostname, host, ip, addr, view), port)
     if host is not None and not isinstance(host, str) and host == addr:
         shown = target_host(hostname).strip()
         if not shown.isprintable() or " " in shown:
@@ -448,3 +607,9 @@ def _subject(hostname: str, host: IPAddress | str | None, ip: str | IPAddress, a
     if view != addr:
         return f"{subject}, embedding {view}, which"
     return subject + which
+
+
+def _with_port(subject: str, port: int) -> str:
+    """``target 10.0.0.1`` -> ``target 10.0.0.1 port 22`` (before any ``, which``)."""
+    head, sep, tail = subject.partition(",")
+    return f"{head} port {port}{sep}{tail}"

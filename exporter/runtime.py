@@ -16,7 +16,7 @@ from pathlib import Path
 
 from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
 from slaprobe.exporter.blackbox import Module, load_modules
-from slaprobe.exporter.guard import AllowList, ProbeGuard, target_host
+from slaprobe.exporter.guard import AllowList, ProbeGuard
 from slaprobe.exporter.heartbeats import Heartbeats
 from slaprobe.exporter.logs import LogPipeline
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
@@ -364,12 +364,12 @@ def _no_full_collections(pause: bool) -> Iterator[None]:
 
 
 def configured_hosts(config: Config) -> set[str]:
-    """Every host named by a probe target in ``config``."""
+    """Every target (host with its port, or URL) named by a probe in ``config``."""
     hosts = set()
     for _, _, probe in config.probes():
         if probe.flow is not None:
             for step in (*probe.flow.steps, *probe.flow.finally_):
-                hosts.add(target_host(step.spec.target).lower())
+                hosts.add(step.spec.target)  # with its port: the guard opens that port only
         elif probe.heartbeat is None and not (probe.dns is not None and probe.dns.server is None):
-            hosts.add(target_host(probe.spec.target).lower())
+            hosts.add(probe.spec.target)
     return hosts

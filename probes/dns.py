@@ -67,7 +67,7 @@ async def probe_dns(spec: DnsSpec, ctx: ProbeContext) -> ProbeResult:
     host, port = _split_host_port(server)
     try:
         ip, family = await resolve_host(
-            host, ctx, preferred=spec.preferred_ip_protocol, fallback=spec.ip_protocol_fallback
+            host, ctx, preferred=spec.preferred_ip_protocol, fallback=spec.ip_protocol_fallback, port=port
         )
     except ResolveError as exc:
         state.unresolved()

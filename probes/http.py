@@ -269,7 +269,7 @@ class _HttpProbe:
         spec, ctx, trace = self.spec, self.ctx, self.trace
         host = url.raw_host or ""
         port = url.port or (443 if url.scheme == "https" else 80)
-        ip, family = await self.resolve(host, ctx, first=self.redirects == 0)
+        ip, family = await self.resolve(host, ctx, first=self.redirects == 0, port=port)
         proxy = _parsed_url(spec.proxy) if spec.proxy else None
         if proxy is not None:
             # The proxy comes from the config, not from the target: it is not guarded.
@@ -398,7 +398,7 @@ class _HttpProbe:
             dial.end_processing()
         return response
 
-    async def resolve(self, host: str, ctx: ProbeContext, *, first: bool) -> tuple[str, int]:
+    async def resolve(self, host: str, ctx: ProbeContext, *, first: bool, port: int | None = None) -> tuple[str, int]:
         """Resolve ``host`` (guarded by ``ctx.guard``); the first hop also sets the address samples."""
         started = time.monotonic()
         try:
@@ -407,6 +407,7 @@ class _HttpProbe:
                 ctx,
                 preferred=self.spec.preferred_ip_protocol,
                 fallback=self.spec.ip_protocol_fallback,
+                port=port,
             )
         except ResolveError as exc:
             if first and self.ctx.want_samples:

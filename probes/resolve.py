@@ -9,7 +9,7 @@ import socket
 import time
 
 from slaprobe import conventions as names
-from slaprobe.probes.result import Lookup, ProbeContext, Sample
+from slaprobe.probes.result import DialGuard, Lookup, ProbeContext, Sample
 
 _FAMILIES: dict[str, int] = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 
@@ -33,12 +33,14 @@ async def resolve_host(
     *,
     preferred: str = "ip4",
     fallback: bool = True,
+    port: int | None = None,
 ) -> tuple[str, int]:
     """Resolve ``host`` to the one IP that will be dialled and return (ip, address family).
 
     The preferred family is tried first, the other only if ``fallback``. The time spent
-    is added to the ``resolve`` phase; the guard (if any) checks the chosen IP and raises
-    ``ForbiddenTargetError`` for an address outside the allow-list.
+    is added to the ``resolve`` phase; the guard (if any) checks the chosen IP (and ``port``,
+    the one to be dialled, for a ``DialGuard``) and raises ``ForbiddenTargetError`` for an
+    address outside the allow-list.
     """
     started = time.monotonic()
     try:
@@ -50,7 +52,9 @@ async def resolve_host(
         else:
             ip, family = await _lookup(host, preferred, fallback, ctx.lookup or _system_lookup)
         ctx.trace.log(f"resolved {host} to {ip}")
-        if ctx.guard is not None:
+        if isinstance(ctx.guard, DialGuard):
+            ctx.guard.check(host, ip, port)
+        elif ctx.guard is not None:
             ctx.guard(host, ip)
         return ip, family
     finally:

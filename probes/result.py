@@ -139,6 +139,18 @@ class ForbiddenTargetError(Exception):
 # Decides whether a (hostname, ip) may be dialled; raises ForbiddenTargetError if not.
 AddressGuard = Callable[[str, str], None]
 
+
+class DialGuard:
+    """An ``AddressGuard`` that also judges the port: ``resolve_host`` calls ``check`` with
+    the port it is about to dial (``/probe``'s guard checks host *and* port)."""
+
+    def __call__(self, hostname: str, ip: str) -> None:
+        self.check(hostname, ip, None)
+
+    def check(self, hostname: str, ip: str, port: int | None) -> None:
+        """Raise ForbiddenTargetError unless ``ip`` may be dialled at ``port`` (None: no port)."""
+        raise NotImplementedError
+
 # The addresses of a host name in one family (socket.AF_INET or AF_INET6), best first;
 # raises OSError (socket.gaierror) when the name has none. Tests answer from a table with it.
 Lookup = Callable[[str, int], Awaitable[list[str]]]

@@ -106,7 +106,7 @@ async def dial(address: str, ctx: ProbeContext, *, preferred: str, fallback: boo
     """
     host, port = split_address(address)
     try:
-        ip, family = await resolve_host(host, ctx, preferred=preferred, fallback=fallback)
+        ip, family = await resolve_host(host, ctx, preferred=preferred, fallback=fallback, port=port)
     except ResolveError as exc:
         set_sample(ctx.trace, names.BB_IP_PROTOCOL, 0)  # as blackbox: its gauges show 0
         set_sample(ctx.trace, names.BB_IP_ADDR_HASH, 0)

@@ -176,6 +176,18 @@ TARGETS = [
     (["10.0.0.0/8"], "http://intranet.example/", OK),
     (["*.public.example"], "file:///etc/passwd", "target 'file:///etc/passwd' names no valid host"),
     (["*.public.example"], "bad host", "target 'bad host' names no valid host"),
+    # Per port: a configured host:port or URL opens that port, not the host's others.
+    ([], "http://shop.example:22/",
+     f"target shop.example:22: the config names shop.example at ports 443, 8443 only; add it with --probe-allow "
+     f"shop.example:22 {FIX}"),
+    ([], "10.0.0.2:22", f"target 10.0.0.2 port 22 is named in the config at port 53 only; add it with "
+     f"--probe-allow 10.0.0.2/32:22 {FIX}"),
+    (["10.0.0.2:22"], "10.0.0.2:22", OK),
+    (["10.0.0.0/8:20-30"], "10.0.0.2:22", OK),
+    (["*.shop.example:443"], "https://a.shop.example/", OK),
+    (["*.shop.example:443"], "http://a.shop.example/",
+     f"target a.shop.example:80 is not in the config or the allow-list; add it with --probe-allow a.shop.example:80 "
+     f"{FIX}"),
 ]
 
 
@@ -183,7 +195,8 @@ TARGETS = [
 def test_a_target_that_can_never_pass_is_refused_before_probing(
     allow: list[str], target: str, refusal: str | None
 ) -> None:
-    guard = ProbeGuard({"shop.example", "10.0.0.2", "fd00::5"}, AllowList.parse(allow))
+    guard = ProbeGuard({"https://shop.example/", "shop.example:8443", "10.0.0.2:53", "[fd00::5]:8080"},
+                       AllowList.parse(allow))  # fmt: skip
     if refusal is None:
         guard.check_target(target)
     else:
@@ -250,7 +263,11 @@ def test_the_grant_note_says_why_an_address_was_allowed() -> None:
     [
         (["10.0.0.0/33"], "probe_allow: not a CIDR: '10.0.0.0/33'"),
         (["10.0.0.*"], "probe_allow: globs match hostnames, not addresses: '10.0.0.*' (use a CIDR)"),
-        (["*.example:443"], "probe_allow: a hostname glob has no port or colon: '*.example:443' (IPv6 needs a CIDR)"),
+        (["*.example:4:43"], "probe_allow: a hostname glob has one port at most: '*.example:4:43' (IPv6 needs a CIDR)"),
+        (["10.0.0.0/8:0"], "probe_allow: not a port or port range: '10.0.0.0/8:0' (443 or 80-90)"),
+        (["10.0.0.0/8:90-80"], "probe_allow: not a port or port range: '10.0.0.0/8:90-80' (443 or 80-90)"),
+        (["*.example:http"], "probe_allow: not a port or port range: '*.example:http' (443 or 80-90)"),
+        (["[2001:db8::/32"], "probe_allow: not a CIDR: '[2001:db8::/32'"),
         (["bücher.example"], "probe_allow: not a CIDR or hostname glob: 'bücher.example'"),
     ],
 )
@@ -314,3 +331,77 @@ def test_every_spelling_of_an_address_that_the_resolver_accepts_is_read_as_that_
 )
 def test_the_host_of_a_target_is_found_in_urls_host_port_and_bare_hosts(target: str, host: str) -> None:
     assert target_host(target) == host
+
+
+PORT_DIALS = [
+    # (allow-list, hostname, ip, port, refusal or OK): the config is CONFIG.
+    ([], "shop.example", "10.9.9.9", 443, OK),
+    ([], "shop.example", "10.9.9.9", 22, "target shop.example resolved to 10.9.9.9 port 22, which is not in the "
+     f"config or the allow-list; add it with --probe-allow 10.9.9.9/32:22 {FIX}"),
+    ([], "db.internal", "10.1.1.1", 5432, OK),
+    ([], "10.0.0.2", "10.0.0.2", 53, OK),
+    ([], "10.0.0.2", "10.0.0.2", 8080, f"target 10.0.0.2 port 8080 is named in the config at port 53 only; add it "
+     f"with --probe-allow 10.0.0.2/32:8080 {FIX}"),
+    ([], "[fd00::5]", "fd00::5", 80, OK),
+    ([], "[fd00::5]", "fd00::5", 81, f"target fd00::5 port 81 is named in the config at port 80 only; add it with "
+     f"--probe-allow [fd00::5/128]:81 {FIX}"),
+    # A port-less dial (ICMP) is judged by host, as before.
+    ([], "10.0.0.2", "10.0.0.2", None, OK),
+    # Allow-list entries with ports open those ports only; without, every port.
+    (["10.0.0.0/8:443"], "10.1.2.3", "10.1.2.3", 443, OK),
+    (["10.0.0.0/8:443"], "10.1.2.3", "10.1.2.3", 444, f"target 10.1.2.3 port 444 is not in the config or the "
+     f"allow-list; add it with --probe-allow 10.1.2.3/32:444 {FIX}"),
+    (["10.0.0.0/8"], "10.1.2.3", "10.1.2.3", 22, OK),
+    (["10.0.0.0/8:443", "10.0.0.0/8"], "10.1.2.3", "10.1.2.3", 22, OK),
+    (["[2001:db8::/32]:53"], "v6.example", "2001:db8::1", 53, OK),
+    (["[2001:db8::/32]:53"], "v6.example", "2001:db8::1", 54, "target v6.example resolved to 2001:db8::1 port 54, "
+     f"which is not in the config or the allow-list; add it with --probe-allow [2001:db8::1/128]:54 {FIX}"),
+    (["*.public.example:80-90"], "www.public.example", "93.184.216.34", 85, OK),
+    (["*.public.example:80-90"], "www.public.example", "93.184.216.34", 91, "target www.public.example resolved "
+     f"to 93.184.216.34 port 91, which is not in the config or the allow-list; add it with --probe-allow "
+     f"93.184.216.34/32:91 {FIX}"),
+    (["169.254.169.254/32:80"], "169.254.169.254", "169.254.169.254", 80, OK),
+    (["169.254.169.254/32:80"], "169.254.169.254", "169.254.169.254", 81, "target 169.254.169.254 port 81 is the "
+     "cloud metadata address, refused unless a CIDR inside 169.254.169.254/32 allows it; add it with "
+     f"--probe-allow 169.254.169.254/32:81 {FIX}"),
+]
+
+
+@pytest.mark.parametrize(("allow", "hostname", "ip", "port", "refusal"), PORT_DIALS)
+def test_each_dial_is_judged_by_host_and_port(
+    allow: list[str], hostname: str, ip: str, port: int | None, refusal: str | None
+) -> None:
+    guard = ProbeGuard(CONFIG, AllowList.parse(allow)).address_guard()
+    if refusal is None:
+        guard.check(hostname, ip, port)
+    else:
+        with pytest.raises(ForbiddenTargetError) as caught:
+            guard.check(hostname, ip, port)
+        assert str(caught.value) == refusal
+
+
+def test_allow_list_ports_are_kept_per_entry_and_every_port_wins() -> None:
+    allow = AllowList.parse(["10.0.0.0/8:443", "10.0.0.0/8:80-90", "*.shop.example:443", "*.shop.example"])
+    assert allow.networks == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert allow.ports == {ipaddress.ip_network("10.0.0.0/8"): ((443, 443), (80, 90))}
+    assert allow.globs == ("*.shop.example",)
+
+
+@pytest.mark.parametrize(
+    ("sockname", "ip", "port"),
+    [
+        (("127.0.0.1", 9799), "127.0.0.1", 9799),
+        (("127.0.0.1", 9799), "127.0.0.2", 9799),  # a wildcard bind answers on all of 127/8
+        (("127.0.0.1", 9799), "0.0.0.0", 9799),  # connecting to 0.0.0.0 reaches this host
+        (("::1", 9799, 0, 0), "::ffff:127.0.0.1", 9799),
+        (("::ffff:10.0.0.5", 9799, 0, 0), "10.0.0.5", 9799),
+    ],
+)
+def test_slaprobes_own_listen_address_is_never_dialled_whatever_allows_it(
+    sockname: tuple[object, ...], ip: str, port: int
+) -> None:
+    guard = ProbeGuard({f"{ip}:{port}"}, AllowList.parse(["0.0.0.0/0", "::/0"])).for_request(sockname)
+    with pytest.raises(ForbiddenTargetError) as caught:
+        guard.address_guard().check(ip, ip, port)
+    assert "is slaprobe's own listen address; /probe never probes itself" in str(caught.value)
+    guard.address_guard().check(ip, ip, port + 1)  # its other ports stay as the config says
