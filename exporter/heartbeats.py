@@ -181,12 +181,18 @@ def _token_of(request: web.Request) -> str | None:
     return request.query.get("token") or None
 
 
-def token_matches(given: str, expected: str) -> bool:
-    """Whether ``given`` is ``expected``, in time independent of both (their hashes are compared)."""
+def token_matches(given: str | bytes, expected: str | bytes) -> bool:
+    """Whether ``given`` is ``expected``, in time independent of both (their hashes are compared).
+
+    The one credential check of slaprobe: heartbeat tokens and the webhook's credentials.
+    An empty ``expected`` matches nothing (a secret that resolved to "" lets no one in).
+    """
     if not expected:
-        return False  # a heartbeat whose token resolved to nothing accepts no ping
+        return False
+    given_bytes = given.encode() if isinstance(given, str) else given
+    expected_bytes = expected.encode() if isinstance(expected, str) else expected
     digest = hashlib.sha256
-    return hmac.compare_digest(digest(given.encode()).digest(), digest(expected.encode()).digest())
+    return hmac.compare_digest(digest(given_bytes).digest(), digest(expected_bytes).digest())
 
 
 def _parse_duration(text: str) -> float:

@@ -7,8 +7,9 @@ can send. In order, a post is refused:
 - 403 ``cross_site`` when a browser sent it from another origin (an ``Origin`` that is not
   this server's, or ``Sec-Fetch-Site: cross-site|same-site``); Alertmanager sends neither;
 - 403 ``not_configured`` when the config has no ``alertmanager.webhook_auth``;
-- 401 ``unauthenticated`` without the configured bearer token or basic-auth pair (compared
-  in constant time); the generated receiver's ``http_config`` sends them;
+- 401 ``unauthenticated`` without the configured bearer token or basic-auth pair (their
+  hashes compared, ``heartbeats.token_matches``: no length leaks; an empty configured
+  credential matches nothing); the generated receiver's ``http_config`` sends them;
 - 415 ``content_type`` unless the body is ``application/json`` (no form types: a browser
   form cannot post here);
 - 400 ``malformed`` for a body that is no JSON object with an ``alerts`` list (deep nesting
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -36,6 +36,7 @@ from aiohttp import web
 
 from slaprobe import conventions as c
 from slaprobe.config import Config
+from slaprobe.exporter.heartbeats import token_matches
 from slaprobe.model import WebhookAuth
 
 MAX_LABEL_VALUE = 1024  # characters; generated labels are names, priorities and runbook URLs
@@ -84,15 +85,15 @@ def check_credentials(request: web.Request, auth: WebhookAuth | None) -> None:
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
     if auth.bearer_token is not None:
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), auth.bearer_token.encode())
+        ok = token_matches(value.strip(), auth.bearer_token) and scheme.lower() == "bearer"
     else:
         assert auth.basic_auth is not None
-        expected = f"{auth.basic_auth.username}:{auth.basic_auth.password}".encode()
+        expected = f"{auth.basic_auth.username}:{auth.basic_auth.password}" if auth.basic_auth.password else ""
         try:
             decoded = base64.b64decode(value.strip(), validate=True)
         except (binascii.Error, ValueError):
             decoded = b""
-        ok = scheme.lower() == "basic" and hmac.compare_digest(decoded, expected)
+        ok = token_matches(decoded, expected) and scheme.lower() == "basic"
     if not ok:
         raise Refused(401, "unauthenticated", "missing or wrong credentials (alertmanager.webhook_auth)")
 

@@ -197,7 +197,7 @@ def parse_config(text: str, source: str = "<config>", *, require_secrets: bool =
     issues += [ConfigIssue(format_path(loc), msg, line_of(lines, loc)) for loc, msg in found]
     cfg: Config | None = None
     try:
-        cfg = Config.model_validate(raw)
+        cfg = Config.model_validate(raw, context={"require_secrets": require_secrets})
     except ValidationError as exc:
         issues += validation_issues(exc, Config, lines)
     for issue in cross_check(cfg) if cfg is not None else raw_cross_check(raw):
@@ -211,6 +211,10 @@ def parse_config(text: str, source: str = "<config>", *, require_secrets: bool =
     assert cfg is not None
     # A heartbeat's token is a secret even when written out (not from ${env:}/${file:}).
     secrets.update(p.heartbeat.token.get_secret_value() for _, _, p in cfg.probes() if p.heartbeat)
+    # So are the webhook's credentials.
+    auth = cfg.alertmanager.webhook_auth if cfg.alertmanager is not None else None
+    if auth is not None:
+        secrets.update([auth.bearer_token or "", auth.basic_auth.password if auth.basic_auth else ""])
     cfg._secrets = frozenset(secrets - {""})
     return cfg
 

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PlainValidator,
     PrivateAttr,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -510,9 +511,16 @@ class WebhookAuth(Model):
     basic_auth: BasicAuth | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> WebhookAuth:
+    def _one_kind(self, info: ValidationInfo) -> WebhookAuth:
         if (self.bearer_token is None) == (self.basic_auth is None):
             raise ValueError("give exactly one of bearer_token and basic_auth")
+        # An empty credential (``${env:X}`` with X="") would let anyone post. Where secrets are
+        # not required (generators), an unreadable secret reads as "" and is not refused here.
+        if info.context is None or info.context.get("require_secrets", True):
+            if self.bearer_token is not None and not self.bearer_token:
+                raise ValueError("alertmanager.webhook_auth.bearer_token must not be empty")
+            if self.basic_auth is not None and not self.basic_auth.password:
+                raise ValueError("alertmanager.webhook_auth.basic_auth.password must not be empty")
         return self
 
 

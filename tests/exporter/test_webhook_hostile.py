@@ -145,3 +145,51 @@ def test_a_hundred_and_twenty_new_fingerprints_do_not_grow_memory_without_bound(
     assert grown < 40 * 2**20, f"serve grew by {grown / 2**20:.1f} MiB"
     assert len(served.metrics()) < 64 * 1024
     assert served.post("[" * 200_000 + "]" * 200_000) == 400  # deep JSON: a 400, not a 500 RecursionError
+
+
+def _serve_exits(tmp: Path, auth: dict[str, Any], env: dict[str, str]) -> str:
+    config = {"version": "v1", "services": {"shop": {"tier": "critical"}},
+              "alertmanager": {"url": "http://127.0.0.1:9", "webhook_auth": auth}}  # fmt: skip
+    (tmp / "empty.yaml").write_text(yaml.safe_dump(config))
+    argv = [sys.executable, "-m", "slaprobe", "serve", "--config", str(tmp / "empty.yaml"),
+            "--listen", f"127.0.0.1:{free_port()}"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert done.returncode != 0
+    return done.stdout + done.stderr
+
+
+def test_an_empty_bearer_token_from_the_environment_is_a_config_error_naming_its_key(tmp_path: Path) -> None:
+    out = _serve_exits(tmp_path, {"bearer_token": "${env:SLAPROBE_HOOK_TOKEN}"}, {"SLAPROBE_HOOK_TOKEN": ""})
+    assert "alertmanager.webhook_auth.bearer_token must not be empty" in out
+
+
+def test_an_empty_basic_auth_password_is_a_config_error_naming_its_key(tmp_path: Path) -> None:
+    out = _serve_exits(tmp_path, {"basic_auth": {"username": "am", "password": ""}}, {})
+    assert "alertmanager.webhook_auth.basic_auth.password must not be empty" in out
+
+
+def test_an_empty_expected_credential_lets_no_one_in_even_past_the_model() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from slaprobe.exporter.webhook import Refused, check_credentials
+    from slaprobe.model import WebhookAuth
+
+    unchecked = {"require_secrets": False}  # as the generators read it: no refusal in the model
+    for auth, header in [
+        (WebhookAuth.model_validate({"bearer_token": ""}, context=unchecked), "Bearer "),
+        (WebhookAuth.model_validate({"basic_auth": {"username": "am"}}, context=unchecked), "Basic YW06"),  # am:
+    ]:
+        with pytest.raises(Refused) as refusal:
+            check_credentials(make_mocked_request("POST", "/", headers={"Authorization": header}), auth)
+        assert refusal.value.status == 401
+
+
+def test_webhook_credentials_written_in_the_config_are_secrets() -> None:
+    from slaprobe.config import parse_config
+
+    cfg = parse_config(yaml.safe_dump({"version": "v1", "alertmanager": {"url": "http://127.0.0.1:9",
+                       "webhook_auth": {"basic_auth": {"username": "am", "password": "pw-in-the-file"}}}}))  # fmt: skip
+    assert "pw-in-the-file" in cfg.secrets
+    cfg = parse_config(yaml.safe_dump({"version": "v1", "alertmanager": {"url": "http://127.0.0.1:9",
+                       "webhook_auth": {"bearer_token": "token-in-the-file"}}}))  # fmt: skip
+    assert "token-in-the-file" in cfg.secrets
