@@ -76,7 +76,7 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
             f"<td><code>{escape(reason)}</code> {detail}</td>"
         )
     runs = "".join(_run_mark(h, now, redact) for h in series.history)
-    failures = sum(series.failures.values())
+    failures = sum(series.first_attempt_failures.values())  # as the availability SLI counts
     rate = f"{100 * (series.runs - failures) / series.runs:.2f}%" if series.runs else "–"
     retried = series.passed_on_retry
     on_retry = f'<br><span class="muted">{retried} passed on retry</span>' if retried else ""
@@ -153,9 +153,13 @@ def _midnight_guess(now: float, schedules: Mapping[ProbeKey, Schedule], rows: Se
 
 
 def _availability_line(rows: Sequence[ProbeSeries], service: Service | None, since: float, now: float) -> str:
-    """The service's availability over its runs since the exporter started, against the SLA window."""
+    """The service's availability over its runs since the exporter started, against the SLA window.
+
+    A run counts as failed when its first attempt failed, as the availability SLI and its
+    alerts count it (``slaprobe.sli``): a retry hides a failure from nobody but the prober.
+    """
     runs = sum(r.runs for r in rows)
-    failed = sum(sum(r.failures.values()) for r in rows)
+    failed = sum(sum(r.first_attempt_failures.values()) for r in rows)
     retried = sum(r.passed_on_retry for r in rows)
     window = service.sla.window if service is not None else 0.0
     covered = max(0.0, now - since) if since else 0.0

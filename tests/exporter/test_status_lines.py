@@ -1,0 +1,36 @@
+"""The status page's per-service lines, rendered in-process: availability counts what the
+SLI counts, and the runs planned today follow the schedule across cached page views."""
+
+from __future__ import annotations
+
+import re
+
+from slaprobe.config import Service
+from slaprobe.exporter.status import _availability_line
+from slaprobe.exporter.store import ProbeMeta, ProbeSeries
+from slaprobe.model import SLA
+from slaprobe.probes.result import FailureReason, ProbeResult
+
+OK = ProbeResult(success=True, duration=0.05)
+DOWN = ProbeResult(success=False, duration=0.05, reason=FailureReason.HTTP_STATUS)
+
+
+def series() -> ProbeSeries:
+    return ProbeSeries(
+        ProbeMeta(
+            service="shop", probe="home", kind="http", target="http://127.0.0.1/", location="lab",
+            interval=30.0, timeout=10.0, buckets=(0.1, 1.0), latency_threshold=1.0,
+        )
+    )  # fmt: skip
+
+
+def test_availability_counts_a_run_that_passed_only_on_retry_as_failed_like_the_sli() -> None:
+    home = series()
+    for _ in range(98):
+        home.record(OK, 1.0)
+    home.record(OK, 2.0, first_attempt=FailureReason.HTTP_STATUS)  # a user saw this one fail
+    home.record(DOWN, 3.0)
+    line = _availability_line([home], Service(sla=SLA(availability=98.5)), since=0.0, now=10.0)
+    assert "<b>98.000%</b> (98 of 100 runs)" in line
+    assert re.search(r'class="down">target 98\.5%', line), "the SLO burns, so the page must not show green"
+    assert "1 passed only on retry" in line
