@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, gc_collector, generate_latest, 
 
 from slaprobe import __version__
 from slaprobe import conventions as c
-from slaprobe.config import Probe
+from slaprobe.config import Config, Probe
 from slaprobe.exporter import blackbox
 from slaprobe.exporter.exposition import CONTENT_TYPE, MetricFamily
 from slaprobe.exporter.heartbeats import install_heartbeats
@@ -426,22 +426,29 @@ def _is_local_or_literal(host: str) -> bool:
     return True
 
 
-def host_guard(allowed_hosts: Iterable[str] = ()) -> Middleware:
-    """Middleware refusing (421) admin requests whose Host is a DNS name not in ``allowed_hosts``.
+def host_guard(allowed_hosts: Iterable[str] = (), config: Callable[[], Config] | None = None) -> Middleware:
+    """Middleware refusing (421) admin requests whose Host is a DNS name not allowed.
 
     DNS rebinding points a name an attacker controls at this server, so a browser sends the
     attacker's name as Host. IP literals and localhost are always accepted; ``--allow-host``
-    names the others. Only ``ADMIN_PATHS`` are checked: scrapes and probes keep any Host.
+    names the others, and the host of the running config's ``alertmanager.webhook_url`` (the
+    name Alertmanager posts to) is accepted too. Only ``ADMIN_PATHS`` are checked: scrapes
+    and probes keep any Host.
     """
     allowed = frozenset(name.rstrip(".").lower() for name in allowed_hosts)
+
+    def webhook_host() -> str | None:
+        manager = config().alertmanager if config is not None else None
+        url = manager.webhook_url if manager is not None else None
+        return urlsplit(str(url)).hostname if url is not None else None
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in ADMIN_PATHS:
             host = request.headers.get("Host")
             if host is not None and not _is_local_or_literal(host):
-                name = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host
-                if name.rstrip(".").lower() not in allowed:
+                name = (host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host).rstrip(".").lower()
+                if name not in allowed and name != webhook_host():
                     return web.Response(
                         status=421,
                         text=f"Host {host[:100]!r} is not one of this server's names; "
@@ -504,7 +511,7 @@ def make_app(
     ``allowed_hosts``: DNS names the admin endpoints answer to (``host_guard``);
     ``reload_interval``: seconds between two reloads at least (``ReloadGate``).
     """
-    app = web.Application(middlewares=[host_guard(allowed_hosts), *middlewares])
+    app = web.Application(middlewares=[host_guard(allowed_hosts, lambda: exporter.config), *middlewares])
     app.on_response_prepare.append(_no_sniffing)
     app[EXPORTER_KEY] = exporter
     if probe_allow is not None:

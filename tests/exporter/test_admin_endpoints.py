@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import bcrypt
 import pytest
+import requests
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
@@ -18,6 +23,7 @@ from slaprobe.exporter.app import make_app
 from slaprobe.exporter.incidents import WEBHOOK_PATH
 from slaprobe.exporter.runtime import Exporter, Sources
 from slaprobe.exporter.webconfig import parse_web_config
+from tests.conftest import free_port
 
 CONFIG = "version: v1\nservices:\n  a:\n    probes: [{name: p, tcp: {address: '127.0.0.1:9'}}]\n"
 
@@ -202,3 +208,57 @@ async def test_web_config_basic_auth_can_guard_the_admin_endpoints_alone(tmp_pat
                 assert response.status == 200
     finally:
         await server.close()
+
+
+async def test_the_host_of_the_configured_webhook_url_is_accepted_without_listing_it(tmp_path: Path) -> None:
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(
+        CONFIG + "alertmanager: {url: 'http://127.0.0.1:9', poll_interval: 1h, "
+        "webhook_url: 'http://slaprobe.monitoring.svc:9799/alertmanager/webhook', "
+        "webhook_auth: {bearer_token: t0ken}}\n"
+    )
+    exporter = Exporter(Sources(config=str(config)))
+    assert exporter.reload().successful
+    server = await serving(make_app(exporter, reload_interval=0))
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        async with ClientSession() as session:
+            named = {"Host": "slaprobe.monitoring.svc:9799", "Authorization": "Bearer t0ken"}
+            async with session.post(f"{base}{WEBHOOK_PATH}", json={"alerts": []}, headers=named) as response:
+                assert response.status == 200
+            async with session.post(f"{base}/-/reload", headers={"Host": "slaprobe.monitoring.svc"}) as response:
+                assert response.status == 200
+            async with session.post(f"{base}{WEBHOOK_PATH}", headers={"Host": "other.example"}) as response:
+                assert response.status == 421
+    finally:
+        await server.close()
+
+
+def test_serve_takes_the_allowed_host_names_from_the_command_line(tmp_path: Path) -> None:
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(CONFIG)
+    port = free_port()
+    command = [sys.executable, "-m", "slaprobe", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen([*command, "--allow-host", "slaprobe.example, exporter.example"], stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        assert requests.post(f"{base}/-/reload", headers={"Host": "exporter.example"}, timeout=5).status_code == 200
+        assert requests.post(f"{base}/-/reload", headers={"Host": "rebound.example"}, timeout=5).status_code == 421
+        assert requests.get(f"{base}/metrics", headers={"Host": "rebound.example"}, timeout=5).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if requests.get(f"{base}/-/ready", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "serve did not become ready"
+        time.sleep(0.05)
