@@ -1,9 +1,16 @@
 """The log pipeline: every log and feedback source of the config, tailed, parsed, counted, rendered.
 
 ``LogPipeline.apply(config)`` makes the running sources match the config; ``run()``
-polls them every ``poll_interval`` (reading and parsing in one worker thread, counting
-in the event loop, so scrapes never see a half-counted batch); ``render()`` is their
-Prometheus text.
+polls them every ``poll_interval`` (reading and parsing in a worker thread of each source,
+counting in the event loop, so scrapes never see a half-counted batch); ``render()`` is
+their Prometheus text.
+
+Stuck sources: each source reads in its own daemon thread. A read (or save) that has not
+returned after ``stuck_after`` seconds (a hung NFS mount, a FIFO, a dying disk) shows as
+``slaprobe_log_source_stuck{source} 1``; the source is skipped by later polls until it
+returns (never queued twice), the other sources go on, and ``close()`` waits for it at most
+``close_timeout`` seconds, then leaves it to its thread (its lines since the last commit
+are read again by the next run).
 
 Restarts: a tailer's offsets are committed only after the lines it returned have been
 counted, and a feedback source's open tickets are written (atomically) before its
@@ -11,7 +18,7 @@ offsets are committed, so a restart resumes after the last counted line. A crash
 at most the lines of the tailer's last save interval; replayed ticket events are
 recognised as duplicates, so ticket state never counts one twice. A graceful stop
 (``close()``, also after ``run()`` is cancelled in the middle of a poll) waits for the
-read in flight, commits what was counted and nothing else, and logs one line per source
+reads in flight (up to ``close_timeout``), commits what was counted and nothing else, and logs one line per source
 with what it counted (``log source 'x' closed: N lines counted since the source started``),
 so a restart neither repeats nor skips a line and each run's final counts are known.
 
@@ -30,15 +37,19 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
+from slaprobe import conventions as c
 from slaprobe.atomicfile import write_atomically
 from slaprobe.config import ACCESS_LOG_FORMATS, Config, FeedbackSource, LogSource
+from slaprobe.exporter.exposition import MetricFamily, label_set
 from slaprobe.exporter.logmetrics import (
     FEEDBACK_FAMILIES,
     HTTP_FAMILIES,
@@ -62,6 +73,8 @@ log = logging.getLogger("slaprobe.logs")
 POLL_INTERVAL = 0.5  # seconds between polls of every source
 BATCH_BYTES = 4 << 20  # read per batch, at most; a batch is parsed in the worker thread
 MAX_BATCHES = 64  # per source and poll, so one busy source cannot starve the others
+STUCK_AFTER = 10.0  # seconds a read or save may run before its source counts as stuck
+CLOSE_TIMEOUT = 5.0  # seconds close() waits for reads in flight before leaving them to their threads
 
 T = TypeVar("T")
 
@@ -72,6 +85,53 @@ def state_file_name(prefix: str, name: str) -> str:
     if safe != name:
         safe += "-" + hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
     return f"{prefix}-{safe}.json"
+
+
+_SOURCE = (c.LABEL_SOURCE,)
+LOG_SOURCE_STUCK = MetricFamily(
+    c.LOG_SOURCE_STUCK,
+    "gauge",
+    "1 while a read or save of the source has not returned for longer than the stuck threshold; "
+    "the source is skipped until it returns, the other sources go on.",
+    _SOURCE,
+)
+LOG_SOURCE_LAST_POLL = MetricFamily(
+    c.LOG_SOURCE_LAST_POLL,
+    "gauge",
+    "Unix time at which the last poll of the source (read, counted, committed) ended.",
+    _SOURCE,
+)
+SOURCE_FAMILIES: tuple[MetricFamily, ...] = (LOG_SOURCE_STUCK, LOG_SOURCE_LAST_POLL)
+
+
+class _Worker:
+    """One source's reading thread. A daemon: a read that never returns cannot hold up the exit."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        job: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((job, fn, args))
+        return job
+
+    def stop(self) -> None:
+        """End the thread once the jobs queued so far have run."""
+        self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, fn, args = item
+            if not job.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting side, as an executor does
+                job.set_exception(exc)
+            else:
+                job.set_result(result)
 
 
 class SourceView(NamedTuple):
@@ -104,7 +164,13 @@ class _Source:
     tracker: TicketTracker | None = None
     tickets: TicketMetrics | None = None
     saved_version: int = -1  # tracker version last written to the state dir
-    busy: bool = False  # a read is under way in the worker thread
+    busy: bool = False  # a poll of the source is under way (its reads and saves in its worker)
+    worker: _Worker | None = None  # its thread, started at the first poll
+    job: concurrent.futures.Future[Any] | None = None  # the last read or save handed to the worker
+    job_started: float = 0.0  # time.monotonic() when it was handed over
+    waited_out: bool = False  # a poll stopped waiting for that job (stuck_after passed)
+    task: asyncio.Task[None] | None = None  # the poll of the source under way in the event loop
+    last_poll: float | None = None  # clock time the last poll of the source ended
     uncommitted: bool = False  # a batch was counted and its offsets not committed yet
     retired: bool = False  # removed or replaced by a reload
 
@@ -149,14 +215,17 @@ class LogPipeline:
         *,
         poll_interval: float = POLL_INTERVAL,
         batch_bytes: int = BATCH_BYTES,
+        stuck_after: float = STUCK_AFTER,
+        close_timeout: float = CLOSE_TIMEOUT,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.clock = clock
         self.poll_interval = poll_interval
         self.batch_bytes = batch_bytes
+        self.stuck_after = stuck_after
+        self.close_timeout = close_timeout
         self._sources: dict[str, _Source] = {}
         self._http: dict[str, HttpMetrics] = {}
-        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
         self.polls = 0  # poll rounds completed
         self._retiring: list[_Source] = []  # retired while being read: closed when the read returns
 
@@ -259,6 +328,7 @@ class LogPipeline:
             self._retiring.append(src)
         else:
             self._close_source(src)
+            self._stop_worker(src)
 
     def _ticket_path(self, name: str) -> Path:
         assert self.state_dir is not None
@@ -371,43 +441,87 @@ class LogPipeline:
                 if self._caught_up(src, lines):
                     break
             self._tick(src)
+            src.last_poll = self.clock()
         self.polls += 1
 
     async def poll(self) -> None:
-        """One poll of every source: reads and parsing in the worker thread, counting here."""
+        """One poll of every source, each in its own worker thread, counting here.
+
+        Waits for the polls it starts up to ``stuck_after`` seconds. A source still in a read
+        or save then is left to finish on its own (``slaprobe_log_source_stuck``), and later
+        polls skip it until it has returned, so it holds up neither the others nor shutdown.
+        A source that replaces one still being read (a reload) starts once that one closed.
+        """
+        replaced = {s.label for s in self._retiring}
+        started: list[asyncio.Task[None]] = []
         for src in list(self._sources.values()):
-            if src.retired:
+            if src.retired or src.label in replaced:
                 continue
+            if src.task is not None and not src.task.done():
+                continue  # still reading since an earlier poll: not queued again
+            src.task = asyncio.ensure_future(self._poll_source(src))
+            started.append(src.task)
+        if started:
+            done, pending = await asyncio.wait(started, timeout=self.stuck_after)
+            for src in self._sources.values():
+                if src.task in pending:
+                    src.waited_out = True
+            if any(task.cancelled() for task in done):
+                raise asyncio.CancelledError  # a source's poll was cancelled: so is this one
+        self.polls += 1
+
+    async def _poll_source(self, src: _Source) -> None:
+        """Read, count and commit one source's new lines, up to ``MAX_BATCHES`` batches."""
+        src.busy = True
+        try:
             for _ in range(MAX_BATCHES):
-                src.busy = True
-                try:
-                    events, lines = await self._in_worker(self._read, src)
-                finally:
-                    src.busy = False
+                events, lines = await self._in_worker(self._read, src)
                 if src.retired:
-                    self._retiring.remove(src)
-                    await self._in_worker(self._close_source, src)
                     break
                 self._count(src, events, lines)
                 src.uncommitted = True  # until the commit returns: close() commits it if we are cancelled
                 snapshot = self._ticket_snapshot(src)
                 await self._in_worker(self._persist, src, snapshot)
                 src.uncommitted = False
-                if self._caught_up(src, lines):
+                if src.retired or self._caught_up(src, lines):
                     break
-            if not src.retired:
-                self._tick(src)
-        self.polls += 1
+            if src.retired:
+                if src in self._retiring:
+                    self._retiring.remove(src)
+                    await self._in_worker(self._close_source, src)
+                self._stop_worker(src)
+                return
+            self._tick(src)
+            src.last_poll = self.clock()
+        except Exception:
+            log.exception("log source %r: poll failed; trying again at the next poll", src.label)
+        finally:
+            src.busy = False
 
     def _tick(self, src: _Source) -> None:
         """Count ticket deadlines that passed, once the source has read everything written so far."""
         if src.tracker is not None and src.tailer is not None and src.tailer.stats.lag_bytes == 0:
             src.tracker.tick(self.clock())
 
-    async def _in_worker(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._worker is None:
-            self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="slaprobe-logs")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+    async def _in_worker(self, fn: Callable[..., T], src: _Source, *args: Any) -> T:
+        """Run ``fn(src, *args)`` in the source's worker thread (started on first use)."""
+        if src.worker is None:
+            src.worker = _Worker(f"slaprobe-logs-{src.label}")
+        job = src.worker.submit(fn, src, *args)
+        src.job, src.job_started, src.waited_out = job, time.monotonic(), False
+        return await asyncio.wrap_future(job)
+
+    def _in_flight(self, src: _Source) -> bool:
+        return src.job is not None and not src.job.done()
+
+    def _stuck(self, src: _Source) -> bool:
+        """A read or save of the source has run for ``stuck_after`` seconds and not returned."""
+        return self._in_flight(src) and (src.waited_out or time.monotonic() - src.job_started >= self.stuck_after)
+
+    def _stop_worker(self, src: _Source) -> None:
+        if src.worker is not None:
+            src.worker.stop()
+            src.worker = None
 
     async def run(self) -> None:
         """Poll every source every ``poll_interval`` until cancelled; then save and close everything."""
@@ -424,22 +538,47 @@ class LogPipeline:
     def close(self) -> None:
         """Save ticket state and committed offsets, close every file (the pipeline can be polled again).
 
-        A read or commit still running in the worker thread (``run()`` cancelled in the middle of
-        a poll) is waited for first: an uncounted batch is then read again by the next run, and a
-        counted one is committed, so no line is lost or counted twice across the restart.
+        Reads and commits still running in the worker threads (``run()`` cancelled in the middle
+        of a poll) are waited for first, up to ``close_timeout`` seconds: an uncounted batch is
+        then read again by the next run, and a counted one is committed, so no line is lost or
+        counted twice across the restart. A source whose read has still not returned is left to
+        its (daemon) thread unsaved: its offsets stay as last committed, and the next run reads
+        its lines since then again.
         """
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
+        sources = [*self._sources.values(), *self._retiring]
+        for src in sources:
+            if src.task is not None and not src.task.done():
+                src.task.cancel()
+            src.task = None
+        in_flight = [src.job for src in sources if src.job is not None and self._in_flight(src)]
+        if in_flight:
+            concurrent.futures.wait(in_flight, timeout=self.close_timeout)
         for src in self._sources.values():
+            if self._abandoned(src):
+                continue
             snapshot = self._ticket_snapshot(src)
             if snapshot is not None:
                 self._save_tickets(src, snapshot)
             self._close_source(src)
             src.tailer = None
         for src in self._retiring:
-            self._close_source(src)
+            if not self._abandoned(src):
+                self._close_source(src)
         self._retiring.clear()
+
+    def _abandoned(self, src: _Source) -> bool:
+        """Stop the source's worker; True if its read is still running (the source is left unsaved)."""
+        stuck = self._in_flight(src)
+        self._stop_worker(src)
+        if stuck:
+            log.warning(
+                "log source %r: a read or save has not returned after %.1f s; closing without it "
+                "(its offsets stay as last committed, the lines since are read again next time)",
+                src.label,
+                time.monotonic() - src.job_started,
+            )
+            src.tailer, src.job = None, None
+        return stuck
 
     # ------------------------------------------------------------------ output
 
@@ -448,6 +587,7 @@ class LogPipeline:
         sources = list(self._sources.values())
         out = [
             render_families(LINE_FAMILIES, [s.line_text() for s in sources]),
+            render_families(SOURCE_FAMILIES, [self._source_text(s) for s in sources]),
             render_families(HTTP_FAMILIES, [h.render() for h in self._http.values()]),
         ]
         for src in sources:
@@ -457,6 +597,15 @@ class LogPipeline:
         now = self.clock()
         out.append(render_families(FEEDBACK_FAMILIES, [s.tickets.render(now) for s in sources if s.tickets]))
         return "".join(out)
+
+    def _source_text(self, src: _Source) -> Texts:
+        """The source's lines of ``SOURCE_FAMILIES``; a source waiting for a stuck one it replaces is stuck too."""
+        lb = label_set(_SOURCE, (src.label,))
+        stuck = self._stuck(src) or any(self._stuck(r) for r in self._retiring if r.label == src.label)
+        text = {LOG_SOURCE_STUCK: LOG_SOURCE_STUCK.sample(1 if stuck else 0, base=lb)}
+        if src.last_poll is not None:
+            text[LOG_SOURCE_LAST_POLL] = LOG_SOURCE_LAST_POLL.sample(src.last_poll, base=lb)
+        return text
 
     def sources(self) -> list[str]:
         """The ``source`` labels of the running sources, in config order."""
