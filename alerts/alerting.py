@@ -244,9 +244,16 @@ def quorum_alert(
 
 
 def tls_alerts(cfg: Config, concern: Concern, name: str) -> list[Rule]:
-    """Leaf certificate expiring: a ticket within ``tls_expiry_days``, a page within ``tls_expiry_page_days``."""
+    """A certificate of the chain expiring: a ticket within ``tls_expiry_days``, a page within ``tls_expiry_page_days``.
+
+    Days are counted to the earliest expiry of the verified chain (an intermediate may expire
+    before the leaf); where no chain was verified (insecure mode) that series is absent and
+    the leaf's expiry counts.
+    """
     alerting = cfg.alerting
-    days_left = f"(\n  {selector(c.TLS_CERT_EXPIRY, {c.LABEL_SERVICE: name})} - time()\n) / 86400"
+    service = {c.LABEL_SERVICE: name}
+    expiry = f"({selector(c.TLS_CHAIN_EARLIEST_EXPIRY, service)} or {selector(c.TLS_CERT_EXPIRY, service)})"
+    days_left = f"(\n  {expiry} - time()\n) / 86400"
     ticket_days, page_days = number(alerting.tls_expiry_days), number(alerting.tls_expiry_page_days)
     rules = []
     for severity, expr in (
@@ -261,7 +268,8 @@ def tls_alerts(cfg: Config, concern: Concern, name: str) -> list[Rule]:
         labels = alert_labels(cfg, concern, c.ALERT_TLS_EXPIRING, severity)
         notes = alert_annotations(
             f"{name}: TLS certificate seen by {{{{ $labels.probe }}}} expires in {{{{ $value | humanize }}}} days",
-            f"The leaf certificate seen by probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} "
+            f"A certificate of the chain seen by probe {{{{ $labels.probe }}}} of {name} at "
+            f"{{{{ $labels.location }}}} (the leaf or an intermediate, whichever expires first) "
             f"expires in {{{{ $value | humanize }}}} days (a ticket below {ticket_days} days"
             + (f", a page below {page_days}" if alerting.tls_expiry_page_days else "")
             + ").",
