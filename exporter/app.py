@@ -449,6 +449,8 @@ def host_guard(allowed_hosts: Iterable[str] = (), config: Callable[[], Config] |
             if host is not None and not _is_local_or_literal(host):
                 name = (host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host).rstrip(".").lower()
                 if name not in allowed and name != webhook_host():
+                    if request.path == WEBHOOK_PATH and INCIDENTS_KEY in request.app:
+                        request.app[INCIDENTS_KEY].refused["cross_site"] += 1  # counted with the webhook's own
                     return web.Response(
                         status=421,
                         text=f"Host {host[:100]!r} is not one of this server's names; "

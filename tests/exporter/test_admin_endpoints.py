@@ -230,6 +230,8 @@ async def test_the_host_of_the_configured_webhook_url_is_accepted_without_listin
                 assert response.status == 200
             async with session.post(f"{base}{WEBHOOK_PATH}", headers={"Host": "other.example"}) as response:
                 assert response.status == 421
+            async with session.get(f"{base}/metrics") as response:
+                assert 'slaprobe_alertmanager_webhook_refused_total{reason="cross_site"} 1' in await response.text()
     finally:
         await server.close()
 
