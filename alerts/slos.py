@@ -131,7 +131,7 @@ def service_slis(service: Service) -> Iterator[tuple[SLI, float]]:
         yield sli.availability(), sla.availability
         if latency:
             yield sli.latency(latency.threshold), latency.target
-        yield sli.compliance(), sla.compliance if sla.compliance is not None else sla.availability
+        yield sli.compliance(), sla.compliance_percent
     if sli.has_access_logs(service):
         yield sli.log_availability(), sla.availability
         if latency:

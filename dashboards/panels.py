@@ -238,7 +238,7 @@ def availability_targets(cfg: Config) -> dict[str, float]:
 
 def compliance_target(service: Service) -> float:
     """A service's dial-test compliance target as a ratio (default: its availability objective)."""
-    return ratio(service.sla.compliance if service.sla.compliance is not None else service.sla.availability)
+    return ratio(service.sla.compliance_percent)
 
 
 def services_by_window(cfg: Config) -> dict[float, list[str]]:

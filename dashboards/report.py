@@ -473,7 +473,7 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
     for name, service in cfg.services.items():
         key = (name,)
         run_count = runs.get(key, 0.0)
-        target = service.sla.compliance if service.sla.compliance is not None else service.sla.availability
+        target = service.sla.compliance_percent
         services.append(
             ServiceReport(
                 name=name,

@@ -230,7 +230,7 @@ def _compliance_line(rows: Sequence[ProbeSeries], service: Service | None, today
     rate = 100 * within / runs
     verdict = ""
     if service is not None:
-        target = compliance_target(service)
+        target = service.sla.compliance_percent
         verdict = (
             f' <span class="up">meets the {target:g}% target</span>'
             if rate >= target
@@ -240,11 +240,6 @@ def _compliance_line(rows: Sequence[ProbeSeries], service: Service | None, today
         f"<p>Compliance today: <b>{rate:.2f}%</b> ({within} of {runs} runs within SLA){verdict}"
         f'<span class="muted"> · degraded runs: {degraded}</span></p>'
     )
-
-
-def compliance_target(service: Service) -> float:
-    """The service's dial-test compliance target in percent (default: its availability)."""
-    return service.sla.compliance if service.sla.compliance is not None else service.sla.availability
 
 
 def render_status_page(

@@ -117,6 +117,15 @@ class SLA(Model):
         None, gt=0, lt=100, description="percent of ratings satisfied (CSAT) from the feedback desk; an SLO when set"
     )
 
+    @property
+    def compliance_percent(self) -> float:
+        """The dial-test compliance target in percent (99.5, not 0.995): ``compliance``, else ``availability``.
+
+        The one place this default is decided; the status page, dashboards, report and
+        rules all read it here (dashboards turn it into a ratio).
+        """
+        return self.compliance if self.compliance is not None else self.availability
+
 
 LogFormat = Literal["nginx_combined", "apache_combined", "envoy", "ingress_nginx", "jsonl", "logfmt", "regex"]
 ACCESS_LOG_FORMATS: tuple[LogFormat, ...] = ("nginx_combined", "apache_combined", "envoy", "ingress_nginx")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from slaprobe.config import Service
-from slaprobe.exporter.status import _availability_line
+from slaprobe.dashboards.panels import compliance_target
+from slaprobe.exporter.status import _availability_line, _compliance_line
 from slaprobe.exporter.store import ProbeMeta, ProbeSeries
 from slaprobe.model import SLA
 from slaprobe.probes.result import FailureReason, ProbeResult
@@ -34,3 +35,13 @@ def test_availability_counts_a_run_that_passed_only_on_retry_as_failed_like_the_
     assert "<b>98.000%</b> (98 of 100 runs)" in line
     assert re.search(r'class="down">target 98\.5%', line), "the SLO burns, so the page must not show green"
     assert "1 passed only on retry" in line
+
+
+def test_the_page_and_the_dashboards_read_one_compliance_target_in_their_own_unit() -> None:
+    home = series()
+    home.record(OK, 1.0, day=7)
+    for sla, percent in ((SLA(availability=99.5), 99.5), (SLA(availability=99.5, compliance=98.0), 98.0)):
+        service = Service(sla=sla)
+        assert sla.compliance_percent == percent
+        assert f"meets the {percent:g}% target" in _compliance_line([home], service, today=7)
+        assert compliance_target(service) == percent / 100  # the dashboards' thresholds are ratios
