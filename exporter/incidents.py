@@ -120,6 +120,7 @@ class Incidents:
         self.fingerprints = 0  # firing fingerprints held over all open incidents
         self.version = 0  # changes whenever the open incidents do (saved when it moved)
         self.saved_version = -1  # the version last written to the state dir
+        self.save_failures = 0  # saves to the state dir that failed (logged; retried at the next poll)
 
     # ------------------------------------------------------------------ inputs
 
@@ -439,13 +440,13 @@ def escalation_levels(exporter: Exporter) -> dict[str, int]:
 
 
 async def poll_forever(
-    incidents: Incidents, exporter: Exporter, *, idle: float = 5.0, state: Path | None = None
+    incidents: Incidents, exporter: Exporter, *, idle: float = 5.0, saver: StateSaver | None = None
 ) -> None:
     """Poll the running config's Alertmanager for acknowledgements and resolutions until cancelled."""
 
     async def save() -> None:
-        if state is not None:
-            await asyncio.to_thread(save_state, incidents, state)
+        if saver is not None:
+            await saver.save()
 
     async with aiohttp.ClientSession() as session:
         while True:
@@ -484,11 +485,83 @@ def save_state(incidents: Incidents, path: Path, *, force: bool = False) -> None
     if not force and incidents.saved_version == version:
         return
     try:
-        write_atomically(path, json.dumps(incidents.state(), separators=(",", ":")).encode())
+        write_atomically(path, serialise_state(incidents))
     except OSError as exc:
         log.warning("cannot save open incidents to %s: %s; trying again later", path, exc)
         return
     incidents.saved_version = version
+
+
+def serialise_state(incidents: Incidents) -> bytes:
+    """The open incidents as the bytes of the state file (on the event loop: it walks live sets)."""
+    return json.dumps(incidents.state(), separators=(",", ":")).encode()
+
+
+class StateSaver:
+    """Saves the open incidents from the event loop, the file write in a worker thread.
+
+    The bytes are built on the loop, where webhook posts change the incidents, so the
+    walk never races them; only the write runs in a thread, and at most one is in flight
+    (a save while one is running is skipped: the next poll saves the newer state). Any
+    failure is logged and counted in ``incidents.save_failures``, never raised: the poller
+    lives on.
+    ``close()`` waits for a write still running (its caller may have been cancelled)
+    before the final save, so the two never share the temporary file.
+    """
+
+    def __init__(self, incidents: Incidents, path: Path) -> None:
+        self.incidents = incidents
+        self.path = path
+        self._writing: asyncio.Task[None] | None = None
+
+    async def save(self) -> None:
+        """Save the open incidents if they changed and no write is running."""
+        if self._writing is not None and not self._writing.done():
+            return
+        version = self.incidents.version
+        if self.incidents.saved_version == version:
+            return
+        try:
+            data = serialise_state(self.incidents)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._writing = asyncio.create_task(asyncio.to_thread(write_atomically, self.path, data))
+        try:
+            await asyncio.shield(self._writing)  # cancelled, the write goes on: close() waits for it
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._writing = None
+            self._failed(exc)
+            return
+        self._writing = None
+        self.incidents.saved_version = version
+
+    async def close(self) -> None:
+        """Wait for a write still running, then save the latest state (on the loop, nothing beside it)."""
+        if self._writing is not None:  # its save() was cancelled before the write ended
+            try:
+                await self._writing
+            except Exception as exc:
+                self._failed(exc)
+            self._writing = None
+        version = self.incidents.version
+        if self.incidents.saved_version == version:
+            return
+        try:
+            write_atomically(self.path, serialise_state(self.incidents))
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self.incidents.saved_version = version
+
+    def _failed(self, exc: Exception) -> None:
+        self.incidents.save_failures += 1
+        if isinstance(exc, OSError):
+            log.warning("cannot save open incidents to %s: %s; trying again later", self.path, exc)
+        else:
+            log.error("cannot save open incidents to %s; trying again later", self.path, exc_info=exc)
 
 
 def load_state(incidents: Incidents, path: Path) -> None:
@@ -524,13 +597,14 @@ def install_incidents(app: web.Application, exporter: Exporter) -> Incidents:
     app.router.add_post(WEBHOOK_PATH, webhook_handler(lambda: exporter.config, incidents.receive, refused))
 
     async def poller(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(poll_forever(incidents, exporter, state=state), name="alertmanager-poller")
+        saver = StateSaver(incidents, state) if state is not None else None
+        task = asyncio.create_task(poll_forever(incidents, exporter, saver=saver), name="alertmanager-poller")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        if state is not None:
-            save_state(incidents, state)
+        if saver is not None:
+            await saver.close()
 
     app.cleanup_ctx.append(poller)
     return incidents

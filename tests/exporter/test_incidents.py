@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,12 +17,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from slaprobe import conventions as c
+from slaprobe.exporter import incidents as incidents_module
 from slaprobe.exporter.incidents import (
     INCIDENT_BUCKETS,
     INCIDENTS_KEY,
     MAX_FINGERPRINTS,
     STATE_FILE,
     Incidents,
+    StateSaver,
     acknowledgements,
     active_level_1,
     install_incidents,
@@ -451,3 +454,77 @@ async def test_the_poller_closes_a_muted_incident_and_a_restart_keeps_the_open_o
         assert incidents.time_to_resolve["P1"].count == 1
     finally:
         await client.close()
+
+
+async def test_a_save_that_fails_in_any_way_leaves_the_poller_polling(
+    tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = alertmanager
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text(incidents_config(url))
+    fake.alerts = [{"labels": alert("firing")["labels"], "endsAt": iso(time.time() + 3600), "status": {}}]
+    client = await started_client(config, tmp_path / "state")
+    try:
+        incidents = client.app[INCIDENTS_KEY]
+        real_state, real_write = incidents.state, incidents_module.write_atomically
+        walks: list[None] = []
+
+        def changing_state() -> dict[str, Any]:  # what walking the sets while a post changes them raises
+            walks.append(None)
+            if len(walks) == 1:
+                raise RuntimeError("Set changed size during iteration")
+            return real_state()
+
+        writes: list[None] = []
+
+        def failing_write(path: Path, data: bytes) -> None:
+            writes.append(None)
+            if len(writes) == 1:
+                raise ValueError("not an OSError")
+            real_write(path, data)
+
+        monkeypatch.setattr(incidents, "state", changing_state)
+        monkeypatch.setattr(incidents_module, "write_atomically", failing_write)
+        assert await post(client, {"alerts": [alert("firing", start=time.time())]}) == 200
+        saved = tmp_path / "state" / STATE_FILE
+        await until(lambda: saved.exists())
+        assert incidents.save_failures == 2  # the walk, then the write; the third save landed
+        polls = fake.polls
+        await until(lambda: fake.polls > polls + 1)  # and the poller polls on
+        assert [e["alertname"] for e in json.loads(saved.read_bytes())["open"]] == ["SLAProbeDown"]
+    finally:
+        await client.close()
+
+
+async def test_the_final_save_waits_for_a_cancelled_write_and_leaves_a_valid_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incidents = Incidents(clock=Clock())
+    incidents.receive({"alerts": [alert("firing")]})
+    path = tmp_path / STATE_FILE
+    entered, release = threading.Event(), threading.Event()
+    real_write = incidents_module.write_atomically
+
+    def slow_write(target: Path, data: bytes) -> None:
+        entered.set()
+        release.wait(30)
+        real_write(target, data)
+
+    monkeypatch.setattr(incidents_module, "write_atomically", slow_write)
+    saver = StateSaver(incidents, path)
+    first = asyncio.create_task(saver.save())
+    await asyncio.to_thread(entered.wait, 30)
+    first.cancel()  # as shutdown cancels the poller mid-save; the thread writes on
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    incidents.receive({"alerts": [alert("firing", 2)]})
+    closing = asyncio.create_task(saver.close())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not closing.done()  # the final save waits for the write still running
+    release.set()
+    await closing
+    saved = json.loads(path.read_bytes())
+    assert [sorted(e["firing"]) for e in saved["open"]] == [["shop-SLAProbeDown-1", "shop-SLAProbeDown-2"]]
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    assert incidents.save_failures == 0
