@@ -74,6 +74,7 @@ POLL_INTERVAL = 0.5  # seconds between polls of every source
 BATCH_BYTES = 4 << 20  # read per batch, at most; a batch is parsed in the worker thread
 MAX_BATCHES = 64  # per source and poll, so one busy source cannot starve the others
 STUCK_AFTER = 10.0  # seconds a read or save may run before its source counts as stuck
+POLL_WAIT = 1.0  # seconds a poll waits for a slow source before the others are polled again
 CLOSE_TIMEOUT = 5.0  # seconds close() waits for reads in flight before leaving them to their threads
 
 T = TypeVar("T")
@@ -447,9 +448,10 @@ class LogPipeline:
     async def poll(self) -> None:
         """One poll of every source, each in its own worker thread, counting here.
 
-        Waits for the polls it starts up to ``stuck_after`` seconds. A source still in a read
-        or save then is left to finish on its own (``slaprobe_log_source_stuck``), and later
-        polls skip it until it has returned, so it holds up neither the others nor shutdown.
+        Waits for the polls it starts up to ``POLL_WAIT`` (or ``stuck_after``, if shorter)
+        seconds. A source still in a read or save then is left to finish on its own, later
+        polls skip it until it has returned (``slaprobe_log_source_stuck`` shows it once it has
+        run ``stuck_after``), so it holds up neither the others nor shutdown.
         A source that replaces one still being read (a reload) starts once that one closed.
         """
         replaced = {s.label for s in self._retiring}
@@ -462,9 +464,10 @@ class LogPipeline:
             src.task = asyncio.ensure_future(self._poll_source(src))
             started.append(src.task)
         if started:
-            done, pending = await asyncio.wait(started, timeout=self.stuck_after)
+            wait = min(self.stuck_after, POLL_WAIT)
+            done, pending = await asyncio.wait(started, timeout=wait)
             for src in self._sources.values():
-                if src.task in pending:
+                if src.task in pending and wait == self.stuck_after:
                     src.waited_out = True
             if any(task.cancelled() for task in done):
                 raise asyncio.CancelledError  # a source's poll was cancelled: so is this one

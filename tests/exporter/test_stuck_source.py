@@ -23,8 +23,8 @@ LINES = 'slaprobe_log_lines_total{source="%s",result="parsed"}'
 class StuckRead(LogPipeline):
     """A pipeline whose reads of the source ``slow`` block until the test releases them."""
 
-    def __init__(self, state_dir: Path, **options: Any) -> None:
-        super().__init__(state_dir, lambda: T0, poll_interval=0.01, stuck_after=0.05, **options)
+    def __init__(self, state_dir: Path, stuck_after: float = 0.05, **options: Any) -> None:
+        super().__init__(state_dir, lambda: T0, poll_interval=0.01, stuck_after=stuck_after, **options)
         self.reading = threading.Event()
         self.release = threading.Event()
         self.slow_reads = 0
@@ -92,6 +92,26 @@ async def test_the_other_sources_are_read_while_one_is_stuck_and_the_stuck_one_i
         pipeline.release.set()
         await until(lambda: series(pipeline).get(LINES % "slow") == 1)
         assert series(pipeline)[STUCK % "slow"] == 0
+    finally:
+        pipeline.release.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_slow_read_below_the_stuck_threshold_lets_the_others_go_on_and_is_not_shown_stuck(
+    logs: Path,
+) -> None:
+    pipeline = StuckRead(logs / "state", stuck_after=3600)
+    pipeline.apply(two_sources(logs))
+    task = asyncio.create_task(pipeline.run())
+    try:
+        await until(lambda: pipeline.reading.is_set() and series(pipeline).get(LINES % "fast") == 1)
+        with (logs / "fast.log").open("a") as out:
+            out.write(LINE * 2)
+        await until(lambda: series(pipeline).get(LINES % "fast") == 3)
+        assert series(pipeline)[STUCK % "slow"] == 0
+        assert pipeline.slow_reads == 1
     finally:
         pipeline.release.set()
         task.cancel()
