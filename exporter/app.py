@@ -150,6 +150,8 @@ def _configured_probe(exporter: Exporter, module_name: str, target: str) -> _Pro
         return None
     if probe.heartbeat is not None:
         raise ValueError(f"{module_name} is a heartbeat: it is pushed to /push/{module_name}, not probed")
+    if probe.flow is not None and not exporter.config.global_.probe_flows:
+        raise ForbiddenTargetError(f"{module_name} is a flow (real logins): set global.probe_flows: true to run it")
     spec = probe.spec
     if target and target != spec.target:
         if probe.flow is not None:
@@ -531,7 +533,7 @@ def make_app(
 
     app.on_cleanup.append(close_gate)
     app.router.add_get("/metrics", handle_metrics)
-    app.router.add_get("/probe", handle_probe)
+    app.router.add_get("/probe", blackbox.limit_probes(handle_probe, lambda: exporter.config.global_.probe_concurrency))
     app.router.add_post("/-/reload", handle_reload)
     app.router.add_get("/-/healthy", handle_healthy)
     app.router.add_get("/-/ready", handle_ready)

@@ -18,7 +18,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -28,6 +28,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import yaml
+from aiohttp import web
 from pydantic import ValidationError
 
 from slaprobe.config import (
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_MODULE",
     "Module",
     "ProberKind",
+    "limit_probes",
     "load_modules",
     "parse_modules",
     "probe_deadline",
@@ -874,3 +876,40 @@ def probe_deadline(header_value: str | None, module_timeout: float | None) -> fl
 
 BUILTIN_MODULES: Mapping[str, Module] = parse_modules(f"modules:\n  {DEFAULT_MODULE}:\n    prober: http\n", "<builtin>")
 """blackbox's own default module, ``http_2xx``: so ``/probe?target=...`` works without a file."""
+
+
+# ---------------------------------------------------------------------------- the /probe limit
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RETRY_AFTER = "1"  # seconds: a /probe takes a few at most; Prometheus retries at the next scrape anyway
+
+
+def limit_probes(handler: Handler, limit: Callable[[], int]) -> Handler:
+    """``handler`` with at most ``limit()`` requests in flight; the next ones get 503 at once.
+
+    /probe has its own budget (``global.probe_concurrency``, 64 by default), apart from the
+    scheduler's (``global.concurrency``): no /probe load takes a slot, a socket beyond this
+    bound or a file descriptor that a scheduled probe needs, so an outsider cannot turn
+    /probe requests into failed scheduled runs. A refused request is not queued (a queue
+    would hold its connection): it is answered ``503`` with ``Retry-After`` and closed.
+    """
+    in_flight = 0
+
+    async def bounded(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight
+        most = limit()
+        if in_flight >= most:
+            response = web.Response(
+                status=503,
+                text=f"too many /probe requests in flight (global.probe_concurrency: {most}); retry later\n",
+                headers={"Retry-After": RETRY_AFTER},
+            )
+            response.force_close()
+            return response
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+
+    return bounded

@@ -585,7 +585,11 @@ def _classify(host: str) -> IPAddress | str | None:
 
 
 def _subject(
-    hostname: str, host: IPAddress | str | None, ip: str | IPAddress, addr: IPAddress, view: IPAddress,
+    hostname: str,
+    host: IPAddress | str | None,
+    ip: str | IPAddress,
+    addr: IPAddress,
+    view: IPAddress,
     port: int | None = None,
 ) -> str:
     """The start of a refusal: ``target 10.0.0.1`` or ``target db.example resolved to 10.0.0.1, which``."""

@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="slaprobe config file (version: v1)")
     serve.add_argument("--modules", help="blackbox_exporter module file, answered on /probe")
     serve.add_argument("--listen", default="127.0.0.1:9799", help="host:port (default 127.0.0.1:9799)")
-    serve.add_argument("--probe-allow", help="extra /probe targets: comma-separated CIDRs and hostname globs")
+    serve.add_argument("--probe-allow", help="extra /probe targets: CIDRs, hostname globs, each [:port[-port]]")
     serve.add_argument("--web-config", help="exporter-toolkit web-config.yml: TLS and basic auth")
     serve.add_argument(
         "--allow-host",

@@ -629,7 +629,11 @@ class Global(Model):
     interval: Duration = Field(30.0, gt=0)
     timeout: Duration = Field(10.0, gt=0, description="default: 10s, or the interval when that is shorter")
     concurrency: int = Field(256, ge=1, le=100_000, description="probes in flight, at most")
-    probe_allow: list[str] = Field(default_factory=list, description="extra /probe targets: CIDRs, hostname globs")
+    probe_allow: list[str] = Field(
+        default_factory=list, description="extra /probe targets: CIDRs, hostname globs, each with :port or :from-to"
+    )
+    probe_concurrency: int = Field(64, ge=1, le=10_000, description="/probe requests in flight, at most; more get 503")
+    probe_flows: bool = Field(False, description="configured flows may run through /probe (they log in for real)")
     buckets: list[Annotated[float, Field(gt=0)]] = Field(
         default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     )
@@ -648,8 +652,8 @@ class Global(Model):
 
 def _check_allow_entry(entry: str) -> None:
     if "/" in entry:
-        try:
-            ipaddress.ip_network(entry, strict=False)
+        try:  # without its port: 10.0.0.0/8:443, [2001:db8::/32]:53
+            ipaddress.ip_network(re.sub(r":[0-9]+(-[0-9]+)?$", "", entry).strip("[]"), strict=False)
         except ValueError:
             raise ValueError(f"probe_allow: not a CIDR: {entry!r}") from None
     elif not re.fullmatch(r"[A-Za-z0-9*?.:\[\]_-]+", entry):

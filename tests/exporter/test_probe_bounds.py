@@ -6,6 +6,7 @@ and talks to it over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -63,6 +64,7 @@ async def slaprobe(
     port: int | None = None,
     global_: str = "",
 ) -> str:
+    tmp_path.mkdir(exist_ok=True)
     config = tmp_path / "slaprobe.yaml"
     config.write_text(
         f"version: v1\nglobal: {{interval: 1h{global_}}}\nservices:\n  shop:\n    probes:\n{probes}", encoding="utf-8"
@@ -124,3 +126,103 @@ async def test_a_redirect_back_into_probe_is_refused_at_the_hop(tmp_path: Path, 
     status, text = await get(f"{base}/probe", target=loop)
     assert status == 403
     assert "is slaprobe's own listen address; /probe never probes itself" in text
+
+
+async def test_ports_in_global_probe_allow_are_read_from_the_config(
+    tmp_path: Path, loopback: Start, target: str
+) -> None:
+    port = target.rsplit(":", 1)[1]
+    ping = "      - {name: ping, icmp: {host: 127.0.0.9}}\n"
+    base = await slaprobe(tmp_path, loopback, ping, global_=f", probe_allow: ['127.0.0.0/8:{port}']")
+    status, text = await get(f"{base}/probe", target=f"{target}/")
+    assert status == 200 and "probe_success 1" in text
+    status, _ = await get(f"{base}/probe", target=f"http://127.0.0.1:{free_port()}/")
+    assert status == 403
+
+
+@pytest.fixture
+async def hanging(loopback: Callable[[web.Application, int | None], Awaitable[str]]) -> AsyncIterator[Hanging]:
+    """An HTTP server whose /hang answers only when released; /ok answers at once."""
+    server = Hanging()
+    app = web.Application()
+    app.router.add_get("/hang", server.hang)
+    app.router.add_get("/ok", server.ok)
+    server.base = await loopback(app, None)
+    yield server
+    server.release.set()
+
+
+class Hanging:
+    def __init__(self) -> None:
+        self.base = ""
+        self.waiting = 0
+        self.served = 0
+        self.release = asyncio.Event()
+
+    async def hang(self, _request: web.Request) -> web.Response:
+        self.waiting += 1
+        await self.release.wait()
+        return web.Response(text="late")
+
+    async def ok(self, _request: web.Request) -> web.Response:
+        self.served += 1
+        return web.Response(text="ok")
+
+
+async def poll(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_probe_requests_beyond_the_limit_get_503_and_scheduled_probes_keep_running(
+    tmp_path: Path, loopback: Start, hanging: Hanging
+) -> None:
+    probes = f"      - {{name: ok, interval: 200ms, timeout: 150ms, http: {{url: '{hanging.base}/ok'}}}}\n"
+    base = await slaprobe(tmp_path, loopback, probes, global_=", probe_concurrency: 3, concurrency: 1")
+    async with aiohttp.ClientSession() as session:
+
+        async def hang() -> int:
+            async with session.get(f"{base}/probe", params={"target": f"{hanging.base}/hang"}) as response:
+                return response.status
+
+        held = [asyncio.create_task(hang()) for _ in range(3)]
+        await poll(lambda: hanging.waiting == 3)
+        async with session.get(f"{base}/probe", params={"target": f"{hanging.base}/ok"}) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert await response.text() == (
+                "too many /probe requests in flight (global.probe_concurrency: 3); retry later\n"
+            )
+        # The scheduler's one slot is not /probe's: the scheduled probe runs and succeeds meanwhile.
+        served = hanging.served
+        await poll(lambda: hanging.served >= served + 2)
+        async with session.get(f"{base}/metrics") as response:
+            metrics = await response.text()
+        assert 'slaprobe_probe_success{service="shop",probe="ok",location="default"} 1' in metrics
+        hanging.release.set()
+        assert await asyncio.gather(*held) == [200, 200, 200]
+        async with session.get(f"{base}/probe", params={"target": f"{hanging.base}/ok"}) as response:
+            assert response.status == 200  # the slots are free again
+
+
+FLOW = """\
+      - name: login
+        flow:
+          steps:
+            - {{name: home, http: {{url: '{target}/'}}}}
+"""
+
+
+async def test_a_configured_flow_runs_through_probe_only_when_the_config_opts_in(
+    tmp_path: Path, loopback: Start, target: str
+) -> None:
+    closed = await slaprobe(tmp_path / "off", loopback, FLOW.format(target=target))
+    status, text = await get(f"{closed}/probe", module="shop/login")
+    assert status == 403
+    assert text == "shop/login is a flow (real logins): set global.probe_flows: true to run it\n"
+
+    opened = await slaprobe(tmp_path / "on", loopback, FLOW.format(target=target), global_=", probe_flows: true")
+    status, text = await get(f"{opened}/probe", module="shop/login")
+    assert status == 200 and "probe_success 1" in text

@@ -66,7 +66,7 @@ def collect_surfaces(tmp_path: Path, shop: str) -> dict[str, str]:
     config = tmp_path / "slaprobe.yaml"
     config.write_text(
         f"""version: v1
-global: {{interval: 1s, timeout: 900ms}}
+global: {{interval: 1s, timeout: 900ms, probe_flows: true}}
 services:
   billing:
     probes:
