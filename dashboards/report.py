@@ -147,6 +147,8 @@ class ServiceReport:
     history: tuple[tuple[float, float], ...]  # (end of step, availability over the step)
     tickets: float | None  # tickets naming this service
     previous: tuple[float, float, float] | None = None  # runs, failed, within SLA in the period before
+    planned: float | None = None  # schedule slots that fell due in the period (run or missed)
+    degraded: float = 0.0  # runs that succeeded but slower than expect.degraded_duration
 
     @property
     def previous_availability(self) -> float | None:
@@ -168,6 +170,16 @@ class ServiceReport:
             f"availability {percent(self.previous_availability, 2)} → {percent(self.availability, 2)}, "
             f"compliance {percent(self.previous_compliance, 2)} → {percent(self.compliance, 2)}"
         )
+
+    def plan_done(self) -> bool | None:
+        """Whether every planned dial test ran (None when the plan is unknown)."""
+        return None if self.planned is None else self.runs >= self.planned
+
+    def plan_text(self) -> str:
+        """``done / planned (share)`` of the dial-test plan, ``-`` when no plan was recorded."""
+        if not self.planned:
+            return "-"
+        return f"{self.runs:.0f} / {self.planned:.0f} ({percent(min(1.0, self.runs / self.planned), 1)})"
 
     @property
     def availability(self) -> float | None:
@@ -431,7 +443,8 @@ def _complaints(client: PrometheusClient, source: FeedbackSource, window: str, a
 
 
 def period_counts(window: str, everyone: Sequence[str]) -> dict[str, str]:
-    """The queries of each service's runs, failed runs and runs within SLA over ``window``: exact
+    """The queries of each service's runs, failed runs, runs within SLA, planned runs (the
+    dial-test plan: schedule slots that fell due) and degraded runs over ``window``: exact
     counts (``slaprobe.sli.Events.count``), so the report's figures equal the exporter's counters."""
     available, compliant = sli.availability(), sli.compliance()
     assert available.bad is not None and compliant.good is not None
@@ -440,6 +453,8 @@ def period_counts(window: str, everyone: Sequence[str]) -> dict[str, str]:
         "runs": available.total.count(window, everyone, per_service),
         "failures": available.bad.count(window, everyone, per_service),
         "within": compliant.good.count(window, everyone, per_service),
+        "planned": sli.Events(c.PROBE_PLANNED_RUNS).count(window, everyone, per_service),
+        "degraded": sli.Events(c.PROBE_DEGRADED).count(window, everyone, per_service),
     }
 
 
@@ -493,6 +508,8 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
                     before["failures"].get(key, 0.0),
                     before["within"].get(key, 0.0),
                 ),
+                planned=counts["planned"].get(key),
+                degraded=counts["degraded"].get(key, 0.0),
             )
         )
     complaints = tuple(_complaints(client, source, window, at) for source in cfg.feedback)
@@ -748,6 +765,8 @@ def _service_html(report: Report, s: ServiceReport) -> str:
             None if s.compliance is None else s.compliance >= s.compliance_target - 1e-12,
         ),
         _figure("probe runs / failed", f"{s.runs:.0f} / {s.failures:.0f}"),
+        _figure("dial tests done / planned", s.plan_text(), s.plan_done()),
+        _figure("degraded runs (succeeded, slow)", f"{s.degraded:.0f}", s.degraded == 0),
         _figure(
             "compliance, previous period → this one",
             f"{percent(s.previous_compliance, 2)} → {percent(s.compliance, 2)}",
@@ -930,7 +949,18 @@ def render_markdown(report: Report) -> str:
         out += [f"Previous period → this one: {s.trend()}", "", "### Availability vs SLA", ""]
         out.append(
             _md_table(
-                ["availability", "SLA", "SLA met", "budget used", "compliance", "compliance target", "runs", "failed"],
+                [
+                    "availability",
+                    "SLA",
+                    "SLA met",
+                    "budget used",
+                    "compliance",
+                    "compliance target",
+                    "runs",
+                    "failed",
+                    "done / planned",
+                    "degraded",
+                ],
                 [
                     [
                         percent(s.availability),
@@ -941,6 +971,8 @@ def render_markdown(report: Report) -> str:
                         percent(s.compliance_target, 2),
                         f"{s.runs:.0f}",
                         f"{s.failures:.0f}",
+                        s.plan_text(),
+                        f"{s.degraded:.0f}",
                     ]
                 ],
             )

@@ -310,6 +310,52 @@ def _probes(cfg: Config) -> list[Panel]:
     ]
 
 
+def _plan() -> list[Panel]:
+    """The dial-test plan: slots that fell due against runs done, and degraded runs (succeeded, slow)."""
+    planned = increase_sum(c.PROBE_PLANNED_RUNS, "$__range", PROBES, ["service"])
+    done = increase_sum(c.PROBE_RUNS, "$__range", PROBES, ["service"])
+    degraded = increase_sum(c.PROBE_DEGRADED, "$__range", PROBES, ["service"])
+    return [
+        p.row("Dial-test plan"),
+        Panel(
+            "stat",
+            "Dial tests done / planned (time range)",
+            (p.q(share(done, planned), "{{service}}", instant=True),),
+            description=(
+                "Runs done over the schedule slots that fell due in the time range (a slot missed because "
+                "the exporter was down or overloaded counts as planned, not done)."
+            ),
+            unit="percentunit",
+            decimals=1,
+            steps=p.target_steps(0.99, warn=0.95),
+            options=p.stat_options(),
+            width=8,
+            height=4,
+        ),
+        Panel(
+            "stat",
+            "Dial tests planned (time range)",
+            (p.q(planned, "{{service}}", instant=True),),
+            description="Schedule slots of this service's probes that fell due in the time range.",
+            decimals=0,
+            options=p.stat_options(),
+            width=8,
+            height=4,
+        ),
+        Panel(
+            "stat",
+            "Degraded runs (time range)",
+            (p.q(f"{degraded} or {done} * 0", "{{service}}", instant=True),),
+            description="Runs that succeeded but took longer than the probe's expect.degraded_duration.",
+            decimals=0,
+            steps=p.ceiling_steps(1),
+            options=p.stat_options(),
+            width=8,
+            height=4,
+        ),
+    ]
+
+
 def _requests(cfg: Config) -> list[Panel]:
     service = (SERVICE_VAR,)
     errors = sli.log_availability()  # the log SLO's own errors, so the budget line drawn is the SLO's
@@ -459,7 +505,15 @@ def service_detail_board(cfg: Config) -> Board:
             p.location_variable(),
             p.probe_variable(),
         ),
-        panels=(*_now(cfg), *_locations(cfg), *_probes(cfg), *_requests(cfg), *_budget(cfg), _services_text(cfg)),
+        panels=(
+            *_now(cfg),
+            *_locations(cfg),
+            *_probes(cfg),
+            *_plan(),
+            *_requests(cfg),
+            *_budget(cfg),
+            _services_text(cfg),
+        ),
         links=(Link("SLA overview", p.board_url(p.OVERVIEW)),),
         annotations=(
             Annotation(

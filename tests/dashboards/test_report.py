@@ -255,3 +255,44 @@ def test_the_charts_axis_labels_never_overlap(objective: float) -> None:
     ys = sorted(float(y) for y in re.findall(r'<text x="2" y="([0-9.]+)"', chart))
     assert "SLA " in chart
     assert all(b - a >= LABEL_GAP for a, b in itertools.pairwise(ys)), ys
+
+
+def test_the_report_counts_the_dial_test_plan_and_the_degraded_runs_exactly(tmp_path: Path) -> None:
+    """65 slots fell due and 60 ran (5 missed); 3 runs succeeded but slowly."""
+    labels = 'service="shop", probe="home", location="dc1", instance="slaprobe:9799", job="slaprobe"'
+    queries = period_counts("1h", ('service=~"shop"',))
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f"{c.PROBE_PLANNED_RUNS}{{{labels}}}", "values": "6+1x59"},
+                    {"series": f"{c.PROBE_DEGRADED}{{{labels}}}", "values": "_x30 1+1x2 3x26"},
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": queries[key],
+                        "eval_time": "59m",
+                        "exp_samples": [{"labels": '{service="shop"}', "value": n}],
+                    }
+                    for key, n in {"planned": 65, "degraded": 3}.items()
+                ],
+            }
+        ],
+    }
+    (tmp_path / "rules.yaml").write_text("groups: []\n")
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = run([tool("promtool"), "test", "rules", "tests.yaml"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_report_shows_done_against_planned_dial_tests_and_degraded_runs() -> None:
+    shop = ServiceReport("shop", "high", "", 0.995, 60, 2, 0.95, 0.995, None, (), (), None, planned=65, degraded=3)
+    assert shop.plan_text() == "60 / 65 (92.3%)"
+    assert shop.plan_done() is False
+    assert "| 60 / 65 (92.3%) | 3 |" in render_markdown(_report_of(shop))
+    assert "60 / 65 (92.3%)" in render_html(_report_of(shop))
+    unplanned = ServiceReport("quiet", "low", "", 0.999, 0, 0, None, 0.999, None, (), (), None)
+    assert unplanned.plan_text() == "-" and unplanned.plan_done() is None
