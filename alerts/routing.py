@@ -86,9 +86,14 @@ def incident_route(cfg: Config) -> dict[str, Any] | None:
     """The route that copies every slaprobe alert to slaprobe's webhook, if one is configured."""
     if cfg.alertmanager is None or cfg.alertmanager.webhook_url is None:
         return None
+    matchers = [matcher(c.LABEL_ESCALATION_LEVEL, ".+", "=~")]
+    if cfg.alerting.feedback.spike is not None:
+        # A spike's service is the tickets' own (free-form), which no incident can take:
+        # the webhook would refuse the post (422) and Alertmanager never retries it.
+        matchers.append(matcher(c.LABEL_ALERTNAME, c.ALERT_FEEDBACK_SPIKE, "!="))
     return {
         "receiver": c.RECEIVER_INCIDENTS,
-        "matchers": [matcher(c.LABEL_ESCALATION_LEVEL, ".+", "=~")],
+        "matchers": matchers,
         "group_by": ["..."],
         "group_wait": "0s",
         "continue": True,

@@ -160,3 +160,19 @@ def test_the_satisfaction_slo_records_its_error_ratio_and_burns_its_budget(
             }
         ],
     )
+
+
+def test_complaint_spikes_stay_off_the_incidents_webhook_route_but_reach_their_receivers() -> None:
+    from slaprobe.alerts import generate_alertmanager
+
+    hook = (
+        "alertmanager: {url: 'http://127.0.0.1:9', webhook_url: 'http://127.0.0.1:9799/alertmanager/webhook',\n"
+        "               webhook_auth: {bearer_token: t}}\n"
+    )
+    routes = generate_alertmanager(parse_config(CONFIG + hook))["route"]["routes"]
+    assert routes[0]["receiver"] == c.RECEIVER_INCIDENTS
+    assert f'alertname!="{c.ALERT_FEEDBACK_SPIKE}"' in routes[0]["matchers"]
+    assert all("alertname" not in m for route in routes[1:] for m in route.get("matchers", []))
+    without_spike = CONFIG.replace("  feedback: {spike: {factor: 3, min_count: 10, days: 7, for: 0s}}", "  feedback: {}")
+    routes = generate_alertmanager(parse_config(without_spike + hook))["route"]["routes"]
+    assert routes[0]["matchers"] == ['escalation_level=~".+"']
