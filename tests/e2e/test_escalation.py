@@ -22,7 +22,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,12 +322,17 @@ async def test_levels_reach_their_receivers_on_time_and_a_silence_stops_the_next
         meta = f'ALERTS{{alertname="{c.ALERT_PROBE_DOWN}",escalation_level="3"}}'
         assert await query(session, prom_url, meta) == []
 
-        # Done: the silence expires, the target recovers, and on-call hears that it is resolved.
+        # Done: the target recovers while acknowledged, then the silence expires. Nothing
+        # escalates after level 1 has resolved, so the duty manager never hears of it; the
+        # muted level 1 sends on-call no resolved notification (Alertmanager issue 226), and
+        # the incident closes from the exporter's poll of Alertmanager's alerts instead.
+        target.failing = False
+        level_1_firing = f'ALERTS{{alertname="{c.ALERT_PROBE_DOWN}",alertstate="firing",escalation_level="1"}}'
+        await until_async(lambda: nothing(query(session, prom_url, level_1_firing)), 20, "level 1 resolved")
         async with session.delete(f"{am_url}/api/v2/silence/{silence_id}") as response:
             assert response.status == 200
-        target.failing = False
-        await until(lambda: sinks.of("oncall", "resolved", level="1"), 20, "level 1 resolved at the on-call sink")
-        assert not sinks.of("duty-manager")
+        await asyncio.sleep(4)  # a few evaluations and a group_wait after the silence ended
+        assert not sinks.of("duty-manager"), "level 3 fired after recovery, when the silence ended"
 
         # Incident metrics: one acknowledged, one resolved, none open.
         await until_async(
@@ -397,6 +402,11 @@ async def test_an_incident_that_recovers_under_its_silence_closes_with_its_time_
         await until_async(lambda: query(session, prom_url, closed), 30, "the incident closed, time to resolve recorded")
         assert not sinks.of("duty-manager")
     print(json.dumps([(n.receiver, n.status) for n in sinks.received]))
+
+
+async def nothing(pending: Awaitable[list[dict[str, Any]]]) -> bool:
+    """Whether a query's answer is empty (no series)."""
+    return not await pending
 
 
 async def until_async(probe: Callable[[], Any], timeout: float, what: str) -> None:
