@@ -26,7 +26,6 @@ import hmac
 import json
 import logging
 import math
-import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
+from slaprobe.atomicfile import write_atomically
 from slaprobe.exporter.store import ProbeKey, ProbeMeta
 from slaprobe.probes.result import FailureReason, ProbeResult
 from slaprobe.specs import HeartbeatSpec
@@ -46,6 +46,7 @@ MAX_MESSAGE = 200  # characters of a ping's msg kept (the status page shows it; 
 MAX_PUSH_BYTES = 64 * 1024  # a ping's body, at most (it is not read: status, msg and duration are parameters)
 MAX_MISSED_PER_CHECK = 100_000  # periods counted at once, at most (a clock jump of years)
 STATE_FILE = "heartbeats.json"
+SAVE_INTERVAL = 1.0  # seconds between state writes, at least (plus one on shutdown)
 
 Record = Callable[[ProbeKey, ProbeResult], None]
 
@@ -126,18 +127,29 @@ class Heartbeats:
         return min((beat.deadline for beat in self._beats.values()), default=math.inf)
 
     async def run(self) -> None:
-        """Count missed periods as their deadlines pass, until cancelled (the state is saved)."""
+        """Count missed periods as their deadlines pass, until cancelled (the state is saved).
+
+        The state is written off the event loop, at most once per ``SAVE_INTERVAL`` (a ping a
+        millisecond costs no disk write each), and once more on the way out.
+        """
+        last_save = -math.inf
         try:
             while True:
                 self._wake.clear()
                 next_deadline = self.check(self._clock())
-                self.save()
                 delay = min(next_deadline - self._clock(), 3600.0)
+                if self._dirty and self._state is not None:
+                    due = last_save + SAVE_INTERVAL - self._clock()
+                    if due <= 0 or due > SAVE_INTERVAL:  # due, or the clock went back
+                        last_save = self._clock()
+                        await self.save_off_loop()
+                    else:
+                        delay = min(delay, due)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(delay, 0.0)):
                         await self._wake.wait()
         finally:
-            self.save()
+            self.save()  # shutdown: the last deadlines, written before the loop closes
 
     # ------------------------------------------------------------------ state
 
@@ -156,18 +168,33 @@ class Heartbeats:
             log.warning("cannot read heartbeat state %s: %s; every heartbeat starts afresh", self._state, exc)
         return self._saved
 
-    def save(self) -> None:
-        """Write the deadlines to the state dir (when there is one and they changed)."""
+    def _snapshot(self) -> bytes | None:
+        """The state file's new content, if there is a state dir and the deadlines changed."""
         if self._state is None or not self._dirty:
-            return
+            return None
+        self._dirty = False  # a change from now on is written by the next save
         entries = [{"service": k[0], "probe": k[1], "deadline": b.deadline} for k, b in self._beats.items()]
-        temporary = self._state.with_suffix(".tmp")
+        return json.dumps(entries).encode()
+
+    def _write(self, data: bytes) -> None:
+        assert self._state is not None
         try:
-            temporary.write_text(json.dumps(entries), encoding="utf-8")
-            os.replace(temporary, self._state)
-            self._dirty = False
+            write_atomically(self._state, data)  # fsync, rename; a planted symlink is not followed
         except OSError as exc:
+            self._dirty = True
             log.warning("cannot save heartbeat state to %s: %s; trying again later", self._state, exc)
+
+    def save(self) -> None:
+        """Write the deadlines to the state dir (when there is one and they changed), here and now."""
+        data = self._snapshot()
+        if data is not None:
+            self._write(data)
+
+    async def save_off_loop(self) -> None:
+        """``save``, with the disk write in a worker thread (the event loop keeps serving)."""
+        data = self._snapshot()
+        if data is not None:
+            await asyncio.to_thread(self._write, data)
 
 
 # ---------------------------------------------------------------------------- /push

@@ -105,6 +105,47 @@ def test_deadlines_survive_a_restart_without_counting_the_time_down(tmp_path: Pa
     assert recorded == [] and clock.now < third.check(clock.now) <= clock.now + 60
 
 
+def test_state_is_written_off_the_loop_once_a_second_and_on_shutdown_never_via_a_symlink(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import asyncio
+    import threading
+
+    import slaprobe.exporter.heartbeats as module
+
+    monkeypatch.setenv("HB_TOKEN", TOKEN)
+    clock = FakeClock()  # frozen: every ping below falls in the same second
+    (tmp_path / "elsewhere").write_text("untouched")
+    (tmp_path / "heartbeats.tmp").symlink_to(tmp_path / "elsewhere")  # planted
+    heartbeats, _ = heartbeats_of(CONFIG.replace("every: 1s", "every: 1h"), clock, tmp_path)
+    writes: list[str] = []
+    real_write = module.write_atomically
+
+    def counted(path: Path, data: bytes) -> None:
+        writes.append(threading.current_thread().name)
+        real_write(path, data)
+
+    monkeypatch.setattr(module, "write_atomically", counted)
+
+    async def pinged_fifty_times() -> None:
+        task = asyncio.create_task(heartbeats.run())
+        for _ in range(50):
+            heartbeats.ping(("batch", "nightly"), ProbeResult(True, 0.0))
+            for _ in range(5):
+                await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(pinged_fifty_times())
+    loop_thread = threading.current_thread().name
+    assert len(writes) == 2  # the first within the second, then the one on shutdown
+    assert writes[0] != loop_thread  # off the event loop
+    assert (tmp_path / "elsewhere").read_text() == "untouched"
+    saved = json.loads((tmp_path / "heartbeats.json").read_text())
+    assert {e["probe"]: e["deadline"] for e in saved}["nightly"] == clock.now + 3600 + 600
+
+
 def test_a_ping_reports_status_duration_and_a_short_message() -> None:
     down = pushed_result({"status": "down", "duration": "1500ms", "msg": "disk full\n" + "x" * 500})
     assert (down.success, down.reason, down.duration) == (False, FailureReason.REPORTED_DOWN, 1.5)
