@@ -53,13 +53,15 @@ class Events:
         over 60 runs with 26 failures it gives 55.556% availability instead of 56.667%. The
         counter's last value in the window minus its value at the window's start (0 for a
         series that did not exist yet) is exact; a series that was reset in the window (a
-        restart) falls back to ``increase()``.
+        restart) falls back to ``increase()``, and so does one whose difference is negative:
+        a restart between the window's start and its first sample, without a stale marker,
+        is no drop ``resets()`` sees, and the difference would subtract the old process's count.
         """
         sel = self.selector(*scope)
         last = f"last_over_time({sel}[{window}])"
         return (
             f"sum{by(labels)} (\n"
-            f"  ({last} - ({sel} offset {window} or {last} * 0))\n"
+            f"  ({last} - ({sel} offset {window} or {last} * 0) >= 0)\n"
             f"  unless (resets({sel}[{window}]) > 0)\n"
             f"  or increase({sel}[{window}])\n"
             ")"

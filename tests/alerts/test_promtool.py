@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from slaprobe import conventions as c
 from slaprobe.alerts import RULE_TESTS_FILE, RULES_FILE, generate_rule_tests, generate_rules
+from slaprobe.alerts.slos import error_ratio
 from slaprobe.alerts.yamltext import dump_yaml
+from slaprobe.sli import availability
 from tests.alerts.conftest import CONFIG_NAMES, load, run, tool
 
 
@@ -188,3 +191,50 @@ def test_the_tests_are_valid_for_a_rule_file_elsewhere(tmp_path: Path) -> None:
     tests = generate_rule_tests(copy.deepcopy(cfg), rule_file="../rules/slaprobe-rules.yaml")
     assert tests["rule_files"] == ["../rules/slaprobe-rules.yaml"]
     assert yaml.safe_load(dump_yaml(tests)) == tests
+
+
+def test_a_restart_at_the_window_edge_counts_the_new_process_and_keeps_the_ratio_within_0_and_1(
+    tmp_path: Path,
+) -> None:
+    """The exporter restarts between the sample at the window's start and the next one, without a
+    stale marker: ``resets()`` sees no drop inside the window, and the last value minus the one at
+    the start subtracted the old process's count (-140 runs). The new process ran 20 times (two
+    a minute from its start), 10 of them failed: 20, 10 and an error ratio of 0.5."""
+    promtool = tool("promtool")
+    scope = 'service="shop"'
+    labels = 'service="shop", probe="home", location="dc1", instance="slaprobe:9799", job="slaprobe"'
+    sli = availability()
+    runs = sli.total.count("10m", (scope,))
+    assert sli.bad is not None
+    failures = sli.bad.count("10m", (scope,))
+    ratio = error_ratio(sli, lambda events: events.count("10m", (scope,)))
+    (tmp_path / "rules.yaml").write_text("groups: []\n")
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # t=0..10m the old process (140 -> 160 runs), from t=11m the new one; the
+                    # window [10m30s, 20m30s] holds only the new one, its start reads 160.
+                    {"series": f"{c.PROBE_RUNS}{{{labels}}}", "values": "140+2x10 2+2x9"},
+                    {
+                        "series": f'{c.PROBE_FIRST_ATTEMPT_FAILURES}{{{labels}, reason="connect"}}',
+                        "values": "_x11 1+1x9",
+                    },
+                ],
+                "promql_expr_test": [
+                    {"expr": expr, "eval_time": "20m30s", "exp_samples": [{"labels": label, "value": n}]}
+                    for expr, label, n in [
+                        (runs, "{}", 20),
+                        (failures, "{}", 10),
+                        (ratio, "{}", 0.5),
+                    ]
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = run([promtool, "test", "rules", "tests.yaml"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
