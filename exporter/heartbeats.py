@@ -200,6 +200,9 @@ class Heartbeats:
 # ---------------------------------------------------------------------------- /push
 
 
+_NO_BEAT = "\0" * 32  # compared against for an unknown name, which no token matches as it answers 403 anyway
+
+
 def _token_of(request: web.Request) -> str | None:
     """The token of a ping: ``Authorization: Bearer <token>``, else ``?token=``."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
@@ -250,8 +253,6 @@ async def handle_push(request: web.Request) -> web.Response:
     heartbeats = request.app[HEARTBEATS_KEY]
     key = (request.match_info["service"], request.match_info["probe"])
     beat = heartbeats.get(key)
-    if beat is None:
-        return web.Response(status=404, text="no heartbeat probe of that service and name\n")
     if (request.content_length or 0) > MAX_PUSH_BYTES:
         return web.Response(status=413, text=f"a ping carries at most {MAX_PUSH_BYTES} bytes of body\n")
     token = _token_of(request)
@@ -259,8 +260,10 @@ async def handle_push(request: web.Request) -> web.Response:
         return web.Response(
             status=401, text="a ping needs the heartbeat's token\n", headers={"WWW-Authenticate": "Bearer"}
         )
-    if not token_matches(token, beat.spec.token.get_secret_value()):
-        return web.Response(status=403, text="wrong token for this heartbeat\n")
+    # An unknown name is answered as a wrong token (and costs the same hash): no enumeration of names.
+    expected = beat.spec.token.get_secret_value() if beat is not None else _NO_BEAT
+    if beat is None or not token_matches(token, expected):
+        return web.Response(status=403, text="no heartbeat of that name takes this token\n")
     try:
         result = pushed_result(request.query)
     except ValueError as exc:
