@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from slaprobe import conventions as c
@@ -168,10 +170,10 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
     rules: list[Rule] = []
     groups = _probe_groups(cfg, name, service)
     for interval, _, equal, regex, static in groups:
-        labels = alert_labels(cfg, concern, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, **static)
         if service.quorum > 1:
-            rules.append(quorum_alert(cfg, name, service, interval, (equal, regex), labels))
+            rules.extend(quorum_alerts(cfg, concern, name, service, interval, (equal, regex, static)))
             continue
+        labels = alert_labels(cfg, concern, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, **static)
         notes = alert_annotations(
             f"{name}: probe {{{{ $labels.probe }}}} is down",
             f"Probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} failed its last {runs} runs "
@@ -211,36 +213,53 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
     return rules
 
 
-def quorum_alert(
+_LOCATION_NAMES = re.compile(r"\{\{ range \$i, \$s := printf .*?\{\{ \$s\.Labels\.\w+ \}\}\{\{ end \}\}")
+
+
+def quorum_alerts(
     cfg: Config,
+    concern: Concern,
     name: str,
     service: Service,
     interval: float,
-    matchers: tuple[dict[str, str], dict[str, str]],
-    labels: dict[str, str],
-) -> Rule:
-    """Probe down in at least ``quorum`` locations at once, for N consecutive runs; the
-    description names them. A location whose prober is stale is left out (``SLAProbeNoData``)."""
+    matchers: tuple[dict[str, str], dict[str, str], dict[str, str]],
+) -> list[Rule]:
+    """Probe down in at least ``quorum`` locations at once for N consecutive runs: a page; in
+    fewer (but one at least): a ticket. One alert per probe, its description naming the
+    failing locations. A location whose prober is stale is left out (``SLAProbeNoData``)."""
     runs = cfg.alerting.probe_down_runs
-    equal, regex = matchers
+    equal, regex, static = matchers
     stale_after = max(cfg.alerting.no_data_for, 3 * interval)
     scope: tuple[Matcher, ...] = (equal, *(f"{k}=~{quote(v)}" for k, v in regex.items()))
-    expr = f"{sli.failing_location_count(scope, stale_after)}\n>= {service.quorum}"
+    count = sli.failing_location_count(scope, stale_after)
     # The failing locations of this alert's probe, read at evaluation time, sorted and joined.
-    one_probe: tuple[Matcher, ...] = (equal, f'{c.LABEL_PROBE}="%[1]s"')
+    service_only = {k: v for k, v in equal.items() if k != c.LABEL_PROBE}
+    one_probe: tuple[Matcher, ...] = (service_only, f'{c.LABEL_PROBE}="%[1]s"')
     failing = sli.failing_locations(one_probe, stale_after)
     names = (
         f"{{{{ range $i, $s := printf `{failing}` $labels.probe | query | sortByLabel `{c.LABEL_LOCATION}` }}}}"
         f"{{{{ if $i }}}}, {{{{ end }}}}{{{{ $s.Labels.{c.LABEL_LOCATION} }}}}{{{{ end }}}}"
     )
-    notes = alert_annotations(
-        f"{name}: probe {{{{ $labels.probe }}}} is down in {{{{ $value }}}} locations",
-        f"Probe {{{{ $labels.probe }}}} of {name} failed its last {runs} runs (one every "
-        f"{format_duration(interval)}) in {{{{ $value }}}} locations at once, at least the quorum of "
-        f"{service.quorum}: {names}.",
-        labels[c.LABEL_RUNBOOK_URL],
-    )
-    return _alert(c.ALERT_PROBE_DOWN, expr, labels, notes, (runs - 1) * interval)
+    quorum = service.quorum
+    rules = []
+    for severity, test, reach in (
+        (c.SEVERITY_PAGE, f">= {quorum}", f"at least the quorum of {quorum}"),
+        (c.SEVERITY_TICKET, f"< {quorum}", f"fewer than the quorum of {quorum} that pages"),
+    ):
+        labels = alert_labels(cfg, concern, c.ALERT_PROBE_DOWN, severity, **static)
+        notes = alert_annotations(
+            f"{name}: probe {{{{ $labels.probe }}}} is down at {{{{ $value }}}} of its locations",
+            f"Probe {{{{ $labels.probe }}}} of {name} failed its last {runs} runs (one every "
+            f"{format_duration(interval)}) at {{{{ $value }}}} of its locations at once, {reach}: {names}.",
+            labels[c.LABEL_RUNBOOK_URL],
+        )
+        rules.append(_alert(c.ALERT_PROBE_DOWN, f"{count}\n{test}", labels, notes, (runs - 1) * interval))
+    return rules
+
+
+def name_locations(template: str, locations: Iterable[str]) -> str:
+    """An annotation of ``quorum_alerts`` as Prometheus expands it when ``locations`` fail (for rule tests)."""
+    return _LOCATION_NAMES.sub(lambda _: ", ".join(sorted(locations)), template)
 
 
 def tls_alerts(cfg: Config, concern: Concern, name: str) -> list[Rule]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slaprobe import conventions as c
-from slaprobe.alerts.alerting import burn_windows, feedback_concern, is_scheduled
+from slaprobe.alerts.alerting import burn_windows, feedback_concern, is_scheduled, name_locations
 from slaprobe.alerts.escalation import escalation_annotations
 from slaprobe.alerts.policy import levels_of, ordered_priorities, priority_of
 from slaprobe.alerts.promql import number
@@ -467,12 +467,22 @@ def _probe_down_case(
     fired_at = failing_from + hold
     last = levels[-1].after if len(levels) > 1 else 0
     samples = round((fired_at + last) / step) + 3
-    case.add_series(c.PROBE_SUCCESS, series, values(("1", 2), ("0", samples)))
+    # With a quorum, that many locations fail at once; the alert is per probe, naming them.
+    where = series[c.LABEL_LOCATION]
+    locations = [f"{where}-{n}" for n in range(1, service.quorum + 1)] if service.quorum > 1 else [where]
+    for location in locations:
+        case.add_series(c.PROBE_SUCCESS, {**series, c.LABEL_LOCATION: location}, values(("1", 2), ("0", samples)))
+    page = c.SEVERITY_PAGE
     try:
-        rule = _rule_for(rules, c.ALERT_PROBE_DOWN, service=name, probe=probe.name)
+        rule = _rule_for(rules, c.ALERT_PROBE_DOWN, service=name, probe=probe.name, severity=page)
     except LookupError:
-        rule = _rule_for(rules, c.ALERT_PROBE_DOWN, service=name)
-    base = _expected(rule, series, 0)
+        rule = _rule_for(rules, c.ALERT_PROBE_DOWN, service=name, severity=page)
+    if service.quorum > 1:
+        named = {k: name_locations(v, locations) for k, v in rule["annotations"].items()}
+        per_probe = {k: series[k] for k in (c.LABEL_SERVICE, c.LABEL_PROBE)}
+        base = _expected({**rule, "annotations": named}, per_probe, service.quorum)
+    else:
+        base = _expected(rule, series, 0)
     if hold >= step:
         case.expect(fired_at - step, c.ALERT_PROBE_DOWN, [])
     case.expect(fired_at, c.ALERT_PROBE_DOWN, [base])

@@ -1,4 +1,4 @@
-"""``quorum: N``: a probe pages only when N locations fail it at once; a stale prober is no data, not a failure."""
+"""``quorum: N``: a probe pages when N locations fail it at once (fewer: a ticket); a stale prober is no data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from slaprobe import conventions as c
-from slaprobe.alerts import generate_rules
+from slaprobe.alerts import RULE_TESTS_FILE, RULES_FILE, generate_rule_tests, generate_rules
 from slaprobe.alerts.yamltext import dump_yaml
 from slaprobe.config import Config, parse_config
 from slaprobe.configerror import ConfigError
@@ -29,8 +29,13 @@ def config(quorum: int = 2) -> Config:
     return parse_config(CONFIG.format(quorum=quorum))
 
 
-def alert_rule(rules: dict[str, Any], alert: str) -> dict[str, Any]:
-    return next(rule for group in rules["groups"] for rule in group["rules"] if rule.get("alert") == alert)
+def alert_rule(rules: dict[str, Any], alert: str, severity: str | None = None) -> dict[str, Any]:
+    return next(
+        rule
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == alert and severity in (None, rule["labels"][c.LABEL_SEVERITY])
+    )
 
 
 def probe_series(location: str) -> str:
@@ -70,11 +75,11 @@ def test_check_rejects_a_quorum_below_one(quorum: int) -> None:
 def test_quorum_of_two_of_three_locations_pages_on_two_and_treats_a_stale_prober_as_no_data(tmp_path: Path) -> None:
     promtool = tool("promtool")
     rules = generate_rules(config())
-    down, no_data = alert_rule(rules, c.ALERT_PROBE_DOWN), alert_rule(rules, c.ALERT_PROBE_NO_DATA)
-    (tmp_path / "rules.yaml").write_text(dump_yaml({"groups": [{"name": "quorum", "rules": [down, no_data]}]}))
-    page_labels = {**down["labels"], c.LABEL_PROBE: "home"}
-    description = down["annotations"][c.ANNOTATION_DESCRIPTION]
-    named = description[: description.index("{{ range")].replace("{{ $labels.probe }}", "home")
+    down = alert_rule(rules, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE)
+    one_down = alert_rule(rules, c.ALERT_PROBE_DOWN, c.SEVERITY_TICKET)
+    no_data = alert_rule(rules, c.ALERT_PROBE_NO_DATA)
+    group = {"name": "quorum", "rules": [down, one_down, no_data]}
+    (tmp_path / "rules.yaml").write_text(dump_yaml({"groups": [group]}))
     stale_c = {
         "exp_labels": {**no_data["labels"], c.LABEL_PROBE: "home", c.LABEL_LOCATION: "dc-c"},
         "exp_annotations": {
@@ -93,22 +98,28 @@ def test_quorum_of_two_of_three_locations_pages_on_two_and_treats_a_stale_prober
             "alert_rule_test": [{"eval_time": t, "alertname": a, "exp_alerts": e} for t, a, e in checks],
         }
 
-    page = {
-        "exp_labels": page_labels,
-        "exp_annotations": {
-            **{k: v for k, v in down["annotations"].items() if k != c.ANNOTATION_DESCRIPTION},
-            c.ANNOTATION_SUMMARY: "shop: probe home is down in 2 locations",
-            c.ANNOTATION_DESCRIPTION: named.replace("{{ $value }}", "2") + "dc-a, dc-c.",
-        },
-    }
+    def probe_down(rule: dict[str, Any], failing: str, reach: str) -> dict[str, Any]:
+        count = len(failing.split(", "))
+        return {
+            "exp_labels": {**rule["labels"], c.LABEL_PROBE: "home"},
+            "exp_annotations": {
+                **rule["annotations"],
+                c.ANNOTATION_SUMMARY: f"shop: probe home is down at {count} of its locations",
+                c.ANNOTATION_DESCRIPTION: f"Probe home of shop failed its last 3 runs (one every 1m) at {count} of "
+                f"its locations at once, {reach}: {failing}.",
+            },
+        }
+
+    page = probe_down(down, "dc-a, dc-c", "at least the quorum of 2")
+    ticket = probe_down(one_down, "dc-a", "fewer than the quorum of 2 that pages")
     tests = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
         "tests": [
-            # One location of three fails: no page, nor a no-data ticket.
+            # One location of three fails: a probe-down ticket, no page, no no-data ticket.
             case(
                 {"dc-a": DOWN, "dc-b": UP, "dc-c": UP},
-                [("20m", c.ALERT_PROBE_DOWN, []), ("20m", c.ALERT_PROBE_NO_DATA, [])],
+                [("20m", c.ALERT_PROBE_DOWN, [ticket]), ("20m", c.ALERT_PROBE_NO_DATA, [])],
             ),
             # Two fail at once: a page naming both, once they failed 3 runs in a row.
             case(
@@ -120,7 +131,7 @@ def test_quorum_of_two_of_three_locations_pages_on_two_and_treats_a_stale_prober
                 {"dc-a": f"1x14 0x{MINUTES - 14}", "dc-b": UP, "dc-c": DOWN},
                 [
                     ("10m", c.ALERT_PROBE_NO_DATA, []),
-                    ("25m", c.ALERT_PROBE_DOWN, []),
+                    ("25m", c.ALERT_PROBE_DOWN, [ticket]),
                     ("25m", c.ALERT_PROBE_NO_DATA, [stale_c]),
                 ],
                 last_run={"dc-c": f"60x{MINUTES}"},
@@ -128,7 +139,7 @@ def test_quorum_of_two_of_three_locations_pages_on_two_and_treats_a_stale_prober
             # dc-c's prober vanished at 1m (no longer scraped): no page, a no-data ticket still.
             case(
                 {"dc-a": f"1x14 0x{MINUTES - 14}", "dc-b": UP, "dc-c": "0 0 stale"},
-                [("25m", c.ALERT_PROBE_DOWN, []), ("25m", c.ALERT_PROBE_NO_DATA, [stale_c])],
+                [("25m", c.ALERT_PROBE_DOWN, [ticket]), ("25m", c.ALERT_PROBE_NO_DATA, [stale_c])],
                 last_run={"dc-c": "0 60 stale"},
             ),
         ],
@@ -137,4 +148,36 @@ def test_quorum_of_two_of_three_locations_pages_on_two_and_treats_a_stale_prober
     checked = run([promtool, "check", "rules", "rules.yaml"], cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_the_generated_rule_tests_of_a_quorum_service_pass_with_probes_of_several_intervals(tmp_path: Path) -> None:
+    promtool = tool("promtool")
+    cfg = parse_config(
+        """version: v1
+escalation:
+  P2: [{after: 0m, notify: oncall}, {after: 15m, notify: lead}]
+receivers: {oncall: {}, lead: {}}
+services:
+  shop:
+    tier: high
+    quorum: 2
+    probes:
+      - {name: home, http: {url: "http://127.0.0.1:1/"}}
+      - {name: api, interval: 1m, http: {url: "http://127.0.0.1:1/"}}
+"""
+    )
+    rules = generate_rules(cfg)
+    level_1 = [
+        r
+        for g in rules["groups"]
+        for r in g["rules"]
+        if r.get("alert") == c.ALERT_PROBE_DOWN and r["labels"][c.LABEL_ESCALATION_LEVEL] == "1"
+    ]
+    assert {(r["labels"][c.LABEL_PROBE], r["labels"][c.LABEL_SEVERITY]) for r in level_1} == {
+        (probe, severity) for probe in ("home", "api") for severity in (c.SEVERITY_PAGE, c.SEVERITY_TICKET)
+    }
+    (tmp_path / RULES_FILE).write_text(dump_yaml(rules))
+    (tmp_path / RULE_TESTS_FILE).write_text(dump_yaml(generate_rule_tests(cfg, rules=rules)))
+    tested = run([promtool, "test", "rules", RULE_TESTS_FILE], cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
