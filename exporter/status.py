@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 
 from slaprobe.config import Config, Service
@@ -114,8 +115,29 @@ def _last_first_attempt(series: ProbeSeries) -> str | None:
     return entry.first_attempt.value
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """Slots counted for one schedule: ``count`` of them in [start, now]; ``next`` is the first after."""
+
+    start: float
+    now: float
+    count: int
+    next: float
+
+
+_PLANNED: dict[Schedule, _Planned] = {}
+_PLANNED_LIMIT = 100_000  # schedules remembered at most (a reload may replace them all)
+
+
 def planned_today(schedule: Schedule, since: float, now: float) -> int:
-    """Slots of ``schedule`` due in [max(local midnight, since), now]: the runs planned so far today."""
+    """Slots of ``schedule`` due in [max(local midnight, since), now]: the runs planned so far today.
+
+    A fixed grid is arithmetic. Cron and ``during`` schedules are walked slot by slot, so the
+    count is remembered per schedule and a later call of the same day (same start) only walks
+    the slots since the last one: the page, reloading every 30 s, then costs O(probes) rather
+    than O(probes x slots so far today). A new day, a new start or a clock turned back counts
+    afresh.
+    """
     midnight = dt.datetime.fromtimestamp(now, schedule.tz).replace(hour=0, minute=0, second=0, microsecond=0)
     start = max(midnight.timestamp(), since)
     if start > now:
@@ -123,10 +145,17 @@ def planned_today(schedule: Schedule, since: float, now: float) -> int:
     if schedule.cron is None and not schedule.during:
         first = schedule.next_due(start)
         return 0 if first > now else 1 + int((now - first) // schedule.interval)
-    count, when = 0, schedule.next_due(start)
+    known = _PLANNED.get(schedule)
+    if known is not None and known.start == start and known.now <= now:
+        count, when = known.count, known.next
+    else:
+        count, when = 0, schedule.next_due(start)
     while when <= now and count < _SLOT_LIMIT:
         count += 1
         when = schedule.next_due(when + 1e-3)
+    if known is None and len(_PLANNED) >= _PLANNED_LIMIT:
+        _PLANNED.clear()
+    _PLANNED[schedule] = _Planned(start, now, count, when)
     return count
 
 
