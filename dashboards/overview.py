@@ -171,6 +171,31 @@ def _summary(cfg: Config) -> list[Panel]:
             width=12,
             height=max(6, 2 + 2 * len(cfg.services)),
         ),
+        Panel(
+            "bargauge",
+            "Availability by location (time range)",
+            (
+                p.q(
+                    availability("$__range", PROBES, ["service", c.LABEL_LOCATION]),
+                    "{{service}} @ {{location}}",
+                    instant=True,
+                ),
+            ),
+            description=(
+                "Share of probe runs that succeeded in the time range, per service and location; red below the "
+                "service's SLA. One location low and the others green is a local problem (or its prober's)."
+            ),
+            unit="percentunit",
+            decimals=3,
+            min=_range_floor(list(p.availability_targets(cfg).values())),
+            max=1,
+            overrides=p.grouped(
+                p.availability_targets(cfg), " @ ", lambda target: [("thresholds", p.target_steps(target))]
+            ),
+            options=p.bargauge_options(),
+            width=24,
+            height=max(6, 2 + 2 * len(cfg.services)),
+        ),
     ]
 
 
