@@ -12,6 +12,10 @@ from slaprobe.config import Config, Service
 from slaprobe.dashboards.model import Link, Override, Panel, Query, Step, Variable
 from slaprobe.dashboards.promql import LOCATION_VAR, SERVICE_VAR, regex_of, selector
 
+# One definition for rules, boards and report; re-exported (the boards call p.budget).
+from slaprobe.promql import budget as budget
+from slaprobe.promql import ratio as ratio
+
 H = TypeVar("H", bound=Hashable)
 
 TAGS = ("slaprobe", "sla")
@@ -219,16 +223,6 @@ def merge_table(rename: Mapping[str, str], order: Iterable[str], hide: Iterable[
 
 
 # ---------------------------------------------------------------- config facts
-
-
-def ratio(percent: float) -> float:
-    """A percentage as a ratio, without binary noise (99.9 -> 0.999, not 0.9990000000000001)."""
-    return round(percent / 100, 12)
-
-
-def budget(percent: float) -> float:
-    """The error budget of an objective in percent, as a ratio (99.5 -> 0.005)."""
-    return round(1 - percent / 100, 12)
 
 
 def availability_targets(cfg: Config) -> dict[str, float]:

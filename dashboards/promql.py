@@ -44,13 +44,19 @@ def share(part: str, whole: str) -> str:
     """``part / whole`` where an absent ``part`` (no event at all yet) counts as 0, not as no data.
 
     Counters with a reason or code label appear only after their first event, so a
-    plain division would show "no data" exactly when everything is fine.
+    plain division would show "no data" exactly when everything is fine. A window without
+    any event (a cron or ``during`` probe, a long interval) gives 0, not NaN, as the rules'
+    ratios do (``slaprobe.alerts.slos.guarded_ratio``).
     """
-    return f"({part} or {whole} * 0) / {whole}"
+    return f"((({part} or {whole} * 0) / ({whole} > 0)) or {whole} * 0)"
 
 
 def _sli_ratio(indicator: sli.SLI, window: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
-    """An SLI's bad (or good) events over its total events in ``window``, exact: from counters."""
+    """An SLI's bad (or good) events over its total events in ``window``, from ``increase()``.
+
+    Not exact: ``increase()`` extrapolates to the window's edges (the report counts exactly,
+    with ``slaprobe.sli.Events.count``); a board's trend over ``$__range`` does not need it.
+    """
     scope = tuple(matchers)
     total = indicator.total.increase(window, scope, labels)
     part = indicator.bad if indicator.bad is not None else indicator.good

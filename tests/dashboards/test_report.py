@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from slaprobe import conventions as c
+from slaprobe.dashboards import promql as board_promql
 from slaprobe.dashboards.report import (
     LABEL_GAP,
     CategoryFigures,
@@ -296,3 +297,35 @@ def test_the_report_shows_done_against_planned_dial_tests_and_degraded_runs() ->
     assert "60 / 65 (92.3%)" in render_html(_report_of(shop))
     unplanned = ServiceReport("quiet", "low", "", 0.999, 0, 0, None, 0.999, None, (), (), None)
     assert unplanned.plan_text() == "-" and unplanned.plan_done() is None
+
+
+def test_a_board_window_without_runs_reads_availability_1_and_error_ratio_0_not_nan(tmp_path: Path) -> None:
+    """A cron probe ran 4 times, 1 failed, then stopped: over the last 10 minutes (no run) the
+    boards' error ratio is 0 and availability 1, as the rules' guarded ratios say, not 0/0."""
+    promtool = tool("promtool")
+    labels = 'service="shop", probe="home", location="dc1", instance="slaprobe:9799", job="slaprobe"'
+    scope = ('service=~"shop"',)
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f"{c.PROBE_RUNS}{{{labels}}}", "values": "1+1x3 4x20"},
+                    {"series": f'{c.PROBE_FIRST_ATTEMPT_FAILURES}{{{labels}, reason="connect"}}', "values": "1x23"},
+                ],
+                "promql_expr_test": [
+                    {"expr": expr, "eval_time": "23m", "exp_samples": [{"labels": '{service="shop"}', "value": n}]}
+                    for expr, n in [
+                        (board_promql.error_ratio("10m", scope, ["service"]), 0),
+                        (board_promql.availability("10m", scope, ["service"]), 1),
+                    ]
+                ],
+            }
+        ],
+    }
+    (tmp_path / "rules.yaml").write_text("groups: []\n")
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = run([promtool, "test", "rules", "tests.yaml"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
