@@ -70,6 +70,32 @@ def windows_for(period: float) -> tuple[BurnWindow, ...]:
     return tuple(found)
 
 
+def _left_out_because(
+    window: BurnWindow, factor: float, period: float, budget: float, kept: list[tuple[BurnWindow, float]]
+) -> str | None:
+    """Why a pair does not apply, or None when it does (see ``applicable_windows``)."""
+    if factor * budget >= 1:
+        return "threshold 100% or more"
+    if period not in UNSCALED_PERIODS and factor < 1:  # 28d keeps Sloth's 0.93 on 3d/6h
+        return "factor below 1"
+    if any(window.label == other.label for other, _ in kept):
+        return "the windows of a faster pair"
+    return None
+
+
+def _sorted_out(period: float, budget: float) -> tuple[list[tuple[BurnWindow, float]], list[tuple[BurnWindow, str]]]:
+    kept: list[tuple[BurnWindow, float]] = []
+    dropped: list[tuple[BurnWindow, str]] = []
+    for window in windows_for(period):
+        factor = window.factor(period)
+        reason = _left_out_because(window, factor, period, budget, kept)
+        if reason is None:
+            kept.append((window, factor))
+        else:
+            dropped.append((window, reason))
+    return kept, dropped
+
+
 def applicable_windows(period: float, budget: float) -> list[tuple[BurnWindow, float]]:
     """The window pairs that apply to an SLA window of ``period`` seconds and an error budget
     ratio ``budget`` (99.9% -> 0.001), fastest first, each with its burn-rate factor.
@@ -80,25 +106,18 @@ def applicable_windows(period: float, budget: float) -> list[tuple[BurnWindow, f
     the scale (under about two days), a pair whose factor fell below 1 (it would alert on a
     burn that cannot spend the budget) or whose windows equal a faster pair's (the same
     ``burnrate`` label twice would be one alert written twice). ``describe_windows`` says
-    which pairs a window gets, for ``check``.
+    which pairs a window gets, and why any is left out, for ``check``.
     """
-    found: list[tuple[BurnWindow, float]] = []
-    for window in windows_for(period):
-        factor = window.factor(period)
-        bent = period not in UNSCALED_PERIODS and factor < 1  # 28d keeps Sloth's 0.93 on 3d/6h
-        if factor * budget < 1 and not bent and all(window.label != kept.label for kept, _ in found):
-            found.append((window, factor))
-    return found
+    return _sorted_out(period, budget)[0]
 
 
 def describe_windows(period: float, budget: float) -> str:
-    """One line for ``check``: the burn-rate pairs an SLA window gets, and those left out."""
-    kept = applicable_windows(period, budget)
+    """One line for ``check``: the burn-rate pairs an SLA window gets, and those left out with the reason."""
+    kept, dropped = _sorted_out(period, budget)
     parts = [f"{w.label} x{format_value(f)} {w.severity}" for w, f in kept]
-    dropped = [w.label for w in windows_for(period) if w not in {k for k, _ in kept}]
     text = f"SLA window {format_duration(period)}: burn-rate pairs " + (", ".join(parts) or "none")
     if dropped:
-        text += f" (left out: {', '.join(dropped)}: threshold 100% or more, factor below 1 or windows of a faster pair)"
+        text += " (left out: " + "; ".join(f"{w.label}, {why}" for w, why in dropped) + ")"
     return text
 
 

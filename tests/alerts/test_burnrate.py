@@ -42,7 +42,7 @@ def test_scaled_windows_are_never_shorter_than_a_minute() -> None:
 def test_a_pair_that_could_never_fire_is_left_out_and_named() -> None:
     text = describe_windows(DAY, 0.1)  # 90%: 14.4 x 10% is above 100%
     assert text.startswith("SLA window 1d: burn-rate pairs 12m/1m x6 page")
-    assert text.endswith("(left out, threshold 100% or more: 2m/1m)")
+    assert text.endswith("(left out: 2m/1m, threshold 100% or more)")
 
 
 def test_a_1d_service_gets_burn_rate_alerts_and_records_their_windows() -> None:
@@ -61,3 +61,8 @@ def test_a_1d_service_gets_burn_rate_alerts_and_records_their_windows() -> None:
         if r.get("record") and r.get("labels", {}).get("service") == "batch"
     }
     assert {"1m", "4m", "12m", "48m", "2h24m"} <= recorded
+
+
+def test_a_1h_window_names_each_pair_it_leaves_out_with_its_reason() -> None:
+    text = describe_windows(3600.0, 0.001)
+    assert text.endswith("(left out: 2m/1m, factor below 1; 2m/1m, the windows of a faster pair)")
