@@ -62,9 +62,10 @@ def main() -> int:
     parser.add_argument("--rotate", type=float, default=60, help="seconds between rotations of the failing quarter")
     args = parser.parse_args()
     common.print_machine()
-    with common.workdir("slaprobe-soak-") as tmp, FaultProcess(
-        dns=False, huge_size=1 << 20, trickle_interval=0.5, rotate_period=args.rotate
-    ) as faults:
+    with (
+        common.workdir("slaprobe-soak-") as tmp,
+        FaultProcess(dns=False, huge_size=1 << 20, trickle_interval=0.5, rotate_period=args.rotate) as faults,
+    ):
         config = tmp / "slaprobe.json"
         write_config(config, faults, args.targets, args.interval, args.timeout)
         loading = time.monotonic()

@@ -214,8 +214,14 @@ class DemoState:
 class _Shop:
     """The aiohttp handlers; ``clock`` drives the schedule, ``sleep`` the slow responses."""
 
-    def __init__(self, state: DemoState, clock: Callable[[], float], sleep: Sleep,
-                 access_log: IO[str] | None, log_request_time: bool) -> None:
+    def __init__(
+        self,
+        state: DemoState,
+        clock: Callable[[], float],
+        sleep: Sleep,
+        access_log: IO[str] | None,
+        log_request_time: bool,
+    ) -> None:
         self.state = state
         self.clock = clock
         self.sleep = sleep
@@ -261,7 +267,7 @@ class _Shop:
         body = response.body if isinstance(response, web.Response) else None
         size = len(body) if isinstance(body, bytes) else 0
         line = (
-            f'{request.remote or "-"} - - [{stamp}] '
+            f"{request.remote or '-'} - - [{stamp}] "
             f'"{_quote(f"{request.method} {request.path_qs} HTTP/{request.version.major}.{request.version.minor}")}" '
             f'{response.status} {size} "{_quote(request.headers.get("Referer", "-"))}" '
             f'"{_quote(request.headers.get("User-Agent", "-"))}"'
@@ -292,19 +298,21 @@ class _Shop:
         """GET /schedule: the current phase, when it ends, and the schedule's constants."""
         now = self.clock()
         behaviour = behaviour_at(now)
-        return web.json_response({
-            "now": now,
-            "phase": behaviour.phase,
-            "cycle_seconds": CYCLE_SECONDS,
-            "cycle_second": round(behaviour.cycle_second, 3),
-            "phase_ends_in_seconds": round(behaviour.phase_ends_in, 3),
-            "home_status": behaviour.home_status,
-            "catalog_delay_seconds": round(behaviour.catalog_delay, 3),
-            "error_burst": list(ERROR_BURST),
-            "slow_window": list(SLOW_WINDOW),
-            "bill_failure_every": BILL_FAILURE_EVERY,
-            "bill_checks": self.state.bill_checks,
-        })
+        return web.json_response(
+            {
+                "now": now,
+                "phase": behaviour.phase,
+                "cycle_seconds": CYCLE_SECONDS,
+                "cycle_second": round(behaviour.cycle_second, 3),
+                "phase_ends_in_seconds": round(behaviour.phase_ends_in, 3),
+                "home_status": behaviour.home_status,
+                "catalog_delay_seconds": round(behaviour.catalog_delay, 3),
+                "error_burst": list(ERROR_BURST),
+                "slow_window": list(SLOW_WINDOW),
+                "bill_failure_every": BILL_FAILURE_EVERY,
+                "bill_checks": self.state.bill_checks,
+            }
+        )
 
     async def runbook(self, request: web.Request) -> web.Response:
         """GET /runbook/<service>: this module's explanation of the schedule."""
@@ -352,12 +360,14 @@ class _Shop:
         outcome = bill_outcome(self.state.bill_checks)
         if outcome == "error":
             return web.json_response({"error": "billing backend unavailable"}, status=500)
-        return web.json_response({
-            "subscription_id": subscription,
-            "status": outcome,
-            "amount": "9.90",
-            "currency": "EUR",
-        })
+        return web.json_response(
+            {
+                "subscription_id": subscription,
+                "status": outcome,
+                "amount": "9.90",
+                "currency": "EUR",
+            }
+        )
 
     async def unsubscribe(self, request: web.Request) -> web.Response:
         """POST /api/unsubscribe: end one (``subscription_id``) or all of the user's subscriptions."""
@@ -372,11 +382,13 @@ class _Shop:
     async def hook(self, request: web.Request) -> web.Response:
         """POST /hooks/<receiver>: store one webhook notification."""
         body = await _json_object(request)
-        self.state.notifications.append({
-            "receiver": request.match_info["receiver"],
-            "received_at": self.clock(),
-            "payload": body,
-        })
+        self.state.notifications.append(
+            {
+                "receiver": request.match_info["receiver"],
+                "received_at": self.clock(),
+                "payload": body,
+            }
+        )
         return web.json_response({"stored": True})
 
     async def hooks(self, request: web.Request) -> web.Response:
@@ -514,9 +526,15 @@ def _make_certificates(workdir: Path, now: dt.datetime) -> _Certificates:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -651,9 +669,7 @@ def _listen(port: int, kind: socket.SocketKind, what: str) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise OSError(
-            exc.errno, f"sample service: cannot listen on {_HOST}:{port} for {what}: {exc.strerror}"
-        ) from exc
+        raise OSError(exc.errno, f"sample service: cannot listen on {_HOST}:{port} for {what}: {exc.strerror}") from exc
     return sock
 
 
@@ -696,8 +712,14 @@ async def start_sample_service(
     log_path = workdir / "access.log"
     access_log = log_path.open("a", encoding="utf-8", buffering=1)
     service = SampleService(
-        http_port=http_port, https_port=https_port, tcp_port=tcp_port, dns_port=dns_port,
-        ca_file=certs.ca, cert_not_after=certs.not_after, access_log=log_path, state=state,
+        http_port=http_port,
+        https_port=https_port,
+        tcp_port=tcp_port,
+        dns_port=dns_port,
+        ca_file=certs.ca,
+        cert_not_after=certs.not_after,
+        access_log=log_path,
+        state=state,
     )
 
     async def close_log() -> None:

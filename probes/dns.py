@@ -92,8 +92,7 @@ async def probe_dns(spec: DnsSpec, ctx: ProbeContext) -> ProbeResult:
 
     answers, authorities, additionals = state.answered(response)
     rcode = dns.rcode.to_text(response.rcode())
-    trace.log(f"answer {rcode}: {answers} answer, {authorities} authority, "
-              f"{additionals} additional records")
+    trace.log(f"answer {rcode}: {answers} answer, {authorities} authority, {additionals} additional records")
     if response.rcode() not in accepted:
         return state.finish(FailureReason.RCODE, f"rcode {rcode} not in {spec.expect.rcode}")
     if answers < spec.expect.min_answers:
@@ -118,12 +117,14 @@ def record_lines(rrsets: Iterable[dns.rrset.RRset]) -> list[str]:
     """Each record as one line of zone-file text, fields tab-separated as blackbox prints them."""
     lines: list[str] = []
     for rrset in rrsets:
-        header = "\t".join((
-            rrset.name.to_text(),
-            str(rrset.ttl),
-            dns.rdataclass.to_text(rrset.rdclass),
-            dns.rdatatype.to_text(rrset.rdtype),
-        ))
+        header = "\t".join(
+            (
+                rrset.name.to_text(),
+                str(rrset.ttl),
+                dns.rdataclass.to_text(rrset.rdclass),
+                dns.rdatatype.to_text(rrset.rdtype),
+            )
+        )
         lines.extend(f"{header}\t{rdata.to_text()}" for rdata in rrset)
     return lines
 
@@ -272,9 +273,7 @@ class _State:
         """Rewrite the trace's samples so a timeout still reports what was learned."""
         phases = self.ctx.trace.phases
         samples = list(self.ip_samples)
-        samples += [
-            Sample(names.BB_DNS_DURATION, phases.get(p, 0.0), (("phase", p),)) for p in _PHASES
-        ]
+        samples += [Sample(names.BB_DNS_DURATION, phases.get(p, 0.0), (("phase", p),)) for p in _PHASES]
         samples.append(Sample(names.BB_DNS_QUERY_SUCCEEDED, 1 if self.counts else 0))
         counts = self.counts or (0, 0, 0)  # as blackbox: 0 until an answer came
         samples += [
@@ -306,4 +305,3 @@ def _split_host_port(server: str) -> tuple[str, int]:
 
 def _join(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-

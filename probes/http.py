@@ -232,9 +232,7 @@ class _HttpProbe:
             target = _redirect_target(url, location)
             if self.debug:
                 self.trace.log(f"redirect {response.status} to {_loggable(target)}")
-            if (response.status == 303 and method != "HEAD") or (
-                response.status in (301, 302) and method == "POST"
-            ):
+            if (response.status == 303 and method != "HEAD") or (response.status in (301, 302) and method == "POST"):
                 method, body = "GET", None
                 headers.popall("Content-Type", None)
             if target.raw_host != url.raw_host or (
@@ -524,9 +522,7 @@ class _HttpProbe:
             raise _Failed(FailureReason.CERT_EXPIRY, detail)
         elapsed = self.trace.elapsed()
         if expect.max_duration is not None and elapsed > expect.max_duration:
-            raise _Failed(
-                FailureReason.SLOW, f"took {elapsed:.3f}s, more than max_duration {expect.max_duration:g}s"
-            )
+            raise _Failed(FailureReason.SLOW, f"took {elapsed:.3f}s, more than max_duration {expect.max_duration:g}s")
 
     # ------------------------------------------------------------------------ result
 
@@ -538,8 +534,7 @@ class _HttpProbe:
         trace = self.trace
         samples = trace.samples
         samples += [
-            Sample(names.BB_HTTP_DURATION, trace.phases.get(phase, 0.0), (("phase", phase),))
-            for phase in PHASES
+            Sample(names.BB_HTTP_DURATION, trace.phases.get(phase, 0.0), (("phase", phase),)) for phase in PHASES
         ]
         samples += [
             Sample(names.BB_HTTP_STATUS, self.status),
@@ -820,9 +815,7 @@ class _ProbeConnector(aiohttp.TCPConnector):
         if dial is None or host.rstrip(".") != dial.host.rstrip("."):
             # Fail closed: nothing but probe_http's guarded address may be dialled.
             raise RuntimeError(f"slaprobe http connector asked to dial {host!r} outside a probe")
-        return [
-            {"hostname": host, "host": dial.ip, "port": port, "family": dial.family, "proto": 0, "flags": 0}
-        ]
+        return [{"hostname": host, "host": dial.ip, "port": port, "family": dial.family, "proto": 0, "flags": 0}]
 
     async def _wrap_create_connection(
         self,

@@ -168,17 +168,17 @@ def _judge(spec: IcmpSpec, session: _EchoSession, state: _State) -> ProbeResult:
     summary = f"{sent - len(rtts)} of {sent} echo requests lost ({loss:.0%})"
     if state.rtt:
         rtt = state.rtt
-        summary += (f", rtt min/avg/max/jitter {rtt['min'] * 1e3:.3f}/{rtt['avg'] * 1e3:.3f}/"
-                    f"{rtt['max'] * 1e3:.3f}/{rtt['jitter'] * 1e3:.3f} ms")
+        summary += (
+            f", rtt min/avg/max/jitter {rtt['min'] * 1e3:.3f}/{rtt['avg'] * 1e3:.3f}/"
+            f"{rtt['max'] * 1e3:.3f}/{rtt['jitter'] * 1e3:.3f} ms"
+        )
     trace.log(summary)
     if sent == 0:
         return state.finish(FailureReason.TIMEOUT, "the deadline passed before the first echo request")
     if not rtts and session.send_error:
         return state.finish(FailureReason.CONNECT, f"sending to {session.ip}: {session.send_error}")
     if loss > spec.expect.max_loss_ratio:
-        return state.finish(
-            FailureReason.LOSS, f"{summary}; at most {spec.expect.max_loss_ratio:.0%} allowed"
-        )
+        return state.finish(FailureReason.LOSS, f"{summary}; at most {spec.expect.max_loss_ratio:.0%} allowed")
     max_rtt = spec.expect.max_rtt
     if max_rtt is not None and state.rtt and state.rtt["avg"] > max_rtt:
         return state.finish(
@@ -290,9 +290,7 @@ class _EchoSession:
         now = time.monotonic()
         while True:
             try:
-                data, ancdata, _flags, source = self.icmp.sock.recvmsg(
-                    65535, socket.CMSG_SPACE(4) * 2
-                )
+                data, ancdata, _flags, source = self.icmp.sock.recvmsg(65535, socket.CMSG_SPACE(4) * 2)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # a queued ICMP error; the reader fires again for any data
@@ -323,8 +321,9 @@ class _EchoSession:
 
 def _hop_limit(ancdata: list[Any]) -> int | None:
     for level, kind, data in ancdata:
-        if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL),
-                             (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)) and len(data) >= 4:
+        if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)) and len(
+            data
+        ) >= 4:
             return int.from_bytes(data[:4], sys.byteorder)
     return None
 
@@ -362,16 +361,12 @@ class _State:
         """Rewrite the trace's samples so a timeout still reports what was learned."""
         phases = self.ctx.trace.phases
         samples = list(self.ip_samples)
-        samples += [
-            Sample(names.BB_ICMP_DURATION, phases.get(p, 0.0), (("phase", p),)) for p in _PHASES
-        ]
+        samples += [Sample(names.BB_ICMP_DURATION, phases.get(p, 0.0), (("phase", p),)) for p in _PHASES]
         if self.hop_limit is not None:
             samples.append(Sample(names.BB_ICMP_REPLY_HOP_LIMIT, self.hop_limit))
         if self.loss is not None:
             samples.append(Sample(names.BB_ICMP_LOSS_RATIO, self.loss))
-        samples += [
-            Sample(names.BB_ICMP_RTT, value, (("stat", stat),)) for stat, value in self.rtt.items()
-        ]
+        samples += [Sample(names.BB_ICMP_RTT, value, (("stat", stat),)) for stat, value in self.rtt.items()]
         self.ctx.trace.samples[:] = samples
 
     def finish(self, reason: FailureReason | None, detail: str) -> ProbeResult:

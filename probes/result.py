@@ -116,9 +116,7 @@ class ProbeTrace:
         """Seconds since the probe started."""
         return time.monotonic() - self.started
 
-    def result(
-        self, reason: FailureReason | None, detail: str = "", *, cert: CertInfo | None = None
-    ) -> ProbeResult:
+    def result(self, reason: FailureReason | None, detail: str = "", *, cert: CertInfo | None = None) -> ProbeResult:
         """The probe's result from what it learned so far: failed with ``reason``, or a success when None."""
         return ProbeResult(
             success=reason is None,
@@ -150,6 +148,7 @@ class DialGuard:
     def check(self, hostname: str, ip: str, port: int | None) -> None:
         """Raise ForbiddenTargetError unless ``ip`` may be dialled at ``port`` (None: no port)."""
         raise NotImplementedError
+
 
 # The addresses of a host name in one family (socket.AF_INET or AF_INET6), best first;
 # raises OSError (socket.gaierror) when the name has none. Tests answer from a table with it.

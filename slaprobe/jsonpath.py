@@ -62,8 +62,7 @@ def parse_path(path: str) -> tuple[Step, ...]:
             steps.append(Wildcard.ALL)
         else:
             raise JsonPathError(
-                f"{path!r}: unsupported syntax at position {pos} "
-                "(supported: .name, ['name'], [index], [*], .*)"
+                f"{path!r}: unsupported syntax at position {pos} (supported: .name, ['name'], [index], [*], .*)"
             )
         pos = match.end()
     return tuple(steps)

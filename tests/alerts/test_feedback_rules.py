@@ -173,6 +173,8 @@ def test_complaint_spikes_stay_off_the_incidents_webhook_route_but_reach_their_r
     assert routes[0]["receiver"] == c.RECEIVER_INCIDENTS
     assert f'alertname!="{c.ALERT_FEEDBACK_SPIKE}"' in routes[0]["matchers"]
     assert all("alertname" not in m for route in routes[1:] for m in route.get("matchers", []))
-    without_spike = CONFIG.replace("  feedback: {spike: {factor: 3, min_count: 10, days: 7, for: 0s}}", "  feedback: {}")
+    without_spike = CONFIG.replace(
+        "  feedback: {spike: {factor: 3, min_count: 10, days: 7, for: 0s}}", "  feedback: {}"
+    )
     routes = generate_alertmanager(parse_config(without_spike + hook))["route"]["routes"]
     assert routes[0]["matchers"] == ['escalation_level=~".+"']

@@ -172,7 +172,11 @@ def test_a_level_that_outlives_level_1_fails_the_resolution_tests(tmp_path: Path
     rules, tests = escalation_tests("P1")
     for rule in escalation_rules(rules):
         if "alert" in rule:
-            rule["expr"] = re.sub(r"and ignoring \(alertstate\) (ALERTS\{[^}]*\})", r"and ignoring (alertstate) max_over_time(\1[5m])", rule["expr"])
+            rule["expr"] = re.sub(
+                r"and ignoring \(alertstate\) (ALERTS\{[^}]*\})",
+                r"and ignoring (alertstate) max_over_time(\1[5m])",
+                rule["expr"],
+            )
     output = failing_tests(tmp_path, rules, tests)
     assert "once SLAErrorBudgetBurn resolves, every level resolves and none fires later" in output
 

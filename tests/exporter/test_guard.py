@@ -34,8 +34,12 @@ DIALS = [
     ([], "::ffff:10.0.0.2", "::ffff:10.0.0.2", OK),
     ([], "１０.０.０.２", "10.0.0.2", OK),
     # ... but only as an address: another name that resolves there needs a CIDR.
-    ([], "alias.example", "10.0.0.2", refused_not_listed(
-        "target alias.example resolved to 10.0.0.2, which", "10.0.0.2/32")),
+    (
+        [],
+        "alias.example",
+        "10.0.0.2",
+        refused_not_listed("target alias.example resolved to 10.0.0.2, which", "10.0.0.2/32"),
+    ),
     # Rule 2c: CIDRs (and bare addresses) open addresses, whatever name leads there.
     (["192.168.10.0/24"], "anything.example", "192.168.10.5", OK),
     (["192.168.10.0/24"], "192.168.10.7", "192.168.10.7", OK),
@@ -51,8 +55,12 @@ DIALS = [
     # Refusals: nothing in the config or the allow-list covers the address.
     ([], "10.1.2.3", "10.1.2.3", refused_not_listed("target 10.1.2.3", "10.1.2.3/32")),
     ([], "evil.example", "8.8.8.8", refused_not_listed("target evil.example resolved to 8.8.8.8, which", "8.8.8.8/32")),
-    (["192.168.10.0/24"], "evil.example", "192.168.11.1", refused_not_listed(
-        "target evil.example resolved to 192.168.11.1, which", "192.168.11.1/32")),
+    (
+        ["192.168.10.0/24"],
+        "evil.example",
+        "192.168.11.1",
+        refused_not_listed("target evil.example resolved to 192.168.11.1, which", "192.168.11.1/32"),
+    ),
     ([], "::1", "::1", refused_not_listed("target ::1", "::1/128")),
     # Bypass spellings of 127.0.0.1: every one is an address, so a glob cannot open it.
     (["*"], "0x7f000001", "127.0.0.1", refused_not_listed("target 0x7f000001 (127.0.0.1)", "127.0.0.1/32")),
@@ -62,84 +70,180 @@ DIALS = [
     (["*"], "0177.0.0.1", "127.0.0.1", refused_not_listed("target 0177.0.0.1 (127.0.0.1)", "127.0.0.1/32")),
     (["*"], "127.0.0.1.", "127.0.0.1", refused_not_listed("target 127.0.0.1. (127.0.0.1)", "127.0.0.1/32")),
     (["*"], "１２７.０.０.１", "127.0.0.1", refused_not_listed("target １２７.０.０.１ (127.0.0.1)", "127.0.0.1/32")),
-    (["*"], "[::ffff:127.0.0.1]", "::ffff:127.0.0.1", refused_not_listed(
-        "target ::ffff:127.0.0.1 (127.0.0.1)", "127.0.0.1/32")),
+    (
+        ["*"],
+        "[::ffff:127.0.0.1]",
+        "::ffff:127.0.0.1",
+        refused_not_listed("target ::ffff:127.0.0.1 (127.0.0.1)", "127.0.0.1/32"),
+    ),
     # A glob-allowed name that resolves inside: IPv4-mapped, 6to4, NAT64 and Teredo embeddings too.
-    (["*.public.example"], "in.public.example", "10.0.0.9",
-     "target in.public.example resolved to 10.0.0.9, which is a private address, not allowed by a hostname glob; "
-     f"add it with --probe-allow 10.0.0.9/32 {FIX}"),
-    (["*.public.example"], "in.public.example", "::ffff:10.0.0.1",
-     "target in.public.example resolved to ::ffff:10.0.0.1 (10.0.0.1), which is a private address, not allowed by "
-     f"a hostname glob; add it with --probe-allow 10.0.0.1/32 {FIX}"),
-    (["*.public.example"], "in.public.example", "2002:7f00:1::",
-     "target in.public.example resolved to 2002:7f00:1::, embedding 127.0.0.1, which is a loopback address, not "
-     f"allowed by a hostname glob; add it with --probe-allow 127.0.0.1/32 {FIX}"),
-    (["*.public.example"], "in.public.example", "64:ff9b::a00:1",
-     "target in.public.example resolved to 64:ff9b::a00:1, embedding 10.0.0.1, which is a private address, not "
-     f"allowed by a hostname glob; add it with --probe-allow 10.0.0.1/32 {FIX}"),
-    (["*.public.example"], "in.public.example", "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo client 10.0.0.1
-     "target in.public.example resolved to 2001:0:4136:e378:8000:63bf:f5ff:fffe, which is an IETF protocol "
-     "address, not allowed by a hostname glob; add it with --probe-allow "
-     f"2001:0:4136:e378:8000:63bf:f5ff:fffe/128 {FIX}"),
-    (["::/0"], "::ffff:0:7f00:1", "::ffff:0:7f00:1", refused_not_listed(
-        "target ::ffff:0:7f00:1, embedding 127.0.0.1, which", "127.0.0.1/32")),
-    (["*.public.example"], "in.public.example", "::7f00:1",
-     "target in.public.example resolved to ::7f00:1, which is an IPv4-compatible address, not allowed by a "
-     f"hostname glob; add it with --probe-allow ::7f00:1/128 {FIX}"),
-    (["*.public.example"], "in.public.example", "fc00::1",
-     "target in.public.example resolved to fc00::1, which is a unique-local address, not allowed by a hostname "
-     f"glob; add it with --probe-allow fc00::1/128 {FIX}"),
-    (["*.public.example"], "in.public.example", "0.0.0.0",
-     "target in.public.example resolved to 0.0.0.0, which is a this-network address, not allowed by a hostname "
-     f"glob; add it with --probe-allow 0.0.0.0/32 {FIX}"),
-    (["*.public.example"], "in.public.example", "224.0.0.1",
-     "target in.public.example resolved to 224.0.0.1, which is a multicast address, not allowed by a hostname "
-     f"glob; add it with --probe-allow 224.0.0.1/32 {FIX}"),
-    (["*.public.example"], "in.public.example", "100.64.0.1",
-     "target in.public.example resolved to 100.64.0.1, which is a shared (CGNAT) address, not allowed by a "
-     f"hostname glob; add it with --probe-allow 100.64.0.1/32 {FIX}"),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "10.0.0.9",
+        "target in.public.example resolved to 10.0.0.9, which is a private address, not allowed by a hostname glob; "
+        f"add it with --probe-allow 10.0.0.9/32 {FIX}",
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "::ffff:10.0.0.1",
+        "target in.public.example resolved to ::ffff:10.0.0.1 (10.0.0.1), which is a private address, not allowed by "
+        f"a hostname glob; add it with --probe-allow 10.0.0.1/32 {FIX}",
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "2002:7f00:1::",
+        "target in.public.example resolved to 2002:7f00:1::, embedding 127.0.0.1, which is a loopback address, not "
+        f"allowed by a hostname glob; add it with --probe-allow 127.0.0.1/32 {FIX}",
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "64:ff9b::a00:1",
+        "target in.public.example resolved to 64:ff9b::a00:1, embedding 10.0.0.1, which is a private address, not "
+        f"allowed by a hostname glob; add it with --probe-allow 10.0.0.1/32 {FIX}",
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo client 10.0.0.1
+        "target in.public.example resolved to 2001:0:4136:e378:8000:63bf:f5ff:fffe, which is an IETF protocol "
+        "address, not allowed by a hostname glob; add it with --probe-allow "
+        f"2001:0:4136:e378:8000:63bf:f5ff:fffe/128 {FIX}",
+    ),
+    (
+        ["::/0"],
+        "::ffff:0:7f00:1",
+        "::ffff:0:7f00:1",
+        refused_not_listed("target ::ffff:0:7f00:1, embedding 127.0.0.1, which", "127.0.0.1/32"),
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "::7f00:1",
+        "target in.public.example resolved to ::7f00:1, which is an IPv4-compatible address, not allowed by a "
+        f"hostname glob; add it with --probe-allow ::7f00:1/128 {FIX}",
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "fc00::1",
+        "target in.public.example resolved to fc00::1, which is a unique-local address, not allowed by a hostname "
+        f"glob; add it with --probe-allow fc00::1/128 {FIX}",
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "0.0.0.0",
+        "target in.public.example resolved to 0.0.0.0, which is a this-network address, not allowed by a hostname "
+        f"glob; add it with --probe-allow 0.0.0.0/32 {FIX}",
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "224.0.0.1",
+        "target in.public.example resolved to 224.0.0.1, which is a multicast address, not allowed by a hostname "
+        f"glob; add it with --probe-allow 224.0.0.1/32 {FIX}",
+    ),
+    (
+        ["*.public.example"],
+        "in.public.example",
+        "100.64.0.1",
+        "target in.public.example resolved to 100.64.0.1, which is a shared (CGNAT) address, not allowed by a "
+        f"hostname glob; add it with --probe-allow 100.64.0.1/32 {FIX}",
+    ),
     # A wide CIDR opens private ranges but not the sensitive ones.
     (["0.0.0.0/0"], "10.5.5.5", "10.5.5.5", OK),
-    (["0.0.0.0/0"], "169.254.169.254", "169.254.169.254",
-     "target 169.254.169.254 is the cloud metadata address, refused unless a CIDR inside 169.254.169.254/32 "
-     f"allows it; add it with --probe-allow 169.254.169.254/32 {FIX}"),
-    (["169.254.0.0/16"], "169.254.169.254", "169.254.169.254",
-     "target 169.254.169.254 is the cloud metadata address, refused unless a CIDR inside 169.254.169.254/32 "
-     f"allows it; add it with --probe-allow 169.254.169.254/32 {FIX}"),
+    (
+        ["0.0.0.0/0"],
+        "169.254.169.254",
+        "169.254.169.254",
+        "target 169.254.169.254 is the cloud metadata address, refused unless a CIDR inside 169.254.169.254/32 "
+        f"allows it; add it with --probe-allow 169.254.169.254/32 {FIX}",
+    ),
+    (
+        ["169.254.0.0/16"],
+        "169.254.169.254",
+        "169.254.169.254",
+        "target 169.254.169.254 is the cloud metadata address, refused unless a CIDR inside 169.254.169.254/32 "
+        f"allows it; add it with --probe-allow 169.254.169.254/32 {FIX}",
+    ),
     (["169.254.0.0/16"], "169.254.1.1", "169.254.1.1", OK),
     (["169.254.169.254/32"], "169.254.169.254", "169.254.169.254", OK),
-    (["0.0.0.0/0"], "169.254.1.1", "169.254.1.1",
-     "target 169.254.1.1 is a link-local address, refused unless a CIDR inside 169.254.0.0/16 allows it; "
-     f"add it with --probe-allow 169.254.1.1/32 {FIX}"),
-    (["::/0"], "fd00:ec2::254", "fd00:ec2::254",
-     "target fd00:ec2::254 is the AWS IPv6 metadata address, refused unless a CIDR inside fd00:ec2::254/128 "
-     f"allows it; add it with --probe-allow fd00:ec2::254/128 {FIX}"),
-    (["::/0"], "fe80::1", "fe80::1%eth0",
-     f"target fe80::1 is a link-local address, refused unless a CIDR inside fe80::/10 allows it; add it with "
-     f"--probe-allow fe80::1/128 {FIX}"),
-    (["0.0.0.0/0"], "100.100.100.200", "100.100.100.200",
-     "target 100.100.100.200 is the Alibaba Cloud metadata address, refused unless a CIDR inside "
-     f"100.100.100.200/32 allows it; add it with --probe-allow 100.100.100.200/32 {FIX}"),
+    (
+        ["0.0.0.0/0"],
+        "169.254.1.1",
+        "169.254.1.1",
+        "target 169.254.1.1 is a link-local address, refused unless a CIDR inside 169.254.0.0/16 allows it; "
+        f"add it with --probe-allow 169.254.1.1/32 {FIX}",
+    ),
+    (
+        ["::/0"],
+        "fd00:ec2::254",
+        "fd00:ec2::254",
+        "target fd00:ec2::254 is the AWS IPv6 metadata address, refused unless a CIDR inside fd00:ec2::254/128 "
+        f"allows it; add it with --probe-allow fd00:ec2::254/128 {FIX}",
+    ),
+    (
+        ["::/0"],
+        "fe80::1",
+        "fe80::1%eth0",
+        f"target fe80::1 is a link-local address, refused unless a CIDR inside fe80::/10 allows it; add it with "
+        f"--probe-allow fe80::1/128 {FIX}",
+    ),
+    (
+        ["0.0.0.0/0"],
+        "100.100.100.200",
+        "100.100.100.200",
+        "target 100.100.100.200 is the Alibaba Cloud metadata address, refused unless a CIDR inside "
+        f"100.100.100.200/32 allows it; add it with --probe-allow 100.100.100.200/32 {FIX}",
+    ),
     # The metadata address through every disguise, for a glob-allowed name and under ::/0.
-    (["*.public.example"], "meta.public.example", "169.254.169.254",
-     "target meta.public.example resolved to 169.254.169.254, which is the cloud metadata address, refused "
-     f"unless a CIDR inside 169.254.169.254/32 allows it; add it with --probe-allow 169.254.169.254/32 {FIX}"),
-    (["*.public.example", "::/0"], "meta.public.example", "::ffff:169.254.169.254",
-     "target meta.public.example resolved to ::ffff:169.254.169.254 (169.254.169.254), which is the cloud metadata "
-     f"address, refused unless a CIDR inside 169.254.169.254/32 allows it; add it with --probe-allow "
-     f"169.254.169.254/32 {FIX}"),
-    (["::/0"], "64:ff9b::a9fe:a9fe", "64:ff9b::a9fe:a9fe",
-     "target 64:ff9b::a9fe:a9fe, embedding 169.254.169.254, which is the cloud metadata address, refused unless a "
-     f"CIDR inside 169.254.169.254/32 allows it; add it with --probe-allow 169.254.169.254/32 {FIX}"),
-    (["*"], "0xa9fea9fe", "169.254.169.254",
-     "target 0xa9fea9fe (169.254.169.254) is the cloud metadata address, refused unless a CIDR inside "
-     f"169.254.169.254/32 allows it; add it with --probe-allow 169.254.169.254/32 {FIX}"),
-    (["*"], "2852039166", "169.254.169.254",
-     "target 2852039166 (169.254.169.254) is the cloud metadata address, refused unless a CIDR inside "
-     f"169.254.169.254/32 allows it; add it with --probe-allow 169.254.169.254/32 {FIX}"),
+    (
+        ["*.public.example"],
+        "meta.public.example",
+        "169.254.169.254",
+        "target meta.public.example resolved to 169.254.169.254, which is the cloud metadata address, refused "
+        f"unless a CIDR inside 169.254.169.254/32 allows it; add it with --probe-allow 169.254.169.254/32 {FIX}",
+    ),
+    (
+        ["*.public.example", "::/0"],
+        "meta.public.example",
+        "::ffff:169.254.169.254",
+        "target meta.public.example resolved to ::ffff:169.254.169.254 (169.254.169.254), which is the cloud metadata "
+        f"address, refused unless a CIDR inside 169.254.169.254/32 allows it; add it with --probe-allow "
+        f"169.254.169.254/32 {FIX}",
+    ),
+    (
+        ["::/0"],
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::a9fe:a9fe",
+        "target 64:ff9b::a9fe:a9fe, embedding 169.254.169.254, which is the cloud metadata address, refused unless a "
+        f"CIDR inside 169.254.169.254/32 allows it; add it with --probe-allow 169.254.169.254/32 {FIX}",
+    ),
+    (
+        ["*"],
+        "0xa9fea9fe",
+        "169.254.169.254",
+        "target 0xa9fea9fe (169.254.169.254) is the cloud metadata address, refused unless a CIDR inside "
+        f"169.254.169.254/32 allows it; add it with --probe-allow 169.254.169.254/32 {FIX}",
+    ),
+    (
+        ["*"],
+        "2852039166",
+        "169.254.169.254",
+        "target 2852039166 (169.254.169.254) is the cloud metadata address, refused unless a CIDR inside "
+        f"169.254.169.254/32 allows it; add it with --probe-allow 169.254.169.254/32 {FIX}",
+    ),
     # A wide v6 CIDR does not open what a v6 address embeds.
-    (["2002::/16"], "2002:a00:1::", "2002:a00:1::", refused_not_listed(
-        "target 2002:a00:1::, embedding 10.0.0.1, which", "10.0.0.1/32")),
+    (
+        ["2002::/16"],
+        "2002:a00:1::",
+        "2002:a00:1::",
+        refused_not_listed("target 2002:a00:1::, embedding 10.0.0.1, which", "10.0.0.1/32"),
+    ),
     (["2002::/16", "10.0.0.0/8"], "2002:a00:1::", "2002:a00:1::", OK),
 ]
 
@@ -169,25 +273,38 @@ TARGETS = [
     ([], "http://0x7f000001:8080/", refused_not_listed("target 0x7f000001 (127.0.0.1)", "127.0.0.1/32")),
     ([], "2001:db8::1", refused_not_listed("target 2001:db8::1", "2001:db8::1/128")),
     (["*.public.example"], "https://a.public.example/", OK),
-    (["*.public.example"], "https://a.public.example.evil.example/",
-     f"target a.public.example.evil.example is not in the config or the allow-list; add it with --probe-allow "
-     f"a.public.example.evil.example {FIX}"),
+    (
+        ["*.public.example"],
+        "https://a.public.example.evil.example/",
+        f"target a.public.example.evil.example is not in the config or the allow-list; add it with --probe-allow "
+        f"a.public.example.evil.example {FIX}",
+    ),
     # With a CIDR in the allow-list any name may be tried: its address decides when dialled.
     (["10.0.0.0/8"], "http://intranet.example/", OK),
     (["*.public.example"], "file:///etc/passwd", "target 'file:///etc/passwd' names no valid host"),
     (["*.public.example"], "bad host", "target 'bad host' names no valid host"),
     # Per port: a configured host:port or URL opens that port, not the host's others.
-    ([], "http://shop.example:22/",
-     f"target shop.example:22: the config names shop.example at ports 443, 8443 only; add it with --probe-allow "
-     f"shop.example:22 {FIX}"),
-    ([], "10.0.0.2:22", f"target 10.0.0.2 port 22 is named in the config at port 53 only; add it with "
-     f"--probe-allow 10.0.0.2/32:22 {FIX}"),
+    (
+        [],
+        "http://shop.example:22/",
+        f"target shop.example:22: the config names shop.example at ports 443, 8443 only; add it with --probe-allow "
+        f"shop.example:22 {FIX}",
+    ),
+    (
+        [],
+        "10.0.0.2:22",
+        f"target 10.0.0.2 port 22 is named in the config at port 53 only; add it with "
+        f"--probe-allow 10.0.0.2/32:22 {FIX}",
+    ),
     (["10.0.0.2:22"], "10.0.0.2:22", OK),
     (["10.0.0.0/8:20-30"], "10.0.0.2:22", OK),
     (["*.shop.example:443"], "https://a.shop.example/", OK),
-    (["*.shop.example:443"], "http://a.shop.example/",
-     f"target a.shop.example:80 is not in the config or the allow-list; add it with --probe-allow a.shop.example:80 "
-     f"{FIX}"),
+    (
+        ["*.shop.example:443"],
+        "http://a.shop.example/",
+        f"target a.shop.example:80 is not in the config or the allow-list; add it with --probe-allow a.shop.example:80 "
+        f"{FIX}",
+    ),
 ]
 
 
@@ -336,34 +453,76 @@ def test_the_host_of_a_target_is_found_in_urls_host_port_and_bare_hosts(target: 
 PORT_DIALS = [
     # (allow-list, hostname, ip, port, refusal or OK): the config is CONFIG.
     ([], "shop.example", "10.9.9.9", 443, OK),
-    ([], "shop.example", "10.9.9.9", 22, "target shop.example resolved to 10.9.9.9 port 22, which is not in the "
-     f"config or the allow-list; add it with --probe-allow 10.9.9.9/32:22 {FIX}"),
+    (
+        [],
+        "shop.example",
+        "10.9.9.9",
+        22,
+        "target shop.example resolved to 10.9.9.9 port 22, which is not in the "
+        f"config or the allow-list; add it with --probe-allow 10.9.9.9/32:22 {FIX}",
+    ),
     ([], "db.internal", "10.1.1.1", 5432, OK),
     ([], "10.0.0.2", "10.0.0.2", 53, OK),
-    ([], "10.0.0.2", "10.0.0.2", 8080, f"target 10.0.0.2 port 8080 is named in the config at port 53 only; add it "
-     f"with --probe-allow 10.0.0.2/32:8080 {FIX}"),
+    (
+        [],
+        "10.0.0.2",
+        "10.0.0.2",
+        8080,
+        f"target 10.0.0.2 port 8080 is named in the config at port 53 only; add it "
+        f"with --probe-allow 10.0.0.2/32:8080 {FIX}",
+    ),
     ([], "[fd00::5]", "fd00::5", 80, OK),
-    ([], "[fd00::5]", "fd00::5", 81, f"target fd00::5 port 81 is named in the config at port 80 only; add it with "
-     f"--probe-allow [fd00::5/128]:81 {FIX}"),
+    (
+        [],
+        "[fd00::5]",
+        "fd00::5",
+        81,
+        f"target fd00::5 port 81 is named in the config at port 80 only; add it with "
+        f"--probe-allow [fd00::5/128]:81 {FIX}",
+    ),
     # A port-less dial (ICMP) is judged by host, as before.
     ([], "10.0.0.2", "10.0.0.2", None, OK),
     # Allow-list entries with ports open those ports only; without, every port.
     (["10.0.0.0/8:443"], "10.1.2.3", "10.1.2.3", 443, OK),
-    (["10.0.0.0/8:443"], "10.1.2.3", "10.1.2.3", 444, f"target 10.1.2.3 port 444 is not in the config or the "
-     f"allow-list; add it with --probe-allow 10.1.2.3/32:444 {FIX}"),
+    (
+        ["10.0.0.0/8:443"],
+        "10.1.2.3",
+        "10.1.2.3",
+        444,
+        f"target 10.1.2.3 port 444 is not in the config or the "
+        f"allow-list; add it with --probe-allow 10.1.2.3/32:444 {FIX}",
+    ),
     (["10.0.0.0/8"], "10.1.2.3", "10.1.2.3", 22, OK),
     (["10.0.0.0/8:443", "10.0.0.0/8"], "10.1.2.3", "10.1.2.3", 22, OK),
     (["[2001:db8::/32]:53"], "v6.example", "2001:db8::1", 53, OK),
-    (["[2001:db8::/32]:53"], "v6.example", "2001:db8::1", 54, "target v6.example resolved to 2001:db8::1 port 54, "
-     f"which is not in the config or the allow-list; add it with --probe-allow [2001:db8::1/128]:54 {FIX}"),
+    (
+        ["[2001:db8::/32]:53"],
+        "v6.example",
+        "2001:db8::1",
+        54,
+        "target v6.example resolved to 2001:db8::1 port 54, "
+        f"which is not in the config or the allow-list; add it with --probe-allow [2001:db8::1/128]:54 {FIX}",
+    ),
     (["*.public.example:80-90"], "www.public.example", "93.184.216.34", 85, OK),
-    (["*.public.example:80-90"], "www.public.example", "93.184.216.34", 91, "target www.public.example resolved "
-     f"to 93.184.216.34 port 91, which is not in the config or the allow-list; add it with --probe-allow "
-     f"93.184.216.34/32:91 {FIX}"),
+    (
+        ["*.public.example:80-90"],
+        "www.public.example",
+        "93.184.216.34",
+        91,
+        "target www.public.example resolved "
+        f"to 93.184.216.34 port 91, which is not in the config or the allow-list; add it with --probe-allow "
+        f"93.184.216.34/32:91 {FIX}",
+    ),
     (["169.254.169.254/32:80"], "169.254.169.254", "169.254.169.254", 80, OK),
-    (["169.254.169.254/32:80"], "169.254.169.254", "169.254.169.254", 81, "target 169.254.169.254 port 81 is the "
-     "cloud metadata address, refused unless a CIDR inside 169.254.169.254/32 allows it; add it with "
-     f"--probe-allow 169.254.169.254/32:81 {FIX}"),
+    (
+        ["169.254.169.254/32:80"],
+        "169.254.169.254",
+        "169.254.169.254",
+        81,
+        "target 169.254.169.254 port 81 is the "
+        "cloud metadata address, refused unless a CIDR inside 169.254.169.254/32 allows it; add it with "
+        f"--probe-allow 169.254.169.254/32:81 {FIX}",
+    ),
 ]
 
 

@@ -136,7 +136,11 @@ class CountingCheck:
 @pytest.fixture
 def auth_config(certs: Certs, tmp_path: Path) -> WebConfig:
     """TLS, two users, and the security headers."""
-    return load_web_config(write(tmp_path, tls_section(certs) + f"""
+    return load_web_config(
+        write(
+            tmp_path,
+            tls_section(certs)
+            + f"""
 http_server_config:
   http2: true
   headers:
@@ -146,7 +150,9 @@ http_server_config:
 basic_auth_users:
   alice: {HASH}
   bob: {OTHER_HASH}
-"""))
+""",
+        )
+    )
 
 
 async def test_the_right_user_and_password_get_through_with_the_configured_headers(
@@ -172,8 +178,16 @@ async def test_the_right_user_and_password_get_through_with_the_configured_heade
         {"Authorization": "Basic !!!not-base64"},
         {"Authorization": "Basic " + base64.b64encode(b"alice").decode()},  # no colon
     ],
-    ids=["wrong password", "other user's password", "unknown user", "long password", "missing", "bearer",
-         "bad base64", "no colon"],
+    ids=[
+        "wrong password",
+        "other user's password",
+        "unknown user",
+        "long password",
+        "missing",
+        "bearer",
+        "bad base64",
+        "no colon",
+    ],
 )
 async def test_wrong_missing_or_malformed_credentials_get_401_with_a_basic_challenge(
     auth_config: WebConfig, certs: Certs, headers: dict[str, str]
@@ -198,9 +212,7 @@ async def test_a_successful_check_is_cached_so_bcrypt_runs_once_per_credentials(
 ) -> None:
     check = CountingCheck()
     async with running(auth_config, checkpw=check) as url:
-        statuses = [
-            (await get(f"{url}/metrics", client_context(certs), basic("alice", PASSWORD)))[0] for _ in range(3)
-        ]
+        statuses = [(await get(f"{url}/metrics", client_context(certs), basic("alice", PASSWORD)))[0] for _ in range(3)]
         statuses += [(await get(f"{url}/metrics", client_context(certs), basic("alice", "no")))[0] for _ in range(2)]
     assert statuses == [200, 200, 200, 401, 401]
     assert check.calls == [PASSWORD.encode(), b"no", b"no"]  # failures are never cached
@@ -215,9 +227,7 @@ async def test_concurrent_logins_all_succeed(auth_config: WebConfig, certs: Cert
     assert [status for status, _, _ in results] == [200] * 8
 
 
-async def test_exempt_paths_answer_without_credentials_and_nothing_else_does(
-    certs: Certs, tmp_path: Path
-) -> None:
+async def test_exempt_paths_answer_without_credentials_and_nothing_else_does(certs: Certs, tmp_path: Path) -> None:
     config = load_web_config(write(tmp_path, f"auth_excluded_paths: [/metrics]\nbasic_auth_users:\n  alice: {HASH}\n"))
     async with running(config, exempt=("/-/healthy",)) as url:
         assert (await get(f"{url}/-/healthy"))[0] == 200
@@ -350,65 +360,105 @@ INVALID = [
     ("- a\n- b\n", "web-config: must be a mapping"),
     ("tls_server_config: yes\n", "web-config: tls_server_config: must be a mapping"),
     ("http_server_config:\n  http2: maybe\n", "web-config: http_server_config.http2: must be true or false"),
-    ("http_server_config:\n  headers:\n    X-Powered-By: slaprobe\n",
-     "web-config: http_server_config.headers.X-Powered-By: header cannot be configured (one of "
-     "Content-Security-Policy, Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection)"),
-    ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
-     "web-config: http_server_config.headers.X-Frame-Options: 'allow' is not one of deny, sameorigin"),
-    ("basic_auth_users:\n  alice: hunter2\n",
-     "web-config: basic_auth_users.alice: not a bcrypt hash (make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')"),
-    (f"basic_auth_users:\n  'a:b': {HASH}\n",
-     "web-config: basic_auth_users.a:b: a user name cannot contain ':' or control characters"),
+    (
+        "http_server_config:\n  headers:\n    X-Powered-By: slaprobe\n",
+        "web-config: http_server_config.headers.X-Powered-By: header cannot be configured (one of "
+        "Content-Security-Policy, Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection)",
+    ),
+    (
+        "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+        "web-config: http_server_config.headers.X-Frame-Options: 'allow' is not one of deny, sameorigin",
+    ),
+    (
+        "basic_auth_users:\n  alice: hunter2\n",
+        "web-config: basic_auth_users.alice: not a bcrypt hash (make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')",
+    ),
+    (
+        f"basic_auth_users:\n  'a:b': {HASH}\n",
+        "web-config: basic_auth_users.a:b: a user name cannot contain ':' or control characters",
+    ),
     (f"basic_auth_users:\n  123: {HASH}\n", "web-config: basic_auth_users: key 123 must be a string"),
     ("auth_excluded_paths: [metrics]\n", "web-config: auth_excluded_paths[0]: not a path: 'metrics'"),
     ("tls_server_config:\n  key_file: server.key\n", "web-config: tls_server_config: missing one of cert or cert_file"),
     ("tls_server_config:\n  cert_file: server.crt\n", "web-config: tls_server_config: missing one of key or key_file"),
-    ("tls_server_config:\n  cert_file: server.crt\n  cert: x\n  key_file: server.key\n",
-     "web-config: tls_server_config: give cert or cert_file, not both"),
-    ("{tls}client_auth_type: Sometimes\n",
-     "web-config: tls_server_config.client_auth_type: unknown value 'Sometimes' (one of NoClientCert, "
-     "RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"),
-    ("{tls}client_auth_type: RequireAnyClientCert\n",
-     "web-config: tls_server_config.client_auth_type: RequireAnyClientCert is not supported: Python's ssl verifies "
-     "every client certificate it requires; use RequireAndVerifyClientCert with client_ca_file"),
-    ("{tls}client_auth_type: RequireAndVerifyClientCert\n",
-     "web-config: tls_server_config.client_auth_type: RequireAndVerifyClientCert needs client_ca_file or client_ca"),
-    ("{tls}client_ca_file: ca.pem\n",
-     "web-config: tls_server_config.client_ca_file: a client CA needs a client_auth_type other than NoClientCert"),
-    ("{tls}client_allowed_sans: [a.example]\n",
-     "web-config: tls_server_config.client_allowed_sans: needs client_auth_type RequireAndVerifyClientCert"),
-    ("{tls}min_version: TLS14\n",
-     "web-config: tls_server_config.min_version: unknown TLS version 'TLS14' (one of TLS10, TLS11, TLS12, TLS13)"),
-    ("{tls}min_version: TLS13\n  max_version: TLS12\n",
-     "web-config: tls_server_config: min_version TLS13 is above max_version TLS12"),
-    ("{tls}cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_RC4_128_SHA]\n",
-     "web-config: tls_server_config.cipher_suites[1]: unknown cipher: TLS_RSA_WITH_RC4_128_SHA"),
-    ("{tls}curve_preferences: [CurveP256, X25519]\n",
-     "web-config: tls_server_config.curve_preferences: Python's ssl sets a single curve; give one"),
-    ("{tls}curve_preferences: [X448]\n",
-     "web-config: tls_server_config.curve_preferences[0]: unknown curve: X448 (one of CurveP256, CurveP384, "
-     "CurveP521, X25519)"),
-    ("{tls}cipher_suites: TLS_AES_128_GCM_SHA256\n",
-     "web-config: tls_server_config.cipher_suites: must be a list of strings"),
-    ("tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n",
-     "web-config: tls_server_config.cert_file: cannot read {dir}/missing.crt: no such file"),
-    ("tls_server_config:\n  cert_file: server.crt\n  key_file: client.key\n",
-     "web-config: tls_server_config: cannot load the certificate and key: [X509: KEY_VALUES_MISMATCH] key values "
-     "mismatch"),
-    ("{tls}client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: server.key\n",
-     "web-config: tls_server_config.client_ca_file: cannot load CA certificates {dir}/server.key: [X509: "
-     "NO_CERTIFICATE_OR_CRL_FOUND] no certificate or crl found"),
-    ("basic_auth_users:\n  alice: x\n  alice: y\n",
-     "web-config: {file}: line 3: not valid YAML: duplicate key 'alice'"),
-    ("tls_server_config: [\n",
-     "web-config: {file}: line 2: not valid YAML: expected the node content, but found '<stream end>'"),
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  cert: x\n  key_file: server.key\n",
+        "web-config: tls_server_config: give cert or cert_file, not both",
+    ),
+    (
+        "{tls}client_auth_type: Sometimes\n",
+        "web-config: tls_server_config.client_auth_type: unknown value 'Sometimes' (one of NoClientCert, "
+        "RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)",
+    ),
+    (
+        "{tls}client_auth_type: RequireAnyClientCert\n",
+        "web-config: tls_server_config.client_auth_type: RequireAnyClientCert is not supported: Python's ssl verifies "
+        "every client certificate it requires; use RequireAndVerifyClientCert with client_ca_file",
+    ),
+    (
+        "{tls}client_auth_type: RequireAndVerifyClientCert\n",
+        "web-config: tls_server_config.client_auth_type: RequireAndVerifyClientCert needs client_ca_file or client_ca",
+    ),
+    (
+        "{tls}client_ca_file: ca.pem\n",
+        "web-config: tls_server_config.client_ca_file: a client CA needs a client_auth_type other than NoClientCert",
+    ),
+    (
+        "{tls}client_allowed_sans: [a.example]\n",
+        "web-config: tls_server_config.client_allowed_sans: needs client_auth_type RequireAndVerifyClientCert",
+    ),
+    (
+        "{tls}min_version: TLS14\n",
+        "web-config: tls_server_config.min_version: unknown TLS version 'TLS14' (one of TLS10, TLS11, TLS12, TLS13)",
+    ),
+    (
+        "{tls}min_version: TLS13\n  max_version: TLS12\n",
+        "web-config: tls_server_config: min_version TLS13 is above max_version TLS12",
+    ),
+    (
+        "{tls}cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_RC4_128_SHA]\n",
+        "web-config: tls_server_config.cipher_suites[1]: unknown cipher: TLS_RSA_WITH_RC4_128_SHA",
+    ),
+    (
+        "{tls}curve_preferences: [CurveP256, X25519]\n",
+        "web-config: tls_server_config.curve_preferences: Python's ssl sets a single curve; give one",
+    ),
+    (
+        "{tls}curve_preferences: [X448]\n",
+        "web-config: tls_server_config.curve_preferences[0]: unknown curve: X448 (one of CurveP256, CurveP384, "
+        "CurveP521, X25519)",
+    ),
+    (
+        "{tls}cipher_suites: TLS_AES_128_GCM_SHA256\n",
+        "web-config: tls_server_config.cipher_suites: must be a list of strings",
+    ),
+    (
+        "tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n",
+        "web-config: tls_server_config.cert_file: cannot read {dir}/missing.crt: no such file",
+    ),
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: client.key\n",
+        "web-config: tls_server_config: cannot load the certificate and key: [X509: KEY_VALUES_MISMATCH] key values "
+        "mismatch",
+    ),
+    (
+        "{tls}client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: server.key\n",
+        "web-config: tls_server_config.client_ca_file: cannot load CA certificates {dir}/server.key: [X509: "
+        "NO_CERTIFICATE_OR_CRL_FOUND] no certificate or crl found",
+    ),
+    (
+        "basic_auth_users:\n  alice: x\n  alice: y\n",
+        "web-config: {file}: line 3: not valid YAML: duplicate key 'alice'",
+    ),
+    (
+        "tls_server_config: [\n",
+        "web-config: {file}: line 2: not valid YAML: expected the node content, but found '<stream end>'",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "message"), INVALID)
-def test_an_invalid_web_config_is_refused_with_a_message_naming_the_key(
-    certs: Certs, text: str, message: str
-) -> None:
+def test_an_invalid_web_config_is_refused_with_a_message_naming_the_key(certs: Certs, text: str, message: str) -> None:
     path = write(certs.dir, text.replace("{tls}", "tls_server_config:\n  cert_file: server.crt\n  "
                                          "key_file: server.key\n  "), name="bad.yml")  # fmt: skip
     with pytest.raises(WebConfigError) as caught:

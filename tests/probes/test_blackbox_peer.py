@@ -212,8 +212,16 @@ CASES = [
     ("http_2xx", "http://SHOP/loop", ["probe_success", "probe_http_status_code", "probe_http_redirects"]),
     ("http_302", "http://SHOP/redirect", ["probe_success", "probe_http_status_code", "probe_http_redirects"]),
     ("http_ip6_only", "http://127.0.0.1:CLOSED/", ["probe_success", "probe_ip_protocol", "probe_ip_addr_hash"]),
-    ("http_gzip", "http://SHOP/gzip", ["probe_success", "probe_http_uncompressed_body_length", "probe_http_content_length"]),
-    ("http_as_sent", "http://SHOP/gzip", ["probe_success", "probe_http_uncompressed_body_length", "probe_http_content_length"]),
+    (
+        "http_gzip",
+        "http://SHOP/gzip",
+        ["probe_success", "probe_http_uncompressed_body_length", "probe_http_content_length"],
+    ),
+    (
+        "http_as_sent",
+        "http://SHOP/gzip",
+        ["probe_success", "probe_http_uncompressed_body_length", "probe_http_content_length"],
+    ),
     ("tcp_ip6_only", "127.0.0.1:CLOSED", ["probe_success", "probe_ip_protocol", "probe_ip_addr_hash"]),
     (
         "dns_ip6_only",

@@ -62,9 +62,7 @@ def labelled(result: ProbeResult, name: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_an_answered_query_succeeds_and_reports_blackbox_samples(
-    server: DnsServer, transport: str
-) -> None:
+async def test_an_answered_query_succeeds_and_reports_blackbox_samples(server: DnsServer, transport: str) -> None:
     result = await probe(spec_for(server, transport=transport))
 
     assert result.success, result.detail
@@ -80,9 +78,7 @@ async def test_an_answered_query_succeeds_and_reports_blackbox_samples(
     assert set(labelled(result, names.BB_DNS_DURATION)) == {"resolve", "connect", "request"}
     assert set(result.phases) == {"resolve", "connect", "request"}
     assert result.phases["request"] > 0
-    assert [(q.transport, q.name, q.type) for q in server.queries] == [
-        (transport, "www.example.test.", "A")
-    ]
+    assert [(q.transport, q.name, q.type) for q in server.queries] == [(transport, "www.example.test.", "A")]
 
 
 async def test_the_recursion_desired_flag_follows_the_spec(server: DnsServer) -> None:
@@ -111,13 +107,9 @@ async def test_a_soa_answer_reports_the_zone_serial(server: DnsServer) -> None:
     assert result.sample(names.BB_DNS_SERIAL) == 2024061501
 
 
-@pytest.mark.parametrize(
-    "rcode", ["NXDOMAIN", "SERVFAIL", "REFUSED", "NOTIMP", "FORMERR", "YXDOMAIN"]
-)
+@pytest.mark.parametrize("rcode", ["NXDOMAIN", "SERVFAIL", "REFUSED", "NOTIMP", "FORMERR", "YXDOMAIN"])
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_an_unaccepted_rcode_fails_with_reason_rcode(
-    server: DnsServer, rcode: str, transport: str
-) -> None:
+async def test_an_unaccepted_rcode_fails_with_reason_rcode(server: DnsServer, rcode: str, transport: str) -> None:
     server.set("bad.example.test", "A", Reply(rcode=rcode))
 
     result = await probe(spec_for(server, "bad.example.test", transport=transport))
@@ -153,8 +145,7 @@ REGEX_CASES = [
     ("answer", {"fail_if_all_match_regexp": [r"192\.0\.2\.", r"\.1$"]}, False),
     ("answer", {"fail_if_not_matches_regexp": [r"192\.0\.2\.1$"]}, False),
     # blackbox modules match miekg/dns text: header fields separated by tabs
-    ("answer", {"fail_if_not_matches_regexp": [r"^www\.example\.test\.\t300\tIN\tA\t192\.0\.2\."]},
-     True),
+    ("answer", {"fail_if_not_matches_regexp": [r"^www\.example\.test\.\t300\tIN\tA\t192\.0\.2\."]}, True),
     ("answer", {"fail_if_none_matches_regexp": [r"203\.0\.113\."]}, False),
     ("answer", {"fail_if_none_matches_regexp": [r"203\.0\.113\.", r"192\.0\.2\.2"]}, True),
     ("authority", {"fail_if_not_matches_regexp": [r"\tNS\tns1\.example\.test\.$"]}, True),
@@ -197,20 +188,23 @@ async def test_an_empty_section_fails_only_the_regexes_that_need_a_record(
 
 
 def test_records_are_checked_as_single_lines_of_zone_file_text() -> None:
-    lines = ["a.test.\t300\tIN\tTXT\t\"hello world\""]
+    lines = ['a.test.\t300\tIN\tTXT\t"hello world"']
     spec = DnsSpec.model_validate(
-        {"query": "a.test",
-         "expect": {"answer": {"fail_if_not_matches_regexp": ['"hello world"$']}}}
+        {"query": "a.test", "expect": {"answer": {"fail_if_not_matches_regexp": ['"hello world"$']}}}
     )
 
     assert check_records(lines, spec.expect.answer) is None
 
 
 async def test_a_truncated_udp_answer_is_asked_again_over_tcp(server: DnsServer) -> None:
-    server.set("big.example.test", "TXT", Reply(
-        answer=[record("big.example.test", "TXT", f'"chunk {i} {"x" * 200}"') for i in range(10)],
-        truncate_udp=True,
-    ))
+    server.set(
+        "big.example.test",
+        "TXT",
+        Reply(
+            answer=[record("big.example.test", "TXT", f'"chunk {i} {"x" * 200}"') for i in range(10)],
+            truncate_udp=True,
+        ),
+    )
     ctx = context()
 
     result = await run_probe(probe_dns, spec_for(server, "big.example.test", type="TXT"), ctx)
@@ -236,9 +230,7 @@ async def test_a_truncated_answer_whose_tcp_retry_is_refused_fails_to_connect(
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_a_server_that_never_answers_times_out_with_partial_phases(
-    server: DnsServer, transport: str
-) -> None:
+async def test_a_server_that_never_answers_times_out_with_partial_phases(server: DnsServer, transport: str) -> None:
     server.silent = True
 
     result = await probe(spec_for(server, transport=transport), timeout=0.3)
@@ -307,9 +299,7 @@ async def test_a_server_of_the_wrong_family_without_fallback_fails_to_resolve(
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_an_unparseable_answer_is_a_protocol_failure(
-    server: DnsServer, transport: str
-) -> None:
+async def test_an_unparseable_answer_is_a_protocol_failure(server: DnsServer, transport: str) -> None:
     server.set(WWW, "A", Reply(wire=b"\x12\x34not dns at all"))
 
     result = await probe(spec_for(server, transport=transport))
@@ -405,8 +395,7 @@ def _query_wire(name: str, *, query_id: int) -> bytes:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"type": "NOSUCHTYPE"}, {"query_class": "XX"}, {"expect": {"rcode": ["NOPE"]}},
-     {"query": "a" * 64 + ".test"}],
+    [{"type": "NOSUCHTYPE"}, {"query_class": "XX"}, {"expect": {"rcode": ["NOPE"]}}, {"query": "a" * 64 + ".test"}],
 )
 async def test_a_spec_dnspython_cannot_express_is_reported_without_sending(
     server: DnsServer, fields: dict[str, Any]

@@ -61,9 +61,7 @@ def shop_app() -> web.Application:
 
     @routes.get("/json")
     async def document(request: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "up", "count": 2, "name": None, "items": [{"ok": True}, {"ok": True}]}
-        )
+        return web.json_response({"status": "up", "count": 2, "name": None, "items": [{"ok": True}, {"ok": True}]})
 
     @routes.get("/redirect/{n}")
     async def redirect(request: web.Request) -> web.Response:
@@ -93,8 +91,7 @@ def shop_app() -> web.Application:
                 "x_team": request.headers.get("X-Team"),
                 "x_api_key": request.headers.get("X-Api-Key"),
                 "body": (await request.read()).decode(),
-                "tls": request.transport is not None
-                and request.transport.get_extra_info("ssl_object") is not None,
+                "tls": request.transport is not None and request.transport.get_extra_info("ssl_object") is not None,
             }
         )
 
@@ -125,7 +122,9 @@ def shop_app() -> web.Application:
 
     @routes.get("/latin")
     async def latin(request: web.Request) -> web.Response:
-        return web.Response(body="Caf\u00e9 ouvert".encode("latin-1"), headers={"Content-Type": "text/plain; charset=latin-1"})
+        return web.Response(
+            body="Caf\u00e9 ouvert".encode("latin-1"), headers={"Content-Type": "text/plain; charset=latin-1"}
+        )
 
     @routes.get("/bogus-charset")
     async def bogus(request: web.Request) -> web.Response:
@@ -336,7 +335,13 @@ async def test_credentials_in_the_url_are_sent_as_basic_auth(serve: Serve) -> No
     expected = "Basic " + base64.b64encode(f"probe:{SECRET}".encode()).decode()
     result = await probe(spec(url, expect={"json": [{"path": "$.authorization", "equals": expected}]}))
     assert result.success, result.detail
-    both = await probe(spec(url, basic_auth={"username": "other"}, expect={"json": [{"path": "$.authorization", "matches": "^Basic b3RoZXI6$"}]}))
+    both = await probe(
+        spec(
+            url,
+            basic_auth={"username": "other"},
+            expect={"json": [{"path": "$.authorization", "matches": "^Basic b3RoZXI6$"}]},
+        )
+    )
     assert both.success, both.detail
 
 
@@ -856,7 +861,9 @@ async def test_an_ipv4_literal_is_used_when_ip6_is_preferred_with_fallback(serve
 async def test_without_fallback_a_name_lacking_the_preferred_family_fails_with_dns(serve: Serve) -> None:
     base = (await serve()).replace("127.0.0.1", "ip4only.test")
     only_ip4 = hosts({"ip4only.test": ["127.0.0.1"]})
-    result = await probe(spec(base + "/", preferred_ip_protocol="ip6", ip_protocol_fallback=False), context(lookup=only_ip4))
+    result = await probe(
+        spec(base + "/", preferred_ip_protocol="ip6", ip_protocol_fallback=False), context(lookup=only_ip4)
+    )
     assert failed(result, FailureReason.DNS)
 
 

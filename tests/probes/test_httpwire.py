@@ -53,7 +53,11 @@ class Server:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             length = next(
-                (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
                 0,
             )
             request = head + (await reader.readexactly(length) if length else b"")
@@ -252,7 +256,9 @@ async def test_a_chunked_body_cut_before_the_last_chunk_fails_with_protocol(answ
 
 async def test_a_body_delimited_by_the_close_of_the_connection_is_read_whole(answer: Any) -> None:
     base, _ = await answer([b"HTTP/1.0 200 OK\r\n\r\n", b"first part, ", b"second part"])
-    result = await probe(spec(base + "/", expect={"body_regex": "^first part, second part$", "http_version": ["HTTP/1.0"]}))
+    result = await probe(
+        spec(base + "/", expect={"body_regex": "^first part, second part$", "http_version": ["HTTP/1.0"]})
+    )
     assert result.success, result.detail
     assert value(result, names.BB_HTTP_BODY_LENGTH) == 23
     assert value(result, names.BB_HTTP_VERSION) == 1.0
@@ -297,9 +303,21 @@ async def test_a_response_that_cannot_have_a_body_completes_without_one(answer: 
 
 async def test_interim_responses_are_skipped(answer: Any) -> None:
     base, _ = await answer(
-        [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", OK_HEAD + b"Content-Length: 4\r\n\r\ndone"]
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
+            OK_HEAD + b"Content-Length: 4\r\n\r\ndone",
+        ]
     )
-    result = await probe(spec(base + "/", expect={"body_regex": "^done$", "headers": [{"name": "Link", "regex": ".", "negate": True, "allow_missing": True}]}))
+    result = await probe(
+        spec(
+            base + "/",
+            expect={
+                "body_regex": "^done$",
+                "headers": [{"name": "Link", "regex": ".", "negate": True, "allow_missing": True}],
+            },
+        )
+    )
     assert result.success, result.detail
     assert value(result, names.BB_HTTP_STATUS) == 200
 
@@ -307,7 +325,9 @@ async def test_interim_responses_are_skipped(answer: Any) -> None:
 async def test_a_head_written_one_byte_at_a_time_is_parsed(answer: Any) -> None:
     response = OK_HEAD + b"X-Version: 1.2.3\r\nContent-Length: 5\r\n\r\nhello"
     base, _ = await answer([response[i : i + 1] for i in range(len(response))])
-    result = await probe(spec(base + "/", expect={"body_regex": "^hello$", "headers": [{"name": "X-Version", "regex": r"^1\.2\.3$"}]}))
+    result = await probe(
+        spec(base + "/", expect={"body_regex": "^hello$", "headers": [{"name": "X-Version", "regex": r"^1\.2\.3$"}]})
+    )
     assert result.success, result.detail
 
 
@@ -320,7 +340,11 @@ async def test_a_large_body_streams_with_bounded_buffering(answer: Any) -> None:
 
 
 async def test_a_body_over_the_limit_stops_the_read(answer: Any) -> None:
-    base, _ = await answer([OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"] + [b"10000\r\n" + b"y" * 65536 + b"\r\n"] * 64 + [b"0\r\n\r\n"])
+    base, _ = await answer(
+        [OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"]
+        + [b"10000\r\n" + b"y" * 65536 + b"\r\n"] * 64
+        + [b"0\r\n\r\n"]
+    )
     result = await probe(spec(base + "/", body_size_limit="100KiB"))
     assert failed(result, FailureReason.BODY_LIMIT)
     assert value(result, names.BB_HTTP_BODY_LENGTH) == 100 * 1024
@@ -397,7 +421,9 @@ async def test_gzip_is_asked_for_only_by_compression_and_then_decoded(answer: An
 async def test_deflate_is_decoded_zlib_wrapped_or_raw(answer: Any, wbits: int) -> None:
     compressor = zlib.compressobj(wbits=wbits)
     body = compressor.compress(b"deflated " * 100) + compressor.flush()
-    base, _ = await answer([OK_HEAD + f"Content-Encoding: deflate\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body])
+    base, _ = await answer(
+        [OK_HEAD + f"Content-Encoding: deflate\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body]
+    )
     result = await probe(spec(base + "/", compression="deflate", expect={"body_regex": "^deflated deflated"}))
     assert result.success, result.detail
     assert value(result, names.BB_HTTP_BODY_LENGTH) == 900

@@ -50,9 +50,7 @@ def _has_ipv6_loopback() -> bool:
     return True
 
 
-CAN_PING = _can_open(socket.AF_INET, socket.SOCK_DGRAM) or _can_open(
-    socket.AF_INET, socket.SOCK_RAW
-)
+CAN_PING = _can_open(socket.AF_INET, socket.SOCK_DGRAM) or _can_open(socket.AF_INET, socket.SOCK_RAW)
 CAN_PING6 = _has_ipv6_loopback() and (
     _can_open(socket.AF_INET6, socket.SOCK_DGRAM) or _can_open(socket.AF_INET6, socket.SOCK_RAW)
 )
@@ -66,9 +64,7 @@ def context(timeout: float = 2.0, **extras: Any) -> ProbeContext:
 
 def spec(host: str = "127.0.0.1", **fields: Any) -> IcmpSpec:
     """Five quick echo requests to ``host``."""
-    return IcmpSpec.model_validate(
-        {"host": host, "packets": 5, "packet_interval": "5ms", **fields}
-    )
+    return IcmpSpec.model_validate({"host": host, "packets": 5, "packet_interval": "5ms", **fields})
 
 
 def default_hop_limit(sysctl: str) -> int:
@@ -117,9 +113,7 @@ async def test_five_echo_requests_to_loopback_all_come_back() -> None:
     assert result.sample(names.BB_IP_PROTOCOL) == 4
     assert result.sample(names.BB_IP_ADDR_HASH) == ip_addr_hash("127.0.0.1")
     assert result.sample(names.BB_DNS_LOOKUP) == result.phases["resolve"]
-    assert result.sample(names.BB_ICMP_REPLY_HOP_LIMIT) == default_hop_limit(
-        "/proc/sys/net/ipv4/ip_default_ttl"
-    )
+    assert result.sample(names.BB_ICMP_REPLY_HOP_LIMIT) == default_hop_limit("/proc/sys/net/ipv4/ip_default_ttl")
     assert result.duration < 1  # all replies in: no waiting for stragglers
     assert any("0 of 5 echo requests lost" in line for line in ctx.trace.lines)
 
@@ -138,9 +132,7 @@ async def test_five_echo_requests_to_ipv6_loopback_all_come_back() -> None:
     assert result.success, result.detail
     assert result.sample(names.BB_ICMP_LOSS_RATIO) == 0
     assert result.sample(names.BB_IP_PROTOCOL) == 6
-    assert result.sample(names.BB_ICMP_REPLY_HOP_LIMIT) == default_hop_limit(
-        "/proc/sys/net/ipv6/conf/lo/hop_limit"
-    )
+    assert result.sample(names.BB_ICMP_REPLY_HOP_LIMIT) == default_hop_limit("/proc/sys/net/ipv6/conf/lo/hop_limit")
 
 
 @needs_ping
@@ -226,9 +218,7 @@ async def test_ttl_and_payload_size_are_put_on_the_wire() -> None:
         seen.append((sock.getsockopt(socket.IPPROTO_IP, socket.IP_TTL), len(packet)))
         sock.sendto(packet, address)
 
-    result = await run_probe(
-        probe_icmp, spec(packets=2, ttl=3, payload_size=100), context(icmp_send=record)
-    )
+    result = await run_probe(probe_icmp, spec(packets=2, ttl=3, payload_size=100), context(icmp_send=record))
 
     assert result.success, result.detail
     assert seen == [(3, 108), (3, 108)]  # 8 bytes of ICMP header, then the payload
@@ -268,9 +258,7 @@ async def test_a_guard_refusal_is_forbidden_before_any_socket_is_opened() -> Non
 
 
 async def test_an_address_of_the_wrong_family_without_fallback_fails_to_resolve() -> None:
-    result = await run_probe(
-        probe_icmp, spec(preferred_ip_protocol="ip6", ip_protocol_fallback=False), context()
-    )
+    result = await run_probe(probe_icmp, spec(preferred_ip_protocol="ip6", ip_protocol_fallback=False), context())
 
     assert result.reason is FailureReason.DNS
 
@@ -334,9 +322,7 @@ def test_the_chooser_on_this_host_matches_ping_group_range() -> None:
     assert icmp.raw is not any(low <= gid <= high for gid in groups)
 
 
-@pytest.mark.skipif(
-    not _can_open(socket.AF_INET, socket.SOCK_DGRAM), reason="ping_group_range excludes us"
-)
+@pytest.mark.skipif(not _can_open(socket.AF_INET, socket.SOCK_DGRAM), reason="ping_group_range excludes us")
 async def test_the_unprivileged_ping_socket_path_works_when_the_kernel_allows_it() -> None:
     factory = Refusing(socket.SOCK_RAW)
 

@@ -314,7 +314,10 @@ async def test_an_intermediate_near_expiry_fails_min_days_left_though_the_leaf_h
         result = await probe(spec(port, ca_file=ca_file, min_days_left=7))
         relaxed = await probe(spec(port, ca_file=ca_file, min_days_left=1))
     assert result.reason is FailureReason.CERT_EXPIRY
-    assert "chain certificate CN=shop intermediate (of CN=localhost) expires in 2.0 days (min_days_left 7)" in result.detail
+    assert (
+        "chain certificate CN=shop intermediate (of CN=localhost) expires in 2.0 days (min_days_left 7)"
+        in result.detail
+    )
     assert relaxed.success, relaxed.detail
     cert = relaxed.cert
     intermediate_expiry = intermediate.cert.not_valid_after_utc.timestamp()

@@ -70,10 +70,12 @@ def drop_every_echo() -> dict[str, Any]:
 
 
 def hanging_flow(f: FaultEndpoints, _ca: str) -> FlowSpec:
-    return FlowSpec.model_validate({
-        "steps": [{"name": "order", "http": {"url": f.url("hang")}}],
-        "finally": [{"name": "cleanup", "http": {"url": f.url("ok")}}],
-    })
+    return FlowSpec.model_validate(
+        {
+            "steps": [{"name": "order", "http": {"url": f.url("hang")}}],
+            "finally": [{"name": "cleanup", "http": {"url": f.url("ok")}}],
+        }
+    )
 
 
 CASES = [
@@ -85,8 +87,12 @@ CASES = [
     Case("http 1 GiB body", "http", http("huge"), T.BODY_LIMIT),
     Case("http 1 GiB chunked body", "http", http("huge-chunked"), T.BODY_LIMIT),
     Case("http gzip bomb", "http", http("gzip-bomb", compression="gzip"), T.BODY_LIMIT),
-    Case("http 1 GiB body held for a regex, no limit", "http",
-         http("huge", body_size_limit=0, expect={"body_regex": "never"}), T.BODY_LIMIT),
+    Case(
+        "http 1 GiB body held for a regex, no limit",
+        "http",
+        http("huge", body_size_limit=0, expect={"body_regex": "never"}),
+        T.BODY_LIMIT,
+    ),
     # Read whole or cut by the deadline, depending on the machine's loopback speed (~2 GB/s here).
     Case("http 1 GiB body, no limit, not held", "http", http("huge", body_size_limit=0), (T.TIMEOUT, None), HANG),
     Case("http redirect loop", "http", http("redirect-loop"), T.REDIRECTS),
@@ -99,32 +105,71 @@ CASES = [
     Case("https expired certificate", "http", https("expired"), T.TLS),
     Case("https self-signed certificate", "http", https("self_signed"), T.TLS),
     Case("https wrong-host certificate", "http", https("wrong_host"), T.TLS),
-    Case("tcp silent port", "tcp", lambda f, _ca: TcpSpec(address=f.silent_address, dialogue=[{"expect": "^220"}]),
-         T.TIMEOUT, HANG),
-    Case("tcp reset mid-answer", "tcp",
-         lambda f, _ca: TcpSpec(address=f.address, dialogue=[{"send": "GET /reset HTTP/1.0\r\n\r"}, {"expect": "never"}]),
-         T.CONNECT),
-    Case("tcp 1 GiB answer without the expected line", "tcp",
-         lambda f, _ca: TcpSpec(address=f.address, dialogue=[{"send": "GET /huge HTTP/1.0\r\n\r"}, {"expect": "never"}]),
-         T.ASSERTION),
-    Case("tcp over TLS, expired certificate", "tcp",
-         lambda f, ca: TcpSpec(address=f.tls_address("expired"), tls={"ca_file": ca}), T.TLS),
+    Case(
+        "tcp silent port",
+        "tcp",
+        lambda f, _ca: TcpSpec(address=f.silent_address, dialogue=[{"expect": "^220"}]),
+        T.TIMEOUT,
+        HANG,
+    ),
+    Case(
+        "tcp reset mid-answer",
+        "tcp",
+        lambda f, _ca: TcpSpec(
+            address=f.address, dialogue=[{"send": "GET /reset HTTP/1.0\r\n\r"}, {"expect": "never"}]
+        ),
+        T.CONNECT,
+    ),
+    Case(
+        "tcp 1 GiB answer without the expected line",
+        "tcp",
+        lambda f, _ca: TcpSpec(address=f.address, dialogue=[{"send": "GET /huge HTTP/1.0\r\n\r"}, {"expect": "never"}]),
+        T.ASSERTION,
+    ),
+    Case(
+        "tcp over TLS, expired certificate",
+        "tcp",
+        lambda f, ca: TcpSpec(address=f.tls_address("expired"), tls={"ca_file": ca}),
+        T.TLS,
+    ),
     Case("tls silent port", "tls", lambda f, _ca: TlsSpec(address=f.silent_address), T.TIMEOUT, HANG),
     Case("tls expired certificate", "tls", lambda f, ca: TlsSpec(address=f.tls_address("expired"), ca_file=ca), T.TLS),
-    Case("tls self-signed certificate", "tls",
-         lambda f, ca: TlsSpec(address=f.tls_address("self_signed"), ca_file=ca), T.TLS),
-    Case("tls wrong-host certificate", "tls",
-         lambda f, ca: TlsSpec(address=f.tls_address("wrong_host"), ca_file=ca), T.TLS),
+    Case(
+        "tls self-signed certificate",
+        "tls",
+        lambda f, ca: TlsSpec(address=f.tls_address("self_signed"), ca_file=ca),
+        T.TLS,
+    ),
+    Case(
+        "tls wrong-host certificate",
+        "tls",
+        lambda f, ca: TlsSpec(address=f.tls_address("wrong_host"), ca_file=ca),
+        T.TLS,
+    ),
     Case("dns SERVFAIL", "dns", dns("servfail"), T.RCODE),
     Case("dns truncated over udp, whole over tcp", "dns", dns("truncated"), None),
-    Case("dns truncated, no tcp listener", "dns",
-         lambda f, _ca: DnsSpec(query="x.test", server=f.dns_truncating_address), T.CONNECT),
+    Case(
+        "dns truncated, no tcp listener",
+        "dns",
+        lambda f, _ca: DnsSpec(query="x.test", server=f.dns_truncating_address),
+        T.CONNECT,
+    ),
     Case("dns silent server", "dns", dns("silent"), T.TIMEOUT, HANG),
     Case("dns garbage answer", "dns", dns("garbage"), T.PROTOCOL),
-    Case("dns tcp hang-up", "dns", lambda f, _ca: DnsSpec(query=f.dns_name("hangup"), server=f.dns_address,
-                                                          transport="tcp"), T.PROTOCOL),
-    Case("icmp every echo lost", "icmp", lambda _f, _ca: IcmpSpec(host="127.0.0.1", packets=3, packet_interval="50ms"),
-         T.LOSS, HANG, drop_every_echo),
+    Case(
+        "dns tcp hang-up",
+        "dns",
+        lambda f, _ca: DnsSpec(query=f.dns_name("hangup"), server=f.dns_address, transport="tcp"),
+        T.PROTOCOL,
+    ),
+    Case(
+        "icmp every echo lost",
+        "icmp",
+        lambda _f, _ca: IcmpSpec(host="127.0.0.1", packets=3, packet_interval="50ms"),
+        T.LOSS,
+        HANG,
+        drop_every_echo,
+    ),
     Case("flow step hangs", "flow", hanging_flow, T.TIMEOUT, 2 * HANG),
 ]
 # Every HTTP fault on each of the http probe's transports (aiohttp and the lean httpwire).

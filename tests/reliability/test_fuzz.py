@@ -329,10 +329,7 @@ def test_timestamp_and_duration_readers_give_a_number_or_none(text: str) -> None
 PROPERTIES: dict[str, tuple[Callable[..., None], st.SearchStrategy[Any]]] = {
     "config": (check_config, config_texts),
     "modules": (check_modules, module_texts),
-    **{
-        f"log line {name}": (lambda line, name=name: check_line(name, line), lines(name))
-        for name in sorted(PARSERS)
-    },
+    **{f"log line {name}": (lambda line, name=name: check_line(name, line), lines(name)) for name in sorted(PARSERS)},
     "times": (check_time_text, st.text(max_size=40) | st.sampled_from(_SPECIAL_TEXT)),
 }
 """What bench/fuzz.py runs: name -> (property, strategy of its one argument)."""

@@ -126,7 +126,9 @@ async def test_a_redirect_back_to_a_name_that_rebound_meanwhile_is_refused_at_th
     client = await probe_client(tmp_path, ["127.0.0.1/32"])
     hop = f"http://rebind.example:{faults.port}/ok"
     try:
-        response = await client.get("/probe", params={"target": f"http://rebind.example:{faults.port}/redirect?to={hop}"})
+        response = await client.get(
+            "/probe", params={"target": f"http://rebind.example:{faults.port}/redirect?to={hop}"}
+        )
         text = await response.text()
     finally:
         await client.close()
@@ -195,7 +197,9 @@ services:
     client = await probe_client(tmp_path, ["127.0.0.0/8"], config)
     elsewhere = f"http://127.0.0.2:{faults.port}/echo"  # allowed by the allow-list, not the shop
     try:
-        refused = {p: await client.get("/probe", params={"module": f"shop/{p}", "target": elsewhere}) for p in ("api", "admin")}
+        refused = {
+            p: await client.get("/probe", params={"module": f"shop/{p}", "target": elsewhere}) for p in ("api", "admin")
+        }
         texts = {p: await r.text() for p, r in refused.items()}
         own = await client.get("/probe", params={"module": "shop/api"})
         public = await client.get("/probe", params={"module": "shop/public", "target": elsewhere})
@@ -246,9 +250,7 @@ async def test_cr_or_lf_in_a_redirect_location_stays_inside_one_request_line(fau
         assert not any(line.startswith(b"X-Injected") for line in head.split(b"\r\n"))
 
 
-async def test_a_hostname_parameter_that_would_split_the_request_is_a_400(
-    tmp_path: Path, faults: FaultServer
-) -> None:
+async def test_a_hostname_parameter_that_would_split_the_request_is_a_400(tmp_path: Path, faults: FaultServer) -> None:
     client = await probe_client(tmp_path, ["127.0.0.1/32"])
     try:
         answers = {}
@@ -297,7 +299,9 @@ async def test_markup_a_target_puts_in_a_failure_detail_is_shown_escaped_on_the_
     async with FaultServer(tls=False) as faults:
         assert faults.dns is not None
         faults.dns.set("xss.test", "TXT", Reply(answer=[record("xss.test", "TXT", '"<svg onload=alert(3)>"')]))
-        tls_server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=hostile_cert.server_context())
+        tls_server = await asyncio.start_server(
+            lambda r, w: w.close(), "127.0.0.1", 0, ssl=hostile_cert.server_context()
+        )
         tls_port = tls_server.sockets[0].getsockname()[1]
         config = f"""version: v1
 global: {{interval: 300ms, timeout: 250ms}}
@@ -432,7 +436,9 @@ def test_module_secrets_stay_out_of_probe_answers_debug_pages_and_logs(served: d
     for module in ("http_2xx", "bearer"):
         for fault in ("echo", "status", "close"):
             params = {"target": faults.url(fault), "module": module, "debug": "true"}
-            surfaces[f"{module} {fault} debug"] = session.get(f"{base}/probe", params=params, headers=login, timeout=10).text
+            surfaces[f"{module} {fault} debug"] = session.get(
+                f"{base}/probe", params=params, headers=login, timeout=10
+            ).text
             del params["debug"]
             surfaces[f"{module} {fault}"] = session.get(f"{base}/probe", params=params, headers=login, timeout=10).text
     assert "probe_success 1" in surfaces["http_2xx echo"] and "<secret>" in surfaces["http_2xx echo debug"]

@@ -107,9 +107,7 @@ class DnsServer:
         """Bind UDP and TCP to the same free port on ``host``."""
         loop = asyncio.get_running_loop()
         for _ in range(50):
-            udp, _protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(self.host, 0)
-            )
+            udp, _protocol = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(self.host, 0))
             port = udp.get_extra_info("sockname")[1]
             try:
                 self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
@@ -154,9 +152,7 @@ class DnsServer:
         question = query.question[0]
         name = question.name.to_text().lower()
         rdtype = dns.rdatatype.to_text(question.rdtype)
-        self.queries.append(
-            Query(transport, name, rdtype, bool(query.flags & dns.flags.RD), query.id)
-        )
+        self.queries.append(Query(transport, name, rdtype, bool(query.flags & dns.flags.RD), query.id))
         reply = self.reply_for(name, rdtype)
         if self.silent or reply.silent or reply.hangup:
             return reply, None
