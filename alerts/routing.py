@@ -125,7 +125,8 @@ def receivers(cfg: Config) -> list[dict[str, Any]]:
 
 
 def inhibit_rules(cfg: Config) -> list[dict[str, Any]]:
-    """Higher priorities mute lower ones of the same service; a down prober mutes that service's SLO alerts."""
+    """Higher priorities mute lower ones of the same service; a down prober mutes that service's SLO alerts
+    (for a service with ``quorum`` > 1, measured from several locations, only an absent exporter does)."""
     rules: list[dict[str, Any]] = []
     priorities = ordered_priorities(cfg)
     for index, priority in enumerate(priorities[:-1]):
@@ -136,10 +137,35 @@ def inhibit_rules(cfg: Config) -> list[dict[str, Any]]:
                 "equal": [c.LABEL_SERVICE],
             }
         )
+    slo_alerts = matcher(c.LABEL_ALERTNAME, any_of(c.SLO_ALERTS), "=~")
+    quorum = sorted(name for name, service in cfg.services.items() if service.quorum > 1)
+    if not quorum:
+        rules.append(
+            {
+                "source_matchers": [matcher(c.LABEL_ALERTNAME, any_of(c.PROBER_DOWN_ALERTS), "=~")],
+                "target_matchers": [slo_alerts],
+                "equal": [c.LABEL_SERVICE],
+            }
+        )
+        return rules
+    # A service measured from several locations (quorum > 1) keeps its SLO alerts while one
+    # location's prober is silent: the other locations still measure it, and that silence
+    # has its own alert. Only the exporter itself being absent mutes them there.
+    others = [name for name in c.PROBER_DOWN_ALERTS if name != c.ALERT_EXPORTER_ABSENT]
     rules.append(
         {
-            "source_matchers": [matcher(c.LABEL_ALERTNAME, any_of(c.PROBER_DOWN_ALERTS), "=~")],
-            "target_matchers": [matcher(c.LABEL_ALERTNAME, any_of(c.SLO_ALERTS), "=~")],
+            "source_matchers": [matcher(c.LABEL_ALERTNAME, c.ALERT_EXPORTER_ABSENT)],
+            "target_matchers": [slo_alerts],
+            "equal": [c.LABEL_SERVICE],
+        }
+    )
+    rules.append(
+        {
+            "source_matchers": [
+                matcher(c.LABEL_ALERTNAME, any_of(others), "=~"),
+                matcher(c.LABEL_SERVICE, any_of(quorum), "!~"),
+            ],
+            "target_matchers": [slo_alerts],
             "equal": [c.LABEL_SERVICE],
         }
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from slaprobe import conventions as c
-from slaprobe.alerts import RULE_TESTS_FILE, RULES_FILE, generate_rule_tests, generate_rules
+from slaprobe.alerts import RULE_TESTS_FILE, RULES_FILE, generate_alertmanager, generate_rule_tests, generate_rules
 from slaprobe.alerts.yamltext import dump_yaml
 from slaprobe.config import Config, parse_config
 from slaprobe.configerror import ConfigError
@@ -181,3 +182,48 @@ services:
     (tmp_path / RULE_TESTS_FILE).write_text(dump_yaml(generate_rule_tests(cfg, rules=rules)))
     tested = run([promtool, "test", "rules", RULE_TESTS_FILE], cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+TWO_SERVICES = """version: v1
+services:
+  shop:
+    quorum: 2
+    probes:
+      - {name: home, http: {url: "http://127.0.0.1:1/"}}
+  plain:
+    probes:
+      - {name: home, http: {url: "http://127.0.0.1:2/"}}
+"""
+
+
+def matches(matcher: str, labels: dict[str, str]) -> bool:
+    """Alertmanager's matcher semantics for the forms the generator writes: =, !=, =~, !~ on a quoted value."""
+    found = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', matcher)
+    assert found, matcher
+    name, op, value = found.groups()
+    actual = labels.get(name, "")
+    if op in ("=~", "!~"):
+        hit = re.fullmatch(value, actual) is not None
+        return hit if op == "=~" else not hit
+    return (actual == value) if op == "=" else (actual != value)
+
+
+def mutes_slo_alerts(document: dict[str, Any], source: dict[str, str]) -> bool:
+    slo = {c.LABEL_ALERTNAME: c.SLO_ALERTS[0], c.LABEL_SERVICE: source[c.LABEL_SERVICE]}
+    return any(
+        all(matches(m, source) for m in rule["source_matchers"])
+        and all(matches(m, slo) for m in rule["target_matchers"])
+        for rule in document["inhibit_rules"]
+    )
+
+
+def test_one_locations_silent_prober_does_not_mute_the_slo_alerts_of_a_quorum_service(tmp_path: Path) -> None:
+    document = generate_alertmanager(parse_config(TWO_SERVICES))
+    no_data = c.ALERT_PROBE_NO_DATA
+    assert not mutes_slo_alerts(document, {c.LABEL_ALERTNAME: no_data, c.LABEL_SERVICE: "shop", "location": "dc-a"})
+    assert mutes_slo_alerts(document, {c.LABEL_ALERTNAME: no_data, c.LABEL_SERVICE: "plain"})
+    assert mutes_slo_alerts(document, {c.LABEL_ALERTNAME: c.ALERT_EXPORTER_ABSENT, c.LABEL_SERVICE: "shop"})
+    path = tmp_path / "alertmanager.yaml"
+    path.write_text(dump_yaml(document))
+    result = run([tool("amtool"), "check-config", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
