@@ -373,9 +373,11 @@ async def test_a_blip_pages_level_1_only(stack: tuple[Target, Sinks, str, str, E
         target.failing = True
         firing = f'ALERTS{{alertname="{c.ALERT_PROBE_DOWN}",alertstate="firing",escalation_level="1"}}'
         await until_async(lambda: query(session, prom_url, firing), 20, "level 1 firing in Prometheus")
-        target.failing = False  # a blip: level 1 fired a few seconds, well below level 2's 8 s
+        # Held until on-call is paged: Alertmanager sends nothing for an alert that resolves
+        # before its group is first flushed, so a shorter blip may page nobody at all.
+        await until(lambda: sinks.of("oncall", level="1"), LEVEL_2_AFTER / 2, "level 1 at the on-call sink")
+        target.failing = False  # a blip: level 1 fired a few seconds, below level 2's 8 s
         blip_over = time.monotonic()
-        await until(lambda: sinks.of("oncall", level="1"), 20, "level 1 at the on-call sink")
         await until(lambda: sinks.of("oncall", "resolved", level="1"), 30, "level 1 resolved at the on-call sink")
         # Long enough for level 2 and level 3 under the old rule (the bridge kept them true after recovery).
         await asyncio.sleep(max(0.0, blip_over + LEVEL_3_AFTER + 5 - time.monotonic()))
