@@ -21,9 +21,8 @@ from typing import Any
 from slaprobe import conventions as c
 from slaprobe.alerts.policy import levels_of, ordered_priorities
 from slaprobe.alerts.promql import any_of, quote
-from slaprobe.config import Config
+from slaprobe.config import Config, WebhookAuth
 from slaprobe.maintenance import MaintenanceWindow, alertmanager_entries, alertmanager_name
-from slaprobe.model import WebhookAuth
 from slaprobe.units import format_duration
 
 GROUP_BY = [c.LABEL_SERVICE, c.LABEL_ALERTNAME]

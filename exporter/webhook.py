@@ -35,9 +35,8 @@ from typing import Any
 from aiohttp import web
 
 from slaprobe import conventions as c
-from slaprobe.config import Config
+from slaprobe.config import Config, WebhookAuth
 from slaprobe.exporter.heartbeats import token_matches
-from slaprobe.model import WebhookAuth
 
 MAX_LABEL_VALUE = 1024  # characters; generated labels are names, priorities and runbook URLs
 MAX_ALERTS = 1000  # alerts in one post (Alertmanager sends one per notification on the incidents route)

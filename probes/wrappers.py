@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import get_args
 
-from slaprobe.model import LogWrapper as Wrapper
+from slaprobe.config import LogWrapper as Wrapper
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import LineParser, parse_iso_time
 

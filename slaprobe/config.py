@@ -64,6 +64,7 @@ from slaprobe.model import (
     LogFormat,
     LogMetric,
     LogSource,
+    LogWrapper,
     MatchCondition,
     MetricType,
     MetricValue,
@@ -76,6 +77,7 @@ from slaprobe.model import (
     TicketFields,
     Tier,
     ValueUnit,
+    WebhookAuth,
 )
 from slaprobe.redact import Redactor
 from slaprobe.specs import (
@@ -144,6 +146,7 @@ __all__ = [
     "LogFormat",
     "LogMetric",
     "LogSource",
+    "LogWrapper",
     "MatchCondition",
     "MetricType",
     "MetricValue",
@@ -169,6 +172,7 @@ __all__ = [
     "TlsExpect",
     "TlsSpec",
     "ValueUnit",
+    "WebhookAuth",
     "config_json_schema",
     "format_path",
     "line_of",
