@@ -28,6 +28,7 @@ import requests
 from slaprobe import conventions as c
 from slaprobe import sli
 from slaprobe.config import Config, FeedbackSource
+from slaprobe.dashboards import feedback_kpis
 from slaprobe.dashboards.promql import equals, increase_sum, matches, share
 from slaprobe.units import format_duration, format_value, parse_duration
 
@@ -257,6 +258,7 @@ class Report:
     complaints: tuple[ComplaintReport, ...]
     incident_step: float
     generated: float = field(default_factory=time.time)
+    feedback: tuple[feedback_kpis.DeskKpis, ...] = ()  # satisfaction and feedback KPIs (feedback_kpis)
 
 
 # ---------------------------------------------------------------------------- collecting
@@ -513,7 +515,8 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
             )
         )
     complaints = tuple(_complaints(client, source, window, at) for source in cfg.feedback)
-    return Report(at - seconds, at, window, where(client.url), tuple(services), complaints, step)
+    desk = feedback_kpis.collect(cfg, client, window, at, start)
+    return Report(at - seconds, at, window, where(client.url), tuple(services), complaints, step, feedback=desk)
 
 
 def where(url: str) -> str:
@@ -895,6 +898,7 @@ def render_html(report: Report) -> str:
         '<section id="summary"><h2>Summary</h2>',
         _table(SUMMARY_HEADER, _summary_rows(report), numeric=(2, 3, 5)),
         "</section>",
+        feedback_kpis.render_html(report.feedback),
     ]
     parts.extend(_service_html(report, s) for s in report.services)
     if report.complaints:
@@ -943,6 +947,7 @@ def render_markdown(report: Report) -> str:
         "## Summary",
         "",
         _md_table(SUMMARY_HEADER, _summary_rows(report)),
+        *feedback_kpis.render_markdown(report.feedback),
     ]
     for s in report.services:
         out += ["", f"## {md_text(s.name)} ({md_text(s.tier)})", "", f"Owner: {md_text(s.owner or '-')}", ""]
