@@ -249,6 +249,23 @@ def _probes(cfg: Config) -> list[Panel]:
         ),
         Panel(
             "timeseries",
+            "Phase duration p95",
+            (
+                p.q(
+                    quantile(0.95, c.PROBE_PHASE_DURATION, window, PROBES, ["probe", c.LABEL_PHASE]),
+                    "{{probe}} {{phase}}",
+                ),
+            ),
+            description=(
+                "95th percentile of each phase over every run, from the phase histogram (the SLA threshold is "
+                "a bucket bound, so a phase near it is read exactly)."
+            ),
+            unit="s",
+            options=p.legend_options("lastNotNull", "max", display="table", placement="right"),
+            width=12,
+        ),
+        Panel(
+            "timeseries",
             "Failure reasons",
             (
                 p.q(
@@ -289,6 +306,36 @@ def _probes(cfg: Config) -> list[Panel]:
             description="Time each step of a multi-step business flow took in its last run.",
             unit="s",
             custom={"drawStyle": "bars", "fillOpacity": 70, "stacking": {"mode": "normal", "group": "A"}},
+            options=p.legend_options("lastNotNull", "max"),
+            width=8,
+        ),
+        Panel(
+            "timeseries",
+            "Flow step duration p95",
+            (
+                p.q(
+                    quantile(0.95, c.FLOW_STEP_RUN_DURATION, window, PROBES, ["probe", c.LABEL_STEP]),
+                    "{{probe}}: {{step}} p95",
+                ),
+            ),
+            description="95th percentile of each flow step over every run, from the step histogram.",
+            unit="s",
+            options=p.legend_options("lastNotNull", "max"),
+            width=8,
+        ),
+        Panel(
+            "timeseries",
+            "ICMP loss and jitter",
+            (
+                p.q(selector(c.ICMP_LOSS_RATIO, *PROBES), "{{probe}} loss"),
+                p.q(selector(c.ICMP_JITTER, *PROBES), "{{probe}} jitter"),
+            ),
+            description=(
+                "Share of echo requests lost and round-trip jitter (mean difference of consecutive round trips) "
+                "of each ICMP probe's last run."
+            ),
+            unit="percentunit",
+            overrides=(p.by_regexp(".* jitter", ("unit", "s"), ("custom.axisPlacement", "right")),),
             options=p.legend_options("lastNotNull", "max"),
             width=8,
         ),

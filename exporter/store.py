@@ -8,6 +8,7 @@ calls ``ResultStore.sync`` with the probes that should exist: removed ones disap
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import time
 from array import array
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from slaprobe import conventions as c
 from slaprobe.exporter.exposition import LabelSet, MetricFamily, label_set
-from slaprobe.probes.result import FailureReason, ProbeResult
+from slaprobe.probes.result import FailureReason, ProbeResult, Sample
 from slaprobe.probes.tally import Histogram
 
 ProbeKey = tuple[str, str]  # (service, probe)
@@ -144,6 +145,53 @@ class History:
             )
 
 
+class Durations:
+    """One histogram per name (a phase, a flow step), all with the same bounds, packed in arrays.
+
+    Counts and sums live in two flat arrays (not tracked by the garbage collector, unlike a
+    list per histogram); a new name appends one row. Only the names seen so far have a row.
+    """
+
+    __slots__ = ("_counts", "_index", "_sums", "bounds")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self._index: dict[str, int] = {}  # name -> row, in the order first seen
+        self._counts = array("q")  # row * (len(bounds) + 1) + bucket: observations (not cumulative)
+        self._sums = array("d")  # row: sum of observations
+
+    def observe(self, name: str, value: float) -> None:
+        """Count ``value`` (seconds) into the histogram of ``name``; equal to a bound: that bucket."""
+        width = len(self.bounds) + 1
+        row = self._index.get(name)
+        if row is None:
+            row = self._index[name] = len(self._index)
+            self._counts.extend(array("q", bytes(8 * width)))
+            self._sums.append(0.0)
+        self._counts[row * width + bisect.bisect_left(self.bounds, value)] += 1
+        self._sums[row] += value
+
+    def histograms(self) -> Iterator[tuple[str, Histogram]]:
+        """Each name's histogram (a copy), in the order the names were first seen."""
+        width = len(self.bounds) + 1
+        for name, row in self._index.items():
+            counts = self._counts[row * width : (row + 1) * width].tolist()
+            yield name, Histogram(self.bounds, counts, self._sums[row])
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+_KEPT_SAMPLES = frozenset({c.BB_ICMP_LOSS_RATIO, c.BB_ICMP_RTT})
+
+
+def scheduled_samples(samples: Iterable[Sample]) -> tuple[Sample, ...]:
+    """The blackbox samples a scheduled run keeps for ``/metrics``: ICMP loss ratio and jitter."""
+    return tuple(
+        s for s in samples if s.name in _KEPT_SAMPLES and (s.name != c.BB_ICMP_RTT or s.labels == (("stat", "jitter"),))
+    )
+
+
 @dataclass(slots=True)
 class ProbeSeries:
     """Counters and last result of one scheduled probe."""
@@ -164,6 +212,8 @@ class ProbeSeries:
     last_time: float = 0.0
     history: History = field(default_factory=History)
     step_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    phase_durations: Durations | None = None  # seconds by phase, bounds from meta.buckets; made at the first phase
+    step_durations: Durations | None = None  # seconds by flow step, likewise
     # Kept as a str and a dict of str -> bytes, which the garbage collector does not track:
     # 10,000 series' worth of tracked objects made every full collection (and its pause) longer.
     _labels: str = ""  # service, probe and location, escaped
@@ -211,6 +261,18 @@ class ProbeSeries:
         if first_failure is not None:
             self.first_attempt_failures[first_failure.value] += 1
         self.durations.observe(result.duration)
+        if result.phases:
+            phases = self.phase_durations
+            if phases is None:
+                phases = self.phase_durations = Durations(self.meta.buckets)
+            for phase, seconds in result.phases.items():
+                phases.observe(phase, seconds)
+        if result.steps:
+            steps = self.step_durations
+            if steps is None:
+                steps = self.step_durations = Durations(self.meta.buckets)
+            for step in result.steps:
+                steps.observe(step.name, step.duration)
         for step in result.steps:
             if not step.success:
                 self.step_failures[(step.name, (step.reason or FailureReason.INTERNAL).value)] += 1
@@ -266,6 +328,21 @@ class ProbeSeries:
                     text[CHAIN_EXPIRY] = CHAIN_EXPIRY.sample(last.cert.chain_expiry, base=lb)
             if last.steps:
                 text[STEP_DURATION] = "".join([STEP_DURATION.sample(s.duration, s.name, base=lb) for s in last.steps])
+            if last.samples:
+                loss = last.sample(c.BB_ICMP_LOSS_RATIO)
+                if loss is not None:
+                    text[ICMP_LOSS] = ICMP_LOSS.sample(loss, base=lb)
+                jitter = last.sample(c.BB_ICMP_RTT)
+                if jitter is not None:
+                    text[ICMP_JITTER] = ICMP_JITTER.sample(jitter, base=lb)
+        if self.phase_durations:
+            text[PHASE_DURATION] = "".join(
+                [PHASE_DURATION.histogram(h, phase, base=lb) for phase, h in self.phase_durations.histograms()]
+            )
+        if self.step_durations:
+            text[STEP_RUN_DURATION] = "".join(
+                [STEP_RUN_DURATION.histogram(h, step, base=lb) for step, h in self.step_durations.histograms()]
+            )
         if self.step_failures:
             text[STEP_FAILURES] = "".join(
                 [
@@ -332,6 +409,27 @@ STEP_FAILURES = MetricFamily(
     "Flow steps that failed, by step and failure reason.",
     (*_PROBE, c.LABEL_STEP, c.LABEL_REASON),
 )
+PHASE_DURATION = MetricFamily(
+    c.PROBE_PHASE_DURATION,
+    "histogram",
+    "Duration of each phase of scheduled probe runs in seconds; SLA thresholds are bucket bounds.",
+    (*_PROBE, c.LABEL_PHASE),
+)
+STEP_RUN_DURATION = MetricFamily(
+    c.FLOW_STEP_RUN_DURATION,
+    "histogram",
+    "Duration of each step of scheduled flow runs in seconds; SLA thresholds are bucket bounds.",
+    (*_PROBE, c.LABEL_STEP),
+)
+ICMP_LOSS = MetricFamily(
+    c.ICMP_LOSS_RATIO, "gauge", "Share of the ICMP echo requests of the last run left without a reply.", _PROBE
+)
+ICMP_JITTER = MetricFamily(
+    c.ICMP_JITTER,
+    "gauge",
+    "Mean difference between consecutive ICMP round-trip times of the last run in seconds.",
+    _PROBE,
+)
 FIRST_ATTEMPT_FAILURES = MetricFamily(
     c.PROBE_FIRST_ATTEMPT_FAILURES,
     "counter",
@@ -367,6 +465,10 @@ FAMILIES: tuple[MetricFamily, ...] = (
     DEGRADED,
     PLANNED,
     MAINTENANCE_RUNS,
+    PHASE_DURATION,
+    STEP_RUN_DURATION,
+    ICMP_LOSS,
+    ICMP_JITTER,
 )
 """The families of every probe series, in the order ``/metrics`` writes them."""
 

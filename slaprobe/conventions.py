@@ -40,6 +40,12 @@ TLS_CERT_EXPIRY = "slaprobe_tls_cert_expiry_timestamp_seconds"
 TLS_CHAIN_EARLIEST_EXPIRY = "slaprobe_tls_chain_earliest_expiry_timestamp_seconds"
 FLOW_STEP_DURATION = "slaprobe_flow_step_duration_seconds"
 FLOW_STEP_FAILURES = "slaprobe_flow_step_failures_total"
+# Histograms of every run (SLA thresholds are bucket bounds), beside the last-run gauges above.
+PROBE_PHASE_DURATION = "slaprobe_probe_phase_duration_seconds"  # {phase}
+FLOW_STEP_RUN_DURATION = "slaprobe_flow_step_run_duration_seconds"  # {step}
+# ICMP figures of the last scheduled run (on /probe: probe_icmp_packet_loss_ratio, probe_icmp_rtt_seconds).
+ICMP_LOSS_RATIO = "slaprobe_icmp_packet_loss_ratio"
+ICMP_JITTER = "slaprobe_icmp_jitter_seconds"
 SERVICE_INFO = "slaprobe_service_info"
 
 # The metric families above without the suffix prometheus_client adds itself.

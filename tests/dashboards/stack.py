@@ -259,6 +259,7 @@ def write_config(workdir: Path, target: Target, access_log: Path, ticket_log: Pa
                             "min_days_left": 14,
                         },
                     },
+                    {"name": "ping", "icmp": {"host": "127.0.0.1", "packets": 2}},  # the loss and jitter panel
                     {
                         "name": "checkout",
                         "interval": "2s",

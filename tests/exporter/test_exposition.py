@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from slaprobe import conventions as c
 from slaprobe.config import FeedbackSource, LogMetric
 from slaprobe.exporter import incidents as incident_families
 from slaprobe.exporter import logmetrics, store
@@ -13,7 +14,7 @@ from slaprobe.exporter.incidents import Incidents
 from slaprobe.exporter.logmetrics import HttpMetrics, LineStats, TicketMetrics, UserMetric, render_families
 from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.logevent import Event
-from slaprobe.probes.result import CertInfo, FailureReason, ProbeResult, StepResult
+from slaprobe.probes.result import CertInfo, FailureReason, ProbeResult, Sample, StepResult
 from slaprobe.probes.tally import Histogram
 
 FAILURES = MetricFamily("x_failures_total", "counter", "Failures.", ("service", "reason"))
@@ -61,7 +62,10 @@ def _every_family_with_series() -> tuple[str, list[MetricFamily]]:
     """Text of the stores with a series in every family they have, and those families."""
     series = store.ResultStore()
     meta = store.ProbeMeta("shop", "home", "flow", "http://x/", "dc1", 30, 10, (0.1, 1.0), 0.5, 0.2, maintenance=True)
-    series.sync([meta])
+    ping = store.ProbeMeta("shop", "ping", "icmp", "127.0.0.1", "dc1", 30, 10, (0.1, 1.0), 0.5)
+    series.sync([meta, ping])
+    icmp = (Sample(c.BB_ICMP_LOSS_RATIO, 0.0), Sample(c.BB_ICMP_RTT, 0.001, (("stat", "jitter"),)))
+    series.record(ping.key, ProbeResult(True, 0.01, samples=icmp), now=100)
     steps = (StepResult("login", False, 0.1, FailureReason.TIMEOUT),)
     result = ProbeResult(
         True,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from slaprobe.exporter.store import HISTORY_LENGTH, History, ProbeMeta, ResultStore
-from slaprobe.probes.result import CertInfo, FailureReason, ProbeResult, StepResult
+from slaprobe.exporter.store import HISTORY_LENGTH, History, ProbeMeta, ResultStore, scheduled_samples
+from slaprobe.probes.result import CertInfo, FailureReason, ProbeResult, Sample, StepResult
 
 
 def meta(probe: str = "home", **changes: object) -> ProbeMeta:
@@ -149,3 +149,65 @@ def test_probes_that_fail_the_same_way_share_one_copy_of_the_detail() -> None:
     assert copy is not text
     second.append(0.0, ProbeResult(success=False, duration=0.0, reason=FailureReason.CONNECT, detail=copy), False)
     assert next(iter(first)).detail is next(iter(second)).detail
+
+
+def test_phase_and_step_durations_are_histograms_with_the_sla_threshold_as_a_bound() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    for duration in (0.05, 0.3, 0.7):
+        result = ProbeResult(
+            True,
+            duration,
+            phases={"connect": duration / 10, "processing": duration},
+            steps=(StepResult("login", True, duration),),
+        )
+        store.record(("shop", "home"), result, now=duration)
+    got = samples(store.render())
+    phase = "slaprobe_probe_phase_duration_seconds"
+    assert got[key(f"{phase}_bucket", phase="processing", le="0.1")] == 1
+    assert got[key(f"{phase}_bucket", phase="processing", le="0.3")] == 2  # the SLA threshold: a bound
+    assert got[key(f"{phase}_bucket", phase="processing", le="+Inf")] == 3
+    assert got[key(f"{phase}_count", phase="connect")] == 3
+    assert round(got[key(f"{phase}_sum", phase="connect")], 6) == 0.105
+    step = "slaprobe_flow_step_run_duration_seconds"
+    assert got[key(f"{step}_bucket", step="login", le="0.3")] == 2
+    assert got[key(f"{step}_count", step="login")] == 3
+    assert got[key("slaprobe_flow_step_duration_seconds", step="login")] == 0.7  # the last-run gauge stays
+
+
+def test_a_probe_without_phases_or_steps_exports_no_phase_or_step_histogram() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    store.record(("shop", "home"), ProbeResult(True, 0.1), now=1)
+    text = store.render()
+    assert "slaprobe_probe_phase_duration_seconds" not in text
+    assert "slaprobe_flow_step_run_duration_seconds" not in text
+
+
+def test_the_histograms_text_is_cached_until_the_next_run() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    store.record(("shop", "home"), ProbeResult(True, 0.1, phases={"connect": 0.01}), now=1)
+    series = store.get(("shop", "home"))
+    assert series is not None
+    assert series.render() is series.render()
+    first = series.render()["slaprobe_probe_phase_duration_seconds"]
+    store.record(("shop", "home"), ProbeResult(True, 0.1, phases={"connect": 0.01}), now=2)
+    assert series.render()["slaprobe_probe_phase_duration_seconds"] != first
+
+
+def test_icmp_loss_ratio_and_jitter_of_a_scheduled_run_are_exported() -> None:
+    store = ResultStore()
+    store.sync([meta(kind="icmp")])
+    published = (
+        Sample("probe_icmp_duration_seconds", 0.001, (("phase", "rtt"),)),
+        Sample("probe_icmp_packet_loss_ratio", 0.25),
+        Sample("probe_icmp_rtt_seconds", 0.002, (("stat", "avg"),)),
+        Sample("probe_icmp_rtt_seconds", 0.0005, (("stat", "jitter"),)),
+    )
+    kept = scheduled_samples(published)
+    assert [s.name for s in kept] == ["probe_icmp_packet_loss_ratio", "probe_icmp_rtt_seconds"]
+    store.record(("shop", "home"), ProbeResult(True, 0.01, samples=kept), now=1)
+    got = samples(store.render())
+    assert got[("slaprobe_icmp_packet_loss_ratio", LABELS)] == 0.25
+    assert got[("slaprobe_icmp_jitter_seconds", LABELS)] == 0.0005
