@@ -5,7 +5,9 @@ connection take 13.2 s, wrote 58,368 error lines and made a scheduled probe fail
 ``internal``. This starts ``slaprobe serve`` with its file limit at 1024, a target that
 never answers and one that answers at once (probed on schedule every second), sends
 ``--flood`` ``/probe`` requests at the hanging target at once, and for ``--seconds``
-reads ``/metrics`` every 100 ms. Printed: how the flood was answered (200/503), the
+reads ``/metrics`` every 100 ms over a new connection from another loopback address
+(127.0.0.2, as Prometheus would be). Beyond the open-file limit (``--flood 1500``) the
+exporter's connection cap refuses the flooder's excess. Printed: how the flood was answered (200/503), the
 ``/metrics`` latency, the scheduled probe's runs and failures in the window, and the
 lines the exporter logged.
 
@@ -24,6 +26,7 @@ import time
 import aiohttp
 import common
 
+SCRAPER = "127.0.0.2"  # the /metrics reader's address: the flood comes from 127.0.0.1
 LIMIT = "import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))"
 
 
@@ -48,13 +51,15 @@ async def flood(base: str, hang: str, count: int, seconds: float) -> dict[str, s
 
         tasks = [asyncio.create_task(one()) for _ in range(count)]
         await asyncio.sleep(1.0)  # the flood is in
-        async with session.get(f"{base}/metrics") as response:
+        scraper = aiohttp.TCPConnector(local_addr=(SCRAPER, 0))
+        async with aiohttp.ClientSession(connector=scraper) as first, first.get(f"{base}/metrics") as response:
             before = await response.text()
         latencies = []
         started = time.monotonic()
         while time.monotonic() - started < seconds:
             t0 = time.perf_counter()
-            async with aiohttp.ClientSession() as fresh, fresh.get(f"{base}/metrics") as response:  # a new connection
+            scraper = aiohttp.TCPConnector(local_addr=(SCRAPER, 0))  # a new connection, as Prometheus' address
+            async with aiohttp.ClientSession(connector=scraper) as fresh, fresh.get(f"{base}/metrics") as response:
                 text = await response.text()
             latencies.append(time.perf_counter() - t0)
             await asyncio.sleep(0.1)

@@ -22,6 +22,7 @@ from slaprobe import __version__
 from slaprobe import conventions as c
 from slaprobe.config import Config, Probe
 from slaprobe.exporter import blackbox
+from slaprobe.exporter.connlimit import ConnectionLimiter
 from slaprobe.exporter.exposition import CONTENT_TYPE, MetricFamily
 from slaprobe.exporter.heartbeats import install_heartbeats
 from slaprobe.exporter.incidents import INCIDENTS_KEY, WEBHOOK_PATH, install_incidents
@@ -38,6 +39,7 @@ log = logging.getLogger("slaprobe.web")
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+CONNECTIONS_KEY = web.AppKey("connections", ConnectionLimiter)  # set by serve(); absent in bare test apps
 
 
 RELOAD_SUCCESS = MetricFamily(
@@ -55,6 +57,22 @@ SCHEDULER_MISSED = MetricFamily(
     (c.LABEL_CAUSE,),
 )
 PROBES_IN_FLIGHT = MetricFamily(c.PROBES_IN_FLIGHT, "gauge", "Scheduled probe runs executing right now.")
+CONNECTIONS_OPEN = MetricFamily(c.CONNECTIONS_OPEN, "gauge", "Client connections open to the listener.")
+CONNECTIONS_REFUSED = MetricFamily(
+    c.CONNECTIONS_REFUSED,
+    "counter",
+    "Client connections closed on arrival: over the process-wide cap (total) or one address's share (peer).",
+    (c.LABEL_REASON,),
+)
+
+
+def connection_metrics_text(limiter: ConnectionLimiter | None) -> str:
+    """The listener's open connections and refusals by reason ("" without a limiter)."""
+    if limiter is None:
+        return ""
+    out = [CONNECTIONS_OPEN.header, CONNECTIONS_OPEN.sample(limiter.open), CONNECTIONS_REFUSED.header]
+    out += [CONNECTIONS_REFUSED.sample(count, reason) for reason, count in sorted(limiter.refused.items())]
+    return "".join(out)
 
 
 def self_metrics_text(exporter: Exporter) -> str:
@@ -111,6 +129,7 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
             service_info_text(services),
             maintenance_text(exporter.calendars, exporter.clock()),
             self_metrics_text(exporter),
+            connection_metrics_text(request.app.get(CONNECTIONS_KEY)),
         )
     )
     pieces.append(tail.encode())

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from slaprobe.exporter.app import RELOAD_GATE_KEY, make_app
+from slaprobe.exporter.app import CONNECTIONS_KEY, RELOAD_GATE_KEY, make_app
+from slaprobe.exporter.connlimit import ConnectionLimiter, default_limit, default_per_peer, raise_open_file_limit
 from slaprobe.exporter.runtime import Exporter, Sources
 from slaprobe.exporter.sharding import ALL, Shard
 from slaprobe.exporter.webconfig import load_web_config
@@ -31,6 +32,7 @@ class ServeOptions:
     allowed_hosts: list[str] = field(default_factory=list)  # --allow-host: DNS names of the admin endpoints
     state_dir: str | None = None
     shard: Shard = ALL
+    max_connections: int | None = None  # client connections at once; default: the open-file limit less a reserve
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -54,10 +56,18 @@ def configure_logging(current_redactor: Callable[[], Redactor], level: int = log
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+KEEPALIVE_SECONDS = 75.0  # an idle client connection is closed after this (aiohttp's own default is an hour)
+
+
 async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the exit status."""
     exporter = Exporter(options.sources, shard=options.shard, state_dir=options.state_dir)
     configure_logging(lambda: exporter.redact)
+    before, open_files = raise_open_file_limit()
+    if open_files != before:
+        log.info("raised the open-file limit from %d to %d", before, open_files)
+    limit = options.max_connections or default_limit(open_files)
+    limiter = ConnectionLimiter(limit=limit, per_peer=default_per_peer(limit))
     exporter.freeze_gc = True
     status = exporter.reload()
     if not status.successful:
@@ -71,15 +81,28 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
     app = make_app(
         exporter, probe_allow=options.probe_allow, middlewares=middlewares, allowed_hosts=options.allowed_hosts
     )
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    app[CONNECTIONS_KEY] = limiter
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
     await runner.setup()
     host, port = split_listen(options.listen)
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
-    await site.start()
-    scheme = "https" if ssl_context else "http"
-    log.info("listening on %s://%s:%d (shard %d/%d)", scheme, host, port, options.shard.index, options.shard.count)
-
     loop = asyncio.get_running_loop()
+    assert runner.server is not None  # set by setup()
+    # Not web.TCPSite: every connection passes the limiter before aiohttp's handler sees it.
+    listener = await loop.create_server(
+        limiter.wrap(runner.server), host, port, ssl=ssl_context, backlog=1024, reuse_address=True
+    )
+    scheme = "https" if ssl_context else "http"
+    log.info(
+        "listening on %s://%s:%d (shard %d/%d, at most %d client connections, %d per address)",
+        scheme,
+        host,
+        port,
+        options.shard.index,
+        options.shard.count,
+        limiter.limit,
+        limiter.per_peer,
+    )
+
     stop = asyncio.Event()
 
     loop.add_signal_handler(signal.SIGHUP, app[RELOAD_GATE_KEY].signal)  # the gate of POST /-/reload
@@ -91,5 +114,6 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
         await stop.wait()
     finally:
         log.info("shutting down")
+        listener.close()
         await runner.cleanup()
     return 0

@@ -79,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=[e.strip() for e in (args.allow_host or "").split(",") if e.strip()],
         state_dir=args.state_dir,
         shard=shard,
+        max_connections=args.max_connections,
     )
     from slaprobe.exporter.webconfig import WebConfigError
 
@@ -204,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         "IP literals and localhost always work (a defence against DNS rebinding)",
     )
     serve.add_argument("--state-dir", help="where log offsets and ticket state are kept")
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        help="client connections open at once (default: the open-file limit less a reserve); "
+        "one address may hold a quarter of them",
+    )
     serve.add_argument("--shard", help="I/N or auto/N (I from the pod name ordinal): run only this replica's share")
     serve.set_defaults(func=cmd_serve)
 

@@ -60,6 +60,9 @@ CONFIG_RELOAD_TIMESTAMP = "slaprobe_config_last_reload_success_timestamp_seconds
 SCHEDULER_LAG = "slaprobe_scheduler_lag_seconds"
 SCHEDULER_MISSED = "slaprobe_scheduler_missed_runs_total"
 PROBES_IN_FLIGHT = "slaprobe_probes_in_flight"
+CONNECTIONS_OPEN = "slaprobe_http_connections_open"  # gauge: client connections to serve's listener
+CONNECTIONS_REFUSED = "slaprobe_http_connections_refused_total"  # counter {reason}: total | peer cap
+LABEL_REASON = "reason"
 BUILD_INFO = "slaprobe_build_info"
 LABEL_CAUSE = "cause"  # of a missed run: overrun or late
 # Standard series the exporter-health board reads: Prometheus' scrape health and
