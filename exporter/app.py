@@ -124,7 +124,12 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0)
     tail = "".join(
         (
-            exporter.logs.render(),
+            exporter.logs.render(
+                {
+                    c.STATE_INCIDENTS: request.app[INCIDENTS_KEY].save_failures,
+                    c.STATE_HEARTBEATS: exporter.heartbeats.save_failures,
+                }
+            ),
             request.app[INCIDENTS_KEY].render(),
             service_info_text(services),
             maintenance_text(exporter.calendars, exporter.clock()),

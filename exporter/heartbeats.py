@@ -74,6 +74,7 @@ class Heartbeats:
         self._beats: dict[ProbeKey, Beat] = {}
         self._saved: dict[ProbeKey, float] | None = None  # deadlines read from the state file, until used
         self._dirty = False
+        self.save_failures = 0  # writes of the state file that failed (logged; retried at the next save)
         self._wake = asyncio.Event()
 
     def sync(self, beats: Iterable[tuple[ProbeMeta, HeartbeatSpec]]) -> None:
@@ -182,6 +183,7 @@ class Heartbeats:
             write_atomically(self._state, data)  # fsync, rename; a planted symlink is not followed
         except OSError as exc:
             self._dirty = True
+            self.save_failures += 1
             log.warning("cannot save heartbeat state to %s: %s; trying again later", self._state, exc)
 
     def save(self) -> None:

@@ -41,7 +41,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
@@ -54,6 +54,7 @@ from slaprobe.exporter.logmetrics import (
     FEEDBACK_FAMILIES,
     HTTP_FAMILIES,
     LINE_FAMILIES,
+    STATE_SAVE_FAILURES,
     HttpMetrics,
     LineStats,
     Texts,
@@ -585,11 +586,19 @@ class LogPipeline:
 
     # ------------------------------------------------------------------ output
 
-    def render(self) -> str:
-        """Every log-derived and feedback series as Prometheus text."""
+    def render(self, other_save_failures: Mapping[str, int] | None = None) -> str:
+        """Every log-derived and feedback series as Prometheus text.
+
+        ``other_save_failures`` adds the failed state saves of the exporter's other state
+        files (incidents, heartbeats) to the same family, by their ``source`` label.
+        """
         sources = list(self._sources.values())
+        others = [
+            {STATE_SAVE_FAILURES: STATE_SAVE_FAILURES.sample(n, base=label_set(_SOURCE, (name,)))}
+            for name, n in sorted((other_save_failures or {}).items())
+        ]
         out = [
-            render_families(LINE_FAMILIES, [s.line_text() for s in sources]),
+            render_families(LINE_FAMILIES, [*(s.line_text() for s in sources), *others]),
             render_families(SOURCE_FAMILIES, [self._source_text(s) for s in sources]),
             render_families(HTTP_FAMILIES, [h.render() for h in self._http.values()]),
         ]

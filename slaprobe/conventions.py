@@ -79,6 +79,8 @@ LOG_BYTES_READ = "slaprobe_log_bytes_read_total"
 LOG_LAG = "slaprobe_log_lag_bytes"
 LOG_ROTATIONS = "slaprobe_log_rotations_total"
 STATE_SAVE_FAILURES = "slaprobe_state_save_failures_total"  # {source}: ticket state or offsets not written
+STATE_INCIDENTS = "slaprobe:incidents"  # the source label of the open-incidents state file (no log source has a colon)
+STATE_HEARTBEATS = "slaprobe:heartbeats"  # ... of the heartbeat deadlines
 LOG_SOURCE_STUCK = "slaprobe_log_source_stuck"  # {source}: 1 while a read or save has not returned for long
 LOG_SOURCE_LAST_POLL = "slaprobe_log_source_last_poll_timestamp_seconds"  # {source}: when its last poll ended
 

@@ -224,3 +224,28 @@ def test_serve_counts_pings_and_missed_periods_and_never_shows_the_token(tmp_pat
     assert "job failed, token <secret>" in logs
     for where, text in (("/metrics", metrics), ("/", status_page), ("logs", logs)):
         assert TOKEN not in text and TOKEN[:-1] not in text, f"the token leaked into {where}"
+
+
+def test_a_failed_save_of_the_deadlines_is_counted_and_retried(tmp_path: Path, monkeypatch) -> None:
+    import slaprobe.exporter.heartbeats as module
+
+    monkeypatch.setenv("HB_TOKEN", TOKEN)
+    clock = FakeClock()
+    heartbeats, _ = heartbeats_of(CONFIG, clock, tmp_path)
+    real_write = module.write_atomically
+    failures = iter([OSError(28, "No space left on device")])
+
+    def full_disk_once(path: Path, data: bytes) -> None:
+        exc = next(failures, None)
+        if exc is not None:
+            raise exc
+        real_write(path, data)
+
+    monkeypatch.setattr(module, "write_atomically", full_disk_once)
+    heartbeats.ping(("batch", "nightly"), ProbeResult(True, 0.0))
+    heartbeats.save()
+    assert heartbeats.save_failures == 1
+    assert not (tmp_path / "heartbeats.json").exists()
+    heartbeats.save()  # still dirty: written now
+    assert heartbeats.save_failures == 1
+    assert (tmp_path / "heartbeats.json").exists()

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from slaprobe import conventions as c
 from slaprobe.exporter import incidents as incidents_module
+from slaprobe.exporter.app import make_app
 from slaprobe.exporter.incidents import (
     INCIDENT_BUCKETS,
     INCIDENTS_KEY,
@@ -254,11 +255,15 @@ def incidents_config(url: str, auth: str = f"{{bearer_token: {TOKEN}}}") -> str:
     )
 
 
-async def started_client(config: Path, state_dir: Path | None = None) -> TestClient:
+async def started_client(config: Path, state_dir: Path | None = None, *, whole_app: bool = False) -> TestClient:
+    """The webhook and the poller alone, or (``whole_app``) within serve's whole app, /metrics included."""
     exporter = Exporter(Sources(config=str(config)), state_dir=str(state_dir) if state_dir else None)
     assert exporter.reload().successful
-    app = web.Application()
-    install_incidents(app, exporter)
+    if whole_app:
+        app = make_app(exporter)
+    else:
+        app = web.Application()
+        install_incidents(app, exporter)
     test_client = TestClient(TestServer(app, host="127.0.0.1"))
     await test_client.start_server()
     return test_client
@@ -456,14 +461,14 @@ async def test_the_poller_closes_a_muted_incident_and_a_restart_keeps_the_open_o
         await client.close()
 
 
-async def test_a_save_that_fails_in_any_way_leaves_the_poller_polling(
+async def test_a_save_that_fails_in_any_way_is_counted_on_metrics_and_leaves_the_poller_polling(
     tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, url = alertmanager
     config = tmp_path / "slaprobe.yaml"
     config.write_text(incidents_config(url))
     fake.alerts = [{"labels": alert("firing")["labels"], "endsAt": iso(time.time() + 3600), "status": {}}]
-    client = await started_client(config, tmp_path / "state")
+    client = await started_client(config, tmp_path / "state", whole_app=True)
     try:
         incidents = client.app[INCIDENTS_KEY]
         real_state, real_write = incidents.state, incidents_module.write_atomically
@@ -489,6 +494,8 @@ async def test_a_save_that_fails_in_any_way_leaves_the_poller_polling(
         saved = tmp_path / "state" / STATE_FILE
         await until(lambda: saved.exists())
         assert incidents.save_failures == 2  # the walk, then the write; the third save landed
+        page = await (await client.get("/metrics")).text()
+        assert f'{c.STATE_SAVE_FAILURES}{{source="{c.STATE_INCIDENTS}"}} 2' in page.splitlines()
         polls = fake.polls
         await until(lambda: fake.polls > polls + 1)  # and the poller polls on
         assert [e["alertname"] for e in json.loads(saved.read_bytes())["open"]] == ["SLAProbeDown"]
