@@ -1,0 +1,65 @@
+"""``slaprobe serve`` as a user runs it, in its own process, for tests that need the real thing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import free_port
+
+
+class Serve:
+    """``slaprobe serve`` in its own process, restartable on the same port and state dir."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxy from the environment: loopback only
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "slaprobe", "serve", "--config", str(self.tmp / "slaprobe.yaml"),
+                "--state-dir", str(self.tmp / "state"), "--listen", f"127.0.0.1:{self.port}"]  # fmt: skip
+        with (self.tmp / "serve.log").open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        self.until(lambda: self.get("/-/ready").status_code == 200)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+    def get(self, path: str) -> requests.Response:
+        return self.session.get(f"{self.base}{path}", timeout=10)
+
+    def until(self, condition: Callable[[], object], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if condition():
+                    return
+            except requests.ConnectionError:
+                pass
+            assert self.proc is None or self.proc.poll() is None, (self.tmp / "serve.log").read_text()
+            assert time.monotonic() < deadline, "condition not met in time"
+            time.sleep(0.05)
+
+
+def promtool_accepts(text: str) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: prometheus)")
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
