@@ -163,6 +163,17 @@ class MetricFamily:
 
     def histogram(self, histogram: Histogram, *values: str, base: LabelSet = EMPTY_LABELS) -> str:
         """``_bucket`` (cumulative), ``_sum`` and ``_count`` lines of one histogram series."""
+        return self.histogram_of(histogram.bounds, histogram.counts, histogram.total, *values, base=base)
+
+    def histogram_of(
+        self,
+        bounds: tuple[float, ...],
+        counts: Iterable[int],
+        total: float,
+        *values: str,
+        base: LabelSet = EMPTY_LABELS,
+    ) -> str:
+        """``histogram`` from its parts: ``counts`` per bucket (not cumulative, +Inf last), ``total`` the sum."""
         if self.type != "histogram":
             raise TypeError(f"{self.name} is a {self.type}, not a histogram")
         labels = self._labels_text(values, base)
@@ -170,11 +181,11 @@ class MetricFamily:
         bucket = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
         lines = []
         cumulative = 0
-        for le, count in zip(_le_labels(histogram.bounds), histogram.counts, strict=True):
+        for le, count in zip(_le_labels(bounds), counts, strict=True):
             cumulative += count
             lines.append(f"{bucket}{le}}} {cumulative}\n")
         braces = f"{{{labels}}}" if labels else ""
-        lines.append(f"{name}_sum{braces} {format_value(histogram.total)}\n")
+        lines.append(f"{name}_sum{braces} {format_value(total)}\n")
         lines.append(f"{name}_count{braces} {cumulative}\n")
         return "".join(lines)
 

@@ -40,10 +40,11 @@ class ProbeMeta:
     latency_threshold: float | None  # seconds: a run within SLA is faster than this
     degraded_after: float | None = None  # seconds: a slower success counts as degraded
     maintenance: bool = False  # the service has maintenance windows (its maintenance runs are exported)
+    # (service, probe), made once: the store, the scheduler and the jobs all key by it.
+    key: ProbeKey = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> ProbeKey:
-        return (self.service, self.probe)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.service, self.probe))
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,17 @@ class Durations:
         for name, row in self._index.items():
             counts = self._counts[row * width : (row + 1) * width].tolist()
             yield name, Histogram(self.bounds, counts, self._sums[row])
+
+    def texts(self, family: MetricFamily, base: LabelSet) -> str:
+        """Every name's histogram lines of ``family`` (its last label: the name), first seen first."""
+        width = len(self.bounds) + 1
+        counts, sums, bounds = self._counts, self._sums, self.bounds
+        return "".join(
+            [
+                family.histogram_of(bounds, counts[row * width : (row + 1) * width], sums[row], name, base=base)
+                for name, row in self._index.items()
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self._index)
@@ -336,13 +348,9 @@ class ProbeSeries:
                 if jitter is not None:
                     text[ICMP_JITTER] = ICMP_JITTER.sample(jitter, base=lb)
         if self.phase_durations:
-            text[PHASE_DURATION] = "".join(
-                [PHASE_DURATION.histogram(h, phase, base=lb) for phase, h in self.phase_durations.histograms()]
-            )
+            text[PHASE_DURATION] = self.phase_durations.texts(PHASE_DURATION, lb)
         if self.step_durations:
-            text[STEP_RUN_DURATION] = "".join(
-                [STEP_RUN_DURATION.histogram(h, step, base=lb) for step, h in self.step_durations.histograms()]
-            )
+            text[STEP_RUN_DURATION] = self.step_durations.texts(STEP_RUN_DURATION, lb)
         if self.step_failures:
             text[STEP_FAILURES] = "".join(
                 [
