@@ -85,6 +85,19 @@ class HttpMetrics:
         self.histogram.total += total
         self._text = None
 
+    def add_counts(self, codes: Mapping[int, int], durations: Mapping[float, int]) -> None:
+        """Count a tallied batch: requests by status, and by duration (``parsers.Tally``)."""
+        self.codes.update(codes)
+        counts = self.histogram.counts
+        bounds = self.buckets
+        where = bisect.bisect_left
+        total = 0.0
+        for duration, n in durations.items():
+            counts[where(bounds, duration)] += n
+            total += duration * n
+        self.histogram.total += total
+        self._text = None
+
     def render(self) -> Texts:
         """Lines of each family in ``HTTP_FAMILIES``, cached until the next batch."""
         if self._text is None:

@@ -5,6 +5,12 @@ polls them every ``poll_interval`` (reading and parsing in a worker thread of ea
 counting in the event loop, so scrapes never see a half-counted batch); ``render()`` is
 their Prometheus text.
 
+Counting in blocks: a source whose lines feed only its service's HTTP metrics (no
+``match:``, no user metrics) and whose format and wrapper have a tally
+(``parsers.TALLIES``: nginx_combined, plain or CRI) is counted a block of lines per regex
+call, without an Event per line; the parts of a batch the tally refuses (a line it does
+not take, a CRI partial line being joined) are parsed line by line as before.
+
 Stuck sources: each source reads in its own daemon thread. A read (or save) that has not
 returned after ``stuck_after`` seconds (a hung NFS mount, a FIFO, a dying disk) shows as
 ``slaprobe_log_source_stuck{source} 1``; the source is skipped by later polls until it
@@ -65,9 +71,9 @@ from slaprobe.exporter.logmetrics import (
 )
 from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.logevent import Event
-from slaprobe.probes.parsers import LineParser, parser_for
+from slaprobe.probes.parsers import TALLIES, BlockTally, LineParser, parser_for
 from slaprobe.probes.tailer import Tailer
-from slaprobe.probes.wrappers import Unwrapper, Wrapper, parse_unwrapped
+from slaprobe.probes.wrappers import Unwrapper, Wrapper, parse_unwrapped, split_cri
 
 log = logging.getLogger("slaprobe.logs")
 
@@ -77,6 +83,7 @@ MAX_BATCHES = 64  # per source and poll, so one busy source cannot starve the ot
 STUCK_AFTER = 10.0  # seconds a read or save may run before its source counts as stuck
 POLL_WAIT = 1.0  # seconds a poll waits for a slow source before the others are polled again
 CLOSE_TIMEOUT = 5.0  # seconds close() waits for reads in flight before leaving them to their threads
+TALLY_LINES = 1024  # a batch a tally refuses is tried again in parts of this many lines
 
 T = TypeVar("T")
 
@@ -136,6 +143,43 @@ class _Worker:
                 job.set_result(result)
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What one read of a source yields: parsed events, and the lines a tally counted without events."""
+
+    events: list[Event]
+    lines: int  # lines read (after unwrapping; malformed wrapped lines included)
+    parsed: int  # of those: parsed (the events, and the tallied lines)
+    codes: dict[int, int] = field(default_factory=dict)  # tallied requests by status
+    durations: dict[float, int] = field(default_factory=dict)  # tallied requests by duration
+    tallied: list[list[bytes]] = field(default_factory=list)  # the tallied lines as read, in parts
+
+    def tallied_events(self, src: _Source) -> list[Event]:
+        """The events of the tallied lines, parsed after all (a reload made the source need them)."""
+        events = []
+        cri = src.unwrapper.wrapper == "cri"
+        for part in self.tallied:
+            for line in part:
+                split = split_cri(line) if cri else None
+                event = src.parse(split[3] if split is not None else line)
+                if event is not None:
+                    events.append(event)
+        return events
+
+
+K = TypeVar("K")
+
+
+def _merge(counts: dict[K, int], more: dict[K, int]) -> None:
+    """Add ``more`` to ``counts``."""
+    if not counts:
+        counts.update(more)
+        return
+    get = counts.get
+    for key, n in more.items():
+        counts[key] = get(key, 0) + n
+
+
 class SourceView(NamedTuple):
     """One source's figures as the status page shows them."""
 
@@ -161,6 +205,7 @@ class _Source:
     stats: LineStats = field(init=False)
     service: str | None = None
     keep: Callable[[Event], bool] | None = None  # the source's match:, if any
+    tally: BlockTally | None = None  # counts whole blocks, when the HTTP metrics are all the source feeds
     http: HttpMetrics | None = None
     metrics: list[UserMetric] = field(default_factory=list)
     tracker: TicketTracker | None = None
@@ -253,6 +298,8 @@ class LogPipeline:
                     or UserMetric(spec, service_name, buckets, source.label)
                     for spec in source.metrics
                 ]
+                simple = src.http is not None and src.keep is None and not src.metrics
+                src.tally = TALLIES.get((source.format, source.wrapper)) if simple else None
                 fresh[source.label] = src
         for feedback in config.feedback:
             src = self._keep_or_open(old, feedback.name, feedback)
@@ -341,20 +388,67 @@ class LogPipeline:
     def _open_tailer(self, src: _Source) -> Tailer:
         return Tailer(src.label, src.pattern, start=src.start, state_dir=self.state_dir)
 
-    def _read(self, src: _Source) -> tuple[list[Event], int]:
-        """Read and parse one batch (runs in the worker thread): the events and the number of lines."""
+    def _read(self, src: _Source) -> _Batch:
+        """Read and parse one batch (runs in the worker thread)."""
         if src.tailer is None:
             src.tailer = self._open_tailer(src)
         lines = src.tailer.poll(self.batch_bytes)
+        spans = src.tailer.last_spans
+        tally = src.tally
+        if tally is not None and lines and len(spans) == 1:
+            return self._tally(src, tally, lines, spans[0][0])
         unwrapper = src.unwrapper
         malformed = unwrapper.malformed
-        inner, times, spans = unwrapper.unwrap_files(lines, src.tailer.last_spans)
-        return parse_unwrapped(src.parse, inner, times, spans), len(inner) + unwrapper.malformed - malformed
+        inner, times, spans = unwrapper.unwrap_files(lines, spans)
+        events = parse_unwrapped(src.parse, inner, times, spans)
+        return _Batch(events, len(inner) + unwrapper.malformed - malformed, len(events))
 
-    def _count(self, src: _Source, events: list[Event], lines: int) -> None:
+    def _tally(self, src: _Source, tally: BlockTally, lines: list[bytes], path: str) -> _Batch:
+        """A batch of one file counted by ``tally``; the parts it refuses are parsed line by line.
+
+        A CRI line completes the partial line its stream holds: while one is held, the lines
+        go through the unwrapper (and the tally takes only whole lines, tag ``F``).
+        """
+        batch = _Batch([], 0, 0)
+        unwrapper = src.unwrapper
+        cri = unwrapper.wrapper == "cri"
+        if not (cri and unwrapper.pending()[0]) and self._tally_part(batch, tally, lines):
+            return batch
+        whole = len(lines) <= TALLY_LINES  # refused as a whole already: parsed line by line
+        for i in range(0, len(lines), TALLY_LINES):
+            part = lines[i : i + TALLY_LINES]
+            if whole or (cri and unwrapper.pending()[0]) or not self._tally_part(batch, tally, part):
+                malformed = unwrapper.malformed
+                inner, times = unwrapper.unwrap(part, path)
+                events = parse_unwrapped(src.parse, inner, times, [(path, len(inner))])
+                batch.events += events
+                batch.lines += len(inner) + unwrapper.malformed - malformed
+                batch.parsed += len(events)
+        return batch
+
+    def _tally_part(self, batch: _Batch, tally: BlockTally, part: list[bytes]) -> bool:
+        counted = tally(b"\n".join(part), len(part))
+        if counted is None:
+            return False
+        codes, durations = counted
+        _merge(batch.codes, codes)
+        _merge(batch.durations, durations)
+        batch.lines += len(part)
+        batch.parsed += len(part)
+        batch.tallied.append(part)
+        return True
+
+    def _count(self, src: _Source, batch: _Batch) -> None:
         """Feed a parsed batch to everything that counts it (in the event loop)."""
-        src.stats.parsed += len(events)
-        src.stats.unparsed += lines - len(events)
+        src.stats.parsed += batch.parsed
+        src.stats.unparsed += batch.lines - batch.parsed
+        events = batch.events
+        tallied = bool(batch.tallied)
+        if tallied and (src.http is None or src.keep is not None or src.metrics or src.tracker is not None):
+            events = events + batch.tallied_events(src)  # a reload changed what the source feeds
+            tallied = False
+        if tallied and src.http is not None:
+            src.http.add_counts(batch.codes, batch.durations)
         if src.keep is not None:
             events = [e for e in events if src.keep(e)]
         if not events:
@@ -437,10 +531,10 @@ class LogPipeline:
         """One poll of every source, synchronously (tests, benchmarks): read, count, tick, save."""
         for src in list(self._sources.values()):
             for _ in range(MAX_BATCHES):
-                events, lines = self._read(src)
-                self._count(src, events, lines)
+                batch = self._read(src)
+                self._count(src, batch)
                 self._persist(src, self._ticket_snapshot(src))
-                if self._caught_up(src, lines):
+                if self._caught_up(src, batch.lines):
                     break
             self._tick(src)
             src.last_poll = self.clock()
@@ -479,15 +573,15 @@ class LogPipeline:
         src.busy = True
         try:
             for _ in range(MAX_BATCHES):
-                events, lines = await self._in_worker(self._read, src)
+                batch = await self._in_worker(self._read, src)
                 if src.retired:
                     break
-                self._count(src, events, lines)
+                self._count(src, batch)
                 src.uncommitted = True  # until the commit returns: close() commits it if we are cancelled
                 snapshot = self._ticket_snapshot(src)
                 await self._in_worker(self._persist, src, snapshot)
                 src.uncommitted = False
-                if src.retired or self._caught_up(src, lines):
+                if src.retired or self._caught_up(src, batch.lines):
                     break
             if src.retired:
                 if src in self._retiring:

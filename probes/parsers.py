@@ -38,7 +38,9 @@ import calendar
 import datetime as dt
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from operator import itemgetter
 from typing import Any, Protocol
 
 from slaprobe.gosyntax import go_duration_seconds
@@ -510,6 +512,70 @@ def parse_apache_combined(line: bytes) -> Event | None:
     if time is _clf_bytes_cache:
         time = _clf_time_bytes(raw_time)
     return _event(_lazy(_ApacheFields, line), time, status, duration)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- counting whole blocks
+
+# Counting requests by status and duration needs neither an Event nor the other fields of a
+# line. A tally reads a block of lines (joined by \n) with one regex call and counts its
+# (status, duration) pairs in C. Its pattern accepts only lines the line parser reads the
+# same way (a strict subset of its fast path); when any line of the block is not in that
+# form, the tally returns None and the caller parses the block line by line, as before.
+# Whether every line matched is told by the counts: n lines give n line starts, and a match
+# that crossed a newline would cover one, so n matches mean every line matched whole. The
+# per-character classes are single-byte negations (the regex engine's fastest loop); the
+# quotes are checked for the whole block instead: 6 per line (so no field holds one) and
+# no \" (the slow path's case).
+_CLF_TALLY_BODY = (
+    rb'[^ ]+ [^ \[][^ ]* [^ \[][^ ]* \[[^"]*\] "[^"]*" ([0-9]{3}) (?:[0-9]+|-) "[^"]*" "[^"]*"'
+    rb"(?: ([0-9]+(?:\.[0-9]+)?|-)(?: [^\n]*)?)?$"
+)
+# Plain lines (wrapper none or auto): never one that ``auto`` would unwrap as CRI or Docker's.
+_NGINX_TALLY = re.compile(rb'^(?![0-9].{3}-.{5}T)(?!\{"log":)' + _CLF_TALLY_BODY, re.M)
+# CRI lines, whole (tag F): ``<time> <stream> F[:tags] <nginx line>``, as wrappers.split_cri reads them.
+_NGINX_CRI_TALLY = re.compile(rb"^[^ ]{4}-[^ ]{5}T[^ ]{9,} std(?:out|err) F(?::[^ ]*)? " + _CLF_TALLY_BODY, re.M)
+_first = itemgetter(0)
+_second = itemgetter(1)
+_duration_cache: dict[bytes, float | None] = {b"": None, b"-": None}
+
+Tally = tuple[dict[int, int], dict[float, int]]
+"""Requests by status and by duration (seconds; lines without one are in the first only)."""
+BlockTally = Callable[[bytes, int], "Tally | None"]
+
+
+def _tally(pattern: re.Pattern[bytes], quotes: int) -> BlockTally:
+    findall = pattern.findall
+
+    def tally(block: bytes, lines: int) -> Tally | None:
+        """The counts of ``lines`` lines joined by \\n, or None if one is not in the strict form."""
+        if block.count(b'"') != quotes * lines or b'\\"' in block:
+            return None
+        found = findall(block)
+        if len(found) != lines:
+            return None
+        codes = {_STATUS_BYTES[raw]: n for raw, n in Counter(map(_first, found)).items()}
+        durations: dict[float, int] = {}
+        cache = _duration_cache
+        for raw, n in Counter(map(_second, found)).items():
+            value = cache.get(raw, -1.0)
+            if value == -1.0:
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                    cache[b""] = cache[b"-"] = None
+                value = cache[raw] = float(raw)
+            if value is not None:
+                durations[value] = durations.get(value, 0) + n
+        return codes, durations
+
+    return tally
+
+
+#: ``(format, wrapper)`` -> the tally of a block of such lines; formats not listed are parsed per line.
+TALLIES: Mapping[tuple[str, str], BlockTally] = {
+    ("nginx_combined", "none"): _tally(_NGINX_TALLY, 6),
+    ("nginx_combined", "auto"): _tally(_NGINX_TALLY, 6),
+    ("nginx_combined", "cri"): _tally(_NGINX_CRI_TALLY, 6),
+}
 
 
 # ---------------------------------------------------------------------------- ingress-nginx

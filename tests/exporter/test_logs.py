@@ -136,6 +136,63 @@ def test_unparsable_and_over_long_lines_are_counted_and_skipped(tmp_path: Path, 
     assert s['slaprobe_http_requests_total{service="shop",code="500"}'] == 1
 
 
+def requests_by_code(pipeline: LogPipeline) -> dict[str, float]:
+    return {k: v for k, v in series(pipeline).items() if k.startswith("slaprobe_http_request")}
+
+
+@pytest.mark.parametrize("wrapper", ["none", "auto", "cri"])
+def test_a_long_batch_with_odd_lines_here_and_there_counts_as_line_by_line(
+    tmp_path: Path, access_log: Path, wrapper: str
+) -> None:
+    # The same lines through a source that feeds a user metric too (parsed line by line) and
+    # through one that feeds only the HTTP metrics (tallied in blocks, odd parts line by line).
+    cri = wrapper == "cri"
+    lines = [nginx(200 + i % 7, f"0.{i % 1000:03d}") for i in range(5000)]
+    lines[10] = "garbage\n"
+    lines[2500] = nginx(404).replace("curl", 'cu\\"rl')  # an escaped quote
+    lines[4000] = "\n"
+    lines[4999] = nginx(500, "-")
+    if cri:
+        lines = [f"2023-11-14T22:13:20.000000001Z stdout F {line}" for line in lines]
+        lines[3000:3001] = ["2023-11-14T22:13:20.000000001Z stdout P " + nginx(201)[:30] + "\n",
+                            "2023-11-14T22:13:20.000000001Z stderr F " + nginx(202),
+                            "2023-11-14T22:13:20.000000001Z stdout F " + nginx(201)[30:]]  # fmt: skip
+    counted = []
+    for metrics in ([], [{"name": "all_total", "type": "counter"}]):
+        (tmp_path / "access.log").write_text("")
+        source = {"name": "shop-access", "path": str(access_log), "format": "nginx_combined", "wrapper": wrapper}
+        pipeline = started(LogPipeline(None), config(tmp_path, [{**source, "metrics": metrics}]))
+        assert (pipeline._sources["shop-access"].tally is None) == bool(metrics)
+        append(access_log, *lines)
+        pipeline.poll_now()
+        s = series(pipeline)
+        assert s['slaprobe_log_lines_total{source="shop-access",result="unparsed"}'] == 2  # garbage, the blank line
+        counted.append(
+            (requests_by_code(pipeline), s['slaprobe_log_lines_total{source="shop-access",result="parsed"}'])
+        )
+        pipeline.close()
+    total = 'slaprobe_http_request_duration_seconds_sum{service="shop"}'
+    sums = [requests.pop(total) for requests, _ in counted]  # added in another order: the last digit may differ
+    assert sums[0] == pytest.approx(sums[1], rel=1e-12)
+    assert counted[0] == counted[1]
+    assert counted[0][1] == len(lines) - 2 - cri  # CRI: two chunks made one line
+
+
+def test_a_reload_between_a_read_and_its_count_feeds_the_new_user_metric_too(tmp_path: Path, access_log: Path) -> None:
+    pipeline = started(LogPipeline(None), config(tmp_path))
+    append(access_log, nginx(200), nginx(503))
+    src = pipeline._sources["shop-access"]
+    batch = pipeline._read(src)  # tallied: the HTTP metrics were all the source fed
+    assert batch.tallied and not batch.events
+    metric = {"name": "errors_total", "type": "counter", "match": {"status": {"ge": 500}}}
+    source = {"name": "shop-access", "path": str(access_log), "format": "nginx_combined", "metrics": [metric]}
+    pipeline.apply(config(tmp_path, [source]))
+    pipeline._count(src, batch)
+    s = series(pipeline)
+    assert s['errors_total{service="shop"}'] == 1
+    assert s['slaprobe_http_requests_total{service="shop",code="503"}'] == 1
+
+
 def test_a_log_present_before_the_start_is_read_from_its_end_unless_configured(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_text(nginx(200) * 3)

@@ -20,6 +20,7 @@ from slaprobe.config import LogSource
 from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import (
     PARSERS,
+    TALLIES,
     LazyFields,
     make_regex_parser,
     parse_apache_combined,
@@ -35,6 +36,7 @@ from slaprobe.probes.parsers import (
     parser_for,
     sum_upstream_times,
 )
+from slaprobe.probes.wrappers import Unwrapper
 from tests.conftest import free_port
 
 T_2023 = calendar.timegm((2023, 10, 10, 13, 55, 36))  # 10/Oct/2023:13:55:36 +0000
@@ -577,6 +579,91 @@ def test_the_ingress_nginx_parser_never_raises_on_mangled_lines(prefix: bytes, s
     event = parse_ingress_nginx(prefix + INGRESS[len(prefix) :] + suffix)
     if event is not None:
         dict(event.fields)
+
+
+# ---------------------------------------------------------------------------- block tallies
+
+CRI_PREFIX = b"2023-10-10T13:55:36.123456789Z stdout F "
+# Bytes that make or break the layout: quotes, brackets, escapes, other whitespace, CRI tags.
+LAYOUT_BYTES = b' "[]\\-\t\r\x0b0123456789.:FPTZ{}x'
+
+
+def line_by_line(wrapper: str, lines: list[bytes]) -> tuple[dict[int, int], dict[float, int]] | None:
+    """What the per-line path counts for ``lines``: requests by status and by duration; None if one fails."""
+    unwrapper = Unwrapper(wrapper)  # type: ignore[arg-type]
+    inner, _ = unwrapper.unwrap(lines)
+    if len(inner) != len(lines) or unwrapper.pending()[0]:
+        return None
+    if wrapper == "auto" and any(a is not b for a, b in zip(inner, lines, strict=True)):
+        return None  # auto unwrapped some: not plain lines
+    codes: dict[int, int] = {}
+    durations: dict[float, int] = {}
+    for line in inner:
+        event = parse_nginx_combined(line)
+        if event is None or event.status is None:
+            return None
+        codes[event.status] = codes.get(event.status, 0) + 1
+        if event.duration is not None:
+            durations[event.duration] = durations.get(event.duration, 0) + 1
+    return codes, durations
+
+
+def test_a_block_tally_counts_nginx_lines_by_status_and_duration() -> None:
+    tally = TALLIES["nginx_combined", "none"]
+    lines = [NGINX, NGINX.replace(b" 200 ", b" 503 "), NGINX.replace(b" 0.123 0.120", b""), NGINX]
+    assert tally(b"\n".join(lines), 4) == ({200: 3, 503: 1}, {0.123: 3})
+    assert tally(b"\n".join(lines), 4) == line_by_line("none", lines)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"",  # a blank line
+        NGINX.replace(b'cart"', b'cart\\"'),  # an escaped quote: the slow path reads it
+        NGINX.replace(b" 0.123 0.120", b" 0.123\r"),  # CRLF
+        NGINX.replace(b" - - ", b" - al ice "),  # a space in remote_user
+        NGINX.replace(b" 0.123 ", b" 1e3 "),
+        b"not an access log line",
+    ],
+)
+def test_a_block_tally_declines_a_block_with_one_line_it_does_not_take(odd: bytes) -> None:
+    assert TALLIES["nginx_combined", "none"](b"\n".join([NGINX, odd, NGINX]), 3) is None
+
+
+def test_the_auto_tally_declines_lines_that_auto_would_unwrap() -> None:
+    assert TALLIES["nginx_combined", "auto"](CRI_PREFIX + NGINX, 1) is None
+    assert TALLIES["nginx_combined", "cri"](CRI_PREFIX + NGINX, 1) == ({200: 1}, {0.123: 1})
+    assert TALLIES["nginx_combined", "cri"](CRI_PREFIX.replace(b" F ", b" P ") + NGINX, 1) is None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["none", "auto", "cri"]),
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.lists(st.tuples(st.integers(0, 400), st.sampled_from(LAYOUT_BYTES), st.booleans()), max_size=3),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_a_block_tally_counts_as_the_line_parser_does_or_declines(
+    wrapper: str, specs: list[tuple[bool, list[tuple[int, int, bool]]]]
+) -> None:
+    lines = []
+    for cri, edits in specs:
+        line = bytearray(CRI_PREFIX + NGINX if cri else NGINX)
+        for at, byte, insert in edits:
+            at %= len(line) + 1
+            if insert or at == len(line):
+                line[at:at] = bytes([byte])
+            else:
+                line[at] = byte
+        lines += bytes(line).split(b"\n")
+    counted = TALLIES["nginx_combined", wrapper](b"\n".join(lines), len(lines))
+    if counted is not None:
+        assert counted == line_by_line(wrapper, lines)
 
 
 # ---------------------------------------------------------------------------- lookup, helpers
