@@ -150,6 +150,7 @@ class ServiceReport:
     previous: tuple[float, float, float] | None = None  # runs, failed, within SLA in the period before
     planned: float | None = None  # schedule slots that fell due in the period (run or missed)
     degraded: float = 0.0  # runs that succeeded but slower than expect.degraded_duration
+    maintenance_runs: float = 0.0  # runs inside maintenance windows: shown, in no figure above
 
     @property
     def previous_availability(self) -> float | None:
@@ -446,7 +447,8 @@ def _complaints(client: PrometheusClient, source: FeedbackSource, window: str, a
 
 def period_counts(window: str, everyone: Sequence[str]) -> dict[str, str]:
     """The queries of each service's runs, failed runs, runs within SLA, planned runs (the
-    dial-test plan: schedule slots that fell due) and degraded runs over ``window``: exact
+    dial-test plan: schedule slots that fell due), degraded runs and maintenance runs (in no other
+    counter: the SLIs exclude them) over ``window``: exact
     counts (``slaprobe.sli.Events.count``), so the report's figures equal the exporter's counters."""
     available, compliant = sli.availability(), sli.compliance()
     assert available.bad is not None and compliant.good is not None
@@ -457,6 +459,7 @@ def period_counts(window: str, everyone: Sequence[str]) -> dict[str, str]:
         "within": compliant.good.count(window, everyone, per_service),
         "planned": sli.Events(c.PROBE_PLANNED_RUNS).count(window, everyone, per_service),
         "degraded": sli.Events(c.PROBE_DEGRADED).count(window, everyone, per_service),
+        "maintenance": sli.Events(c.PROBE_MAINTENANCE_RUNS).count(window, everyone, per_service),
     }
 
 
@@ -468,10 +471,18 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
         raise ReportError(f"--period: {exc}") from None
     if seconds <= 0:
         raise ReportError("--period must be longer than 0s")
-    window = format_duration(seconds)
     at = time.time() if end is None else end
-    start = at - seconds
-    names = list(cfg.services)
+    return collect_period(cfg, client, at - seconds, at)
+
+
+def collect_period(
+    cfg: Config, client: PrometheusClient, start: float, at: float, *, services: Sequence[str] | None = None
+) -> Report:
+    """Every number of the report from ``start`` to ``at`` (unix seconds, a whole number of seconds
+    apart), for ``services`` (default: every service of the config)."""
+    seconds = at - start
+    window = format_duration(seconds)
+    names = list(cfg.services) if services is None else list(services)
     everyone = (matches(c.LABEL_SERVICE, names),) if names else ()
     queries = period_counts(window, everyone)
     counts = {key: _by(client.query(expr, at), "service") for key, expr in queries.items()}
@@ -486,12 +497,13 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
     incidents = incidents_from(alerts, step, at, cfg.alerting.escalation_bridge)
     latencies = _latencies(client, cfg, window, everyone, at)
     histories = _histories(client, everyone, start, at)
-    services = []
-    for name, service in cfg.services.items():
+    found = []
+    for name in names:
+        service = cfg.services[name]
         key = (name,)
         run_count = runs.get(key, 0.0)
         target = service.sla.compliance_percent
-        services.append(
+        found.append(
             ServiceReport(
                 name=name,
                 tier=service.tier,
@@ -512,11 +524,14 @@ def collect_report(cfg: Config, client: PrometheusClient, period: str, *, end: f
                 ),
                 planned=counts["planned"].get(key),
                 degraded=counts["degraded"].get(key, 0.0),
+                maintenance_runs=counts["maintenance"].get(key, 0.0),
             )
         )
+    if services is not None:  # a part of the services (the monthly statement): no desk-wide figures
+        return Report(start, at, window, where(client.url), tuple(found), (), step)
     complaints = tuple(_complaints(client, source, window, at) for source in cfg.feedback)
     desk = feedback_kpis.collect(cfg, client, window, at, start)
-    return Report(at - seconds, at, window, where(client.url), tuple(services), complaints, step, feedback=desk)
+    return Report(start, at, window, where(client.url), tuple(found), complaints, step, feedback=desk)
 
 
 def where(url: str) -> str:

@@ -165,16 +165,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write the SLA report: every service against its SLA over ``--period``, from Prometheus."""
+    """Write the SLA report over ``--period``, or the monthly statement of ``--month``, from Prometheus."""
     from slaprobe.dashboards.report import ReportError, build_report, parse_end
+    from slaprobe.dashboards.statement import build_statement
 
+    if args.month and (args.period or args.end):
+        print("error: report: --month is a calendar month: give it without --period and --end", file=sys.stderr)
+        return 2
+    if args.format == "csv" and not args.month:
+        print("error: report: --format csv is the monthly statement's: give --month YYYY-MM", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         _print_errors(exc)
         return 1
     try:
-        text = build_report(cfg, args.prometheus, args.period, fmt=args.format, end=parse_end(args.end))
+        if args.month:
+            text = build_statement(cfg, args.prometheus, args.month, fmt=args.format)
+        else:
+            text = build_report(cfg, args.prometheus, args.period or "30d", fmt=args.format, end=parse_end(args.end))
     except ReportError as exc:
         print(f"error: report: {exc}", file=sys.stderr)
         return 1
@@ -241,9 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="SLA report from Prometheus")
     report.add_argument("--config", required=True)
     report.add_argument("--prometheus", required=True)
-    report.add_argument("--period", default="30d")
+    report.add_argument("--period", help="rolling period ending at --end (default 30d)")
+    report.add_argument(
+        "--month", help="YYYY-MM: the monthly SLA statement, each service's calendar month in its time zone"
+    )
     report.add_argument("--out", required=True)
-    report.add_argument("--format", choices=["html", "markdown"], default="html")
+    report.add_argument("--format", choices=["html", "markdown", "csv"], default="html", help="csv: with --month")
     report.add_argument("--end", help="end of the period: RFC 3339 time or unix seconds (default: now)")
     report.set_defaults(func=cmd_report)
     return parser

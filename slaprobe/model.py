@@ -20,6 +20,7 @@ from pydantic import (
     PrivateAttr,
     ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -104,6 +105,13 @@ class LatencySLA(Model):
     target: float = Field(gt=0, lt=100, description="percent of runs under the threshold")
 
 
+class CreditTier(Model):
+    """A service credit: ``percent`` of the month's fee owed when availability is below ``below``."""
+
+    below: float = Field(gt=0, le=100, description="availability percent under which this credit is owed")
+    percent: float = Field(gt=0, le=100, description="credit owed, percent of the month's fee")
+
+
 class SLA(Model):
     """A service's objectives over a rolling window."""
 
@@ -116,6 +124,25 @@ class SLA(Model):
     satisfaction: float | None = Field(
         None, gt=0, lt=100, description="percent of ratings satisfied (CSAT) from the feedback desk; an SLO when set"
     )
+    credits: list[CreditTier] = Field(
+        default_factory=list,
+        description="service credits of the monthly statement, e.g. [{below: 99.9, percent: 10}, "
+        "{below: 99.0, percent: 25}]: the highest credit whose 'below' the month's availability is under",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_credit_bounds(self) -> SLA:
+        bounds = [tier.below for tier in self.credits]
+        if len(set(bounds)) != len(bounds):
+            raise ValueError("credits: each 'below' may appear once")
+        return self
+
+    def credit_for(self, availability: float | None) -> float:
+        """The credit owed (percent of the fee) for a month's availability (a ratio); 0 without runs."""
+        if availability is None:
+            return 0.0
+        owed = [tier.percent for tier in self.credits if availability * 100 < tier.below - 1e-9]
+        return max(owed, default=0.0)
 
     @property
     def compliance_percent(self) -> float:
@@ -312,6 +339,16 @@ class Service(Model):
     maintenance: list[MaintenanceWindow] = Field(
         default_factory=list, description="planned work: runs inside are counted apart and alerts muted"
     )
+    timezone: str | None = Field(
+        None, description="IANA zone of the service's calendar month (monthly statements); default global.timezone"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone(value)
+        return value
 
 
 # ---------------------------------------------------------------------------- feedback, alerting
@@ -704,6 +741,10 @@ class Config(Model):
     def maintenance_of(self, service: Service) -> Calendar:
         """When ``service`` is in maintenance: its windows and the global ones."""
         return Calendar.of((*self.global_.maintenance, *service.maintenance), self.time_intervals)
+
+    def timezone_of(self, service: Service) -> str:
+        """The IANA zone of the service's calendar (its own ``timezone``, else the global one)."""
+        return service.timezone or self.global_.timezone
 
     def buckets_of(self, service: Service) -> tuple[float, ...]:
         """Histogram bounds for a service: global buckets plus its SLA thresholds."""
