@@ -26,7 +26,7 @@ from slaprobe.exporter.connlimit import ConnectionLimiter
 from slaprobe.exporter.exposition import CONTENT_TYPE, MetricFamily
 from slaprobe.exporter.heartbeats import install_heartbeats
 from slaprobe.exporter.incidents import INCIDENTS_KEY, WEBHOOK_PATH, install_incidents
-from slaprobe.exporter.maintenance import maintenance_text
+from slaprobe.exporter.maintenance import MAINTENANCE_PATH, install_maintenance, maintenance_text
 from slaprobe.exporter.runtime import Exporter, ReloadStatus
 from slaprobe.exporter.status import DEFAULT_REFRESH, render_status_page
 from slaprobe.exporter.store import service_info_text
@@ -136,7 +136,7 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
             ),
             request.app[INCIDENTS_KEY].render(),
             service_info_text(services),
-            maintenance_text(exporter.calendars, exporter.clock()),
+            maintenance_text(exporter.calendars, exporter.clock(), exporter.adhoc),
             self_metrics_text(exporter),
             connection_metrics_text(request.app.get(CONNECTIONS_KEY)),
         )
@@ -308,7 +308,7 @@ def _hostname_problem(hostname: str) -> str | None:
 
 
 RELOAD_INTERVAL = 1.0  # seconds: at most one reload started per interval (HTTP and SIGHUP alike)
-ADMIN_PATHS = frozenset({"/-/reload", WEBHOOK_PATH})  # what changes state: checked against rebinding
+ADMIN_PATHS = frozenset({"/-/reload", WEBHOOK_PATH, MAINTENANCE_PATH})  # what changes state: checked against rebinding
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 
 
@@ -474,7 +474,7 @@ def host_guard(allowed_hosts: Iterable[str] = (), config: Callable[[], Config] |
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in ADMIN_PATHS:
+        if request.path in ADMIN_PATHS or request.path.startswith(MAINTENANCE_PATH + "/"):
             host = request.headers.get("Host")
             if host is not None and not _is_local_or_literal(host):
                 name = (host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host).rstrip(".").lower()
@@ -570,6 +570,7 @@ def make_app(
     app.cleanup_ctx.append(_logs_context)
     install_incidents(app, exporter)  # /alertmanager/webhook and the silence poller
     install_heartbeats(app, exporter.heartbeats)  # /push/<service>/<probe> and missed periods
+    install_maintenance(app, exporter, cross_site_problem)  # /-/maintenance: ad hoc windows
     return app
 
 

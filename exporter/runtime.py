@@ -20,6 +20,7 @@ from slaprobe.exporter.blackbox import Module, load_modules
 from slaprobe.exporter.guard import AllowList, ProbeGuard
 from slaprobe.exporter.heartbeats import Heartbeats
 from slaprobe.exporter.logs import LogPipeline
+from slaprobe.exporter.maintenance import AdhocMaintenance
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
 from slaprobe.exporter.sharding import ALL, Shard
 from slaprobe.exporter.store import ProbeKey, ProbeMeta, ProbeSeries, ResultStore, scheduled_samples
@@ -97,6 +98,7 @@ class Exporter:
         self.logs = LogPipeline(Path(state_dir) if state_dir else None, clock)
         self.calendars: dict[str, Calendar] = {}  # service -> its maintenance windows (with the global ones)
         self.heartbeats = Heartbeats(self.record, clock=clock, state_dir=Path(state_dir) if state_dir else None)
+        self.adhoc = AdhocMaintenance(clock=clock, state_dir=Path(state_dir) if state_dir else None)
         self._reload_lock = asyncio.Lock()
         self._retired: list[object] = []  # what the last swap replaced, until it is freed
 
@@ -275,8 +277,9 @@ class Exporter:
 
     def in_maintenance(self, service: str, now: float | None = None) -> bool:
         """Whether a maintenance window of ``service`` is open (now, or at unix time ``now``)."""
+        when = self.clock() if now is None else now
         calendar = self.calendars.get(service)
-        return calendar is not None and calendar.active(self.clock() if now is None else now)
+        return (calendar is not None and calendar.active(when)) or self.adhoc.active(service, when)
 
     def today(self, now: float | None = None) -> int:
         """Today's date ordinal in the config's time zone ('today' of the compliance rate)."""
