@@ -212,9 +212,19 @@ class UserMetric:
         """What the series depend on (definition, service, bounds): a reload that keeps all three keeps them."""
         return (self.spec, self.service, self.spec.buckets or self.service_buckets)
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The event fields this metric reads: its match, its labels' fields, its value."""
+        spec = self.spec
+        value = (spec.value.field,) if spec.value is not None else ()
+        return (*spec.match, *(source_field for _, source_field, _ in self.labels), *value)
+
     def observe(self, event: Event) -> None:
         """Count ``event`` if it passes ``match``."""
-        fields = event.fields
+        self.add(event.fields)
+
+    def add(self, fields: Mapping[str, str], n: int = 1) -> None:
+        """Count ``n`` events with these fields, if they pass ``match`` (a gauge takes the value once)."""
         for name, check in self.conditions:
             text = fields.get(name)
             if text is None or not check(text):
@@ -237,14 +247,19 @@ class UserMetric:
         if kind == "counter":
             if value < 0:
                 return
-            self.values[key] = self.values.get(key, 0.0) + value
+            self.values[key] = self.values.get(key, 0.0) + (value * n if n != 1 else value)
         elif kind == "gauge":
             self.values[key] = value
         else:
             histogram = self.histograms.get(key)
             if histogram is None:
                 histogram = self.histograms[key] = Histogram(self.buckets)
-            histogram.observe(max(value, 0.0))
+            value = max(value, 0.0)
+            if n == 1:
+                histogram.observe(value)
+            else:
+                histogram.counts[bisect.bisect_left(histogram.bounds, value)] += n
+                histogram.total += value * n
         self._text = None
 
     def render(self) -> str:

@@ -71,7 +71,7 @@ from slaprobe.exporter.logmetrics import (
 )
 from slaprobe.probes.feedback import TicketTracker
 from slaprobe.probes.logevent import Event
-from slaprobe.probes.parsers import TALLIES, BlockTally, LineParser, parser_for
+from slaprobe.probes.parsers import TALLIES, BlockTally, JsonlTally, LineParser, parser_for
 from slaprobe.probes.tailer import Tailer
 from slaprobe.probes.wrappers import Unwrapper, Wrapper, parse_unwrapped, split_cri
 
@@ -153,17 +153,33 @@ class _Batch:
     codes: dict[int, int] = field(default_factory=dict)  # tallied requests by status
     durations: dict[float, int] = field(default_factory=dict)  # tallied requests by duration
     tallied: list[list[bytes]] = field(default_factory=list)  # the tallied lines as read, in parts
+    used: object = None  # the tally that counted them
+    # A field tally's: events (count 1) and tallied field combinations (with their counts), in
+    # line order, and per part the lines it tallied (None: parsed line by line) and its entries.
+    weighted: list[tuple[Event, int]] = field(default_factory=list)
+    parts: list[tuple[list[bytes] | None, int]] = field(default_factory=list)
 
-    def tallied_events(self, src: _Source) -> list[Event]:
-        """The events of the tallied lines, parsed after all (a reload made the source need them)."""
+    def _parse(self, src: _Source, lines: list[bytes]) -> list[Event]:
         events = []
         cri = src.unwrapper.wrapper == "cri"
-        for part in self.tallied:
-            for line in part:
-                split = split_cri(line) if cri else None
-                event = src.parse(split[3] if split is not None else line)
-                if event is not None:
-                    events.append(event)
+        for line in lines:
+            split = split_cri(line) if cri else None
+            event = src.parse(split[3] if split is not None else line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def tallied_events(self, src: _Source) -> list[Event]:
+        """Every event of the batch, tallied lines parsed after all (a reload made the source need them)."""
+        if not self.parts:
+            return self.events + [e for part in self.tallied for e in self._parse(src, part)]
+        events, at = [], 0
+        for lines, entries in self.parts:
+            if lines is not None:
+                events += self._parse(src, lines)
+            else:
+                events += [event for event, _ in self.weighted[at : at + entries]]
+            at += entries
         return events
 
 
@@ -206,6 +222,7 @@ class _Source:
     service: str | None = None
     keep: Callable[[Event], bool] | None = None  # the source's match:, if any
     tally: BlockTally | None = None  # counts whole blocks, when the HTTP metrics are all the source feeds
+    field_tally: JsonlTally | None = None  # counts the field combinations its user metrics read
     http: HttpMetrics | None = None
     metrics: list[UserMetric] = field(default_factory=list)
     tracker: TicketTracker | None = None
@@ -300,6 +317,16 @@ class LogPipeline:
                 ]
                 simple = src.http is not None and src.keep is None and not src.metrics
                 src.tally = TALLIES.get((source.format, source.wrapper)) if simple else None
+                src.field_tally = None
+                if (
+                    src.http is None
+                    and source.format == "jsonl"
+                    and source.wrapper in ("none", "auto")
+                    and src.metrics
+                    and all(m.spec.type != "gauge" for m in src.metrics)
+                ):
+                    wanted = dict.fromkeys([*source.match, *(f for m in src.metrics for f in m.fields)])
+                    src.field_tally = JsonlTally(tuple(wanted), docker=source.wrapper == "auto")
                 fresh[source.label] = src
         for feedback in config.feedback:
             src = self._keep_or_open(old, feedback.name, feedback)
@@ -397,6 +424,8 @@ class LogPipeline:
         tally = src.tally
         if tally is not None and lines and len(spans) == 1:
             return self._tally(src, tally, lines, spans[0][0])
+        if src.field_tally is not None and lines and len(spans) == 1:
+            return self._tally_fields(src, src.field_tally, lines, spans[0][0])
         unwrapper = src.unwrapper
         malformed = unwrapper.malformed
         inner, times, spans = unwrapper.unwrap_files(lines, spans)
@@ -409,7 +438,7 @@ class LogPipeline:
         A CRI line completes the partial line its stream holds: while one is held, the lines
         go through the unwrapper (and the tally takes only whole lines, tag ``F``).
         """
-        batch = _Batch([], 0, 0)
+        batch = _Batch([], 0, 0, used=tally)
         unwrapper = src.unwrapper
         cri = unwrapper.wrapper == "cri"
         if not (cri and unwrapper.pending()[0]) and self._tally_part(batch, tally, lines):
@@ -425,6 +454,35 @@ class LogPipeline:
                 batch.lines += len(inner) + unwrapper.malformed - malformed
                 batch.parsed += len(events)
         return batch
+
+    def _tally_fields(self, src: _Source, tally: JsonlTally, lines: list[bytes], path: str) -> _Batch:
+        """A batch of one file counted by a field tally; the parts it refuses are parsed line by line."""
+        batch = _Batch([], 0, 0, used=tally)
+        if self._tally_fields_part(batch, tally, lines):
+            return batch
+        whole = len(lines) <= TALLY_LINES  # refused as a whole already (its shape learnt for the next)
+        for i in range(0, len(lines), TALLY_LINES):
+            part = lines[i : i + TALLY_LINES]
+            if whole or not self._tally_fields_part(batch, tally, part):
+                unwrapper = src.unwrapper
+                malformed = unwrapper.malformed
+                inner, times = unwrapper.unwrap(part, path)
+                events = parse_unwrapped(src.parse, inner, times, [(path, len(inner))])
+                batch.weighted += [(event, 1) for event in events]
+                batch.parts.append((None, len(events)))
+                batch.lines += len(inner) + unwrapper.malformed - malformed
+                batch.parsed += len(events)
+        return batch
+
+    def _tally_fields_part(self, batch: _Batch, tally: JsonlTally, part: list[bytes]) -> bool:
+        counted = tally(b"\n".join(part), len(part))
+        if counted is None:
+            return False
+        batch.weighted += [(Event(fields), n) for fields, n in counted]
+        batch.parts.append((part, len(counted)))
+        batch.lines += len(part)
+        batch.parsed += len(part)
+        return True
 
     def _tally_part(self, batch: _Batch, tally: BlockTally, part: list[bytes]) -> bool:
         counted = tally(b"\n".join(part), len(part))
@@ -443,12 +501,16 @@ class LogPipeline:
         src.stats.parsed += batch.parsed
         src.stats.unparsed += batch.lines - batch.parsed
         events = batch.events
-        tallied = bool(batch.tallied)
-        if tallied and (src.http is None or src.keep is not None or src.metrics or src.tracker is not None):
-            events = events + batch.tallied_events(src)  # a reload changed what the source feeds
-            tallied = False
-        if tallied and src.http is not None:
+        weighted = batch.weighted
+        if batch.used is not None and batch.used is not src.tally and batch.used is not src.field_tally:
+            events = batch.tallied_events(src)  # a reload changed what the source feeds
+            weighted = []
+        elif batch.tallied and src.http is not None:
             src.http.add_counts(batch.codes, batch.durations)
+        for event, n in weighted:
+            if src.keep is None or src.keep(event):
+                for metric in src.metrics:
+                    metric.add(event.fields, n)
         if src.keep is not None:
             events = [e for e in events if src.keep(e)]
         if not events:

@@ -253,6 +253,45 @@ def jsonl(**fields: Any) -> str:
     return json.dumps(fields) + "\n"
 
 
+def test_jsonl_user_metrics_count_the_same_tallied_in_blocks_as_line_by_line(tmp_path: Path) -> None:
+    # Without a gauge the source's lines are tallied by field combination; with one, parsed line
+    # by line. Shapes change, odd lines come and go, the tenant cap overflows: the same counts.
+    lines = []
+    for i in range(3000):
+        fields = {
+            "route": ["/checkout", "/home"][i % 2],
+            "status": 200 + 100 * (i % 4),
+            "psp": ["alipay", "x"][i % 3 % 2],
+        }
+        fields |= {"upstream_us": i % 700, "tenant": f"t{i % 5}", "queue": i}
+        if 1000 <= i < 1500:
+            fields = dict(reversed(fields.items()))  # another key order
+        lines.append(json.dumps(fields, separators=(",", ":")) + "\n")
+    lines[10], lines[2000], lines[2500] = "garbage\n", jsonl(route="/checkout", status=500, psp="w\u00e9"), "\n"
+    app = tmp_path / "app.jsonl"
+    counted = []
+    no_gauge = [m for m in USER_METRICS if m["type"] != "gauge"]
+    for metrics in (no_gauge, USER_METRICS):
+        app.write_text("")
+        pipeline = started(LogPipeline(None), app_log_config(tmp_path, metrics))
+        assert (pipeline._sources["app"].field_tally is None) == (metrics is USER_METRICS)
+        append(app, *lines)
+        pipeline.poll_now()
+        s = series(pipeline)
+        assert s['slaprobe_log_lines_total{source="app",result="unparsed"}'] == 2
+        counted.append(
+            {
+                k: v
+                for k, v in s.items()
+                if not k.startswith(("queue", "slaprobe_log_bytes", "slaprobe_log_source_last"))
+            }
+        )
+    total = 'checkout_upstream_seconds_sum{service="shop"}'
+    assert counted[0].pop(total) == pytest.approx(counted[1].pop(total), rel=1e-12)
+    assert counted[0] == counted[1]
+    assert counted[0]['tenant_requests_total{service="shop",tenant="__other__"}'] > 0
+
+
 def test_user_metrics_match_label_convert_units_and_cap(tmp_path: Path) -> None:
     app = tmp_path / "app.jsonl"
     app.write_text("")

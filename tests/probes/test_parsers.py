@@ -21,6 +21,7 @@ from slaprobe.probes.logevent import Event
 from slaprobe.probes.parsers import (
     PARSERS,
     TALLIES,
+    JsonlTally,
     LazyFields,
     make_regex_parser,
     parse_apache_combined,
@@ -664,6 +665,82 @@ def test_a_block_tally_counts_as_the_line_parser_does_or_declines(
     counted = TALLIES["nginx_combined", wrapper](b"\n".join(lines), len(lines))
     if counted is not None:
         assert counted == line_by_line(wrapper, lines)
+
+
+WANTED = ("status", "route", "ms")
+
+
+def wanted_fields(line: bytes) -> tuple[str | None, ...] | None:
+    """The wanted fields' texts of a jsonl line as parse_jsonl gives them; None if it does not parse."""
+    event = parse_jsonl(line)
+    return None if event is None else tuple(event.fields.get(name) for name in WANTED)
+
+
+def test_a_jsonl_tally_learns_the_shape_then_counts_field_combinations_in_order() -> None:
+    tally = JsonlTally(WANTED)
+    lines = [
+        json.dumps({"ts": "x", "route": "/b", "status": 200, "ms": 1.5, "ok": True}, separators=(",", ":")).encode(),
+        json.dumps({"ts": "y", "route": "/a", "status": 500, "ms": 2, "ok": None}, separators=(",", ":")).encode(),
+        json.dumps({"ts": "z\u00e9", "route": "/b", "status": 200, "ms": 1.5, "ok": False}).encode(),
+    ]
+    assert tally(b"\n".join(lines[:2]), 2) is None  # nothing learnt yet: parsed line by line, shape learnt
+    assert tally(b"\n".join(lines[:2] * 2), 4) == [
+        ({"route": "/b", "status": "200", "ms": "1.5"}, 2),
+        ({"route": "/a", "status": "500", "ms": "2"}, 2),
+    ]
+    assert tally(b"\n".join(lines), 3) is None  # spaces after the separators: another shape
+
+
+JSON_SCALARS = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from('"\\\x00\n\t/\ud800'), max_size=6),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([True, False, None, 0, -0.0, 1.0, 1e100]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(st.sampled_from(["ts", *WANTED, "x"]), min_size=1, max_size=5, unique=True),
+    st.lists(
+        st.tuples(
+            st.lists(JSON_SCALARS | st.lists(st.integers(), max_size=1), min_size=5, max_size=5),
+            st.booleans(),
+            st.lists(st.tuples(st.integers(0, 200), st.sampled_from(LAYOUT_BYTES)), max_size=2),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_jsonl_tally_counts_the_fields_parse_jsonl_gives_or_declines(
+    keys: list[str], rows: list[tuple[list[object], bool, list[tuple[int, int]]]]
+) -> None:
+    lines: list[bytes] = []
+    for values, ascii_only, edits in rows:
+        line = bytearray(
+            json.dumps(dict(zip(keys, values, strict=False)), separators=(",", ":"), ensure_ascii=ascii_only).encode(
+                "utf-8", "surrogatepass"
+            )
+        )
+        for at, byte in edits:
+            line[at % (len(line) + 1) : at % (len(line) + 1)] = bytes([byte])
+        lines += bytes(line).split(b"\n")
+    tally = JsonlTally(WANTED)
+    for block in (lines, lines):  # the first learns the shape of the first line it does not take
+        counted = tally(b"\n".join(block), len(block))
+    if counted is None:
+        return
+    want: dict[tuple[str | None, ...], int] = {}
+    for one in lines:
+        texts = wanted_fields(one)
+        assert texts is not None, one
+        want[texts] = want.get(texts, 0) + 1
+    got: dict[tuple[str | None, ...], int] = {}
+    for fields, n in counted:
+        key = tuple(fields.get(name) for name in WANTED)
+        got[key] = got.get(key, 0) + n
+    assert got == want
+    assert list(got) == list(want)  # in the order each first appears
 
 
 # ---------------------------------------------------------------------------- lookup, helpers
