@@ -80,7 +80,7 @@ def self_metrics_text(exporter: Exporter) -> str:
     status = exporter.status
     out = [
         RELOAD_SUCCESS.header,
-        RELOAD_SUCCESS.sample(int(status.successful)),
+        RELOAD_SUCCESS.sample(int(status.successful and not status.refused_modules)),  # a refused module fails it
         RELOAD_TIMESTAMP.header,
         RELOAD_TIMESTAMP.sample(status.last_success),
         BUILD_INFO.header,
@@ -435,7 +435,10 @@ async def handle_reload(request: web.Request) -> web.Response:
         )
     status = await gate.run()
     if status.successful:
-        return web.Response(text=f"reloaded: {exporter.config.summary()}\n")
+        refused = "".join(f"error: {exporter.redact(str(issue))}\n" for issue in status.issues)
+        if refused:
+            refused = f"modules refused (serving the others): {', '.join(status.refused_modules)}\n{refused}"
+        return web.Response(text=f"reloaded: {exporter.config.summary()}\n{refused}")
     lines = "".join(f"error: {exporter.redact(str(issue))}\n" for issue in status.issues)
     return web.Response(status=500, text=f"failed to reload config, keeping the running one:\n{lines}")
 

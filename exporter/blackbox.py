@@ -15,6 +15,7 @@ reads them (``go_regex`` rewrites RE2 for Python's ``re`` and refuses what it ca
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -38,6 +39,7 @@ from slaprobe.config import (
     HttpSpec,
     IcmpSpec,
     TcpSpec,
+    UnixSpec,
     format_path,
     line_of,
     yaml_lines,
@@ -46,6 +48,8 @@ from slaprobe.conventions import BB_DURATION, BB_FAILURE_REASON, BB_SUCCESS, BLA
 from slaprobe.exporter.exposition import MetricFamily
 from slaprobe.gosyntax import go_regex, parse_base2_bytes, parse_go_duration
 from slaprobe.kinds import BLACKBOX_PROBERS, KIND_BY_NAME
+from slaprobe.probes.celmatch import compile_cel
+from slaprobe.probes.reasons import first_line
 from slaprobe.probes.result import ProbeResult
 from slaprobe.yamlmap import invalid_yaml
 
@@ -53,11 +57,14 @@ __all__ = [
     "BUILTIN_MODULES",
     "DEFAULT_MODULE",
     "Module",
+    "ModuleFile",
     "ProberKind",
     "limit_probes",
     "load_modules",
     "parse_modules",
     "probe_deadline",
+    "read_module_file",
+    "read_modules",
     "render_debug",
     "render_probe_metrics",
 ]
@@ -65,7 +72,7 @@ __all__ = [
 ProberKind: TypeAlias = str
 """The slaprobe kind (``slaprobe.kinds``) serving a module's prober."""
 # The specs of the kinds in BLACKBOX_PROBERS (tests/core/test_kinds.py holds the two together).
-BlackboxSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | IcmpSpec
+BlackboxSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | IcmpSpec | UnixSpec
 Loc = tuple[str | int, ...]
 
 DEFAULT_MODULE = "http_2xx"
@@ -77,9 +84,10 @@ SECRET = "<secret>"
 _PLACEHOLDER_URL = "http://target.invalid/"
 _PLACEHOLDER_ADDRESS = "target.invalid:1"
 _PLACEHOLDER_HOST = "target.invalid"
+_PLACEHOLDER_PATH = "/target.invalid"
 
 _SUPPORTED_PROBERS: tuple[str, ...] = tuple(BLACKBOX_PROBERS)
-_LACKING_PROBERS = ("grpc", "unix", "websocket")
+_LACKING_PROBERS = ("grpc", "websocket")
 _ICMP_DEFAULT_PAYLOAD = len("Prometheus Blackbox Exporter")  # what blackbox sends without payload_size
 _ICMP_DEFAULT_TTL = 64  # blackbox's DefaultICMPTTL
 _HTTP_VERSIONS = ("HTTP/1.0", "HTTP/1.1", "HTTP/2.0")
@@ -106,38 +114,91 @@ class Module:
 # ---------------------------------------------------------------------------- loading
 
 
+@dataclass(frozen=True)
+class ModuleFile:
+    """A module file as read: the modules that can run, and the problems of the others.
+
+    ``refused`` names the modules left out for their own problems; ``issues`` holds
+    those and any problem of the file as a whole (then ``usable`` is false).
+    """
+
+    source: str
+    modules: dict[str, Module]
+    issues: list[ConfigIssue]
+    refused: tuple[str, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        """Whether every problem belongs to a module (so the other modules can be served)."""
+        return all(_module_of_issue(issue, self.refused) is not None for issue in self.issues)
+
+    def error(self) -> ConfigError:
+        """Every problem of the file as one ConfigError."""
+        return ConfigError(self.issues, self.source)
+
+
 def load_modules(path: str | os.PathLike[str]) -> dict[str, Module]:
     """Read a blackbox_exporter module file; raise ``ConfigError`` listing every problem."""
+    read = read_module_file(path)
+    if read.issues:
+        raise read.error()
+    return read.modules
+
+
+def read_module_file(path: str | os.PathLike[str]) -> ModuleFile:
+    """Read a module file, keeping the modules that can run apart from those that cannot."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc}")], str(path)) from None
-    return parse_modules(text, str(path))
+        return ModuleFile(str(path), {}, [ConfigIssue("", f"cannot read {path}: {exc}")])
+    return read_modules(text, str(path))
 
 
 def parse_modules(text: str, source: str = "<modules>") -> dict[str, Module]:
     """Translate module-file text into modules; raise ``ConfigError`` listing every problem."""
+    read = read_modules(text, source)
+    if read.issues:
+        raise read.error()
+    return read.modules
+
+
+def read_modules(text: str, source: str = "<modules>") -> ModuleFile:
+    """Translate module-file text; a module with a problem is left out and named in ``refused``."""
     try:
         # Construct first: it refuses what the line walk cannot take (a mapping as a key, "? a: b").
         raw = yaml.safe_load(text)
         lines, duplicates = yaml_lines(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([invalid_yaml(exc)], source) from None
+        return ModuleFile(source, {}, [invalid_yaml(exc)])
     reader = _Reader(lines, list(duplicates))
     modules: dict[str, Module] = {}
+    names: list[str] = []
     if not isinstance(raw, dict):
         reader.issue((), "the file must be a mapping with the key 'modules'")
     else:
         reader.check_keys(raw, (), ("modules",))
         entries = reader.mapping(raw, (), "modules")
         for name, body in entries.items():
+            names.append(str(name))
             module = _module(reader, str(name), body, ("modules", str(name)))
             if module is not None:
                 modules[str(name)] = module
-    if reader.issues:
-        issues = sorted(dict.fromkeys(reader.issues), key=lambda i: (i.line or 0, i.path))
-        raise ConfigError(issues, source)
-    return modules
+    issues = sorted(dict.fromkeys(reader.issues), key=lambda i: (i.line or 0, i.path))
+    refused = tuple(dict.fromkeys(m for i in issues if (m := _module_of_issue(i, names)) is not None))
+    for name in refused:
+        modules.pop(name, None)
+    return ModuleFile(source, modules, issues, refused)
+
+
+def _module_of_issue(issue: ConfigIssue, names: Iterable[str]) -> str | None:
+    """The module of ``names`` an issue is about (``modules.<name>...``), None for the whole file."""
+    found = None
+    for name in names:
+        prefix = format_path(("modules", name))
+        about = issue.path == prefix or issue.path.startswith((f"{prefix}.", f"{prefix}["))
+        if about and (found is None or len(name) > len(found)):
+            found = name
+    return found
 
 
 class _Reader:
@@ -356,17 +417,30 @@ _HTTP_KEYS = (
     "fail_if_body_not_matches_regexp", "fail_if_header_matches", "fail_if_header_not_matches",
     "tls_config", "basic_auth", "authorization", "bearer_token", "bearer_token_file",
     "proxy_url", "preferred_ip_protocol", "ip_protocol_fallback", "compression",
+    "http_headers", "oauth2", "fail_if_body_json_matches_cel", "fail_if_body_json_not_matches_cel",
+    "proxy_connect_header", "skip_resolve_phase_with_proxy", "no_proxy", "proxy_from_environment",
+    "source_ip_address",  # not in blackbox: asked for by its users since 2022 (an extension)
 )  # fmt: skip
-_HTTP_LACKING = {
-    "enable_http3": "",
-    "oauth2": "",
-    "http_headers": "use headers",
-    "fail_if_body_json_matches_cel": "",
-    "fail_if_body_json_not_matches_cel": "",
+_HTTP_LACKING = {"enable_http3": ""}
+# prometheus/common's ReservedHeaders: http_headers may not set them.
+_RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Authorization", "Host", "Content-Encoding", "Content-Length", "Content-Type", "User-Agent",
+        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Www-Authenticate",
+        "Accept-Encoding", "X-Prometheus-Remote-Write-Version", "X-Prometheus-Remote-Read-Version",
+        "X-Prometheus-Scrape-Timeout-Seconds", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-Sha256",
+    )
+)  # fmt: skip
+_HTTP_HEADER_KEYS = ("values", "secrets", "files")
+_OAUTH2_KEYS = ("client_id", "client_secret", "client_secret_file", "scopes", "token_url", "endpoint_params")
+_OAUTH2_LACKING = {
+    "client_secret_ref": "use client_secret_file",
+    "tls_config": "",
+    "proxy_url": "",
     "no_proxy": "",
-    "proxy_from_environment": "use proxy_url",
+    "proxy_from_environment": "",
     "proxy_connect_header": "",
-    "skip_resolve_phase_with_proxy": "",
 }
 _TLS_KEYS = ("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify", "min_version", "max_version")
 _TLS_LACKING = {
@@ -420,9 +494,100 @@ def _http(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | N
         if not re.match(r"^(https?|socks5)://[^/]", proxy):
             reader.issue((*loc, "proxy_url"), f"not a proxy URL: {proxy!r}")
         data["proxy"] = proxy
+    from_environment = reader.boolean(raw, loc, "proxy_from_environment", False)
+    if from_environment and proxy:
+        reader.issue((*loc, "proxy_from_environment"), "if proxy_from_environment is configured, proxy_url must not")
+    data["proxy_from_environment"] = from_environment
+    if no_proxy := reader.string(raw, loc, "no_proxy"):
+        if not proxy:
+            reader.issue((*loc, "no_proxy"), "if no_proxy is configured, proxy_url must also be configured")
+        data["no_proxy"] = no_proxy
+    data["skip_resolve_phase_with_proxy"] = reader.boolean(raw, loc, "skip_resolve_phase_with_proxy", False)
+    data["proxy_connect_headers"] = _proxy_connect_headers(reader, raw, loc, bool(proxy or from_environment))
+    data["http_headers"] = _http_headers(reader, raw, loc)
+    if source := _source_ip(reader, raw, loc):
+        data["source_ip_address"] = source
     _http_auth(reader, raw, loc, headers, data)
     data["headers"] = headers
     return _validated(reader, HttpSpec, data, loc)
+
+
+def _http_headers(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> dict[str, Any]:
+    """``http_headers``: per header, values, secrets and files (read at each request)."""
+    out = {}
+    for name, entry in reader.mapping(raw, loc, "http_headers").items():
+        where = (*loc, "http_headers", str(name))
+        if str(name).lower() in _RESERVED_HEADERS:
+            reader.issue(where, f'setting header "{_canonical(str(name))}" is not allowed')
+            continue
+        if entry is None:
+            entry = {}
+        if not isinstance(entry, dict):
+            reader.issue(where, "must be a mapping with values, secrets or files")
+            continue
+        reader.check_keys(entry, where, _HTTP_HEADER_KEYS)
+        secrets = [reader.secret(v) for v in reader.strings(entry, where, "secrets")]
+        out[str(name)] = {
+            "values": reader.strings(entry, where, "values"),
+            "secrets": secrets,
+            "files": reader.strings(entry, where, "files"),
+        }
+    return out
+
+
+def _canonical(name: str) -> str:
+    """Go's CanonicalMIMEHeaderKey: ``x-api-key`` -> ``X-Api-Key``."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def _proxy_connect_headers(reader: _Reader, raw: Mapping[str, Any], loc: Loc, proxied: bool) -> dict[str, list[str]]:
+    """``proxy_connect_header``: header -> secrets sent on the proxy's CONNECT."""
+    out = {}
+    headers = reader.mapping(raw, loc, "proxy_connect_header")
+    if headers and not proxied:
+        reader.issue(
+            (*loc, "proxy_connect_header"),
+            "if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured",
+        )
+    for name in headers:
+        values = [reader.secret(v) for v in reader.strings(headers, (*loc, "proxy_connect_header"), str(name))]
+        out[str(name)] = values
+    return out
+
+
+def _oauth2(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> dict[str, Any]:
+    """``oauth2``: client credentials, as prometheus/common reads them."""
+    where = (*loc, "oauth2")
+    oauth = reader.mapping(raw, loc, "oauth2")
+    reader.check_keys(oauth, where, _OAUTH2_KEYS, _OAUTH2_LACKING)
+    token_url = reader.string(oauth, where, "token_url")
+    if not re.match(r"^https?://[^/]", token_url):
+        reader.issue((*where, "token_url"), f"not an http(s) URL: {token_url!r}")
+    params = reader.mapping(oauth, where, "endpoint_params")
+    return {
+        "client_id": reader.string(oauth, where, "client_id"),
+        "client_secret": reader.secret(
+            _one_of(reader, oauth, where, "client_secret", "client_secret_file", secret=True)
+        ),
+        "token_url": token_url,
+        "scopes": reader.strings(oauth, where, "scopes"),
+        "endpoint_params": {
+            str(k): reader.scalar_text(v, (*where, "endpoint_params", str(k))) for k, v in params.items()
+        },
+    }
+
+
+def _cel(reader: _Reader, raw: Mapping[str, Any], loc: Loc, key: str) -> str | None:
+    """A CEL expression over ``body``, compiled now so that a bad one is refused at load."""
+    text = reader.string(raw, loc, key)
+    if not text:
+        return None
+    try:
+        compile_cel(text)
+    except ValueError as exc:
+        reader.issue((*loc, key), f"error compiling CEL program: {first_line(str(exc))}")
+        return None
+    return text
 
 
 def _method(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> str:
@@ -454,16 +619,23 @@ def _http_expect(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> dict[str,
         else:
             codes.append(code)
     versions = []
-    for i, version in enumerate(reader.strings(raw, loc, "valid_http_versions")):
+    written = reader.strings(raw, loc, "valid_http_versions")
+    for i, version in enumerate(written):
         if version in _HTTP_VERSIONS:
             versions.append(version)
         elif version == "HTTP/3.0":
-            reader.issue((*loc, "valid_http_versions", i), "HTTP/3.0 is not supported")
-        else:
             reader.issue(
                 (*loc, "valid_http_versions", i),
-                f"{version!r} never matches a response (use {', '.join(_HTTP_VERSIONS)})",
+                "HTTP/3 cannot be used as a valid HTTP version when enable_http3 is false",
             )
+    if written and not versions and "HTTP/3.0" not in written:
+        # blackbox takes any string and compares it with the response's protocol; one that
+        # never matches (such as "HTTP/2", which Go reports as "HTTP/2.0") is dropped, but
+        # a list of only such versions would fail every probe.
+        reader.issue(
+            (*loc, "valid_http_versions"),
+            f"{written!r} never matches a response (use {', '.join(_HTTP_VERSIONS)})",
+        )
     fail_if_ssl = reader.boolean(raw, loc, "fail_if_ssl", False)
     fail_if_not_ssl = reader.boolean(raw, loc, "fail_if_not_ssl", False)
     ssl: bool | None = None
@@ -482,6 +654,8 @@ def _http_expect(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> dict[str,
         "body_not_regex": reader.regexes(raw, loc, "fail_if_body_matches_regexp"),
         "body_regex": reader.regexes(raw, loc, "fail_if_body_not_matches_regexp"),
         "headers": headers,
+        "cel": _cel(reader, raw, loc, "fail_if_body_json_not_matches_cel"),
+        "cel_not": _cel(reader, raw, loc, "fail_if_body_json_matches_cel"),
     }
 
 
@@ -521,8 +695,15 @@ def _http_auth(
     if (bearer or bearer_file) and (basic is not None or authorization is not None):
         key = "authorization" if authorization is not None else "basic_auth"
         reader.issue((*loc, key), f"{key} is not compatible with bearer_token & bearer_token_file")
-    if basic is not None and authorization is not None:
-        reader.issue((*loc, "authorization"), "at most one of basic_auth, oauth2 & authorization must be configured")
+    oauth2 = _oauth2(reader, raw, loc) if not _is_zero(raw.get("oauth2")) else None
+    if sum(x is not None for x in (basic, authorization, oauth2)) > 1:
+        key = "oauth2" if oauth2 is not None else "authorization"
+        reader.issue((*loc, key), "at most one of basic_auth, oauth2 & authorization must be configured")
+    if oauth2 is not None and (bearer or bearer_file):
+        reader.issue((*loc, "oauth2"), "oauth2 is not compatible with bearer_token & bearer_token_file")
+    explicit_header = any(name.lower() == "authorization" for name in headers)
+    if oauth2 is not None and not explicit_header:
+        data["oauth2"] = oauth2
     # An Authorization header written in the module wins, as prometheus/common does it.
     explicit = any(name.lower() == "authorization" for name in headers)
     if basic is not None:
@@ -602,41 +783,97 @@ def _tls_is_default(tls: Mapping[str, Any]) -> bool:
     return not any(tls.values())
 
 
-# ---------------------------------------------------------------------------- tcp
+# ---------------------------------------------------------------------------- tcp and unix
 
-_TCP_KEYS = ("preferred_ip_protocol", "ip_protocol_fallback", "query_response", "tls", "tls_config")
-_TCP_LACKING = {"source_ip_address": ""}
-_QUERY_RESPONSE_KEYS = ("expect", "send", "starttls")
-_QUERY_RESPONSE_LACKING = {"expect_bytes": "use expect", "labels": ""}
+_TCP_KEYS = (
+    "preferred_ip_protocol", "ip_protocol_fallback", "source_ip_address", "query_response", "tls", "tls_config",
+)  # fmt: skip
+_UNIX_KEYS = ("query_response", "tls", "tls_config")
+_QUERY_RESPONSE_KEYS = ("expect", "expect_bytes", "labels", "send", "starttls")
+_LABEL_KEYS = ("name", "value")
 
 
 def _tcp(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | None:
-    reader.check_keys(raw, loc, _TCP_KEYS, _TCP_LACKING)
+    reader.check_keys(raw, loc, _TCP_KEYS)
+    data: dict[str, Any] = {
+        "address": _PLACEHOLDER_ADDRESS,
+        **_ip_protocol(reader, raw, loc),
+        **_dialogue(reader, raw, loc),
+    }
+    if source := _source_ip(reader, raw, loc):
+        data["source_ip_address"] = source
+    return _validated(reader, TcpSpec, data, loc)
+
+
+def _unix(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | None:
+    reader.check_keys(raw, loc, _UNIX_KEYS)
+    data: dict[str, Any] = {"path": _PLACEHOLDER_PATH, **_dialogue(reader, raw, loc)}
+    return _validated(reader, UnixSpec, data, loc)
+
+
+def _dialogue(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> dict[str, Any]:
+    """``query_response``, ``tls`` and ``tls_config`` as the spec's dialogue and TLS settings.
+
+    ``tls_config`` configures the handshake at the start (``tls: true``) or, without it, the
+    ``starttls`` upgrade (as blackbox's query_response does).
+    """
     tls = _tls_config(reader, raw, loc)
     steps = []
     for i, entry in enumerate(reader.sequence(raw, loc, "query_response")):
         where = (*loc, "query_response", i)
         if not isinstance(entry, dict):
-            reader.issue(where, "must be a mapping with expect, send or starttls")
+            reader.issue(where, "must be a mapping with expect, expect_bytes, send or starttls")
             continue
-        reader.check_keys(entry, where, _QUERY_RESPONSE_KEYS, _QUERY_RESPONSE_LACKING)
+        reader.check_keys(entry, where, _QUERY_RESPONSE_KEYS)
         step: dict[str, Any] = {"starttls": reader.boolean(entry, where, "starttls", False)}
         if entry.get("expect") not in (None, ""):
             step["expect"] = reader.regex(entry["expect"], (*where, "expect"))
-        send = reader.string(entry, where, "send")
-        if send:
-            step["send"] = send
+        if entry.get("expect_bytes") not in (None, "", b""):
+            if step.get("expect") is not None:
+                reader.issue((*where, "expect_bytes"), "expect and expect_bytes are mutually exclusive")
+            step["expect_bytes"] = _bytes(reader, entry["expect_bytes"], (*where, "expect_bytes"))
+        if entry.get("send") not in (None, "", b""):
+            value = entry["send"]
+            step["send"] = value if isinstance(value, bytes) else reader.scalar_text(value, (*where, "send"))
+        labels = {}
+        for j, label in enumerate(reader.sequence(entry, where, "labels")):
+            at = (*where, "labels", j)
+            if not isinstance(label, dict):
+                reader.issue(at, "must be a mapping with name and value")
+                continue
+            reader.check_keys(label, at, _LABEL_KEYS)
+            name = reader.string(label, at, "name")
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+                reader.issue((*at, "name"), f"not a label name: {name!r}")
+                continue
+            labels[name] = reader.string(label, at, "value")
+        if labels:
+            if step.get("expect") is None:
+                reader.issue((*where, "labels"), "labels need an expect in the same step (they take its groups)")
+            step["labels"] = labels
         steps.append(step)
     use_tls = reader.boolean(raw, loc, "tls", False)
-    if not use_tls and any(s["starttls"] for s in steps) and not _tls_is_default(tls):
-        reader.issue((*loc, "tls_config"), "not supported with starttls (only with tls: true)")
-    data: dict[str, Any] = {
-        "address": _PLACEHOLDER_ADDRESS,
-        **_ip_protocol(reader, raw, loc),
-        "dialogue": steps,
-        "tls": tls if use_tls else None,
-    }
-    return _validated(reader, TcpSpec, data, loc)
+    uses_starttls = any(s["starttls"] for s in steps)
+    return {"dialogue": steps, "tls": tls if use_tls or uses_starttls else None}
+
+
+def _bytes(reader: _Reader, value: Any, loc: Loc) -> bytes:
+    """A YAML string (its UTF-8 bytes) or ``!!binary`` value as bytes."""
+    if isinstance(value, bytes):
+        return value
+    return reader.scalar_text(value, loc).encode()
+
+
+def _source_ip(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> str | None:
+    """``source_ip_address``: an IP literal, as blackbox parses it."""
+    value = reader.string(raw, loc, "source_ip_address")
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        reader.issue((*loc, "source_ip_address"), f"error parsing source ip address: {value}")
+        return None
 
 
 # ---------------------------------------------------------------------------- dns
@@ -644,9 +881,9 @@ def _tcp(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | No
 _DNS_KEYS = (
     "preferred_ip_protocol", "ip_protocol_fallback", "transport_protocol", "query_name",
     "query_type", "query_class", "recursion_desired", "valid_rcodes", "validate_answer_rrs",
-    "validate_authority_rrs", "validate_additional_rrs", "tls_config",
+    "validate_authority_rrs", "validate_additional_rrs", "tls_config", "source_ip_address",
+    "dns_over_tls",
 )  # fmt: skip
-_DNS_LACKING = {"source_ip_address": "", "dns_over_tls": ""}
 _RR_KEYS = (
     "fail_if_matches_regexp", "fail_if_all_match_regexp",
     "fail_if_not_matches_regexp", "fail_if_none_matches_regexp",
@@ -654,8 +891,8 @@ _RR_KEYS = (
 
 
 def _dns(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | None:
-    reader.check_keys(raw, loc, _DNS_KEYS, _DNS_LACKING)
-    _tls_config(reader, raw, loc)  # checked; used by blackbox only with dns_over_tls
+    reader.check_keys(raw, loc, _DNS_KEYS)
+    tls = _tls_config(reader, raw, loc)  # used by blackbox only with dns_over_tls
     query = reader.string(raw, loc, "query_name")
     if not query:
         reader.issue((*loc, "query_name"), "query name must be set for DNS module")
@@ -688,6 +925,12 @@ def _dns(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | No
         **_ip_protocol(reader, raw, loc),
         "expect": expect,
     }
+    if reader.boolean(raw, loc, "dns_over_tls", False):
+        if transport != "tcp":
+            reader.issue((*loc, "dns_over_tls"), "dns_over_tls needs transport_protocol: tcp")
+        data["dns_over_tls"] = tls
+    if source := _source_ip(reader, raw, loc):
+        data["source_ip_address"] = source
     return _validated(reader, DnsSpec, data, loc)
 
 
@@ -708,12 +951,13 @@ def _dns_name(
 
 # ---------------------------------------------------------------------------- icmp
 
-_ICMP_KEYS = ("preferred_ip_protocol", "ip_protocol_fallback", "payload_size", "ttl")
-_ICMP_LACKING = {"source_ip_address": "", "dont_fragment": ""}
+_ICMP_KEYS = (
+    "preferred_ip_protocol", "ip_protocol_fallback", "payload_size", "ttl", "source_ip_address", "dont_fragment",
+)  # fmt: skip
 
 
 def _icmp(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | None:
-    reader.check_keys(raw, loc, _ICMP_KEYS, _ICMP_LACKING)
+    reader.check_keys(raw, loc, _ICMP_KEYS)
     payload = reader.integer(raw, loc, "payload_size", 0)
     if not 0 <= payload <= 65000:
         reader.issue((*loc, "payload_size"), "must be between 0 and 65000")
@@ -728,8 +972,11 @@ def _icmp(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | N
         "packets": 1,  # blackbox sends one echo request per probe
         "payload_size": payload or _ICMP_DEFAULT_PAYLOAD,
         "ttl": ttl if 0 < ttl <= 255 else None,
+        "dont_fragment": reader.boolean(raw, loc, "dont_fragment", False),
         **_ip_protocol(reader, raw, loc),
     }
+    if source := _source_ip(reader, raw, loc):
+        data["source_ip_address"] = source
     return _validated(reader, IcmpSpec, data, loc)
 
 
@@ -739,6 +986,7 @@ _TRANSLATORS: Mapping[str, Callable[[_Reader, Mapping[str, Any], Loc], BlackboxS
     "tcp": _tcp,
     "dns": _dns,
     "icmp": _icmp,
+    "unix": _unix,
 }
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, load_config
-from slaprobe.exporter.blackbox import Module, load_modules
+from slaprobe.exporter.blackbox import Module, read_module_file
 from slaprobe.exporter.guard import AllowList, ProbeGuard
 from slaprobe.exporter.heartbeats import Heartbeats
 from slaprobe.exporter.logs import LogPipeline
@@ -57,6 +57,8 @@ class _Plan:
     series: dict[ProbeKey, ProbeSeries] = field(default_factory=dict)  # empty series for new metas
     beats: list[tuple[ProbeMeta, HeartbeatSpec]] = field(default_factory=list)  # pushed, not scheduled
     calendars: dict[str, Calendar] = field(default_factory=dict)  # services with maintenance windows
+    refused: list[ConfigIssue] = field(default_factory=list)  # problems of the modules left out
+    refused_modules: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class ReloadStatus:
     last_attempt: float = 0.0  # unix seconds
     issues: list[ConfigIssue] = field(default_factory=list)
     source: str = ""
+    refused_modules: tuple[str, ...] = ()  # left out of a loaded module file (the others are served)
 
 
 class Exporter:
@@ -144,11 +147,25 @@ class Exporter:
 
     def _plan_sources(self) -> _Plan:
         config = load_config(self.sources.config) if self.sources.config else Config(version="v1")
-        modules = load_modules(self.sources.modules) if self.sources.modules else {}
+        modules: dict[str, Module] = {}
+        refused: list[ConfigIssue] = []
+        refused_modules: tuple[str, ...] = ()
+        if self.sources.modules:
+            # One module that cannot run does not take the others down: it is left out (its
+            # running version, if any, is kept) and named; a broken file keeps the old one.
+            read = read_module_file(self.sources.modules)
+            if not read.usable:
+                raise read.error()
+            modules, refused, refused_modules = read.modules, read.issues, read.refused
+            for name in refused_modules:
+                if name in self.modules:
+                    modules[name] = self.modules[name]
         try:
             plan = self._plan(config, modules)
         except ValueError as exc:
             raise ConfigError([ConfigIssue("global.probe_allow", str(exc))], self.sources.config) from None
+        plan.refused.extend(refused)
+        plan = dataclasses.replace(plan, refused_modules=refused_modules)
         # Made here, off the event loop, for what the swap will not keep.
         now = self.clock()
         plan.due.update((job.key, job.schedule.next_due(now)) for job in plan.jobs)
@@ -176,7 +193,12 @@ class Exporter:
             gc.freeze()
         self.status.successful = True
         self.status.last_success = self.status.last_attempt
-        self.status.issues = []
+        self.status.issues = list(plan.refused)
+        self.status.refused_modules = plan.refused_modules
+        for issue in plan.refused:
+            log.error("module refused, serving the others: %s: %s", self.sources.modules, issue)
+        if plan.refused_modules:
+            log.error("modules refused: %s", ", ".join(plan.refused_modules))
         log.info("config loaded: %s", plan.config.summary())
         return self.status
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,9 +33,10 @@ import dns.rdatatype
 import dns.rrset
 
 from slaprobe import conventions as names
-from slaprobe.config import DnsRecordAssertion, DnsSpec
+from slaprobe.config import DnsRecordAssertion, DnsSpec, TLSConfig
 from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host, unresolved_samples
 from slaprobe.probes.result import FailureReason, ProbeContext, ProbeResult, Sample
+from slaprobe.probes.tlsutil import TLSSettingsError, client_context, describe_tls_error, server_hostname
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 _PHASES = ("resolve", "connect", "request")
@@ -78,11 +80,15 @@ async def probe_dns(spec: DnsSpec, ctx: ProbeContext) -> ProbeResult:
     trace.log(f"asking {where}: {spec.query} {spec.query_class} {spec.type} (id {query.id})")
     try:
         try:
-            response = await _exchange(query, (ip, port), family, spec.transport, state)
+            response = await _exchange(query, (ip, port), family, spec.transport, state, spec, host)
         except _TruncatedError:
             trace.log("answer truncated (TC bit) over udp; asking again over tcp")
             where = f"{_join(ip, port)} over tcp (udp answer was truncated)"
-            response = await _exchange(query, (ip, port), family, "tcp", state)
+            response = await _exchange(query, (ip, port), family, "tcp", state, spec, host)
+    except ssl.SSLError as exc:
+        return state.finish(FailureReason.TLS, f"{where}: {describe_tls_error(exc)}")
+    except TLSSettingsError as exc:
+        return state.finish(FailureReason.TLS, str(exc))
     except ConnectionRefusedError:
         return state.finish(FailureReason.CONNECT, f"connection refused by {where}")
     except OSError as exc:
@@ -179,12 +185,18 @@ async def _exchange(
     family: int,
     transport: str,
     state: _State,
+    spec: DnsSpec,
+    host: str,
 ) -> dns.message.Message:
     """Send ``query`` to ``address`` and return the answer to it (one attempt)."""
     loop = asyncio.get_running_loop()
     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    if spec.dns_over_tls is not None:
+        return await _exchange_tls(query, address, family, state, spec, host)
     with socket.socket(family, kind) as sock:
         sock.setblocking(False)
+        if spec.source_ip_address:
+            sock.bind((spec.source_ip_address, 0))
         with state.phase("connect"):
             # Connecting a UDP socket fixes the peer, so ICMP port unreachable surfaces
             # as ConnectionRefusedError and datagrams from others are dropped.
@@ -200,6 +212,42 @@ async def _exchange(
                 await loop.sock_sendall(sock, struct.pack("!H", len(wire)) + wire)
                 (length,) = struct.unpack("!H", await _recv_exactly(sock, 2))
                 answer = await _recv_exactly(sock, length)
+    return _parse(answer, query)
+
+
+async def _exchange_tls(
+    query: dns.message.Message,
+    address: tuple[str, int],
+    family: int,
+    state: _State,
+    spec: DnsSpec,
+    host: str,
+) -> dns.message.Message:
+    """DNS over TLS (RFC 7858): the tcp exchange inside a TLS connection."""
+    tls = spec.dns_over_tls or TLSConfig()
+    context = client_context(tls)
+    with state.phase("connect"):
+        local = (spec.source_ip_address, 0) if spec.source_ip_address else None
+        reader, writer = await asyncio.open_connection(
+            address[0],
+            address[1],
+            family=family,
+            ssl=context,
+            server_hostname=server_hostname(tls, host) or None,
+            local_addr=local,
+        )
+    try:
+        with state.phase("request"):
+            wire = query.to_wire()
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            await writer.drain()
+            try:
+                (length,) = struct.unpack("!H", await reader.readexactly(2))
+                answer = await reader.readexactly(length)
+            except asyncio.IncompleteReadError as exc:
+                raise _BadAnswerError(f"connection closed after {len(exc.partial)} bytes") from None
+    finally:
+        writer.transport.abort()
     return _parse(answer, query)
 
 

@@ -25,15 +25,18 @@ import base64
 import contextlib
 import email.utils
 import functools
+import ipaddress
 import json
 import re
 import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -45,6 +48,7 @@ from slaprobe import conventions as names
 from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
 from slaprobe.jsonpath import JsonPathError, find, json_equal
 from slaprobe.probes import httpwire, tlsutil
+from slaprobe.probes.celmatch import evaluate_cel
 from slaprobe.probes.reasons import first_line, os_reason, ssl_cause
 from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host, unresolved_samples
 from slaprobe.probes.result import (
@@ -142,6 +146,7 @@ class _HttpProbe:
         self.final_ssl = False
         self.last_modified: float | None = None
         self.failed_due_to_regex = False
+        self.failed_due_to_cel = False
         self.cert: CertInfo | None = None
         self.tls_samples: tuple[Sample, ...] = ()
         self.published = False
@@ -157,6 +162,8 @@ class _HttpProbe:
             wanted
             and httpwire.AVAILABLE
             and not self.spec.proxy
+            and not self.spec.proxy_from_environment
+            and not self.spec.source_ip_address  # httpwire binds no local address
             and self.spec.compression != "br"  # httpwire decodes gzip and deflate only
             and httpwire.supports_headers(self.spec.headers)
         )
@@ -210,6 +217,8 @@ class _HttpProbe:
         origin_host = url.raw_host
         method = spec.method
         headers = self.base_headers()
+        if spec.oauth2 is not None:
+            headers["Authorization"] = await self.oauth2_token()
         if url.raw_user is not None:  # user:password@ in the URL is basic auth, unless given apart
             if "Authorization" not in headers:
                 headers["Authorization"] = _basic_auth(url.user or "", url.password or "")
@@ -252,7 +261,55 @@ class _HttpProbe:
             headers["Authorization"] = _basic_auth(spec.basic_auth.username, spec.basic_auth.password)
         if spec.json_body is not None:
             headers.setdefault("Content-Type", "application/json")
+        for name, header in spec.http_headers.items():  # added after headers, as prometheus/common does
+            for value in (*header.values, *header.secrets):
+                headers.add(name, value)
+            for path in header.files:  # read at each request
+                try:
+                    headers.add(name, Path(path).read_text(encoding="utf-8").strip())
+                except (OSError, UnicodeDecodeError) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    raise _Failed(FailureReason.PERMISSION, f"unable to read headers file {path}: {reason}") from None
         return headers
+
+    async def oauth2_token(self) -> str:
+        """``Authorization`` for this probe: a client-credentials token fetched from ``token_url``.
+
+        As golang.org/x/oauth2's clientcredentials: the client id and secret go in a basic-auth
+        header first; a 400 or 401 answer is retried once with them in the form instead.
+        """
+        oauth = self.spec.oauth2
+        assert oauth is not None
+        form = {"grant_type": "client_credentials", **oauth.endpoint_params}
+        if oauth.scopes:
+            form["scope"] = " ".join(oauth.scopes)
+        started = time.monotonic()
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+                auth = aiohttp.BasicAuth(_quote_form(oauth.client_id), _quote_form(oauth.client_secret))
+                async with session.post(oauth.token_url, data=form, auth=auth) as response:
+                    status, payload = response.status, await response.read()
+                if status in (400, 401):
+                    in_form = {**form, "client_id": oauth.client_id, "client_secret": oauth.client_secret}
+                    async with session.post(oauth.token_url, data=in_form) as response:
+                        status, payload = response.status, await response.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _Failed(FailureReason.CONNECT, f"oauth2 token request failed: {first_line(str(exc))}") from None
+        finally:
+            if self.debug:
+                self.trace.log(f"oauth2 token request took {time.monotonic() - started:.3f}s")
+        if not 200 <= status < 300:
+            raise _Failed(FailureReason.HTTP_STATUS, f"oauth2 token endpoint answered {status}")
+        try:
+            token = json.loads(payload)
+            access, kind = token["access_token"], str(token.get("token_type") or "Bearer")
+            if not isinstance(access, str) or not access:
+                raise ValueError("no access_token")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _Failed(FailureReason.PROTOCOL, f"oauth2 token endpoint answered no token: {exc}") from None
+        kind = {"bearer": "Bearer", "mac": "MAC", "basic": "Basic"}.get(kind.lower(), kind)  # oauth2.Token.Type
+        self.ctx.secrets |= {access}
+        return f"{kind} {access}"
 
     async def send(
         self,
@@ -267,8 +324,13 @@ class _HttpProbe:
         spec, ctx, trace = self.spec, self.ctx, self.trace
         host = url.raw_host or ""
         port = url.port or (443 if url.scheme == "https" else 80)
-        ip, family = await self.resolve(host, ctx, first=self.redirects == 0, port=port)
-        proxy = _parsed_url(spec.proxy) if spec.proxy else None
+        proxy = _proxy_for(spec, url)
+        if proxy is not None and spec.skip_resolve_phase_with_proxy and ctx.guard is None:
+            # The proxy resolves the target (blackbox reports no resolve samples then). Under
+            # the /probe guard the target is still resolved, for the guard to judge its address.
+            ip, family = host, 0
+        else:
+            ip, family = await self.resolve(host, ctx, first=self.redirects == 0, port=port)
         if proxy is not None:
             # The proxy comes from the config, not from the target: it is not guarded.
             proxy_host = proxy.raw_host or ""
@@ -277,6 +339,7 @@ class _HttpProbe:
             dial = _Dial(proxy_host, proxy_ip, proxy_family, proxy.port or 80, trace, via_proxy=True)
         else:
             dial = _Dial(host, ip, family, port, trace)
+        dial.source = spec.source_ip_address
         hop_headers = headers
         if not same_host and "Host" in headers:
             hop_headers = headers.copy()  # a Host override names the first host only
@@ -371,6 +434,11 @@ class _HttpProbe:
     ) -> aiohttp.ClientResponse:
         """One hop's request and response head over aiohttp (through ``_ProbeConnector``)."""
         token = _DIAL.set(dial)
+        proxy_headers = None
+        if proxy is not None and url.scheme == "https" and self.spec.proxy_connect_headers:
+            proxy_headers = CIMultiDict(
+                (name, value) for name, values in self.spec.proxy_connect_headers.items() for value in values
+            )
         try:
             response = await session.request(
                 method,
@@ -381,6 +449,7 @@ class _HttpProbe:
                 ssl=ssl_context,
                 server_hostname=server_name,
                 proxy=proxy,
+                proxy_headers=proxy_headers,
             )
         except (aiohttp.ClientError, OSError) as exc:
             dial.end_processing()
@@ -451,7 +520,9 @@ class _HttpProbe:
         expect = self.spec.expect
         capture = self.ctx.extras.get(RESPONSE_CAPTURE)
         captured = capture is not None and capture.keep_body
-        keep = bool(expect.body_regex or expect.body_not_regex or expect.json_ or captured)
+        keep = bool(
+            expect.body_regex or expect.body_not_regex or expect.json_ or expect.cel or expect.cel_not or captured
+        )
         limit = self.spec.body_size_limit or (MAX_HELD_BODY if keep else 0)
         too_large = f"body larger than body_size_limit {limit} bytes"
         if not self.spec.body_size_limit:
@@ -516,6 +587,8 @@ class _HttpProbe:
                 if re.search(pattern, text):
                     self.failed_due_to_regex = True
                     raise _Failed(FailureReason.ASSERTION, f"body matches {pattern!r}")
+        if expect.cel is not None or expect.cel_not is not None:
+            self.check_cel(body)
         if expect.json_:
             _check_json(body, expect.json_)
         if detail := tlsutil.check_min_days_left(self.cert, self.spec.tls):
@@ -523,6 +596,18 @@ class _HttpProbe:
         elapsed = self.trace.elapsed()
         if expect.max_duration is not None and elapsed > expect.max_duration:
             raise _Failed(FailureReason.SLOW, f"took {elapsed:.3f}s, more than max_duration {expect.max_duration:g}s")
+
+    def check_cel(self, body: bytes) -> None:
+        """blackbox's CEL matching: the JSON body must (``cel``) or must not (``cel_not``) match."""
+        expect = self.spec.expect
+        for expression, wanted in ((expect.cel_not, False), (expect.cel, True)):
+            if expression is None:
+                continue
+            result, problem = evaluate_cel(expression, body)
+            if result is None or result is not wanted:
+                self.failed_due_to_cel = True
+                said = "matches" if result else "does not match"
+                raise _Failed(FailureReason.ASSERTION, problem or f"body {said} CEL expression {expression!r}")
 
     # ------------------------------------------------------------------------ result
 
@@ -545,6 +630,8 @@ class _HttpProbe:
             Sample(names.BB_HTTP_VERSION, _version_number(self.version)),
             Sample(names.BB_FAILED_DUE_TO_REGEX, 1 if self.failed_due_to_regex else 0),
         ]
+        if self.spec.expect.cel is not None or self.spec.expect.cel_not is not None:
+            samples.append(Sample(names.BB_FAILED_DUE_TO_CEL, 1 if self.failed_due_to_cel else 0))
         if self.last_modified is not None:
             samples.append(Sample(names.BB_HTTP_LAST_MODIFIED, self.last_modified))
         samples += self.tls_samples
@@ -682,6 +769,52 @@ def _parsed_url(text: str) -> URL:
     return URL(text)
 
 
+def _quote_form(text: str) -> str:
+    """x/oauth2 form-encodes the client id and secret inside the basic-auth header."""
+    return urllib.parse.quote_plus(text)
+
+
+def _proxy_for(spec: HttpSpec, url: URL) -> URL | None:
+    """The proxy for ``url``: ``proxy``, or the environment's (``proxy_from_environment``),
+    unless ``no_proxy`` (or NO_PROXY) names the host."""
+    host = url.raw_host or ""
+    if spec.proxy_from_environment:
+        proxies = urllib.request.getproxies_environment()
+        chosen = proxies.get(url.scheme)
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if not chosen or bypass(host, proxies):
+            return None
+        return _parsed_url(chosen if "://" in chosen else f"http://{chosen}")
+    if not spec.proxy:
+        return None
+    if spec.no_proxy and _bypasses(spec.no_proxy, host, url.port):
+        return None
+    return _parsed_url(spec.proxy)
+
+
+def _bypasses(no_proxy: str, host: str, port: int | None) -> bool:
+    """Whether ``host`` is in a Go-style NO_PROXY list (IPs, CIDRs, domains, each with an optional port)."""
+    host = host.strip("[]").lower().rstrip(".")
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and port is not None and entry_port != str(port):
+            continue
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(name.strip("[]"), strict=False):
+                return True
+            continue
+        except ValueError:
+            pass
+        name = name.lstrip("*").rstrip(".")
+        if host == name.lstrip(".") or (name and host.endswith(name if name.startswith(".") else f".{name}")):
+            return True
+    return False
+
+
 def _drop_credentials(headers: CIMultiDict[str], secrets: frozenset[str]) -> None:
     """Remove what only the first host may see: credential headers and every header whose
     value holds a secret (a configured ``${env:}``/``${file:}`` value, as ``X-Api-Key``)."""
@@ -772,6 +905,7 @@ class _Dial:
     port: int
     trace: ProbeTrace
     via_proxy: bool = False
+    source: str | None = None  # local address to bind before connecting
     connected: float = 0.0  # monotonic time the connection (TLS included) became usable
     handshake: tlsutil.Handshake | None = None  # read as soon as TLS is up, while it can be
 
@@ -832,6 +966,8 @@ class _ProbeConnector(aiohttp.TCPConnector):
         started = time.monotonic()
         try:
             sock.setblocking(False)
+            if dial.source:
+                sock.bind((dial.source, 0))
             await self._loop.sock_connect(sock, address)
         except BaseException as exc:
             sock.close()

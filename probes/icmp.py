@@ -58,6 +58,8 @@ _FILL = b"slaprobe"
 _MIN_LINGER = 1.0  # seconds to wait for late replies after the last request, at least
 _PHASES = ("resolve", "setup", "rtt")
 _warned_no_socket = False
+_IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)  # Linux: path MTU discovery mode
+_IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)  # never fragment: the DF bit
 
 
 class IcmpSocketError(Exception):
@@ -141,7 +143,15 @@ async def probe_icmp(spec: IcmpSpec, ctx: ProbeContext) -> ProbeResult:
         # Not the target's fault, nor a bug: the process lacks the privilege; the detail says which.
         return state.finish(FailureReason.PERMISSION, str(exc))
     with icmp.sock:
-        _configure(icmp, spec.ttl)
+        _configure(icmp, spec.ttl, dont_fragment=spec.dont_fragment)
+        if spec.source_ip_address:
+            try:
+                icmp.sock.bind((spec.source_ip_address, 0))
+            except OSError as exc:
+                trace.add_phase("setup", time.monotonic() - started)
+                return state.finish(
+                    FailureReason.CONNECT, f"cannot send from {spec.source_ip_address}: {exc.strerror or exc}"
+                )
         trace.add_phase("setup", time.monotonic() - started)
         trace.log(f"{'raw' if icmp.raw else 'unprivileged ping'} socket for {ip}")
         state.publish()
@@ -195,12 +205,14 @@ def _sendto(sock: socket.socket, packet: bytes, address: tuple[str, int]) -> Non
     sock.sendto(packet, address)
 
 
-def _configure(icmp: IcmpSocket, ttl: int | None) -> None:
+def _configure(icmp: IcmpSocket, ttl: int | None, *, dont_fragment: bool = False) -> None:
     sock = icmp.sock
     sock.setblocking(False)
     if icmp.family == socket.AF_INET:
         if ttl is not None:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        if dont_fragment and sys.platform == "linux":  # blackbox: IPv4 only, on Linux
+            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
         if sys.platform == "linux":
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
     else:

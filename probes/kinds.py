@@ -16,6 +16,7 @@ from slaprobe.probes.icmp import probe_icmp
 from slaprobe.probes.result import ProbeFn
 from slaprobe.probes.tcp import probe_tcp
 from slaprobe.probes.tls import probe_tls
+from slaprobe.probes.unix import probe_unix
 
 _CHECKS: Mapping[str, ProbeFn] = {
     "http": probe_http,
@@ -23,6 +24,7 @@ _CHECKS: Mapping[str, ProbeFn] = {
     "tls": probe_tls,
     "dns": probe_dns,
     "icmp": probe_icmp,
+    "unix": probe_unix,
 }
 
 PROBERS: Mapping[str, ProbeFn] = {

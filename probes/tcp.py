@@ -99,8 +99,11 @@ def make_result(
     return ctx.trace.result(reason, detail, cert=cert)
 
 
-async def dial(address: str, ctx: ProbeContext, *, preferred: str, fallback: bool) -> Connection:
-    """Resolve ``address`` (the guard checks the IP dialled), connect, record phases and samples.
+async def dial(
+    address: str, ctx: ProbeContext, *, preferred: str, fallback: bool, source: str | None = None
+) -> Connection:
+    """Resolve ``address`` (the guard checks the IP dialled), connect (from ``source`` if given),
+    record phases and samples.
 
     Raises ``DialError`` (DNS, CONNECT); ``ForbiddenTargetError`` propagates to the runner.
     """
@@ -119,7 +122,8 @@ async def dial(address: str, ctx: ProbeContext, *, preferred: str, fallback: boo
     ctx.trace.log(f"connecting to {where}")
     started = time.monotonic()
     try:
-        reader, writer = await asyncio.open_connection(ip, port)
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection(ip, port, local_addr=local, limit=_CHUNK)
     except OSError as exc:
         raise DialError(FailureReason.CONNECT, f"connect to {where}: {os_reason(exc)}") from None
     finally:
@@ -149,7 +153,7 @@ async def start_tls(
     started = time.monotonic()
     failure: OSError | EOFError | None = None
     try:
-        await conn.writer.start_tls(context, server_hostname=name)
+        await conn.writer.start_tls(context, server_hostname=name or None)
     except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError
         failure = exc
     finally:
@@ -244,6 +248,18 @@ class _Lines:
             else:
                 self._eof = True
 
+    async def read_exactly(self, size: int) -> bytes:
+        """Up to ``size`` bytes: those buffered first, then at most one read (as blackbox reads)."""
+        if not self._buffer and not self._eof:
+            chunk = await self._reader.read(size)
+            if not chunk:
+                self._eof = True
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        self._scanned = 0
+        return data
+
     def discard(self) -> int:
         """Drop buffered bytes (before STARTTLS: plaintext sent ahead of the handshake)."""
         dropped = len(self._buffer)
@@ -293,7 +309,28 @@ async def _expect(lines: _Lines, pattern: re.Pattern[str], ctx: ProbeContext, nu
     )
 
 
-async def _talk(conn: Connection, steps: list[TcpStep], tls: TLSConfig, ctx: ProbeContext) -> Handshake | None:
+async def _expect_bytes(lines: _Lines, expected: bytes, ctx: ProbeContext, number: int) -> None:
+    """The next bytes must be ``expected`` exactly (blackbox's ``expect_bytes``)."""
+    try:
+        data = await lines.read_exactly(len(expected))
+    except OSError as exc:
+        raise _io_failure(exc, f"step {number}: reading") from None
+    if len(data) < len(expected):
+        raise DialError(FailureReason.ASSERTION, f"step {number}: read {len(data)} bytes, {len(expected)} expected")
+    if data != expected:
+        set_sample(ctx.trace, names.BB_FAILED_DUE_TO_BYTES, 1)
+        raise DialError(FailureReason.ASSERTION, f"step {number}: read {data[:32]!r}, not {expected[:32]!r}")
+    ctx.trace.log(f"step {number}: read the {len(expected)} expected bytes")
+
+
+def _expect_info(ctx: ProbeContext, labels: dict[str, str], match: re.Match[str]) -> None:
+    """``probe_expect_info`` with the step's labels, their values expanded from the match."""
+    ctx.trace.samples.append(
+        Sample(names.BB_EXPECT_INFO, 1.0, tuple((name, expand_template(v, match)) for name, v in labels.items()))
+    )
+
+
+async def talk(conn: Connection, steps: list[TcpStep], tls: TLSConfig, ctx: ProbeContext) -> Handshake | None:
     """Run the dialogue; returns the STARTTLS handshake if one happened."""
     lines = _Lines(conn.reader)
     match: re.Match[str] | None = None
@@ -301,9 +338,16 @@ async def _talk(conn: Connection, steps: list[TcpStep], tls: TLSConfig, ctx: Pro
     for number, step in enumerate(steps, 1):
         if step.expect is not None:
             match = await _expect(lines, re.compile(step.expect), ctx, number)
-        if step.send is not None:
-            text = expand_template(step.send, match) if match is not None else step.send
-            data = (text + "\n").encode("utf-8", "surrogateescape")
+            if step.labels:
+                _expect_info(ctx, step.labels, match)
+        if step.expect_bytes:
+            await _expect_bytes(lines, step.expect_bytes, ctx, number)
+        if step.send:
+            if isinstance(step.send, bytes):  # binary: sent as it is (with blackbox's newline)
+                data = step.send + b"\n"
+            else:
+                text = expand_template(step.send, match) if match is not None else step.send
+                data = (text + "\n").encode("utf-8", "surrogateescape")
             try:
                 conn.writer.write(data)
                 await conn.writer.drain()
@@ -325,15 +369,22 @@ async def probe_tcp(spec: TcpSpec, ctx: ProbeContext) -> ProbeResult:
     connection starts in plain text (blackbox's ``tls: false`` plus ``tls_config``).
     """
     set_sample(ctx.trace, names.BB_FAILED_DUE_TO_REGEX, 0)
+    set_sample(ctx.trace, names.BB_FAILED_DUE_TO_BYTES, 0)
     uses_starttls = any(step.starttls for step in spec.dialogue)
     tls = spec.tls if spec.tls is not None else TLSConfig()
     conn = None
     handshake = None
     try:
-        conn = await dial(spec.address, ctx, preferred=spec.preferred_ip_protocol, fallback=spec.ip_protocol_fallback)
+        conn = await dial(
+            spec.address,
+            ctx,
+            preferred=spec.preferred_ip_protocol,
+            fallback=spec.ip_protocol_fallback,
+            source=spec.source_ip_address,
+        )
         if spec.tls is not None and not uses_starttls:
             handshake = await start_tls(conn, spec.tls, ctx)
-        handshake = await _talk(conn, spec.dialogue, tls, ctx) or handshake
+        handshake = await talk(conn, spec.dialogue, tls, ctx) or handshake
     except DialError as exc:
         return make_result(ctx, exc.reason, exc.detail, exc.cert or (handshake.cert if handshake else None))
     finally:

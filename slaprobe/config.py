@@ -97,6 +97,7 @@ from slaprobe.specs import (
     TLSConfig,
     TlsExpect,
     TlsSpec,
+    UnixSpec,
 )
 from slaprobe.validation import validation_issues
 from slaprobe.yamlmap import format_path, invalid_yaml, line_of, parse_path, yaml_document, yaml_lines
@@ -171,6 +172,7 @@ __all__ = [
     "Tier",
     "TlsExpect",
     "TlsSpec",
+    "UnixSpec",
     "ValueUnit",
     "WebhookAuth",
     "config_json_schema",

@@ -155,6 +155,8 @@ BB_HTTP_SSL = "probe_http_ssl"
 BB_HTTP_VERSION = "probe_http_version"
 BB_HTTP_LAST_MODIFIED = "probe_http_last_modified_timestamp_seconds"
 BB_FAILED_DUE_TO_REGEX = "probe_failed_due_to_regex"
+BB_FAILED_DUE_TO_BYTES = "probe_failed_due_to_bytes"
+BB_FAILED_DUE_TO_CEL = "probe_failed_due_to_cel"
 BB_SSL_EARLIEST_EXPIRY = "probe_ssl_earliest_cert_expiry"
 BB_SSL_LAST_CHAIN_EXPIRY = "probe_ssl_last_chain_expiry_timestamp_seconds"
 BB_SSL_LAST_CHAIN_INFO = "probe_ssl_last_chain_info"
@@ -190,6 +192,8 @@ BLACKBOX_HELP: dict[str, str] = {
     BB_HTTP_VERSION: "Returns the version of HTTP of the probe response",
     BB_HTTP_LAST_MODIFIED: "Returns the Last-Modified HTTP response header in unixtime",
     BB_FAILED_DUE_TO_REGEX: "Indicates if probe failed due to regex",
+    BB_FAILED_DUE_TO_BYTES: "Indicates if probe failed due to bytes",
+    BB_FAILED_DUE_TO_CEL: "Indicates if probe failed due to CEL expression not matching",
     BB_SSL_EARLIEST_EXPIRY: "Returns last SSL chain expiry in unixtime",
     BB_SSL_LAST_CHAIN_EXPIRY: "Returns last SSL chain expiry in timestamp",
     BB_SSL_LAST_CHAIN_INFO: "Contains SSL leaf certificate information",

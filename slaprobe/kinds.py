@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 from pydantic import ConfigDict, Field, model_validator
 
 from slaprobe.fields import Duration, Model, Name
-from slaprobe.specs import DnsSpec, Extract, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec
+from slaprobe.specs import DnsSpec, Extract, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec, UnixSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("tls", TlsSpec, flow_step=True, target_field="address"),
     Kind("dns", DnsSpec, flow_step=True, blackbox_prober="dns", target_field="server"),
     Kind("icmp", IcmpSpec, flow_step=False, blackbox_prober="icmp", target_field="host"),
+    Kind("unix", UnixSpec, flow_step=False, blackbox_prober="unix", target_field="path"),
     Kind("flow", FlowSpec, flow_step=False),
     Kind("heartbeat", HeartbeatSpec, flow_step=False, pushed=True),
 )
@@ -139,5 +140,5 @@ ProbeKind: TypeAlias = str
 """A name in ``PROBE_KINDS``."""
 
 # For the type checker only; tests/core/test_kinds.py holds them to the table.
-ProbeSpec: TypeAlias = HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | FlowSpec | HeartbeatSpec
+ProbeSpec: TypeAlias = HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | UnixSpec | FlowSpec | HeartbeatSpec
 StepSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | TlsSpec

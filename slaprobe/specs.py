@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from slaprobe.fields import (
     Duration,
@@ -78,6 +78,8 @@ class HttpExpect(Model):
     max_duration: Duration | None = Field(None, description="fail when the probe takes longer")
     degraded_duration: Duration | None = Field(None, description="a success slower than this counts as degraded")
     ssl: bool | None = Field(None, description="true: fail unless the final hop used TLS; false: fail if it did")
+    cel: str | None = Field(None, description="CEL expression over `body` (the JSON body) that must be true")
+    cel_not: str | None = Field(None, description="CEL expression over `body` (the JSON body) that must not be true")
     http_version: list[Literal["HTTP/1.0", "HTTP/1.1", "HTTP/2.0"]] = Field(default_factory=list)
 
 
@@ -86,6 +88,24 @@ class BasicAuth(Model):
 
     username: str
     password: str = ""
+
+
+class HttpHeader(Model):
+    """Values of one request header added after ``headers`` (blackbox's ``http_headers``)."""
+
+    values: list[str] = Field(default_factory=list)
+    secrets: list[str] = Field(default_factory=list, description="values never shown (use ${env:X} or ${file:P})")
+    files: list[str] = Field(default_factory=list, description="files read at each request, surrounding space stripped")
+
+
+class OAuth2(Model):
+    """OAuth 2.0 client credentials: a token is fetched from ``token_url`` before each probe."""
+
+    client_id: str
+    client_secret: str = Field("", description="use ${env:X} or ${file:P}")
+    token_url: str
+    scopes: list[str] = Field(default_factory=list)
+    endpoint_params: dict[str, str] = Field(default_factory=dict, description="extra form fields of the token request")
 
 
 class HttpSpec(Model):
@@ -102,6 +122,15 @@ class HttpSpec(Model):
     preferred_ip_protocol: IpProtocol = "ip4"
     ip_protocol_fallback: bool = True
     proxy: str | None = Field(None, description="HTTP proxy URL")
+    proxy_connect_headers: dict[str, list[str]] = Field(
+        default_factory=dict, description="headers of the proxy CONNECT request (https targets)"
+    )
+    skip_resolve_phase_with_proxy: bool = Field(False, description="with a proxy: let the proxy resolve the target")
+    proxy_from_environment: bool = Field(False, description="take the proxy from HTTP_PROXY, HTTPS_PROXY, NO_PROXY")
+    no_proxy: str | None = Field(None, description="comma-separated hosts, domains and CIDRs reached without the proxy")
+    http_headers: dict[str, HttpHeader] = Field(default_factory=dict, description="headers added after `headers`")
+    oauth2: OAuth2 | None = None
+    source_ip_address: str | None = Field(None, description="local address to connect from")
     tls: TLSConfig = TLSConfig()
     body_size_limit: Size = Field(10 * 1024 * 1024, description="read at most this many body bytes; 0: no limit")
     compression: Literal["gzip", "deflate", "br", "identity"] | None = Field(
@@ -128,10 +157,18 @@ class HttpSpec(Model):
 
 
 class TcpStep(Model):
-    """One exchange of a TCP dialogue: wait for ``expect``, then ``send``."""
+    """One exchange of a TCP dialogue: wait for ``expect`` (or ``expect_bytes``), then ``send``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, ser_json_bytes="base64")
 
     expect: Regex | None = Field(None, description="regex a received line must match")
-    send: str | None = Field(None, description="text to send; ${1} refers to expect's groups")
+    expect_bytes: bytes | None = Field(None, description="bytes the peer must send next, compared exactly")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="probe_expect_info labels; values may use expect's groups (${1})"
+    )
+    send: str | bytes | None = Field(
+        None, description="text (or !!binary bytes) to send; ${1} refers to expect's groups"
+    )
     starttls: bool = Field(False, description="upgrade the connection to TLS here")
 
 
@@ -143,6 +180,7 @@ class TcpSpec(Model):
     tls: TLSConfig | None = Field(None, description="present: speak TLS from the start")
     preferred_ip_protocol: IpProtocol = "ip4"
     ip_protocol_fallback: bool = True
+    source_ip_address: str | None = Field(None, description="local address to connect from")
 
     def with_target(self, target: str) -> TcpSpec:
         """This spec aimed at ``target`` (host:port)."""
@@ -151,6 +189,22 @@ class TcpSpec(Model):
     @property
     def target(self) -> str:
         return self.address
+
+
+class UnixSpec(Model):
+    """A unix stream socket, optionally TLS, with an optional send/expect dialogue (as tcp)."""
+
+    path: str = Field(min_length=1, description="the socket's path")
+    dialogue: list[TcpStep] = Field(default_factory=list)
+    tls: TLSConfig | None = Field(None, description="present: speak TLS from the start")
+
+    def with_target(self, target: str) -> UnixSpec:
+        """This spec aimed at the socket ``target``."""
+        return self.model_copy(update={"path": target})
+
+    @property
+    def target(self) -> str:
+        return self.path
 
 
 class TlsExpect(Model):
@@ -206,6 +260,8 @@ class DnsSpec(Model):
     query_class: str = "IN"
     server: HostPort | None = Field(None, description="host:port; default: first nameserver of resolv.conf")
     transport: Literal["udp", "tcp"] = "udp"
+    dns_over_tls: TLSConfig | None = Field(None, description="present: DNS over TLS (tcp transport, port 853)")
+    source_ip_address: str | None = Field(None, description="local address to send from")
     recursion_desired: bool = True
     preferred_ip_protocol: IpProtocol = "ip4"
     ip_protocol_fallback: bool = True
@@ -213,7 +269,7 @@ class DnsSpec(Model):
 
     def with_target(self, target: str) -> DnsSpec:
         """This spec sent to ``target`` (a server: host or host:port, port 53 by default)."""
-        server = with_default_port(target, 53)
+        server = with_default_port(target, 53 if self.dns_over_tls is None else 853)
         return self.model_copy(update={"server": check_host_port(server)})
 
     @property
@@ -237,6 +293,8 @@ class IcmpSpec(Model):
     packet_interval: Duration = Field(0.1, description="time between echo requests")
     payload_size: int = Field(56, ge=0, le=65000)
     ttl: int | None = Field(None, ge=1, le=255)
+    dont_fragment: bool = Field(False, description="set the DF bit (IPv4)")
+    source_ip_address: str | None = Field(None, description="local address to send from")
     preferred_ip_protocol: IpProtocol = "ip4"
     ip_protocol_fallback: bool = True
     expect: IcmpExpect = IcmpExpect()

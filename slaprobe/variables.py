@@ -114,7 +114,7 @@ def _texts(step: FlowStep) -> Iterator[tuple[str, str, frozenset[str]]]:
             yield "http.basic_auth.password", http.basic_auth.password, none
     elif (tcp := step.tcp) is not None:
         for index, exchange in enumerate(tcp.dialogue):
-            if exchange.send is not None:
+            if isinstance(exchange.send, str):  # bytes are sent as they are
                 yield f"tcp.dialogue[{index}].send", exchange.send, _tcp_groups(tcp, index)
     elif (dns := step.dns) is not None:
         yield "dns.query", dns.query, none
@@ -298,11 +298,11 @@ def resolve_step(step: FlowStep, values: Variables) -> StepSpec:
     if (http := step.http) is not None:
         return _resolve_http(http, values)
     if (tcp := step.tcp) is not None:
-        if not any(s.send is not None and "${" in s.send for s in tcp.dialogue):
+        if not any(isinstance(s.send, str) and "${" in s.send for s in tcp.dialogue):
             return tcp
         dialogue = [
             s
-            if s.send is None or "${" not in s.send
+            if not isinstance(s.send, str) or "${" not in s.send
             else s.model_copy(
                 update={"send": _substitute(s.send, values, f"tcp.dialogue[{i}].send", _tcp_groups(tcp, i))}
             )

@@ -309,17 +309,31 @@ REFUSALS = [
     ("prober: htp", ["modules.foo.prober: unknown prober 'htp' (did you mean 'http'?) (line 3)"]),
     ("timeout: 5s", ["modules.foo.prober: required key is missing (line 2)"]),
     (
-        "prober: http\nhttp:\n  oauth2: {client_id: x, token_url: 'https://t'}",
-        ["modules.foo.http.oauth2: not supported (line 5)"],
+        "prober: http\nhttp:\n  oauth2: {client_id: x, token_url: 't'}",
+        ["modules.foo.http.oauth2.token_url: not an http(s) URL: 't' (line 5)"],
     ),
     ("prober: http\nhttp:\n  enable_http3: true", ["modules.foo.http.enable_http3: not supported (line 5)"]),
     (
-        "prober: http\nhttp:\n  http_headers: {X-A: {values: [a]}}",
-        ["modules.foo.http.http_headers: not supported (use headers) (line 5)"],
+        "prober: http\nhttp:\n  http_headers: {authorization: {values: [a]}, X-A: {value: [b]}}",
+        [
+            "modules.foo.http.http_headers.X-A.value: unknown key 'value' (did you mean 'values'?) (line 5)",
+            'modules.foo.http.http_headers.authorization: setting header "Authorization" is not allowed (line 5)',
+        ],
     ),
     (
-        "prober: http\nhttp:\n  fail_if_body_json_matches_cel: 'body.a == 1'",
-        ["modules.foo.http.fail_if_body_json_matches_cel: not supported (line 5)"],
+        "prober: http\nhttp:\n  fail_if_body_json_matches_cel: 'body.('",
+        [
+            "modules.foo.http.fail_if_body_json_matches_cel: error compiling CEL program: "
+            "Failed to parse expression 'body.(': ERROR: <input>:1:6: Syntax error: no viable alternative "
+            "at input '.(' (line 5)"
+        ],
+    ),
+    (
+        "prober: http\nhttp:\n  proxy_connect_header: {Proxy-Authorization: [Bearer t]}",
+        [
+            "modules.foo.http.proxy_connect_header: if proxy_connect_header is configured, "
+            "proxy_url or proxy_from_environment must also be configured (line 5)"
+        ],
     ),
     (
         "prober: http\nhttp:\n  valid_status_code: [200]",
@@ -330,9 +344,9 @@ REFUSALS = [
     ),
     ("prober: http\ntimout: 5s", ["modules.foo.timout: unknown key 'timout' (did you mean 'timeout'?) (line 4)"]),
     (
-        "prober: http\nhttp:\n  valid_http_versions: [HTTP/1.1, HTTP/2]",
+        "prober: http\nhttp:\n  valid_http_versions: [HTTP/2]",
         [
-            "modules.foo.http.valid_http_versions[1]: 'HTTP/2' never matches a response "
+            "modules.foo.http.valid_http_versions: ['HTTP/2'] never matches a response "
             "(use HTTP/1.0, HTTP/1.1, HTTP/2.0) (line 5)"
         ],
     ),
@@ -412,21 +426,17 @@ REFUSALS = [
         "prober: tcp\ntimeout: 5",
         ["modules.foo.timeout: not a duration: 5 (use Go syntax such as 5s, 1m30s, 500ms) (line 4)"],
     ),
-    ("prober: tcp\ntcp:\n  source_ip_address: 10.0.0.1", ["modules.foo.tcp.source_ip_address: not supported (line 5)"]),
     (
-        "prober: tcp\ntcp:\n  query_response:\n  - expect_bytes: S\n  - labels: [{name: a, value: b}]",
+        "prober: tcp\ntcp:\n  source_ip_address: 10.0.0",
+        ["modules.foo.tcp.source_ip_address: error parsing source ip address: 10.0.0 (line 5)"],
+    ),
+    (
+        "prober: tcp\ntcp:\n  query_response:\n  - {expect: a, expect_bytes: S}\n  - labels: [{name: a, value: b}]",
         [
-            "modules.foo.tcp.query_response[0].expect_bytes: not supported (use expect) (line 6)",
-            "modules.foo.tcp.query_response[1].labels: not supported (line 7)",
+            "modules.foo.tcp.query_response[0].expect_bytes: expect and expect_bytes are mutually exclusive (line 6)",
+            "modules.foo.tcp.query_response[1].labels: labels need an expect in the same step "
+            "(they take its groups) (line 7)",
         ],
-    ),
-    (
-        "prober: tcp\ntcp:\n  query_response:\n  - send: !!binary AAAACATSFi8=",
-        ["modules.foo.tcp.query_response[0].send: binary values are not supported (line 6)"],
-    ),
-    (
-        "prober: tcp\ntcp:\n  tls_config: {ca_file: /ca.pem}\n  query_response: [{starttls: true}]",
-        ["modules.foo.tcp.tls_config: not supported with starttls (only with tls: true) (line 5)"],
     ),
     (
         "prober: dns\ndns: {query_type: A}",
@@ -442,7 +452,7 @@ REFUSALS = [
     (
         "prober: dns\ndns:\n  query_name: x.\n  dns_over_tls: true\n  transport_protocol: quic",
         [
-            "modules.foo.dns.dns_over_tls: not supported (line 6)",
+            "modules.foo.dns.dns_over_tls: dns_over_tls needs transport_protocol: tcp (line 6)",
             "modules.foo.dns.transport_protocol: must be udp or tcp, not 'quic' (line 7)",
         ],
     ),
@@ -461,7 +471,6 @@ REFUSALS = [
             "(did you mean 'fail_if_matches_regexp'?) (line 7)"
         ],
     ),
-    ("prober: icmp\nicmp:\n  dont_fragment: true", ["modules.foo.icmp.dont_fragment: not supported (line 5)"]),
     ("prober: icmp\nicmp:\n  ttl: 300", ['modules.foo.icmp.ttl: "ttl" cannot exceed 255 (line 5)']),
     (
         "prober: icmp\nicmp:\n  payload_size: big",
@@ -482,7 +491,7 @@ def test_every_problem_of_the_file_is_reported_at_once_in_line_order() -> None:
       a:
         prober: http
         http:
-          oauth2: {client_id: x}
+          enable_http3: true
       b:
         prober: grpc
       c:
@@ -491,7 +500,7 @@ def test_every_problem_of_the_file_is_reported_at_once_in_line_order() -> None:
         prober: icmp
     """
     assert issues_of(text) == [
-        "modules.a.http.oauth2: not supported (line 5)",
+        "modules.a.http.enable_http3: not supported (line 5)",
         "modules.b.prober: grpc is not supported (line 7)",
         'modules.c.icmp.ttl: "ttl" cannot be negative (line 10)',
         "modules.c.prober: duplicate key (line 11)",
@@ -756,3 +765,73 @@ def test_the_debug_page_has_blackboxs_three_parts_and_hides_every_secret() -> No
     assert runs["expect"]["body_regex"] == ["ok\\Z"] and "url" not in runs
     for secret in ("hunter2-pw", "header-token", "key-from-env"):
         assert secret not in page
+
+
+# ---------------------------------------------------------------------------- blackbox 0.28's own file
+
+EXAMPLE_028 = ROOT / "tests" / "probes" / "data" / "blackbox-0.28-example.yml"
+
+
+def test_check_on_blackbox_028s_example_file_lists_only_the_missing_body_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from slaprobe.cli import main
+
+    assert main(["check", "--modules", str(EXAMPLE_028)]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        "error: modules.http_post_body_file.http.body_file: cannot read /files/body.txt: "
+        f"No such file or directory ({EXAMPLE_028}:59)"
+    ]
+
+
+def test_every_other_module_of_blackbox_028s_example_file_is_served() -> None:
+    from slaprobe.exporter.blackbox import read_module_file
+
+    read = read_module_file(EXAMPLE_028)
+    written = yaml.safe_load(EXAMPLE_028.read_text())["modules"]
+    assert len(written) == 25  # at the v0.28.0 tag; master adds two websocket modules
+    assert read.usable and read.refused == ("http_post_body_file",)
+    assert sorted(read.modules) == sorted(set(written) - {"http_post_body_file"})
+    assert {m.kind for m in read.modules.values()} == {"http", "tcp", "icmp", "dns", "unix"}
+
+
+def test_serve_names_a_module_it_cannot_run_and_serves_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from slaprobe.exporter.runtime import Exporter, Sources
+
+    path = tmp_path / "blackbox.yml"
+    path.write_text("modules:\n  good: {prober: tcp}\n  bad: {prober: http, http: {method: get}}\n")
+    exporter = Exporter(Sources(modules=str(path)))
+    status = exporter.reload()
+    assert status.successful and status.refused_modules == ("bad",)
+    assert sorted(exporter.modules) == ["good"]
+    assert "modules refused: bad" in caplog.text
+    assert "modules.bad.http.method: not an upper-case HTTP method: 'get'" in caplog.text
+
+
+def test_a_module_broken_by_a_reload_keeps_its_running_version_while_the_others_change(tmp_path: Path) -> None:
+    from slaprobe.exporter.runtime import Exporter, Sources
+
+    path = tmp_path / "blackbox.yml"
+    path.write_text("modules:\n  a: {prober: tcp}\n  b: {prober: http}\n")
+    exporter = Exporter(Sources(modules=str(path)))
+    assert exporter.reload().successful
+    path.write_text("modules:\n  a: {prober: tcp, timeoutt: 1s}\n  b: {prober: http, timeout: 3s}\n  c: {prober: tcp}\n")
+    status = exporter.reload()
+    assert status.refused_modules == ("a",)
+    assert sorted(exporter.modules) == ["a", "b", "c"]
+    assert exporter.modules["a"].timeout is None and exporter.modules["b"].timeout == 3
+
+
+def test_a_module_file_broken_as_a_whole_is_refused_and_the_old_one_keeps_running(tmp_path: Path) -> None:
+    from slaprobe.exporter.runtime import Exporter, Sources
+
+    path = tmp_path / "blackbox.yml"
+    path.write_text("modules:\n  a: {prober: tcp}\n")
+    exporter = Exporter(Sources(modules=str(path)))
+    assert exporter.reload().successful
+    path.write_text("modules: [a, b]\n")
+    assert not exporter.reload().successful
+    assert sorted(exporter.modules) == ["a"]
