@@ -318,6 +318,33 @@ def sample_rules(cfg: Config, rules: dict[str, Any]) -> dict[str, Any]:
     return {"groups": [group for group in rules["groups"] if group["name"] in wanted]}
 
 
+_SERVICE_LABEL = re.compile(rf'[{{,]\s*{c.LABEL_SERVICE}="((?:[^"\\]|\\.)*)"')
+_FEEDBACK_METRICS = (c.FEEDBACK_TICKETS, c.FEEDBACK_SLA_BREACHES, c.FEEDBACK_QUALITY_TICKETS)
+
+
+def groups_read(rules: dict[str, Any], test: dict[str, Any]) -> list[str]:
+    """The groups of ``rules`` that one generated test reads, in evaluation order.
+
+    promtool evaluates every group at every step, so a case run against only these groups costs
+    a fraction and checks the same: a case that feeds only ``ALERTS`` (and acknowledgements)
+    reads the escalation group; a case with probe or feedback series reads the groups of the
+    services those series name, the feedback groups when it feeds tickets, and the escalation
+    group. The groups left out select other services' series, which the case does not feed, so
+    the only alerts they could raise (another service's ``SLAProbeExporterAbsent``) have an
+    alertname and service the case does not check.
+    """
+    own = [s["series"] for s in test["input_series"]]
+    data = [s for s in own if not s.startswith((c.ALERTS_SERIES + "{", c.ALERT_ACKNOWLEDGED + "{"))]
+    services = {re.sub(r"\\(.)", r"\1", m.group(1)) for s in data for m in _SERVICE_LABEL.finditer(s)}
+    wanted = {
+        prefix + name for name in services for prefix in (c.RULE_GROUP_SLI, c.RULE_GROUP_META, c.RULE_GROUP_ALERTS)
+    }
+    if any(s.startswith(_FEEDBACK_METRICS) for s in data):
+        wanted |= {c.RULE_GROUP_FEEDBACK_RECORDINGS, c.RULE_GROUP_FEEDBACK_ALERTS}
+    wanted.add(c.RULE_GROUP_ESCALATION)
+    return [name for name in group_names(rules) if name in wanted]
+
+
 def _rule_for(rules: dict[str, Any], alertname: str, **labels: str) -> dict[str, Any]:
     for rule in alerting_rules(rules):
         if rule["alert"] == alertname and all(rule["labels"].get(k) == v for k, v in labels.items()):

@@ -15,6 +15,7 @@ import yaml
 
 from slaprobe import conventions as c
 from slaprobe.alerts import RULE_TESTS_FILE, RULES_FILE, generate_rule_tests, generate_rules
+from slaprobe.alerts.ruletests import groups_read
 from slaprobe.alerts.slos import error_ratio
 from slaprobe.alerts.yamltext import dump_yaml
 from slaprobe.sli import availability
@@ -28,32 +29,37 @@ def write(directory: Path, rules: dict[str, Any], tests: dict[str, Any]) -> Path
     return directory
 
 
-CASES_PER_RUN = 6  # promtool evaluates one file's cases in turn, on one core: split them
+def case_runs(name: str, root: Path) -> list[Path]:
+    """One directory per generated case of config ``name``: the case, and the groups it reads."""
+    cfg = load(name)
+    rules = generate_rules(cfg)
+    tests = generate_rule_tests(cfg, rules=rules)
+    runs = []
+    for number, case in enumerate(tests["tests"]):
+        groups = groups_read(rules, case)
+        runs.append(
+            write(
+                root / f"{name}-{number:02d}",
+                {"groups": [group for group in rules["groups"] if group["name"] in groups]},
+                {**tests, "group_eval_order": groups, "tests": [case]},
+            )
+        )
+    return runs
 
 
 @pytest.fixture(scope="module")
 def promtool_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
-    """``promtool test rules`` of every test config, its cases split over runs side by side.
+    """``promtool test rules`` of every generated case of every test config, in processes side by side.
 
-    The tiers config's 35 cases take about 40 s of CPU in one run; split into runs of
-    ``CASES_PER_RUN`` they use every core. A config passes when every one of its runs does.
+    promtool evaluates every group of its rule files at every step, and one file's cases in
+    turn on one core: each case runs on its own against the groups it reads
+    (``groups_read``), at most one promtool per core at a time. A config passes when every
+    one of its cases does.
     """
     promtool = tool("promtool")
-    jobs: dict[str, list[Path]] = {}
-    for name in CONFIG_NAMES:
-        cfg = load(name)
-        rules = generate_rules(cfg)
-        tests = generate_rule_tests(cfg, rules=rules)
-        cases = tests["tests"]
-        jobs[name] = [
-            write(
-                tmp_path_factory.mktemp(f"{name}-{start}"),
-                rules,
-                {**tests, "tests": cases[start : start + CASES_PER_RUN]},
-            )
-            for start in range(0, max(len(cases), 1), CASES_PER_RUN)
-        ]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    root = tmp_path_factory.mktemp("promtool")
+    jobs = {name: case_runs(name, root) for name in CONFIG_NAMES}
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
         futures = {
             name: [pool.submit(run, [promtool, "test", "rules", RULE_TESTS_FILE], d) for d in dirs]
             for name, dirs in jobs.items()
@@ -62,7 +68,7 @@ def promtool_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subp
     return {
         name: subprocess.CompletedProcess(
             [promtool, "test", "rules", RULE_TESTS_FILE],
-            max(r.returncode for r in runs),
+            max((r.returncode for r in runs), default=0),
             "".join(r.stdout for r in runs),
             "".join(r.stderr for r in runs),
         )
