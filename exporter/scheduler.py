@@ -19,7 +19,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from slaprobe.probes.tally import Histogram
@@ -157,66 +156,71 @@ class Scheduler:
 
     async def run(self) -> None:
         """Dispatch due jobs forever (cancel the task to stop; running jobs are cancelled too)."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake
         try:
             while True:
-                await self._dispatch_due()
+                if not self._heap:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                delay = self._heap[0][0] - self._clock()
+                if delay > DISPATCH_TICK:
+                    # One timer per wake-up (not a wait_for task per job); set_jobs wakes us early.
+                    wake.clear()
+                    timer = loop.call_later(delay, wake.set)
+                    try:
+                        await wake.wait()
+                    finally:
+                        timer.cancel()
+                    continue
+                self._dispatch_due()
         finally:
             for task in list(self._running.values()):
                 task.cancel()
 
-    async def _dispatch_due(self) -> None:
-        if not self._heap:
-            self._wake.clear()
-            await self._wake.wait()
-            return
-        due, seq, job = self._heap[0]
-        delay = due - self._clock()
-        if delay > DISPATCH_TICK:
-            # One timer per wake-up (not a wait_for task per job); set_jobs wakes us early.
-            self._wake.clear()
-            timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
-            try:
-                await self._wake.wait()
-            finally:
-                timer.cancel()
-            return
-        heapq.heappop(self._heap)
-        current = self._jobs.get(job.key)
-        if current is None or self._live.get(job.key) != seq or (current is not job and current != job):
-            return  # removed or replaced by a reload
-        job = current  # an equal job from a reload: keep its object, so the next slot compares by identity
-        next_due = job.schedule.next_due(due + 1e-3)
-        self._push(next_due, job)
-        if job.on_slot is not None:
-            job.on_slot()
-        if job.key in self._running:
-            self.stats.missed_overrun += 1
-            return
-        task = asyncio.create_task(self._start(job, due, next_due), name=f"probe {job.key}")
-        self._running[job.key] = task
-        task.add_done_callback(partial(self._finished, job.key))
-
-    def _finished(self, key: Hashable, _task: asyncio.Task[None]) -> None:
-        self._running.pop(key, None)
+    def _dispatch_due(self) -> None:
+        """Start every job due within ``DISPATCH_TICK`` of now, in one go."""
+        heap, jobs, live, running = self._heap, self._jobs, self._live, self._running
+        horizon = self._clock() + DISPATCH_TICK
+        while heap and heap[0][0] <= horizon:
+            due, seq, job = heapq.heappop(heap)
+            current = jobs.get(job.key)
+            if current is None or live.get(job.key) != seq or (current is not job and current != job):
+                continue  # removed or replaced by a reload
+            job = current  # an equal job from a reload: keep its object, so the next slot compares by identity
+            next_due = job.schedule.next_due(due + 1e-3)
+            self._push(next_due, job)
+            if job.on_slot is not None:
+                job.on_slot()
+            if job.key in running:
+                self.stats.missed_overrun += 1
+                continue
+            running[job.key] = asyncio.create_task(self._start(job, due, next_due), name=f"probe {job.key}")
 
     async def _start(self, job: Job, due: float, next_due: float) -> None:
-        async with self._semaphore:
-            now = self._clock()
-            lag = now - due
-            if now >= next_due:
-                self.stats.missed_late += 1
-                return
-            self.stats.lag.observe(max(lag, 0.0))
-            self.stats.started += 1
-            self.stats.in_flight += 1
-            try:
-                await job.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a job's bug must not stop the scheduler
-                log.exception("job %s raised", job.key)
-            finally:
-                self.stats.in_flight -= 1
+        try:
+            async with self._semaphore:
+                now = self._clock()
+                lag = now - due
+                if now >= next_due:
+                    self.stats.missed_late += 1
+                    return
+                self.stats.lag.observe(max(lag, 0.0))
+                self.stats.started += 1
+                self.stats.in_flight += 1
+                try:
+                    await job.run()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a job's bug must not stop the scheduler
+                    log.exception("job %s raised", job.key)
+                finally:
+                    self.stats.in_flight -= 1
+        finally:
+            # Here, not in a done callback (one more callback per run): the job never overlaps
+            # itself, so the entry is this task's.
+            self._running.pop(job.key, None)
 
     def running(self) -> int:
         """Jobs started or waiting for a slot right now."""
