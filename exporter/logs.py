@@ -1,9 +1,9 @@
 """The log pipeline: every log and feedback source of the config, tailed, parsed, counted, rendered.
 
 ``LogPipeline.apply(config)`` makes the running sources match the config; ``run()``
-polls them every ``poll_interval`` (reading and parsing in a worker thread of each source,
-counting in the event loop, so scrapes never see a half-counted batch); ``render()`` is
-their Prometheus text.
+polls them every ``poll_interval``, and ``BUSY_POLL_INTERVAL`` after a poll that read lines
+(reading and parsing in a worker thread of each source, counting in the event loop, so
+scrapes never see a half-counted batch); ``render()`` is their Prometheus text.
 
 Counting in blocks: a source whose lines feed only its service's HTTP metrics (no
 ``match:``, no user metrics) and whose format and wrapper have a tally
@@ -78,8 +78,9 @@ from slaprobe.probes.wrappers import Unwrapper, Wrapper, parse_unwrapped, split_
 log = logging.getLogger("slaprobe.logs")
 
 POLL_INTERVAL = 0.5  # seconds between polls of every source
-BATCH_BYTES = 4 << 20  # read per batch, at most; a batch is parsed in the worker thread
-MAX_BATCHES = 64  # per source and poll, so one busy source cannot starve the others
+BUSY_POLL_INTERVAL = 0.1  # seconds to the next poll after one that read lines (more are likely on the way)
+BATCH_BYTES = 1 << 20  # read per batch, at most; a batch is parsed in the worker thread
+MAX_BATCHES = 256  # per source and poll, so one busy source cannot starve the others
 STUCK_AFTER = 10.0  # seconds a read or save may run before its source counts as stuck
 POLL_WAIT = 1.0  # seconds a poll waits for a slow source before the others are polled again
 CLOSE_TIMEOUT = 5.0  # seconds close() waits for reads in flight before leaving them to their threads
@@ -154,10 +155,9 @@ class _Batch:
     durations: dict[float, int] = field(default_factory=dict)  # tallied requests by duration
     tallied: list[list[bytes]] = field(default_factory=list)  # the tallied lines as read, in parts
     used: object = None  # the tally that counted them
-    # A field tally's: events (count 1) and tallied field combinations (with their counts), in
-    # line order, and per part the lines it tallied (None: parsed line by line) and its entries.
-    weighted: list[tuple[Event, int]] = field(default_factory=list)
-    parts: list[tuple[list[bytes] | None, int]] = field(default_factory=list)
+    # A field tally's parts, in line order: (None, events) parsed line by line, or (lines, per
+    # metric: [(fields, count)]) tallied, each metric's combinations of the fields it reads.
+    parts: list[tuple[list[bytes] | None, list[Any]]] = field(default_factory=list)
 
     def _parse(self, src: _Source, lines: list[bytes]) -> list[Event]:
         events = []
@@ -173,13 +173,9 @@ class _Batch:
         """Every event of the batch, tallied lines parsed after all (a reload made the source need them)."""
         if not self.parts:
             return self.events + [e for part in self.tallied for e in self._parse(src, part)]
-        events, at = [], 0
+        events: list[Event] = []
         for lines, entries in self.parts:
-            if lines is not None:
-                events += self._parse(src, lines)
-            else:
-                events += [event for event, _ in self.weighted[at : at + entries]]
-            at += entries
+            events += self._parse(src, lines) if lines is not None else entries
         return events
 
 
@@ -291,6 +287,7 @@ class LogPipeline:
         self._sources: dict[str, _Source] = {}
         self._http: dict[str, HttpMetrics] = {}
         self.polls = 0  # poll rounds completed
+        self._busy = False  # a source read lines since run() last slept
         self._retiring: list[_Source] = []  # retired while being read: closed when the read returns
 
     # ------------------------------------------------------------------ config
@@ -458,28 +455,41 @@ class LogPipeline:
     def _tally_fields(self, src: _Source, tally: JsonlTally, lines: list[bytes], path: str) -> _Batch:
         """A batch of one file counted by a field tally; the parts it refuses are parsed line by line."""
         batch = _Batch([], 0, 0, used=tally)
-        if self._tally_fields_part(batch, tally, lines):
+        if self._tally_fields_part(src, batch, tally, lines):
             return batch
         whole = len(lines) <= TALLY_LINES  # refused as a whole already (its shape learnt for the next)
         for i in range(0, len(lines), TALLY_LINES):
             part = lines[i : i + TALLY_LINES]
-            if whole or not self._tally_fields_part(batch, tally, part):
+            if whole or not self._tally_fields_part(src, batch, tally, part):
                 unwrapper = src.unwrapper
                 malformed = unwrapper.malformed
                 inner, times = unwrapper.unwrap(part, path)
                 events = parse_unwrapped(src.parse, inner, times, [(path, len(inner))])
-                batch.weighted += [(event, 1) for event in events]
-                batch.parts.append((None, len(events)))
+                batch.parts.append((None, events))
                 batch.lines += len(inner) + unwrapper.malformed - malformed
                 batch.parsed += len(events)
         return batch
 
-    def _tally_fields_part(self, batch: _Batch, tally: JsonlTally, part: list[bytes]) -> bool:
+    def _tally_fields_part(self, src: _Source, batch: _Batch, tally: JsonlTally, part: list[bytes]) -> bool:
+        """Tally a part; per metric, the combinations of just the fields it reads, in first-seen order."""
         counted = tally(b"\n".join(part), len(part))
         if counted is None:
             return False
-        batch.weighted += [(Event(fields), n) for fields, n in counted]
-        batch.parts.append((part, len(counted)))
+        keep = src.keep
+        reads = [metric.fields for metric in src.metrics]
+        projected: list[dict[tuple[str | None, ...], list[Any]]] = [{} for _ in reads]
+        for fields, n in counted:
+            if keep is not None and not keep(Event(fields)):
+                continue
+            get = fields.get
+            for names, combos in zip(reads, projected, strict=True):
+                key = tuple(map(get, names))
+                entry = combos.get(key)
+                if entry is None:
+                    combos[key] = [fields, n]
+                else:
+                    entry[1] += n
+        batch.parts.append((part, [list(combos.values()) for combos in projected]))
         batch.lines += len(part)
         batch.parsed += len(part)
         return True
@@ -498,19 +508,28 @@ class LogPipeline:
 
     def _count(self, src: _Source, batch: _Batch) -> None:
         """Feed a parsed batch to everything that counts it (in the event loop)."""
+        self._busy = self._busy or batch.lines > 0
         src.stats.parsed += batch.parsed
         src.stats.unparsed += batch.lines - batch.parsed
         events = batch.events
-        weighted = batch.weighted
+        parts = batch.parts
         if batch.used is not None and batch.used is not src.tally and batch.used is not src.field_tally:
             events = batch.tallied_events(src)  # a reload changed what the source feeds
-            weighted = []
+            parts = []
         elif batch.tallied and src.http is not None:
             src.http.add_counts(batch.codes, batch.durations)
-        for event, n in weighted:
-            if src.keep is None or src.keep(event):
-                for metric in src.metrics:
-                    metric.add(event.fields, n)
+        for lines, entries in parts:
+            if lines is None:
+                self._observe(src, entries)
+                continue
+            for metric, combos in zip(src.metrics, entries, strict=True):
+                add = metric.add
+                for fields, n in combos:
+                    add(fields, n)
+        self._observe(src, events)
+
+    def _observe(self, src: _Source, events: list[Event]) -> None:
+        """Feed events to everything that counts them."""
         if src.keep is not None:
             events = [e for e in events if src.keep(e)]
         if not events:
@@ -684,14 +703,15 @@ class LogPipeline:
             src.worker = None
 
     async def run(self) -> None:
-        """Poll every source every ``poll_interval`` until cancelled; then save and close everything."""
+        """Poll every source every ``poll_interval`` (sooner after lines) until cancelled; then save and close all."""
         try:
             while True:
                 try:
                     await self.poll()
                 except Exception:
                     log.exception("log pipeline: poll failed; trying again")
-                await asyncio.sleep(self.poll_interval)
+                busy, self._busy = self._busy, False
+                await asyncio.sleep(min(self.poll_interval, BUSY_POLL_INTERVAL) if busy else self.poll_interval)
         finally:
             self.close()
 
