@@ -157,12 +157,27 @@ _ADDRESS_GLOB = re.compile(r"[0-9.*?\[\]!-]*[0-9][0-9.*?\[\]!-]*")
 # ---------------------------------------------------------------------------- spellings
 
 
+_PARSED: dict[str, IPAddress | None] = {}  # recent spellings: /probe parses the same few each request
+_MAX_PARSED = 4096
+
+
 def parse_ip(text: str) -> IPAddress | None:
     """``text`` as an address if the resolver would read it as one (any spelling), else None.
 
     Brackets, an IPv6 zone id and one trailing dot are dropped; IPv4-mapped IPv6 becomes
     IPv4; ``inet_aton`` forms (``2130706433``, ``0x7f000001``, ``0177.1``) are IPv4.
     """
+    try:
+        return _PARSED[text]
+    except KeyError:
+        pass
+    parsed = _parse_ip(text)
+    if len(_PARSED) < _MAX_PARSED:
+        _PARSED[text] = parsed  # addresses are immutable: shared safely
+    return parsed
+
+
+def _parse_ip(text: str) -> IPAddress | None:
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
