@@ -653,17 +653,23 @@ class LogPipeline:
         """Read, count and commit one source's new lines, up to ``MAX_BATCHES`` batches."""
         src.busy = True
         try:
+            snapshot: bytes | None = None
+            if src.uncommitted:  # a poll that failed after counting: its commit writes the tickets too
+                src.saved_version = -1
+                snapshot = self._ticket_snapshot(src)
             for _ in range(MAX_BATCHES):
-                batch = await self._in_worker(self._read, src)
+                # One trip to the worker per batch: commit the batch counted last, then read the next.
+                batch = await self._in_worker(self._commit_then_read, src, snapshot)
                 if src.retired:
                     break
                 self._count(src, batch)
-                src.uncommitted = True  # until the commit returns: close() commits it if we are cancelled
+                src.uncommitted = True  # until its commit: close() commits it if we are cancelled
                 snapshot = self._ticket_snapshot(src)
-                await self._in_worker(self._persist, src, snapshot)
-                src.uncommitted = False
                 if src.retired or self._caught_up(src, batch.lines):
                     break
+            if src.uncommitted:
+                await self._in_worker(self._persist, src, snapshot)
+                src.uncommitted = False
             if src.retired:
                 if src in self._retiring:
                     self._retiring.remove(src)
@@ -676,6 +682,13 @@ class LogPipeline:
             log.exception("log source %r: poll failed; trying again at the next poll", src.label)
         finally:
             src.busy = False
+
+    def _commit_then_read(self, src: _Source, snapshot: bytes | None) -> _Batch:
+        """Commit the batch counted last, if any (worker thread), then read the next one."""
+        if src.uncommitted:
+            self._persist(src, snapshot)
+            src.uncommitted = False
+        return self._read(src)
 
     def _tick(self, src: _Source) -> None:
         """Count ticket deadlines that passed, once the source has read everything written so far."""
