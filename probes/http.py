@@ -286,8 +286,8 @@ class _HttpProbe:
         started = time.monotonic()
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-                auth = aiohttp.BasicAuth(_quote_form(oauth.client_id), _quote_form(oauth.client_secret))
-                async with session.post(oauth.token_url, data=form, auth=auth) as response:
+                auth = {"Authorization": _basic_auth(_quote_form(oauth.client_id), _quote_form(oauth.client_secret))}
+                async with session.post(oauth.token_url, data=form, headers=auth) as response:
                     status, payload = response.status, await response.read()
                 if status in (400, 401):
                     in_form = {**form, "client_id": oauth.client_id, "client_secret": oauth.client_secret}
