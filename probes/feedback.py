@@ -82,6 +82,8 @@ Key = tuple[str, str, str]  # (service, category, channel) of the satisfaction a
 _OVERFLOW_KEY: Key = (c.OVERFLOW_LABEL_VALUE,) * 3
 
 
+_APPLIED, _DUPLICATE = c.EVENT_APPLIED, c.EVENT_DUPLICATE
+_FIRST_RESPONSE = c.STAGE_FIRST_RESPONSE
 _STAGE_INDEX = {stage: i for i, stage in enumerate(c.LOOP_STAGES)}
 _OUTCOME_INDEX = {outcome: i for i, outcome in enumerate(c.CLOSED_OUTCOMES)}
 
@@ -239,6 +241,8 @@ class TicketTracker:
         self.customers = RepeatWindow(settings.repeat_window, settings.max_customers)
         self.evicted = 0  # open or resolved tickets forgotten to stay under max_open_tickets
         self._names = (source.fields.id, source.fields.event, source.fields.time)
+        names = source.fields
+        self._label_fields = (names.category, names.urgency, names.service, names.channel)
         self._steps: dict[str, Step] = {}
         for step in STEPS:
             for word in getattr(source.events, step):
@@ -250,6 +254,7 @@ class TicketTracker:
         self._service = LabelCap(limit, {source.service or ""})
         self._channel = LabelCap(limit, {source.defaults.channel})
         self._limits: dict[tuple[str, str], Deadlines] = {}
+        self._stage_limits: dict[tuple[str, str], tuple[tuple[str, float], ...]] = {}  # stages with a deadline
         self._due: list[tuple[float, str, str, float]] = []  # heap of (due, stage or _AUTO_CLOSE, id, opened)
         self._closed: OrderedDict[str, Ticket] = OrderedDict()  # recently closed tickets, for duplicates and reopens
         self._rated_unknown: OrderedDict[str, None] = OrderedDict()  # ids rated while not known, for duplicates
@@ -363,49 +368,67 @@ class TicketTracker:
 
     def _labels(self, fields: Mapping[str, object]) -> tuple[str, str, str, str, bool]:
         """(category, urgency, service, channel, classified) of an event: its own fields, the rules, the defaults."""
-        names, defaults = self.source.fields, self.source.defaults
+        category_field, urgency_field, service_field, channel_field = self._label_fields
+        defaults = self.source.defaults
         get = fields.get
-        category, urgency, service = _text(get(names.category)), _text(get(names.urgency)), _text(get(names.service))
+        category, urgency, service = get(category_field), get(urgency_field), get(service_field)
+        category = category.strip() if category.__class__ is str else _text(category)
+        urgency = urgency.strip() if urgency.__class__ is str else _text(urgency)
+        service = service.strip() if service.__class__ is str else _text(service)
         classifier = self.settings.classifier
         if classifier and not (category and urgency and service):
             ruled_category, ruled_urgency, ruled_service = classifier.classify(fields)
             category = category or ruled_category or ""
             urgency = urgency or ruled_urgency or ""
             service = service or ruled_service or ""
-        return (
-            self._category(category or defaults.category),
-            self._urgency(urgency or defaults.urgency),
-            self._service(service or self.source.service or ""),
-            self._channel(_text(get(names.channel)) or defaults.channel),
-            bool(category),
-        )
+        channel = get(channel_field)
+        channel = (channel.strip() if channel.__class__ is str else _text(channel)) or defaults.channel
+        classified = bool(category)
+        # The label caps, their usual case (a value already seen) inline.
+        category = category or defaults.category
+        if category not in self._category.seen:
+            category = self._category(category)
+        urgency = urgency or defaults.urgency
+        if urgency not in self._urgency.seen:
+            urgency = self._urgency(urgency)
+        service = service or self.source.service or ""
+        if service not in self._service.seen:
+            service = self._service(service)
+        if channel not in self._channel.seen:
+            channel = self._channel(channel)
+        return category, urgency, service, channel, classified
 
     # ------------------------------------------------------------------ events
 
     def consume(self, fields: Mapping[str, object], *, time: float | None = None) -> None:
         """Apply one ticket event; ``time`` (e.g. the parsed line's) is used when the event has none."""
         id_field, event_field, time_field = self._names
-        ticket_id = _text(fields.get(id_field))
-        word = fields.get(event_field)
+        get = fields.get
+        ticket_id = get(id_field)
+        ticket_id = ticket_id.strip() if ticket_id.__class__ is str else _text(ticket_id)
+        word = get(event_field)
         step = self._steps.get(word) if word.__class__ is str else None
         if step is None:
             step = self._steps.get(_text(word))
         if not ticket_id or step is None:
             self._count(c.EVENT_INVALID)
             return
-        when = parse_ticket_time(fields.get(time_field))
+        value = get(time_field)
+        if value.__class__ is float and 0.0 < value <= 1e11:  # the usual case: unix seconds, finite
+            when: float | None = value
+        else:
+            when = parse_ticket_time(value)
         if when is None:
             when = time if time is not None else self.clock()
         if step == "opened":
             self._open(ticket_id, when, fields)
-        elif step == "rated":
-            self._count(self._rate(ticket_id, fields))
+            return
+        result = self._rate(ticket_id, fields) if step == "rated" else self._advance(ticket_id, step, when)
+        if result is None:
+            self._hold(ticket_id, step, when)
         else:
-            result = self._advance(ticket_id, step, when)
-            if result is None:
-                self._hold(ticket_id, step, when)
-            else:
-                self._count(result)
+            self.events[result] += 1
+            self.version += 1
 
     def _count(self, result: str) -> None:
         self.events[result] += 1
@@ -416,25 +439,29 @@ class TicketTracker:
             self._count(c.EVENT_DUPLICATE)
             return
         category, urgency, service, channel, classified = self._labels(fields)
-        ticket = Ticket(ticket_id, when, category, urgency, service, channel, classified=classified)
-        self.tickets[(ticket.service, ticket.category, ticket.urgency)] += 1
-        self.by_channel[ticket.channel] += 1
-        if ticket.category in self._quality:
-            self.quality[ticket.service] += 1
-        stats = self._stats(ticket)
-        stats.stages[_RECEIVED] += 1
+        stats = self.stats.get((service, category, channel)) or self.stats_of((service, category, channel))
+        ticket = Ticket(ticket_id, when, category, urgency, service, channel, classified=classified, stats=stats)
+        self.tickets[(service, category, urgency)] += 1
+        self.by_channel[channel] += 1
+        if category in self._quality:
+            self.quality[service] += 1
+        stages = stats.stages
+        stages[_RECEIVED] += 1
         if classified:
-            stats.stages[_CLASSIFIED] += 1
-        customer = fields.get(self.settings.customer_field)
+            stages[_CLASSIFIED] += 1
+        settings = self.settings
+        customer = fields.get(settings.customer_field)
         if customer is not None and customer != "":
-            key = customer_key(self.settings.salt, _text(customer), service, category)
-            if self.customers.visit(key, when):
+            customer = customer.strip() if customer.__class__ is str else _text(customer)
+            if self.customers.visit(customer_key(settings.salt, customer, service, category), when):
                 stats.repeats += 1
         self._track(ticket)
-        self._count(c.EVENT_APPLIED)
-        for step, at, _held in self._pending.pop(ticket_id, ()):
-            self._advance(ticket_id, step, at)
-            self._count(c.EVENT_OUT_OF_ORDER)
+        self.events[_APPLIED] += 1
+        self.version += 1
+        if self._pending:
+            for step, at, _held in self._pending.pop(ticket_id, ()):
+                self._advance(ticket_id, step, at)
+                self._count(c.EVENT_OUT_OF_ORDER)
         while len(self.open) > self.source.max_open_tickets:
             self._evict_oldest()
 
@@ -465,13 +492,21 @@ class TicketTracker:
     def _track(self, ticket: Ticket) -> None:
         """Make ``ticket`` open: counted in the gauges, its deadlines scheduled."""
         self.open[ticket.id] = ticket
-        self.open_counts[(ticket.category, ticket.urgency)] += 1
-        limits = self.deadlines(ticket.category, ticket.urgency)
-        for stage in STAGES:
-            limit = getattr(limits, stage)
-            done = ticket.responded is not None if stage == c.STAGE_FIRST_RESPONSE else ticket.resolutions > 0
-            if limit is not None and not done and not self._breached(ticket, stage):
-                heapq.heappush(self._due, (ticket.opened + limit, stage, ticket.id, ticket.opened))
+        key = (ticket.category, ticket.urgency)
+        self.open_counts[key] += 1
+        limits = self._stage_limits.get(key)
+        if limits is None:
+            deadlines = self.deadlines(*key)
+            limits = self._stage_limits[key] = tuple(
+                (stage, getattr(deadlines, stage)) for stage in STAGES if getattr(deadlines, stage) is not None
+            )
+        for stage, limit in limits:
+            if stage == c.STAGE_FIRST_RESPONSE:
+                if ticket.responded is not None or ticket.response_breached:
+                    continue
+            elif ticket.resolutions > 0 or ticket.resolution_breached:
+                continue
+            heapq.heappush(self._due, (ticket.opened + limit, stage, ticket.id, ticket.opened))
 
     def _untrack(self, ticket: Ticket) -> None:
         del self.open[ticket.id]
@@ -500,31 +535,40 @@ class TicketTracker:
 
     def _apply(self, ticket: Ticket, step: Step, when: float) -> str:
         """A first response or resolution of an open ticket; returns the result to count."""
-        result = c.EVENT_APPLIED
+        result = _APPLIED
         elapsed = when - ticket.opened
         if elapsed < 0:
             elapsed, result = 0.0, c.EVENT_OUT_OF_ORDER
         key = (ticket.category, ticket.urgency)
+        limits = self._limits.get(key) or self.deadlines(*key)
+        stats = ticket.stats or self._stats(ticket)
         if step == "first_response" or (step == "resolved" and ticket.responded is None):
             if ticket.responded is not None:
-                return c.EVENT_DUPLICATE
+                return _DUPLICATE
             ticket.responded = when
-            self._histogram(self.first_response, key).observe(elapsed)
-            self._check(ticket, c.STAGE_FIRST_RESPONSE, elapsed)
-            self._stats(ticket).stages[_ANSWERED] += 1
+            (self.first_response.get(key) or self._histogram(self.first_response, key)).observe(elapsed)
+            limit = limits.first_response
+            if limit is not None and elapsed > limit and not ticket.response_breached:
+                self._breach(ticket, _FIRST_RESPONSE)
+            stats.stages[_ANSWERED] += 1
         if step == "resolved":
             if ticket.resolutions == 0:
-                self._histogram(self.resolution, key).observe(elapsed)
-                self._check(ticket, c.STAGE_RESOLUTION, elapsed)
-                self._stats(ticket).stages[_RESOLVED] += 1
+                (self.resolution.get(key) or self._histogram(self.resolution, key)).observe(elapsed)
+                limit = limits.resolution
+                if limit is not None and elapsed > limit and not ticket.resolution_breached:
+                    self._breach(ticket, c.STAGE_RESOLUTION)
+                stats.stages[_RESOLVED] += 1
             ticket.resolutions += 1
             ticket.resolved_at = when
-            self._untrack(ticket)
-            self.resolved[ticket.id] = ticket
+            del self.open[ticket.id]
+            self._untrack_counts(ticket)
+            resolved = self.resolved
+            resolved[ticket.id] = ticket
             heapq.heappush(self._due, (when + self.settings.reopen_window, _AUTO_CLOSE, ticket.id, when))
-            while len(self.resolved) > self.source.max_open_tickets:
-                self.resolved.popitem(last=False)
-                self._evicted()
+            if len(resolved) > self.source.max_open_tickets:
+                while len(resolved) > self.source.max_open_tickets:
+                    resolved.popitem(last=False)
+                    self._evicted()
         return result
 
     def _reopen(self, ticket: Ticket) -> None:
@@ -564,9 +608,9 @@ class TicketTracker:
         ticket = self.open.get(ticket_id) or self.resolved.get(ticket_id) or self._closed.get(ticket_id)
         if ticket is not None:
             if ticket.rated:
-                return c.EVENT_DUPLICATE
+                return _DUPLICATE
             ticket.rated = True
-            stats = self._stats(ticket)
+            stats = ticket.stats or self._stats(ticket)
         else:
             if ticket_id in self._rated_unknown:
                 return c.EVENT_DUPLICATE
@@ -576,16 +620,11 @@ class TicketTracker:
             category, _urgency, service, channel, _classified = self._labels(fields)
             stats = self.stats_of((service, category, channel))
         stats.rated += 1
-        if rating.satisfied:
+        value, scale, satisfied = rating
+        if satisfied:
             stats.satisfied += 1
-        stats.rating(rating.scale).observe(rating.value)
-        return c.EVENT_APPLIED
-
-    def _check(self, ticket: Ticket, stage: str, elapsed: float) -> None:
-        """Count a breach of ``stage`` if it took longer than allowed and was not counted yet."""
-        limit = getattr(self.deadlines(ticket.category, ticket.urgency), stage)
-        if limit is not None and elapsed > limit and not self._breached(ticket, stage):
-            self._breach(ticket, stage)
+        (stats.ratings.get(scale) or stats.rating(scale)).observe(value)
+        return _APPLIED
 
     @staticmethod
     def _breached(ticket: Ticket, stage: str) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 RATING_BOUNDS: tuple[float, ...] = tuple(float(i) for i in range(11))
 DEFAULT_SATISFIED: Mapping[int, float] = {2: 1.0, 5: 4.0, 10: 9.0}  # scale -> minimum satisfied rating
@@ -27,9 +27,8 @@ NPS_PROMOTER_ABOVE = 8.0  # scale 10: promoters rate 9-10 (above the le="8" buck
 NPS_DETRACTOR_AT_MOST = 6.0  # scale 10: detractors rate 0-6
 
 
-@dataclass(frozen=True, slots=True)
-class Rating:
-    """One rating: its value, its scale, and whether it counts as satisfied."""
+class Rating(NamedTuple):
+    """One rating: its value, its scale, and whether it counts as satisfied (a tuple: quick to make)."""
 
     value: float
     scale: int
@@ -40,6 +39,12 @@ def read_rating(
     rating: object, scale: object, *, satisfied: Mapping[int, float] = DEFAULT_SATISFIED, default_scale: int = 5
 ) -> Rating | None:
     """The ``Rating`` of an event's ``rating`` and ``scale`` fields; None if they are not a valid rating."""
+    if scale is None and (rating.__class__ is int or rating.__class__ is float):  # the usual case, first
+        value = float(rating)
+        minimum = satisfied.get(default_scale)
+        if minimum is None or not 0 <= value <= default_scale:  # NaN fails the comparison too
+            return None
+        return Rating(value, default_scale, value >= minimum)
     if isinstance(rating, bool) or rating is None:
         return None
     words = rating.strip().lower() if isinstance(rating, str) else None

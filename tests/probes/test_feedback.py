@@ -656,6 +656,17 @@ def test_keywords_match_anywhere_with_case_ignored_and_special_characters_litera
     assert tracker.tickets == {("", "billing", "general"): 2, ("", "other", "general"): 1}
 
 
+def test_keywords_ignore_case_by_casefolding_both_sides_and_read_numbers_as_text() -> None:
+    rules = [
+        {"match": {"text": ["STRASSE"]}, "set": {"category": "operations"}},
+        {"match": {"order": ["404"]}, "set": {"category": "technical"}},
+    ]
+    tracker = TicketTracker(source(classify=rules), FakeClock())
+    tracker.consume(raw("A", "Lieferung in die Hauptstraße"))
+    tracker.consume({"id": "B", "event": "opened", "order": 40412})
+    assert tracker.tickets == {("", "operations", "general"): 1, ("", "technical", "general"): 1}
+
+
 def test_what_the_event_gives_itself_is_kept_and_the_rules_fill_the_gaps() -> None:
     tracker = TicketTracker(source(classify=RULES), FakeClock())
     tracker.consume(raw("A", "refund please", category="operations"))
