@@ -26,10 +26,11 @@ import hmac
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -43,12 +44,19 @@ from slaprobe.units import format_duration, parse_duration
 log = logging.getLogger("slaprobe.heartbeats")
 
 MAX_MESSAGE = 200  # characters of a ping's msg kept (the status page shows it; it is never a label)
-MAX_PUSH_BYTES = 64 * 1024  # a ping's body, at most (it is not read: status, msg and duration are parameters)
+MAX_PUSH_BYTES = 64 * 1024  # a ping's body, at most (read only when it is JSON: a remote agent's result)
 MAX_MISSED_PER_CHECK = 100_000  # periods counted at once, at most (a clock jump of years)
 STATE_FILE = "heartbeats.json"
 SAVE_INTERVAL = 1.0  # seconds between state writes, at least (plus one on shutdown)
 
-Record = Callable[[ProbeKey, ProbeResult], None]
+
+class Record(Protocol):
+    """Count a run: ``Exporter.record`` (``location``: a remote agent's; None: here)."""
+
+    def __call__(self, key: ProbeKey, result: ProbeResult, *, location: str | None = None) -> None: ...
+
+
+Locate = Callable[[ProbeKey, str], bool]  # whether a run of ``key`` at that location can be counted
 
 
 @dataclass(slots=True)
@@ -67,8 +75,16 @@ class Beat:
 class Heartbeats:
     """The heartbeats of the running config: pings in, missed periods out."""
 
-    def __init__(self, record: Record, *, clock: Callable[[], float], state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        record: Record,
+        *,
+        clock: Callable[[], float],
+        state_dir: Path | None = None,
+        locate: Locate = lambda _key, _location: True,
+    ) -> None:
         self._record = record
+        self.locate = locate
         self._clock = clock
         self._state = state_dir / STATE_FILE if state_dir is not None else None
         self._beats: dict[ProbeKey, Beat] = {}
@@ -102,12 +118,12 @@ class Heartbeats:
         """The heartbeat of ``key``, if the config has one."""
         return self._beats.get(key)
 
-    def ping(self, key: ProbeKey, result: ProbeResult) -> None:
-        """Count a pushed run; the next ping is due within ``every + grace``."""
+    def ping(self, key: ProbeKey, result: ProbeResult, location: str | None = None) -> None:
+        """Count a pushed run (``location``: the remote agent's); the next ping is due within ``every + grace``."""
         beat = self._beats.get(key)
         if beat is None:
             return
-        self._record(key, result)
+        self._record(key, result, location=location)
         beat.deadline = self._clock() + beat.spec.every + beat.spec.grace
         self._dirty = True
         self._wake.set()
@@ -250,8 +266,75 @@ def pushed_result(query: Any) -> ProbeResult:
     return ProbeResult(False, duration, FailureReason.REPORTED_DOWN, message or "the pinger reported down")
 
 
+PUSH_FIELDS = frozenset({"success", "duration", "phases", "reason", "location", "msg"})
+PUSHED_PHASES = ("resolve", "connect", "tls", "processing", "transfer")  # the HTTP probe's phases
+LOCATION = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as global.location
+# Reasons only slaprobe itself gives: an agent cannot report a missed heartbeat, a refusal or a bug of ours.
+NOT_PUSHED = frozenset({FailureReason.MISSED_HEARTBEAT, FailureReason.INTERNAL, FailureReason.FORBIDDEN})
+PUSHED_REASONS = tuple(r.value for r in FailureReason if r not in NOT_PUSHED)
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what}: a finite, non-negative number of seconds")
+    return float(value)
+
+
+def pushed_json(body: Any) -> tuple[ProbeResult, str | None]:
+    """The run a remote agent's JSON body reports, and its location; ValueError naming the bad field.
+
+    ``{"success": false, "duration": 1.25, "phases": {"connect": 0.1, ...}, "reason": "timeout",
+    "location": "branch-office", "msg": "..."}``: ``success`` is required; ``duration`` (seconds,
+    default 0), ``phases`` (seconds by HTTP phase), ``reason`` (a failure reason, with
+    ``success: false`` only; default ``reported_down``), ``location`` and ``msg`` are optional.
+    """
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object with success, and duration, phases, reason, location, msg")
+    unknown = sorted(str(k) for k in body if k not in PUSH_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0][:40]!r} (known: {', '.join(sorted(PUSH_FIELDS))})")
+    success = body.get("success")
+    if not isinstance(success, bool):
+        raise ValueError("success: required, true or false")
+    duration = _seconds(body.get("duration", 0), "duration")
+    phases = body.get("phases", {})
+    if not isinstance(phases, dict):
+        raise ValueError("phases: an object of seconds by phase")
+    for name in phases:
+        if name not in PUSHED_PHASES:
+            raise ValueError(f"phases: unknown phase {str(name)[:40]!r} (known: {', '.join(PUSHED_PHASES)})")
+    timed = {name: _seconds(value, f"phases.{name}") for name, value in phases.items()}
+    message = body.get("msg", "")
+    if not isinstance(message, str):
+        raise ValueError("msg: must be text")
+    message = " ".join(sanitize_text(message).split())[:MAX_MESSAGE]
+    location = body.get("location")
+    if location is not None and (not isinstance(location, str) or not LOCATION.fullmatch(location)):
+        raise ValueError("location: 1 to 64 of A-Z a-z 0-9 _ . -")
+    reason_text = body.get("reason")
+    if success:
+        if reason_text is not None:
+            raise ValueError("reason: only for success: false")
+        return ProbeResult(True, duration, detail=message, phases=timed), location
+    if reason_text is None:
+        reason = FailureReason.REPORTED_DOWN
+    elif reason_text in PUSHED_REASONS:
+        reason = FailureReason(reason_text)
+    else:
+        raise ValueError(f"reason: one of {', '.join(PUSHED_REASONS)}")
+    return ProbeResult(False, duration, reason, message or f"the agent reported {reason.value}", phases=timed), location
+
+
+def _is_json(request: web.Request) -> bool:
+    return request.method == "POST" and request.content_type == "application/json"
+
+
 async def handle_push(request: web.Request) -> web.Response:
-    """``GET|POST /push/<service>/<probe>``: one pushed run of a heartbeat probe (token required)."""
+    """``GET|POST /push/<service>/<probe>``: one pushed run of a heartbeat probe (token required).
+
+    The run is in the query (``status``, ``duration``, ``msg``), or, posted as
+    ``application/json``, in the body (``pushed_json``: a remote dial-test agent's result).
+    """
     heartbeats = request.app[HEARTBEATS_KEY]
     key = (request.match_info["service"], request.match_info["probe"])
     beat = heartbeats.get(key)
@@ -266,11 +349,26 @@ async def handle_push(request: web.Request) -> web.Response:
     expected = beat.spec.token.get_secret_value() if beat is not None else _NO_BEAT
     if beat is None or not token_matches(token, expected):
         return web.Response(status=403, text="no heartbeat of that name takes this token\n")
+    location = None
     try:
-        result = pushed_result(request.query)
+        if _is_json(request):
+            if set(request.query) & {"status", "duration", "msg"}:
+                raise ValueError("give the run in the JSON body or in the query, not both")
+            raw = await request.content.read(MAX_PUSH_BYTES + 1)
+            if len(raw) > MAX_PUSH_BYTES:
+                return web.Response(status=413, text=f"a ping carries at most {MAX_PUSH_BYTES} bytes of body\n")
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise ValueError("the body is not JSON") from None
+            result, location = pushed_json(body)
+        else:
+            result = pushed_result(request.query)
     except ValueError as exc:
         return web.Response(status=400, text=f"bad ping: {exc}\n")
-    heartbeats.ping(key, result)
+    if location is not None and not heartbeats.locate(key, location):
+        return web.Response(status=400, text="bad ping: location: this probe has as many locations as it may take\n")
+    heartbeats.ping(key, result, location)
     return web.Response(text="OK\n")
 
 

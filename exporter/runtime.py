@@ -100,7 +100,12 @@ class Exporter:
         self.freeze_gc = False  # serve sets it: a process-wide choice, not a library one
         self.logs = LogPipeline(Path(state_dir) if state_dir else None, clock)
         self.calendars: dict[str, Calendar] = {}  # service -> its maintenance windows (with the global ones)
-        self.heartbeats = Heartbeats(self.record, clock=clock, state_dir=Path(state_dir) if state_dir else None)
+        self.heartbeats = Heartbeats(
+            self.record,
+            clock=clock,
+            state_dir=Path(state_dir) if state_dir else None,
+            locate=lambda key, location: self.store.located(key, location) is not None,
+        )
         self.adhoc = AdhocMaintenance(clock=clock, state_dir=Path(state_dir) if state_dir else None)
         self._reload_lock = asyncio.Lock()
         self._retired: list[object] = []  # what the last swap replaced, until it is freed
@@ -319,10 +324,12 @@ class Exporter:
         *,
         first_attempt: FailureReason | None = None,
         maintenance: bool | None = None,
+        location: str | None = None,
     ) -> None:
         """Store a finished run (redacted) and log when the probe changes state.
 
-        ``maintenance``: whether the run started inside a maintenance window (None: judged now).
+        ``maintenance``: whether the run started inside a maintenance window (None: judged now);
+        ``location``: where a remote agent ran it (None: here).
         """
         # The store keeps the last result of every probe: without the blackbox samples, which
         # only /probe shows (they were a fifth of the memory of 10,000 scheduled probes), but ICMP loss and jitter.
@@ -334,7 +341,10 @@ class Exporter:
         now = self.clock()
         if maintenance is None:
             maintenance = self.in_maintenance(key[0], now)
-        self.store.record(key, result, now, day=self.today(now), first_attempt=first_attempt, maintenance=maintenance)
+        store, day = self.store, self.today(now)
+        store.record(key, result, now, day=day, first_attempt=first_attempt, maintenance=maintenance, location=location)
+        if location is not None:
+            return  # a remote location's state changes are the agent's to log
         if was_up is not result.success:  # a change, or the first run
             if not result.success:
                 log.warning("probe %s/%s is DOWN: %s: %s", key[0], key[1], result.reason, result.detail)

@@ -13,7 +13,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from slaprobe import conventions as c
 from slaprobe.exporter.exposition import LabelSet, MetricFamily, label_set
@@ -22,6 +22,7 @@ from slaprobe.probes.tally import Histogram
 
 ProbeKey = tuple[str, str]  # (service, probe)
 HISTORY_LENGTH = 10
+MAX_REMOTE_LOCATIONS = 32  # locations per probe that pushed results may add (each a set of series)
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,6 +493,8 @@ class ResultStore:
 
     def __init__(self) -> None:
         self._series: dict[ProbeKey, ProbeSeries] = {}
+        # Pushed results of remote agents (heartbeats' JSON body): a series per other location.
+        self._remote: dict[tuple[str, str, str], ProbeSeries] = {}
 
     def sync(self, metas: Iterable[ProbeMeta], *, made: Mapping[ProbeKey, ProbeSeries] | None = None) -> None:
         """Make the store hold exactly these probes; keep the counters of unchanged ones.
@@ -518,6 +521,34 @@ class ResultStore:
                 series = ProbeSeries(meta)
             fresh[meta.key] = series
         self._series = fresh
+        remote: dict[tuple[str, str, str], ProbeSeries] = {}
+        for (service, probe, location), old in self._remote.items():
+            local = fresh.get((service, probe))
+            if local is None:
+                continue  # its probe is gone: so are its other locations
+            meta = replace(local.meta, location=location)
+            if old.meta != meta:
+                if _same_counters(old.meta, meta):
+                    old.describe(meta)
+                else:
+                    old = ProbeSeries(meta)
+            remote[(service, probe, location)] = old
+        self._remote = remote
+
+    def located(self, key: ProbeKey, location: str) -> ProbeSeries | None:
+        """The series of ``key`` at another ``location`` (made on first use, at most
+        ``MAX_REMOTE_LOCATIONS`` per probe); None for an unknown probe or one location too many."""
+        local = self._series.get(key)
+        if local is None:
+            return None
+        if location == local.meta.location:
+            return local
+        found = self._remote.get((*key, location))
+        if found is None:
+            if sum(1 for k in self._remote if k[:2] == key) >= MAX_REMOTE_LOCATIONS:
+                return None
+            found = self._remote[(*key, location)] = ProbeSeries(replace(local.meta, location=location))
+        return found
 
     def record(
         self,
@@ -528,9 +559,10 @@ class ResultStore:
         day: int = 0,
         first_attempt: FailureReason | None = None,
         maintenance: bool = False,
+        location: str | None = None,
     ) -> None:
-        """Count a finished run; a run of a probe removed meanwhile is dropped."""
-        series = self._series.get(key)
+        """Count a finished run (at ``location``: a remote agent's); a run of a probe removed meanwhile is dropped."""
+        series = self._series.get(key) if location is None else self.located(key, location)
         if series is not None:
             when = time.time() if now is None else now
             series.record(result, when, day=day, first_attempt=first_attempt, maintenance=maintenance)
@@ -553,7 +585,7 @@ class ResultStore:
         References to the cached text, not copies: a scrape can hold the whole page (to
         send its status line only once it is complete) for the price of the lists.
         """
-        parts = [s.render() for s in self._series.values()]
+        parts = [s.render() for s in (*self._series.values(), *self._remote.values())]
         for family in FAMILIES:
             pieces = [family.header_bytes]
             name = family.name

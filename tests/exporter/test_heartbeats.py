@@ -45,7 +45,9 @@ class FakeClock:
 def heartbeats_of(text: str, clock: FakeClock, state_dir: Path | None = None) -> tuple[Heartbeats, list]:
     """The heartbeats of a config on a fake clock, and the list of (key, result) they record."""
     recorded: list[tuple[ProbeKey, ProbeResult]] = []
-    heartbeats = Heartbeats(lambda key, result: recorded.append((key, result)), clock=clock, state_dir=state_dir)
+    heartbeats = Heartbeats(
+        lambda key, result, location=None: recorded.append((key, result)), clock=clock, state_dir=state_dir
+    )
     exporter = Exporter(Sources(), clock=clock)
     exporter.apply(parse_config(text))
     heartbeats.sync(exporter._plan(exporter.config, {}).beats)
