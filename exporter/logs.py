@@ -77,7 +77,7 @@ from slaprobe.probes.wrappers import Unwrapper, Wrapper, parse_unwrapped, split_
 
 log = logging.getLogger("slaprobe.logs")
 
-POLL_INTERVAL = 0.5  # seconds between polls of every source
+POLL_INTERVAL = 0.25  # seconds between polls of every source (as mtail polls its files)
 BUSY_POLL_INTERVAL = 0.1  # seconds to the next poll after one that read lines (more are likely on the way)
 BATCH_BYTES = 1 << 20  # read per batch, at most; a batch is parsed in the worker thread
 MAX_BATCHES = 256  # per source and poll, so one busy source cannot starve the others
