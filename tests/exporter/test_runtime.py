@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -133,3 +135,16 @@ def test_an_unknown_window_name_is_a_config_error(tmp_path: Path) -> None:
     assert [str(i) for i in status.issues] == [
         "services.shop.probes[0].during: unknown time interval 'busines-hours' (did you mean 'business-hours'?) (line 5)"
     ]
+
+
+async def test_a_reload_leaves_the_interpreter_switch_interval_as_it_found_it(tmp_path: Path) -> None:
+    config = tmp_path / "slaprobe.json"
+    probe = {"name": "home", "http": {"url": "http://127.0.0.1:9/"}}
+    config.write_text(
+        json.dumps({"version": "v1", "services": {"shop": {"tier": "low", "owner": "x", "probes": [probe]}}})
+    )
+    exporter = Exporter(Sources(config=str(config)))
+    before = sys.getswitchinterval()
+    status = await exporter.reload_async()
+    assert status.successful
+    assert sys.getswitchinterval() == before

@@ -211,3 +211,17 @@ def test_icmp_loss_ratio_and_jitter_of_a_scheduled_run_are_exported() -> None:
     got = samples(store.render())
     assert got[("slaprobe_icmp_packet_loss_ratio", LABELS)] == 0.25
     assert got[("slaprobe_icmp_jitter_seconds", LABELS)] == 0.0005
+
+
+def test_a_series_kept_across_a_reload_is_shown_with_its_new_description() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    store.record(("shop", "home"), ProbeResult(True, 0.1), now=1)
+    kept = store.get(("shop", "home"))
+    store.sync([meta(location="dc2", degraded_after=0.05)])
+    assert store.get(("shop", "home")) is kept
+    text = samples(store.render())
+    moved = (("location", "dc2"), ("probe", "home"), ("service", "shop"))
+    assert text[("slaprobe_probe_runs_total", moved)] == 1
+    assert text[("slaprobe_probe_degraded_total", moved)] == 0
+    assert ("slaprobe_probe_runs_total", LABELS) not in text
