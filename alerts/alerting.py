@@ -9,7 +9,7 @@ from typing import Any
 
 from slaprobe import conventions as c
 from slaprobe import sli
-from slaprobe.alerts.complaints import spike_alert
+from slaprobe.alerts.complaints import spike_alert, trend_alerts
 from slaprobe.alerts.policy import Concern, alert_annotations, alert_labels, concern_of
 from slaprobe.alerts.promql import any_of, number, quote, ratio, selector
 from slaprobe.alerts.slos import SLO
@@ -365,4 +365,6 @@ def feedback_alerts(cfg: Config) -> list[Rule]:
             rules.append(_alert(c.ALERT_FEEDBACK_QUALITY, expr, labels, notes))
         if limits.spike is not None:
             rules.append(spike_alert(cfg, source, limits.spike, concern))
+        if limits.trend is not None:
+            rules.extend(trend_alerts(cfg, source, limits.trend, concern))
     return rules

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from slaprobe import conventions as c
-from slaprobe.alerts.complaints import spike_records
+from slaprobe.alerts.complaints import spike_records, trend_records
 from slaprobe.alerts.promql import number, selector
 from slaprobe.alerts.slos import SLO
 from slaprobe.burnrate import applicable_windows
@@ -101,4 +101,6 @@ def feedback_rules(cfg: Config) -> list[Rule]:
         )
         if cfg.alerting.feedback.spike is not None:
             rules.extend(spike_records(source, cfg.alerting.feedback.spike))
+        if cfg.alerting.feedback.trend is not None:
+            rules.extend(trend_records(source, cfg.alerting.feedback.trend))
     return rules

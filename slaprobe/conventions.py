@@ -257,6 +257,13 @@ FEEDBACK_QUALITY_SHARE_RATIO = "slaprobe:feedback_quality_share:ratio"  # {sourc
 FEEDBACK_TICKETS_RATE = "slaprobe:feedback_tickets:increase1h"  # tickets opened in the last hour
 FEEDBACK_TICKETS_SAME_HOUR = "slaprobe:feedback_tickets:same_hour_avg"  # the same hour of the previous days
 FEEDBACK_TICKETS_MOVING = "slaprobe:feedback_tickets:moving_avg1h"  # per hour over the previous days
+# The trend warning (alerting.feedback.trend), {source}: over its window, compared week over week.
+FEEDBACK_TREND_TICKETS = "slaprobe:feedback_tickets:trend_window"  # tickets opened in the window
+FEEDBACK_TREND_QUALITY = "slaprobe:feedback_quality_share:trend_ratio"  # quality tickets / tickets
+FEEDBACK_TREND_REPEATS = "slaprobe:feedback_repeat_rate:trend_ratio"  # repeat tickets / tickets
+LABEL_TREND = "trend"  # of the trend warning: which figure rises (TREND_QUALITY_SHARE, TREND_REPEAT_RATE)
+TREND_QUALITY_SHARE = "quality_share"
+TREND_REPEAT_RATE = "repeat_rate"
 
 # Alert names.
 ALERT_BURN_RATE = "SLAErrorBudgetBurn"
@@ -269,6 +276,7 @@ ALERT_COMPLIANCE = "SLAComplianceBelowTarget"
 ALERT_FEEDBACK_DEADLINES = "SLAFeedbackDeadlinesBreached"
 ALERT_FEEDBACK_QUALITY = "SLAFeedbackQualityShareHigh"
 ALERT_FEEDBACK_SPIKE = "SLAFeedbackComplaintSpike"
+ALERT_FEEDBACK_TREND = "SLAFeedbackTrendUp"
 SLO_ALERTS = (ALERT_BURN_RATE, ALERT_BUDGET_EXHAUSTION, ALERT_COMPLIANCE)  # inhibited while the prober is down
 PROBER_DOWN_ALERTS = (ALERT_EXPORTER_ABSENT, ALERT_PROBE_NO_DATA)
 

@@ -614,6 +614,17 @@ class ComplaintSpike(Model):
     for_: Duration = Field(600.0, alias="for", ge=0, description="how long the rise must hold")
 
 
+class FeedbackTrend(Model):
+    """The quality-complaint share and the repeat rate over ``window`` against their value ``compare`` before."""
+
+    window: Duration = Field(7 * 86400.0, gt=0, description="each value is over this window")
+    compare: Duration = Field(7 * 86400.0, gt=0, description="against the value this long before (week over week)")
+    factor: float = Field(1.5, gt=1, description="fire above this many times the earlier value")
+    min_rise: float = Field(2.0, ge=0, le=100, description="and at least this many percentage points above it")
+    min_tickets: int = Field(20, ge=1, description="and at least this many tickets in the window")
+    for_: Duration = Field(3600.0, alias="for", ge=0, description="how long the rise must hold")
+
+
 class FeedbackAlerting(Model):
     """Limits on complaint tickets: deadlines met and the product-quality share."""
 
@@ -624,6 +635,9 @@ class FeedbackAlerting(Model):
     )
     spike: ComplaintSpike | None = Field(
         None, description="warn when complaints per service and category rise beyond their own baseline"
+    )
+    trend: FeedbackTrend | None = Field(
+        None, description="warn when the quality-complaint share or the repeat rate rises week over week"
     )
 
 

@@ -60,8 +60,11 @@ def alerts_after(history: list[float], alertname: str, **labels: str) -> dict[st
     return {"expr": f"count(ALERTS{{{matchers}}}) or vector(0)", "eval_time": f"{len(history) * 60}m"}
 
 
-def promtool_test(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
+def promtool_test(tmp_path: Path, tests: list[dict[str, Any]], *, feedback_only: bool = False) -> None:
+    """promtool on the generated rules (``feedback_only``: the feedback groups, for days of data)."""
     rules = generate_rules(config())
+    if feedback_only:
+        rules = {**rules, "groups": [g for g in rules["groups"] if g["name"].startswith("slaprobe-feedback")]}
     (tmp_path / RULES_FILE).write_text(dump_yaml(rules))
     document = {
         "rule_files": [RULES_FILE],
@@ -100,6 +103,7 @@ def test_the_spike_warning_fires_on_a_real_spike_and_not_below_the_minimum_or_on
             spike_case("40 tickets after 2 an hour: a spike", hours(DAYS + 1, 2, 40), True),
             spike_case("40 tickets on the first day: no baseline yet, still a spike", hours(0, 2, 40), True),
         ],
+        feedback_only=True,
     )
 
 
@@ -178,3 +182,98 @@ def test_complaint_spikes_stay_off_the_incidents_webhook_route_but_reach_their_r
     )
     routes = generate_alertmanager(parse_config(without_spike + hook))["route"]["routes"]
     assert routes[0]["matchers"] == ['escalation_level=~".+"']
+
+
+TREND_CONFIG = CONFIG.replace(
+    "feedback:\n  - {name: desk, path: /tmp/tickets.jsonl, service: shop}",
+    "feedback:\n  - {name: desk, path: /tmp/tickets.jsonl, service: shop, quality_categories: [technical]}",
+).replace(
+    "  feedback: {spike: {factor: 3, min_count: 10, days: 7, for: 0s}}",
+    "  feedback: {trend: {window: 7d, compare: 7d, factor: 1.5, min_rise: 5, min_tickets: 50, for: 0s}}",
+)
+TREND_STEP = 60  # minutes between samples and evaluations: two weeks of data
+WEEK = 7 * 24 * 60 // TREND_STEP  # samples in a week
+
+
+def weekly(metric: str, labels: dict[str, str], first_week: int, second_week: int) -> dict[str, str]:
+    """A counter growing by ``first_week`` per sample for a week, then ``second_week`` per sample for a week."""
+    body = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    values = f"0+{first_week}x{WEEK} {first_week * WEEK + second_week}+{second_week}x{WEEK - 1}"
+    return {"series": f"{metric}{{{body}}}", "values": values}
+
+
+def trend_case(name: str, quality: tuple[int, int], repeats: tuple[int, int], tickets: int, fires: list[str]) -> Any:
+    """Two weeks of ``tickets`` per sample, ``quality`` and ``repeats`` per sample in each week."""
+    desk = {**KEY, "channel": "app", **SERIES}
+    checks = []
+    for trend in (c.TREND_QUALITY_SHARE, c.TREND_REPEAT_RATE):
+        check = alerts_after([0.0] * (2 * WEEK * TREND_STEP // 60), c.ALERT_FEEDBACK_TREND, **{c.LABEL_TREND: trend})
+        check["exp_samples"] = [{"labels": "{}", "value": 1 if trend in fires else 0}]
+        checks.append(check)
+    return {
+        "name": name,
+        "interval": f"{TREND_STEP}m",
+        "input_series": [
+            weekly(c.FEEDBACK_TICKETS, TICKETS, tickets, tickets),
+            weekly(c.FEEDBACK_QUALITY_TICKETS, SERIES, *quality),
+            weekly(c.FEEDBACK_REPEATS, desk, *repeats),
+        ],
+        "promql_expr_test": checks,
+    }
+
+
+def trend_test(tmp_path: Path, tests: list[dict[str, Any]], config_text: str = TREND_CONFIG) -> None:
+    """promtool on the feedback groups alone (two weeks of every other rule would take minutes)."""
+    rules = generate_rules(parse_config(config_text))
+    rules = {**rules, "groups": [g for g in rules["groups"] if g["name"].startswith("slaprobe-feedback")]}
+    (tmp_path / RULES_FILE).write_text(dump_yaml(rules))
+    document = {
+        "rule_files": [RULES_FILE],
+        "evaluation_interval": f"{TREND_STEP}m",
+        "group_eval_order": group_names(rules),
+        "tests": tests,
+    }
+    (tmp_path / "tests.yaml").write_text(dump_yaml(document))
+    result = run([tool("promtool"), "test", "rules", "tests.yaml"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_trend_warning_fires_on_a_rise_week_over_week_and_not_on_a_flat_or_small_one(tmp_path: Path) -> None:
+    trend_test(
+        tmp_path,
+        [
+            trend_case("quality share 10% then 30%: a trend", (1, 3), (1, 1), 10, [c.TREND_QUALITY_SHARE]),
+            trend_case("repeat rate 5% then 20%: a trend", (1, 1), (1, 4), 20, [c.TREND_REPEAT_RATE]),
+            trend_case("both flat at 10%", (1, 1), (1, 1), 10, []),
+            trend_case("quality share 1% then 3%: three times, but 2 points", (1, 3), (0, 0), 100, []),
+        ],
+    )
+
+
+def test_the_trend_warning_needs_enough_tickets_in_the_window(tmp_path: Path) -> None:
+    few = TREND_CONFIG.replace("min_tickets: 50", "min_tickets: 2000")
+    trend_test(tmp_path, [trend_case("10% then 30% of 1680 tickets a week: too few", (1, 3), (1, 1), 10, [])], few)
+
+
+def test_the_trend_warning_shows_the_current_value_and_the_baseline_with_the_services_priority() -> None:
+    rules = generate_rules(parse_config(TREND_CONFIG))
+    trends = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == c.ALERT_FEEDBACK_TREND]
+    assert [r["labels"][c.LABEL_TREND] for r in trends] == [c.TREND_QUALITY_SHARE, c.TREND_REPEAT_RATE]
+    for rule in trends:
+        notes = rule["annotations"]
+        assert "{{ $value | humanizePercentage }}" in notes[c.ANNOTATION_DESCRIPTION]
+        assert "offset 7d` $labels.source | query" in notes[c.ANNOTATION_DESCRIPTION]
+        assert "offset 7d` $labels.source | query" in notes[c.ANNOTATION_SUMMARY]
+        assert notes[c.ANNOTATION_RUNBOOK_URL]
+        labels = rule["labels"]
+        assert (labels[c.LABEL_SERVICE], labels[c.LABEL_TIER], labels[c.LABEL_PRIORITY]) == ("shop", "high", "P3")
+        assert labels[c.LABEL_SEVERITY] == c.SEVERITY_TICKET
+
+
+def test_without_quality_categories_only_the_repeat_rate_is_watched_and_nothing_without_trend() -> None:
+    no_quality = TREND_CONFIG.replace(", quality_categories: [technical]", "")
+    rules = generate_rules(parse_config(no_quality))
+    trends = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == c.ALERT_FEEDBACK_TREND]
+    assert [r["labels"][c.LABEL_TREND] for r in trends] == [c.TREND_REPEAT_RATE]
+    names = {r.get("alert") or r.get("record") for g in generate_rules(config())["groups"] for r in g["rules"]}
+    assert c.ALERT_FEEDBACK_TREND not in names and c.FEEDBACK_TREND_TICKETS not in names
