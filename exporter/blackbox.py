@@ -478,7 +478,7 @@ def _http(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | N
     }
     if raw.get("no_follow_redirects") is not None:  # deprecated spelling; it wins, as in blackbox
         data["follow_redirects"] = not reader.boolean(raw, loc, "no_follow_redirects", False)
-    reader.boolean(raw, loc, "enable_http2", True)  # slaprobe negotiates what its client speaks
+    data["enable_http2"] = reader.boolean(raw, loc, "enable_http2", True)  # Go offers h2 by ALPN on https
     body = reader.string(raw, loc, "body")
     body_file = reader.string(raw, loc, "body_file")
     if body and body_file:

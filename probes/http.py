@@ -47,7 +47,7 @@ from slaprobe import __version__
 from slaprobe import conventions as names
 from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
 from slaprobe.jsonpath import JsonPathError, find, json_equal
-from slaprobe.probes import httpwire, tlsutil
+from slaprobe.probes import http2, httpwire, tlsutil
 from slaprobe.probes.celmatch import evaluate_cel
 from slaprobe.probes.reasons import first_line, os_reason, ssl_cause
 from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host, unresolved_samples
@@ -94,7 +94,7 @@ _CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 MAX_HELD_BODY = 10 * 1024 * 1024
 
 
-_Response = aiohttp.ClientResponse | httpwire.WireResponse  # one hop's response, by transport
+_Response = aiohttp.ClientResponse | httpwire.WireResponse | http2.H2Response  # one hop's response, by transport
 
 
 class _Failed(Exception):
@@ -151,6 +151,7 @@ class _HttpProbe:
         self.tls_samples: tuple[Sample, ...] = ()
         self.published = False
         self.jar: aiohttp.abc.AbstractCookieJar | None = ctx.extras.get(COOKIE_JAR)  # lean transport only
+        self.h2_open: list[http2.H2Response] = []  # closed when the probe ends
         for phase in PHASES:
             self.trace.phases.setdefault(phase, 0.0)
 
@@ -205,6 +206,8 @@ class _HttpProbe:
         finally:
             if session is not None:
                 await session.close()
+            for open_response in self.h2_open:
+                await open_response.aclose()
         return self.result(None, "")
 
     # ------------------------------------------------------------------------ request
@@ -362,9 +365,11 @@ class _HttpProbe:
         if self.debug:
             via = f" via proxy {dial.ip} port {dial.port}" if proxy is not None else ""
             trace.log(f"{method} {_loggable(url)}: dialling {ip} port {port}{via}")
-        if session is None:
+        if tls and spec.enable_http2 and proxy is None:
+            response: _Response = await self.exchange_h2(method, url, hop_headers, body, dial, server_name)
+        elif session is None:
             wire_tls = ssl_context if isinstance(ssl_context, ssl.SSLContext) else None
-            response: _Response = await self.exchange_wire(method, url, hop_headers, body, dial, wire_tls, server_name)
+            response = await self.exchange_wire(method, url, hop_headers, body, dial, wire_tls, server_name)
         else:
             response = await self.exchange_aiohttp(
                 session, method, url, hop_headers, body, dial, ssl_context, server_name, proxy
@@ -413,6 +418,55 @@ class _HttpProbe:
                 else:
                     await self.read_unverified_cert(dial, dial.ip, dial.port, server_name)
             raise _Failed(exc.reason, exc.detail) from exc
+        dial.handshake = response.handshake
+        if set_cookies := response.headers.getall("Set-Cookie", ()):
+            if self.jar is None:
+                self.jar = aiohttp.CookieJar(unsafe=True)
+            _store_cookies(self.jar, set_cookies, url)
+        return response
+
+    async def exchange_h2(
+        self,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+        dial: _Dial,
+        server_name: str | None,
+    ) -> http2.H2Response:
+        """One https hop offering h2 and http/1.1 by ALPN (``enable_http2``), over httpcore."""
+        try:
+            context = tlsutil.client_context(self.spec.tls, alpn=http2.ALPN)
+        except tlsutil.TLSSettingsError as exc:
+            raise _Failed(FailureReason.TLS, str(exc)) from exc
+        hop_headers = headers.copy()
+        if self.jar is not None and (cookies := self.jar.filter_cookies(url)):
+            hop_headers["Cookie"] = cookies.output(header="", sep=";").strip()
+        if "Host" in hop_headers:  # HTTP/2 names the host in :authority; httpcore takes it from Host
+            hop_headers["Host"] = hop_headers.popall("Host")[-1]
+        else:
+            hop_headers["Host"] = url.raw_authority
+        try:
+            response = await http2.exchange(
+                method=method,
+                url=url,
+                headers=hop_headers,
+                body=body,
+                ip=dial.ip,
+                trace=self.trace,
+                ssl_context=context,
+                server_hostname=server_name,
+                source=dial.source,
+                decode=self.decode(),
+            )
+        except http2.Http2Error as exc:
+            if exc.reason is FailureReason.TLS and server_name is not None:
+                if exc.handshake is not None:
+                    self.keep_handshake(exc.handshake)
+                else:
+                    await self.read_unverified_cert(dial, dial.ip, dial.port, server_name)
+            raise _Failed(exc.reason, exc.detail) from exc
+        self.h2_open.append(response)
         dial.handshake = response.handshake
         if set_cookies := response.headers.getall("Set-Cookie", ()):
             if self.jar is None:
@@ -530,7 +584,7 @@ class _HttpProbe:
         chunks: list[bytes] = []
         total = 0
         started = time.monotonic()
-        read = response.readany if isinstance(response, httpwire.WireResponse) else response.content.readany
+        read = response.readany if not isinstance(response, aiohttp.ClientResponse) else response.content.readany
         try:
             while chunk := await read():
                 total += len(chunk)
@@ -545,7 +599,7 @@ class _HttpProbe:
                 self.body_length = total
         except (aiohttp.ClientError, OSError) as exc:
             raise _failure(exc, None) from exc
-        except httpwire.WireError as exc:
+        except (httpwire.WireError, http2.Http2Error) as exc:
             raise _Failed(exc.reason, exc.detail) from exc
         finally:
             self.trace.add_phase("transfer", time.monotonic() - started)

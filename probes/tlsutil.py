@@ -95,13 +95,13 @@ class Handshake:
 # ---------------------------------------------------------------------------- contexts
 
 
-def client_context(cfg: TLSConfig, *, verify: bool = True) -> ssl.SSLContext:
+def client_context(cfg: TLSConfig, *, verify: bool = True, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
     """The client SSLContext for ``cfg``; built once per distinct settings and file versions.
 
     ``verify=False`` gives the same context without certificate verification (to read a
     certificate that failed it). A file changed on disk (rotated CA bundle or client
     certificate) yields a fresh context, because its mtime is part of the cache key.
-    The context is shared: callers must not modify it.
+    The context is shared: callers must not modify it. ``alpn``: protocols offered by ALPN.
     """
     files = (cfg.ca_file, cfg.cert_file, cfg.key_file)
     return _build_context(
@@ -110,6 +110,7 @@ def client_context(cfg: TLSConfig, *, verify: bool = True) -> ssl.SSLContext:
         verify and not cfg.insecure_skip_verify,
         cfg.min_version,
         cfg.max_version,
+        alpn,
     )
 
 
@@ -129,6 +130,7 @@ def _build_context(
     verify: bool,
     min_version: str | None,
     max_version: str | None,
+    alpn: tuple[str, ...] = (),
 ) -> ssl.SSLContext:
     ca_file, cert_file, key_file = files
     try:
@@ -154,6 +156,8 @@ def _build_context(
         # OpenSSL 3's default security level refuses TLS < 1.2 even when allowed;
         # whoever asks for it explicitly is probing a legacy endpoint on purpose.
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 

@@ -130,6 +130,7 @@ class HttpSpec(Model):
     no_proxy: str | None = Field(None, description="comma-separated hosts, domains and CIDRs reached without the proxy")
     http_headers: dict[str, HttpHeader] = Field(default_factory=dict, description="headers added after `headers`")
     oauth2: OAuth2 | None = None
+    enable_http2: bool = Field(False, description="offer HTTP/2 by ALPN on https (blackbox modules: on by default)")
     source_ip_address: str | None = Field(None, description="local address to connect from")
     tls: TLSConfig = TLSConfig()
     body_size_limit: Size = Field(10 * 1024 * 1024, description="read at most this many body bytes; 0: no limit")

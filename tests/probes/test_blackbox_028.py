@@ -492,3 +492,71 @@ async def test_icmp_sends_from_the_source_ip_address_with_the_df_bit() -> None:
     foreign = module_of("prober: icmp\nicmp: {preferred_ip_protocol: ip4, source_ip_address: 192.0.2.1}\n")
     refused = await probe(foreign, "127.0.0.1")
     assert refused.reason is FailureReason.CONNECT and "cannot send from 192.0.2.1" in refused.detail
+
+
+# ---------------------------------------------------------------------------- HTTP/2
+
+
+@contextlib.asynccontextmanager
+async def h2_server(tmp_path: Path, alpn: list[str]) -> AsyncIterator[tuple[str, Path]]:
+    """A TLS server on 127.0.0.1 offering ``alpn`` that answers h2 with the h2 library and
+    HTTP/1.1 by hand; yields the base URL and the CA to trust. Body: the protocol spoken."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    authority = make_authority(tmp_path)
+    context = authority.issue(tmp_path).server_context()
+    context.set_alpn_protocols(alpn)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object.selected_alpn_protocol() != "h2":
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\nspoken over HTTP/1.1")
+            await writer.drain()
+            return
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    body = b"spoken over HTTP/2"
+                    conn.send_headers(event.stream_id, [(":status", "200"), ("content-length", str(len(body)))])
+                    conn.send_data(event.stream_id, body, end_stream=True)
+            writer.write(conn.data_to_send())
+            await writer.drain()
+
+    async with serve(handle, tls=context) as port:
+        yield f"https://localhost:{port}/", authority.path
+
+
+async def test_an_h2_only_target_is_probed_over_http2_negotiated_by_alpn(tmp_path: Path) -> None:
+    async with h2_server(tmp_path, ["h2"]) as (url, ca):
+        module = module_of(f"""\
+            prober: http
+            http:
+              valid_http_versions: ["HTTP/2.0"]
+              fail_if_body_not_matches_regexp: ["over HTTP/2"]
+              tls_config: {{ca_file: "{ca}"}}
+            """)
+        result = await probe(module, url, lookup=hosts({"localhost": ["127.0.0.1"]}))
+    assert result.success, result.detail
+    assert value(result, names.BB_HTTP_VERSION) == 2.0
+    assert value(result, names.BB_HTTP_STATUS) == 200
+    assert value(result, names.BB_HTTP_SSL) == 1
+
+
+async def test_enable_http2_false_speaks_http1_and_fails_a_module_that_wants_http2(tmp_path: Path) -> None:
+    async with h2_server(tmp_path, ["h2", "http/1.1"]) as (url, ca):
+        module = module_of(f"""\
+            prober: http
+            http:
+              enable_http2: false
+              valid_http_versions: ["HTTP/2.0"]
+              tls_config: {{ca_file: "{ca}"}}
+            """)
+        result = await probe(module, url, lookup=hosts({"localhost": ["127.0.0.1"]}))
+    assert result.reason is FailureReason.ASSERTION
+    assert value(result, names.BB_HTTP_VERSION) == 1.1
