@@ -65,6 +65,27 @@ def traffic_guard(minimum: int, slo: SLO, window: str) -> str:
     return f"\nand on ()\n(\n  {slo.sli.total.increase(window, (slo.scope,))} >= {minimum}\n)"
 
 
+PROBE_SLOS = (c.SLO_AVAILABILITY, c.SLO_LATENCY)  # measured from each location (logs are not)
+
+
+def location_guard(service: Service, slo: SLO, window: str, threshold: str) -> str:
+    """For a service with a quorum: ``and on ()`` at least the quorum of locations burn over ``window``
+    on their own, so one location's bad network path is no page (its probe-down ticket says so)."""
+    if not service.location_aware:
+        return ""
+    burning = f"(\n    {_indent(slo.location_error_ratio_over(window), 4)}\n  ) > {threshold}"
+    if service.quorum_share is None:
+        test = f"count(\n  {burning}\n) >= {number(int(service.quorum))}"
+    else:
+        measured = f"count(\n  {_indent(slo.location_error_ratio_over(window), 2)}\n)"
+        test = f"count(\n  {burning}\n)\n/\n{measured}\n>= {number(service.quorum_share)}"
+    return f"\nand on ()\n(\n  {_indent(test, 2)}\n)"
+
+
+def _indent(text: str, spaces: int) -> str:
+    return text.replace("\n", "\n" + " " * spaces)
+
+
 def burn_rate_alerts(cfg: Config, concern: Concern, slo: SLO, service: Service | None = None) -> list[Rule]:
     """One alert per window pair: both windows' error ratios above factor x budget.
 
@@ -84,6 +105,8 @@ def burn_rate_alerts(cfg: Config, concern: Concern, slo: SLO, service: Service |
             minimum = minimum_events(cfg, service, slo, window.long)
             if index > 0 or slo.name in (c.SLO_LOG_AVAILABILITY, c.SLO_LOG_LATENCY):
                 expr += traffic_guard(minimum, slo, window.long)
+        if service is not None and window.severity == c.SEVERITY_PAGE and slo.name in PROBE_SLOS:
+            expr += location_guard(service, slo, window.short, threshold)
         extra = {c.LABEL_SLOTH_SLO: slo.name, c.LABEL_BURNRATE: window.label}
         labels = alert_labels(cfg, concern, c.ALERT_BURN_RATE, window.severity, **extra)
         notes = alert_annotations(
@@ -170,7 +193,7 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
     rules: list[Rule] = []
     groups = _probe_groups(cfg, name, service)
     for interval, _, equal, regex, static in groups:
-        if service.quorum > 1:
+        if service.location_aware:
             rules.extend(quorum_alerts(cfg, concern, name, service, interval, (equal, regex, static)))
             continue
         labels = alert_labels(cfg, concern, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, **static)
@@ -180,7 +203,7 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
             f"(one every {format_duration(interval)}); last run successful: {{{{ $value }}}}.",
             labels[c.LABEL_RUNBOOK_URL],
         )
-        expr = f"{selector(c.PROBE_SUCCESS, equal, **regex)} == 0"
+        expr = f"{sli.per_location(selector(c.PROBE_SUCCESS, equal, **regex))} == 0"
         rules.append(_alert(c.ALERT_PROBE_DOWN, expr, labels, notes, (runs - 1) * interval))
     for interval, _, equal, regex, static in groups:
         stale_after = max(alerting.no_data_for, 3 * interval)
@@ -189,16 +212,16 @@ def probe_alerts(cfg: Config, concern: Concern, name: str, service: Service) -> 
             f"The last run of probe {{{{ $labels.probe }}}} of {name} at {{{{ $labels.location }}}} finished "
             f"{{{{ $value | humanizeDuration }}}} ago; it runs every {format_duration(interval)}."
         )
-        if service.quorum > 1:
+        if service.location_aware:
             description += (
                 f" The prober there is down: {{{{ $labels.location }}}} counts as no data, not as a failure, "
-                f"in the quorum of {service.quorum} locations."
+                f"in the quorum of {quorum_text(service)}."
             )
         notes = alert_annotations(
             f"{name}: probe {{{{ $labels.probe }}}} reports no fresh results", description, labels[c.LABEL_RUNBOOK_URL]
         )
         scope: tuple[Matcher, ...] = (equal, *(f"{k}=~{quote(v)}" for k, v in regex.items()))
-        expr = sli.prober_stale(scope, stale_after, vanished=service.quorum > 1)
+        expr = sli.prober_stale(scope, stale_after, vanished=service.location_aware)
         rules.append(_alert(c.ALERT_PROBE_NO_DATA, expr, labels, notes))
     labels = alert_labels(cfg, concern, c.ALERT_EXPORTER_ABSENT, c.SEVERITY_PAGE)
     notes = alert_annotations(
@@ -240,21 +263,35 @@ def quorum_alerts(
         f"{{{{ range $i, $s := printf `{failing}` $labels.probe | query | sortByLabel `{c.LABEL_LOCATION}` }}}}"
         f"{{{{ if $i }}}}, {{{{ end }}}}{{{{ $s.Labels.{c.LABEL_LOCATION} }}}}{{{{ end }}}}"
     )
-    quorum = service.quorum
+    share = service.quorum_share
+    if share is None:
+        measure, at, quorum = count, "{{ $value }}", number(int(service.quorum))
+        said = quorum
+    else:
+        measure = sli.failing_location_share(scope, stale_after)
+        at, quorum = "{{ $value | humanizePercentage }}", number(share)
+        said = quorum_text(service)
     rules = []
     for severity, test, reach in (
-        (c.SEVERITY_PAGE, f">= {quorum}", f"at least the quorum of {quorum}"),
-        (c.SEVERITY_TICKET, f"< {quorum}", f"fewer than the quorum of {quorum} that pages"),
+        (c.SEVERITY_PAGE, f">= {quorum}", f"at least the quorum of {said}"),
+        (c.SEVERITY_TICKET, f"< {quorum}", f"fewer than the quorum of {said} that pages"),
     ):
         labels = alert_labels(cfg, concern, c.ALERT_PROBE_DOWN, severity, **static)
         notes = alert_annotations(
-            f"{name}: probe {{{{ $labels.probe }}}} is down at {{{{ $value }}}} of its locations",
+            f"{name}: probe {{{{ $labels.probe }}}} is down at {at} of its locations",
             f"Probe {{{{ $labels.probe }}}} of {name} failed its last {runs} runs (one every "
-            f"{format_duration(interval)}) at {{{{ $value }}}} of its locations at once, {reach}: {names}.",
+            f"{format_duration(interval)}) at {at} of its locations at once, {reach}: {names}.",
             labels[c.LABEL_RUNBOOK_URL],
         )
-        rules.append(_alert(c.ALERT_PROBE_DOWN, f"{count}\n{test}", labels, notes, (runs - 1) * interval))
+        rules.append(_alert(c.ALERT_PROBE_DOWN, f"{measure}\n{test}", labels, notes, (runs - 1) * interval))
     return rules
+
+
+def quorum_text(service: Service) -> str:
+    """The quorum as alert texts say it: ``2 locations``, ``50% of the reporting locations``."""
+    if isinstance(service.quorum, str):
+        return f"{service.quorum} of the reporting locations"
+    return f"{service.quorum} locations"
 
 
 def name_locations(template: str, locations: Iterable[str]) -> str:
@@ -324,6 +361,43 @@ def outside_maintenance(expr: str, service: str) -> str:
     inner = "\n".join(f"  {line}" for line in expr.splitlines())
     active = selector(c.MAINTENANCE_ACTIVE, {c.LABEL_SERVICE: service})
     return f"(\n{inner}\n)\nunless on ({c.LABEL_SERVICE})\n  {active} == 1"
+
+
+TIER_ORDER = ("critical", "high", "medium", "low")
+
+
+def shard_down_alert(cfg: Config) -> Rule | None:
+    """A replica of a sharded prober (``--shard I/N``, N > 1) that stopped reporting: a ticket.
+
+    Each replica exports ``slaprobe_shard_info{location, shard, shards}``. A shard seen within
+    ``PROBER_LOOKBACK`` and not now is down while its location still runs shards of the same N;
+    so a re-shard (N changed) retires the old shards without alerting. A location with no shard
+    left at all names every shard it had. Not a service outage: the probes it ran are unmeasured,
+    which its no-data alerts would repeat (Alertmanager mutes those in its location). The
+    priority is the ticket priority of the most critical service with probes.
+    """
+    tiers = {service.tier for service in cfg.services.values() if service.probes}
+    if not tiers:
+        return None
+    tier = next(t for t in TIER_ORDER if t in tiers)
+    info = selector(c.SHARD_INFO, f'{c.LABEL_SHARDS}!="1"')
+    shard = ", ".join((c.LABEL_LOCATION, c.LABEL_SHARD, c.LABEL_SHARDS))
+    seen = f"max by ({shard}) (last_over_time({info}[{sli.PROBER_LOOKBACK}]))"
+    expr = (
+        f"(\n  {seen}\n  unless on ({shard}) {info}\n)\n"
+        f"and on ({c.LABEL_LOCATION}, {c.LABEL_SHARDS}) {info}\n"
+        f"or\n(\n  {seen}\n  unless on ({c.LABEL_LOCATION}) {info}\n)"
+    )
+    concern = Concern(service="slaprobe", tier=tier)
+    labels = alert_labels(cfg, concern, c.ALERT_SHARD_DOWN, c.SEVERITY_TICKET)
+    notes = alert_annotations(
+        "slaprobe: prober shard {{ $labels.shard }} of {{ $labels.shards }} is down at {{ $labels.location }}",
+        "Shard {{ $labels.shard }} of {{ $labels.shards }} (--shard {{ $labels.shard }}/{{ $labels.shards }}) at "
+        "{{ $labels.location }} is not scraped: the probes it runs there have no fresh results. The services "
+        "are not down for it; their other shards and locations still measure them.",
+        labels[c.LABEL_RUNBOOK_URL],
+    )
+    return _alert(c.ALERT_SHARD_DOWN, expr, labels, notes, cfg.alerting.no_data_for)
 
 
 def feedback_concern(cfg: Config, source: FeedbackSource) -> Concern:

@@ -125,7 +125,8 @@ def receivers(cfg: Config) -> list[dict[str, Any]]:
 
 def inhibit_rules(cfg: Config) -> list[dict[str, Any]]:
     """Higher priorities mute lower ones of the same service; a down prober mutes that service's SLO alerts
-    (for a service with ``quorum`` > 1, measured from several locations, only an absent exporter does)."""
+    (for a service with a quorum, measured from several locations, only an absent exporter does); a
+    prober shard that is down mutes the no-data alerts of its location."""
     rules: list[dict[str, Any]] = []
     priorities = ordered_priorities(cfg)
     for index, priority in enumerate(priorities[:-1]):
@@ -137,7 +138,17 @@ def inhibit_rules(cfg: Config) -> list[dict[str, Any]]:
             }
         )
     slo_alerts = matcher(c.LABEL_ALERTNAME, any_of(c.SLO_ALERTS), "=~")
-    quorum = sorted(name for name, service in cfg.services.items() if service.quorum > 1)
+    if any(service.probes for service in cfg.services.values()):
+        # A shard that stopped takes its probes' fresh results with it: its own alert says so,
+        # not one no-data alert per probe it ran in that location.
+        rules.append(
+            {
+                "source_matchers": [matcher(c.LABEL_ALERTNAME, c.ALERT_SHARD_DOWN)],
+                "target_matchers": [matcher(c.LABEL_ALERTNAME, c.ALERT_PROBE_NO_DATA)],
+                "equal": [c.LABEL_LOCATION],
+            }
+        )
+    quorum = sorted(name for name, service in cfg.services.items() if service.location_aware)
     if not quorum:
         rules.append(
             {
@@ -147,7 +158,7 @@ def inhibit_rules(cfg: Config) -> list[dict[str, Any]]:
             }
         )
         return rules
-    # A service measured from several locations (quorum > 1) keeps its SLO alerts while one
+    # A service measured from several locations (with a quorum) keeps its SLO alerts while one
     # location's prober is silent: the other locations still measure it, and that silence
     # has its own alert. Only the exporter itself being absent mutes them there.
     others = [name for name in c.PROBER_DOWN_ALERTS if name != c.ALERT_EXPORTER_ABSENT]

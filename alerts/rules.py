@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from slaprobe import conventions as c
-from slaprobe.alerts.alerting import feedback_alerts, service_alerts
+from slaprobe.alerts.alerting import feedback_alerts, service_alerts, shard_down_alert
 from slaprobe.alerts.escalation import escalation_rules
 from slaprobe.alerts.recording import feedback_rules, meta_rules, sli_rules
 from slaprobe.alerts.slos import service_slos
@@ -31,6 +31,9 @@ def generate_rules(cfg: Config) -> dict[str, Any]:
     if cfg.feedback:
         groups.append({"name": c.RULE_GROUP_FEEDBACK_RECORDINGS, "rules": feedback_rules(cfg)})
         groups.append({"name": c.RULE_GROUP_FEEDBACK_ALERTS, "rules": feedback_alerts(cfg)})
+    shard_down = shard_down_alert(cfg)
+    if shard_down is not None:
+        groups.append({"name": c.RULE_GROUP_FLEET, "rules": [shard_down]})
     alerts = [rule for group in groups for rule in group["rules"] if "alert" in rule]
     escalations = escalation_rules(cfg, {(rule["alert"], rule["labels"][c.LABEL_PRIORITY]) for rule in alerts})
     if escalations:

@@ -314,7 +314,12 @@ def sample_rules(cfg: Config, rules: dict[str, Any]) -> dict[str, Any]:
     wanted = {
         prefix + name for name in services for prefix in (c.RULE_GROUP_SLI, c.RULE_GROUP_META, c.RULE_GROUP_ALERTS)
     }
-    wanted |= {c.RULE_GROUP_FEEDBACK_RECORDINGS, c.RULE_GROUP_FEEDBACK_ALERTS, c.RULE_GROUP_ESCALATION}
+    wanted |= {
+        c.RULE_GROUP_FEEDBACK_RECORDINGS,
+        c.RULE_GROUP_FEEDBACK_ALERTS,
+        c.RULE_GROUP_ESCALATION,
+        c.RULE_GROUP_FLEET,
+    }
     return {"groups": [group for group in rules["groups"] if group["name"] in wanted]}
 
 
@@ -369,8 +374,9 @@ def service_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case]
         cases.append(_zero_failures_case(name, series, slos[c.SLO_AVAILABILITY], step))
         cases.append(_quiet_window_case(name, series, slos[c.SLO_AVAILABILITY], step))
         cases.append(_exact_period_case(name, series, slos[c.SLO_AVAILABILITY], step))
-        cases.append(_outage_case(cfg, rules, name, series, slos[c.SLO_AVAILABILITY], step))
-        cases.append(_new_service_case(cfg, rules, name, series, slos[c.SLO_AVAILABILITY], step))
+        everywhere = quorum_series(service, series)
+        cases.append(_outage_case(cfg, rules, name, everywhere, slos[c.SLO_AVAILABILITY], step))
+        cases.append(_new_service_case(cfg, rules, name, everywhere, slos[c.SLO_AVAILABILITY], step))
         steady = [p for p in service.probes if not is_scheduled(p)]
         if steady:
             steady_series = {**series, c.LABEL_PROBE: steady[0].name}
@@ -433,7 +439,19 @@ def _exact_period_case(name: str, series: dict[str, str], slo: SLO, step: float)
     return case
 
 
-def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str, str], slo: SLO, step: float) -> Case:
+def quorum_series(service: Service, series: dict[str, str]) -> list[dict[str, str]]:
+    """Where an outage is seen: the series' own location, or as many locations as the quorum needs
+    (two of two for a share), so a service with a quorum pages as one without does."""
+    if not service.location_aware:
+        return [series]
+    failing = 2 if service.quorum_share is not None else int(service.quorum)
+    where = series[c.LABEL_LOCATION]
+    return [{**series, c.LABEL_LOCATION: f"{where}-{n}"} for n in range(1, failing + 1)]
+
+
+def _outage_case(
+    cfg: Config, rules: dict[str, Any], name: str, everywhere: list[dict[str, str]], slo: SLO, step: float
+) -> Case:
     case = Case(
         f"{name}: a full outage fires every burn-rate pair that applies and, after its delay, the budget projection"
     )
@@ -442,8 +460,9 @@ def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str
     # A service with history: the jump stands for the runs of the days before, so every
     # window holds the runs its alert needs (alerting.minimum_events).
     history = values(("0", 1), (f"{HISTORY_RUNS}+1", samples - 1))
-    case.add_series(c.PROBE_RUNS, series, history)
-    case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, history)
+    for series in everywhere:
+        case.add_series(c.PROBE_RUNS, series, history)
+        case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, history)
     burns = []
     for window, _ in burn_windows(slo):
         rule = _rule_for(rules, c.ALERT_BURN_RATE, service=name, sloth_slo=slo.name, burnrate=window.label)
@@ -461,13 +480,14 @@ def _outage_case(cfg: Config, rules: dict[str, Any], name: str, series: dict[str
 
 
 def _new_service_case(
-    cfg: Config, rules: dict[str, Any], name: str, series: dict[str, str], slo: SLO, step: float
+    cfg: Config, rules: dict[str, Any], name: str, everywhere: list[dict[str, str]], slo: SLO, step: float
 ) -> Case:
     """A service that just appeared and fails from its first run pages once (the fastest pair), no ticket storm."""
     case = Case(f"{name}: a new service failing from its first run fires only the fastest burn-rate pair")
-    case.add_series(c.PROBE_RUNS, series, values(("0+1", 12)))
-    case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, values(("0+1", 12)))
-    case.add_series(c.PROBE_WITHIN_SLA, series, values(("0", 12)))
+    for series in everywhere:
+        case.add_series(c.PROBE_RUNS, series, values(("0+1", 12)))
+        case.add_series(c.PROBE_FIRST_ATTEMPT_FAILURES, {**series, c.LABEL_REASON: "connect"}, values(("0+1", 12)))
+        case.add_series(c.PROBE_WITHIN_SLA, series, values(("0", 12)))
     pairs = burn_windows(slo)
     fired = []
     if pairs:
@@ -496,20 +516,27 @@ def _probe_down_case(
     samples = round((fired_at + last) / step) + 3
     # With a quorum, that many locations fail at once; the alert is per probe, naming them.
     where = series[c.LABEL_LOCATION]
-    locations = [f"{where}-{n}" for n in range(1, service.quorum + 1)] if service.quorum > 1 else [where]
+    # A share of the reporting locations: two of two fail (each reports fresh runs).
+    share = service.quorum_share
+    failing = 2 if share is not None else int(service.quorum)
+    locations = [f"{where}-{n}" for n in range(1, failing + 1)] if service.location_aware else [where]
     for location in locations:
         case.add_series(c.PROBE_SUCCESS, {**series, c.LABEL_LOCATION: location}, values(("1", 2), ("0", samples)))
+        if share is not None:
+            runs_at = {**series, c.LABEL_LOCATION: location}
+            case.add_series(c.PROBE_LAST_RUN, runs_at, values((f"0+{number(step)}", samples + 2)))
     page = c.SEVERITY_PAGE
     try:
         rule = _rule_for(rules, c.ALERT_PROBE_DOWN, service=name, probe=probe.name, severity=page)
     except LookupError:
         rule = _rule_for(rules, c.ALERT_PROBE_DOWN, service=name, severity=page)
-    if service.quorum > 1:
+    if service.location_aware:
         named = {k: name_locations(v, locations) for k, v in rule["annotations"].items()}
         per_probe = {k: series[k] for k in (c.LABEL_SERVICE, c.LABEL_PROBE)}
-        base = _expected({**rule, "annotations": named}, per_probe, service.quorum)
+        base = _expected({**rule, "annotations": named}, per_probe, 1 if share is not None else failing)
     else:
-        base = _expected(rule, series, 0)
+        # one series per probe and location, whichever replica reported it: no instance or job
+        base = _expected(rule, {k: series[k] for k in c.PROBE_LABELS}, 0)
     if hold >= step:
         case.expect(fired_at - step, c.ALERT_PROBE_DOWN, [])
     case.expect(fired_at, c.ALERT_PROBE_DOWN, [base])
@@ -589,6 +616,39 @@ def feedback_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case
     return cases
 
 
+def shard_cases(cfg: Config, rules: dict[str, Any], step: float) -> list[Case]:
+    """A shard that stops raises "prober shard down" once ``no_data_for`` has passed; a re-shard
+    from 3 to 2 (every old shard replaced at once) raises nothing."""
+    try:
+        rule = _rule_for(rules, c.ALERT_SHARD_DOWN)
+    except LookupError:
+        return []
+    hold = cfg.alerting.no_data_for
+    stopped = 2 * step
+    fired_at = stopped + math.ceil(hold / step) * step
+    samples = round(fired_at / step) + 3
+    where = cfg.global_.location
+
+    def info(shard: int, shards: int) -> dict[str, str]:
+        instance = {"instance": f"slaprobe-{shard}:9799", "job": "slaprobe"}
+        return {c.LABEL_LOCATION: where, c.LABEL_SHARD: str(shard), c.LABEL_SHARDS: str(shards), **instance}
+
+    down = Case("a prober shard that stops raises its own ticket, after no_data_for")
+    for shard in range(3):
+        run = values(("1", 2), ("stale", 1)) if shard == 2 else values(("1", samples))
+        down.add_series(c.SHARD_INFO, info(shard, 3), run)
+    labels = {c.LABEL_LOCATION: where, c.LABEL_SHARD: "2", c.LABEL_SHARDS: "3"}
+    down.expect(fired_at - step, c.ALERT_SHARD_DOWN, [])
+    down.expect(fired_at, c.ALERT_SHARD_DOWN, [_expected(rule, labels, 1)])
+    reshard = Case("a re-shard from 3 shards to 2 retires the old shards without an alert")
+    for shard in range(3):
+        reshard.add_series(c.SHARD_INFO, info(shard, 3), values(("1", 2), ("stale", 1)))
+    for shard in range(2):
+        reshard.add_series(c.SHARD_INFO, info(shard, 2), values(("_", 2), ("1", samples - 2)))
+    reshard.expect(fired_at + step, c.ALERT_SHARD_DOWN, [])
+    return [down, reshard]
+
+
 def generate_rule_tests(
     cfg: Config, *, rule_file: str = RULES_FILE, rules: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -596,6 +656,7 @@ def generate_rule_tests(
     rules = rules if rules is not None else generate_rules(cfg)
     step = test_step(cfg)
     cases = escalation_cases(cfg, rules, step) + service_cases(cfg, rules, step) + feedback_cases(cfg, rules, step)
+    cases += shard_cases(cfg, rules, step)
     return {
         "rule_files": [rule_file],
         "evaluation_interval": format_duration(step),

@@ -95,6 +95,12 @@ class SLO:
         """The error ratio over a recorded ``window``, from rates (0 in a window without events)."""
         return error_ratio(self.sli, lambda events: f"sum(rate({events.selector(self.scope)}[{window}]))")
 
+    def location_error_ratio_over(self, window: str) -> str:
+        """The error ratio over ``window`` of each location apart (``sum by (location)``), from rates."""
+        return error_ratio(
+            self.sli, lambda events: f"sum by ({c.LABEL_LOCATION}) (rate({events.selector(self.scope)}[{window}]))"
+        )
+
     def period_error_ratio(self) -> str:
         """The error ratio over the SLA window, from exact counts (0 without events)."""
         return error_ratio(self.sli, lambda events: events.count(self.period_window, (self.scope,)))

@@ -106,7 +106,8 @@ def _stale_after(cfg: Config) -> float:
 
 def _locations(cfg: Config) -> list[Panel]:
     targets = p.availability_targets(cfg)
-    quorums = {name: s.quorum for name, s in cfg.services.items()}
+    # A share of the reporting locations has no fixed count: red from one failing location.
+    quorums = {name: s.quorum if isinstance(s.quorum, int) else 1 for name, s in cfg.services.items()}
     stale_after = _stale_after(cfg)
     success = selector(c.PROBE_SUCCESS, *PROBES)
     failing = sli.failing_location_count(PROBES, stale_after)

@@ -57,6 +57,12 @@ SCHEDULER_MISSED = MetricFamily(
     (c.LABEL_CAUSE,),
 )
 PROBES_IN_FLIGHT = MetricFamily(c.PROBES_IN_FLIGHT, "gauge", "Scheduled probe runs executing right now.")
+SHARD_INFO = MetricFamily(
+    c.SHARD_INFO,
+    "gauge",
+    "This replica is shard I of N (--shard I/N) in its location; always 1.",
+    (c.LABEL_LOCATION, c.LABEL_SHARD, c.LABEL_SHARDS),
+)
 CONNECTIONS_OPEN = MetricFamily(c.CONNECTIONS_OPEN, "gauge", "Client connections open to the listener.")
 CONNECTIONS_REFUSED = MetricFamily(
     c.CONNECTIONS_REFUSED,
@@ -85,6 +91,8 @@ def self_metrics_text(exporter: Exporter) -> str:
         RELOAD_TIMESTAMP.sample(status.last_success),
         BUILD_INFO.header,
         BUILD_INFO.sample(1, __version__),
+        SHARD_INFO.header,
+        SHARD_INFO.sample(1, exporter.config.global_.location, str(exporter.shard.index), str(exporter.shard.count)),
     ]
     scheduler = exporter.scheduler
     if scheduler is not None:

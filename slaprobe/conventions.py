@@ -64,6 +64,11 @@ CONNECTIONS_OPEN = "slaprobe_http_connections_open"  # gauge: client connections
 CONNECTIONS_REFUSED = "slaprobe_http_connections_refused_total"  # counter {reason}: total | peer cap
 LABEL_REASON = "reason"
 BUILD_INFO = "slaprobe_build_info"
+# One series per running replica, = 1: which shard of how many it is, in which location. The
+# rules tell a shard that stopped reporting ("prober shard down") from a re-shard with it.
+SHARD_INFO = "slaprobe_shard_info"  # {location, shard, shards}
+LABEL_SHARD = "shard"  # the replica's index I of --shard I/N
+LABEL_SHARDS = "shards"  # N
 LABEL_CAUSE = "cause"  # of a missed run: overrun or late
 # Standard series the exporter-health board reads: Prometheus' scrape health and
 # prometheus_client's process collector (on /metrics of every instance).
@@ -271,6 +276,7 @@ ALERT_BUDGET_EXHAUSTION = "SLAErrorBudgetExhaustionProjected"
 ALERT_PROBE_DOWN = "SLAProbeDown"
 ALERT_PROBE_NO_DATA = "SLAProbeNoData"
 ALERT_EXPORTER_ABSENT = "SLAProbeExporterAbsent"
+ALERT_SHARD_DOWN = "SLAProberShardDown"  # {location, shard, shards}: one replica of a sharded prober stopped
 ALERT_TLS_EXPIRING = "SLATLSCertificateExpiring"
 ALERT_COMPLIANCE = "SLAComplianceBelowTarget"
 ALERT_FEEDBACK_DEADLINES = "SLAFeedbackDeadlinesBreached"
@@ -330,3 +336,4 @@ RULE_GROUP_ALERTS = "slaprobe-alerts-"  # + service
 RULE_GROUP_FEEDBACK_RECORDINGS = "slaprobe-feedback-recordings"
 RULE_GROUP_FEEDBACK_ALERTS = "slaprobe-feedback-alerts"
 RULE_GROUP_ESCALATION = "slaprobe-escalation"
+RULE_GROUP_FLEET = "slaprobe-fleet"  # the prober's own replicas

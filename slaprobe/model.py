@@ -326,6 +326,25 @@ class LogSource(Model):
 Tier = Literal["critical", "high", "medium", "low"]
 
 
+def _quorum(value: object) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("a number of locations (1 or more) or a share such as 50%")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"at least 1 location, got {value}")
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?%", value.strip()):
+        share = float(value.strip().removesuffix("%"))
+        if not 0 < share <= 100:
+            raise ValueError(f"a share above 0% and at most 100%, got {value}")
+        return value.strip()
+    raise ValueError(f"a number of locations (1 or more) or a share such as 50%, got {value!r}")
+
+
+_QUORUM_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$"}]}
+Quorum = Annotated[int | str, PlainValidator(_quorum), WithJsonSchema(_QUORUM_SCHEMA)]
+
+
 class Service(Model):
     """A service under SLA: its tier, owner, objectives, probes and logs."""
 
@@ -336,7 +355,11 @@ class Service(Model):
     sla: SLA = SLA()
     probes: list[Probe] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
-    quorum: int = Field(1, ge=1, description="locations whose probe must fail at once to page (1: any one)")
+    quorum: Quorum = Field(
+        1,
+        description="locations whose probe must fail at once to page: a count (1: any one) or a share of the "
+        "locations reporting it, such as 50%",
+    )
     maintenance: list[MaintenanceWindow] = Field(
         default_factory=list, description="planned work: runs inside are counted apart and alerts muted"
     )
@@ -350,6 +373,16 @@ class Service(Model):
         if value is not None:
             zone(value)
         return value
+
+    @property
+    def quorum_share(self) -> float | None:
+        """The quorum as a share of the reporting locations (``50%`` -> 0.5), or None for a count."""
+        return float(self.quorum.removesuffix("%")) / 100 if isinstance(self.quorum, str) else None
+
+    @property
+    def location_aware(self) -> bool:
+        """Whether the service is measured from several locations with a quorum (a share, or a count > 1)."""
+        return isinstance(self.quorum, str) or self.quorum > 1
 
 
 # ---------------------------------------------------------------------------- feedback, alerting

@@ -146,25 +146,45 @@ def has_access_logs(service: Service) -> bool:
 PROBER_LOOKBACK = "1d"  # how long a vanished prober (no longer scraped) still reads as "down", not as absent
 
 
+def per_location(expr: str) -> str:
+    """``max by (service, probe, location)``: one series per probe and location, whichever replica
+    (shard, pod, instance) reported it; a re-shard moves a probe to another replica, not to another series."""
+    return f"max by ({', '.join(c.PROBE_LABELS)}) ({expr})"
+
+
 def prober_stale(scope: Sequence[Matcher], stale_after: float, *, vanished: bool = False) -> str:
     """Probe series (by service, probe, location) whose prober has not run within ``stale_after`` seconds.
 
     With ``vanished``, a prober that is no longer scraped at all (its series gone) also reads
-    as stale for ``PROBER_LOOKBACK``: its last run timestamp is the last one it reported.
+    as stale for ``PROBER_LOOKBACK``: its last run timestamp is the last one it reported. The
+    newest run of any replica counts, so a probe that moved to another shard is not stale.
     """
     last = selector(c.PROBE_LAST_RUN, *scope)
     if vanished:
         last = f"last_over_time({last}[{PROBER_LOOKBACK}])"
-    return f"time() - {last} > {number(stale_after)}"
+    return f"time() - {per_location(last)} > {number(stale_after)}"
 
 
 def failing_locations(scope: Sequence[Matcher], stale_after: float) -> str:
-    """Probe series whose last run failed, one per location; a location whose prober is stale
+    """Probe series whose last run failed, one per location (whichever replica ran it; while two
+    replicas run it during a re-shard, one success is enough); a location whose prober is stale
     (``prober_stale``) is no data there, not a failure, and is left out."""
     on = ", ".join(c.PROBE_LABELS)
-    return f"{selector(c.PROBE_SUCCESS, *scope)} == 0 unless on ({on}) {prober_stale(scope, stale_after)}"
+    success = per_location(selector(c.PROBE_SUCCESS, *scope))
+    return f"{success} == 0 unless on ({on}) {prober_stale(scope, stale_after)}"
 
 
 def failing_location_count(scope: Sequence[Matcher], stale_after: float) -> str:
     """How many locations fail each probe at once (``failing_locations`` counted by service and probe)."""
     return f"count by ({c.LABEL_SERVICE}, {c.LABEL_PROBE}) (\n  {failing_locations(scope, stale_after)}\n)"
+
+
+def reporting_location_count(scope: Sequence[Matcher], stale_after: float) -> str:
+    """How many locations report each probe with fresh results (the locations a quorum share is of)."""
+    last = per_location(selector(c.PROBE_LAST_RUN, *scope))
+    return f"count by ({c.LABEL_SERVICE}, {c.LABEL_PROBE}) (\n  time() - {last} <= {number(stale_after)}\n)"
+
+
+def failing_location_share(scope: Sequence[Matcher], stale_after: float) -> str:
+    """The share of the reporting locations that fail each probe at once (0 to 1)."""
+    return f"{failing_location_count(scope, stale_after)}\n/\n{reporting_location_count(scope, stale_after)}"

@@ -64,7 +64,7 @@ def test_every_alert_carries_the_labels_and_annotations_on_call_relies_on() -> N
             if labels[c.LABEL_ESCALATION_LEVEL] == "1":
                 assert {c.LABEL_SERVICE, c.LABEL_SEVERITY, c.LABEL_TIER, c.LABEL_RUNBOOK_URL} <= set(labels)
                 assert labels[c.LABEL_SEVERITY] in (c.SEVERITY_PAGE, c.SEVERITY_TICKET)
-                if rule["alert"] not in (c.ALERT_EXPORTER_ABSENT, c.ALERT_PROBE_DOWN):
+                if rule["alert"] not in (c.ALERT_EXPORTER_ABSENT, c.ALERT_PROBE_DOWN, c.ALERT_SHARD_DOWN):
                     assert "$value" in notes[c.ANNOTATION_DESCRIPTION], rule["alert"]
             assert set(notes) == {c.ANNOTATION_SUMMARY, c.ANNOTATION_DESCRIPTION, c.ANNOTATION_RUNBOOK_URL}
 
@@ -220,4 +220,4 @@ def test_with_more_services_than_the_sample_the_tests_load_only_the_sampled_grou
     assert [g["name"] for g in sample] == tests["group_eval_order"]
     assert all(g == full[g["name"]] for g in sample)
     assert not any("extra" in g["name"] for g in sample)
-    assert len(sample) == 4 * 3 + 3
+    assert len(sample) == 4 * 3 + 4  # 4 services x 3 groups; feedback (2), escalation, fleet

@@ -10,6 +10,8 @@ import pytest
 
 from slaprobe import conventions as c
 from slaprobe.alerts import RULE_TESTS_FILE, RULES_FILE, generate_alertmanager, generate_rule_tests, generate_rules
+from slaprobe.alerts.alerting import name_locations
+from slaprobe.alerts.ruletests import expand
 from slaprobe.alerts.yamltext import dump_yaml
 from slaprobe.config import Config, parse_config
 from slaprobe.configerror import ConfigError
@@ -64,7 +66,7 @@ UP, DOWN = f"1x{MINUTES}", f"0x{MINUTES}"
 
 def test_the_default_quorum_of_one_keeps_the_per_location_probe_down_alert() -> None:
     rule = alert_rule(generate_rules(config(1)), c.ALERT_PROBE_DOWN)
-    assert rule["expr"] == 'slaprobe_probe_success{service="shop"} == 0'
+    assert rule["expr"] == 'max by (service, probe, location) (slaprobe_probe_success{service="shop"}) == 0'
 
 
 @pytest.mark.parametrize("quorum", [0, -1])
@@ -227,3 +229,129 @@ def test_one_locations_silent_prober_does_not_mute_the_slo_alerts_of_a_quorum_se
     path.write_text(dump_yaml(document))
     result = run([tool("amtool"), "check-config", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("quorum", ['"0%"', '"150%"', "half", "true"])
+def test_check_rejects_a_quorum_that_is_neither_a_count_nor_a_share_up_to_100_percent(quorum: str) -> None:
+    with pytest.raises(ConfigError, match="quorum"):
+        parse_config(CONFIG.format(quorum=quorum))
+
+
+def promtool_test(tmp_path: Path, rules: dict[str, Any], tests: list[dict[str, Any]]) -> None:
+    """Run ``tests`` against ``rules`` (every group, in the generated order) with promtool."""
+    (tmp_path / "rules.yaml").write_text(dump_yaml(rules))
+    order = [group["name"] for group in rules["groups"]]
+    document = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "group_eval_order": order, "tests": tests}
+    (tmp_path / "tests.yaml").write_text(dump_yaml(document))
+    tested = run([tool("promtool"), "test", "rules", "tests.yaml"], cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def fired(
+    rules: dict[str, Any], alert: str, severity: str, at: str, labels: dict[str, str], value: float, failing: str = ""
+) -> dict[str, Any]:
+    """An alert_rule_test of one alert of ``rules`` with ``labels``, its annotations filled in as Prometheus does."""
+    rule = alert_rule(rules, alert, severity)
+    full = {**rule["labels"], **labels}
+    named = {k: name_locations(v, failing.split(", ")) for k, v in rule["annotations"].items()}
+    notes = {k: expand(v, {c.LABEL_ALERTNAME: alert, **full}, value) for k, v in named.items()}
+    return {"eval_time": at, "alertname": alert, "exp_alerts": [{"exp_labels": full, "exp_annotations": notes}]}
+
+
+def test_a_quorum_share_pages_when_that_share_of_the_reporting_locations_fails(tmp_path: Path) -> None:
+    cfg = parse_config(CONFIG.format(quorum='"60%"'))
+    assert cfg.services["shop"].quorum_share == 0.6
+    rules = generate_rules(cfg)
+    group = {"name": "quorum", "rules": [r for r in alert_rule_list(rules) if r["alert"] == c.ALERT_PROBE_DOWN]}
+    home = {c.LABEL_PROBE: "home"}
+
+    def case(success: dict[str, str], at: str, severity: str, share: float, failing: str, **extra: Any) -> Any:
+        test = fired(rules, c.ALERT_PROBE_DOWN, severity, at, home, share, failing)
+        return {"interval": "1m", "input_series": inputs(success, **extra), "alert_rule_test": [test]}
+
+    promtool_test(
+        tmp_path,
+        {"groups": [group]},
+        [
+            # 1 of 3 reporting locations (33%): a ticket; 2 of 3 (67%): a page.
+            case({"dc-a": DOWN, "dc-b": UP, "dc-c": UP}, "10m", c.SEVERITY_TICKET, 1 / 3, "dc-a"),
+            case({"dc-a": DOWN, "dc-b": UP, "dc-c": DOWN}, "10m", c.SEVERITY_PAGE, 2 / 3, "dc-a, dc-c"),
+            # dc-c's prober stopped (its last run failed): 1 failing of the 2 reporting is 50%, a ticket.
+            case(
+                {"dc-a": DOWN, "dc-b": UP, "dc-c": DOWN},
+                "25m",
+                c.SEVERITY_TICKET,
+                1 / 2,
+                "dc-a",
+                last_run={"dc-c": f"60x{MINUTES}"},
+            ),
+        ],
+    )
+
+
+def alert_rule_list(rules: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def test_the_fast_burn_rate_page_of_a_quorum_service_waits_for_the_quorum_of_locations(tmp_path: Path) -> None:
+    rules = generate_rules(config(2))
+    fast = {c.LABEL_BURNRATE: "1h/5m", c.LABEL_SLOTH_SLO: c.SLO_AVAILABILITY}
+    page = [
+        r
+        for r in alert_rule_list(rules)
+        if r["alert"] == c.ALERT_BURN_RATE and all(r["labels"].get(k) == v for k, v in fast.items())
+    ]
+    assert len(page) == 1 and page[0]["labels"][c.LABEL_SEVERITY] == c.SEVERITY_PAGE
+
+    def case(failing: tuple[str, ...], expected: list[dict[str, Any]]) -> dict[str, Any]:
+        series = []
+        for location in LOCATIONS:
+            where = probe_series(location)
+            series.append({"series": c.PROBE_RUNS + where, "values": f"0+1x{MINUTES}"})
+            bad = f"0+1x{MINUTES}" if location in failing else f"0x{MINUTES}"
+            series.append(
+                {"series": c.PROBE_FIRST_ATTEMPT_FAILURES + where[:-1] + ', reason="connect"}', "values": bad}
+            )
+        test = {"eval_time": "10m", "alertname": c.ALERT_BURN_RATE, "exp_alerts": expected}
+        return {"interval": "1m", "input_series": series, "alert_rule_test": [test]}
+
+    window = {c.LABEL_SLOTH_WINDOW: "1h"}
+    wanted = fired(rules, c.ALERT_BURN_RATE, c.SEVERITY_PAGE, "10m", window, 2 / 3)["exp_alerts"]
+    slis = [g for g in rules["groups"] if g["name"].startswith((c.RULE_GROUP_SLI, c.RULE_GROUP_META))]
+    group = {"name": "burn", "rules": page}
+    promtool_test(
+        tmp_path,
+        {"groups": [*slis, group]},
+        [case(("dc-a",), []), case(("dc-a", "dc-b"), wanted)],
+    )
+
+
+def home_at(location: str) -> dict[str, str]:
+    return {c.LABEL_PROBE: "home", c.LABEL_LOCATION: location}
+
+
+def test_a_probe_that_moves_to_another_shard_stays_down_and_keeps_its_data(tmp_path: Path) -> None:
+    """A re-shard: the probe's series end on one instance and go on on another."""
+    for quorum in (1, 2):
+        rules = generate_rules(config(quorum))
+        picked = [r for r in alert_rule_list(rules) if r["alert"] in (c.ALERT_PROBE_DOWN, c.ALERT_PROBE_NO_DATA)]
+        series = []
+        for location in LOCATIONS:
+            for instance, values in (("a", "{0}x9 stale"), ("b", "_x10 {0}x20")):
+                where = probe_series(location)[:-1] + f', instance="{instance}"}}'
+                down = "0" if location in ("dc-a", "dc-b") else "1"
+                series.append({"series": c.PROBE_SUCCESS + where, "values": values.format(down)})
+                last = "60+60x9 stale" if instance == "a" else f"_x10 660+60x{MINUTES - 10}"
+                series.append({"series": c.PROBE_LAST_RUN + where, "values": last})
+        at = "12m"  # 2m after the move: the 2m of for: started before it
+        if quorum == 1:
+            down_alert = fired(rules, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, at, {**home_at("dc-a")}, 0)
+            down_alert["exp_alerts"] += fired(rules, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, at, home_at("dc-b"), 0)[
+                "exp_alerts"
+            ]
+        else:
+            down_alert = fired(rules, c.ALERT_PROBE_DOWN, c.SEVERITY_PAGE, at, {c.LABEL_PROBE: "home"}, 2, "dc-a, dc-b")
+        checks = [down_alert, {"eval_time": "25m", "alertname": c.ALERT_PROBE_NO_DATA, "exp_alerts": []}]
+        test = {"interval": "1m", "input_series": series, "alert_rule_test": checks}
+        (tmp_path / f"q{quorum}").mkdir()
+        promtool_test(tmp_path / f"q{quorum}", {"groups": [{"name": "probes", "rules": picked}]}, [test])
