@@ -1,4 +1,4 @@
-"""The ``slaprobe`` command line: serve, check, generate, demo, report."""
+"""The ``slaprobe`` command line: serve, check, generate, demo, report, push."""
 
 from __future__ import annotations
 
@@ -197,6 +197,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """Report one run of a heartbeat probe: ``slaprobe push URL [--status down] [--duration 1.5] [--msg TEXT]``."""
+    from slaprobe.push import PushError, Run, push, read_token, seconds_of, shown
+
+    try:
+        token = read_token(args.token_env, args.token_file)
+        run = Run(
+            success=args.status == "up",
+            duration=seconds_of(args.duration) if args.duration is not None else None,
+            message=args.msg or "",
+            location=args.location,
+            reason=args.reason,
+        )
+        answer = push(args.url, token, run, timeout=args.timeout)
+    except PushError as exc:
+        print(f"error: push: {exc}", file=sys.stderr)
+        return 1
+    print(f"pushed {args.status} to {shown(args.url)}: {answer}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="slaprobe", description=__doc__)
@@ -259,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["html", "markdown", "csv"], default="html", help="csv: with --month")
     report.add_argument("--end", help="end of the period: RFC 3339 time or unix seconds (default: now)")
     report.set_defaults(func=cmd_report)
+
+    push = sub.add_parser("push", help="report a run of a heartbeat probe (for cron jobs, scripts, remote agents)")
+    push.add_argument("url", help="http(s)://exporter:9799/push/<service>/<probe>")
+    push.add_argument("--status", choices=["up", "down"], default="up")
+    push.add_argument("--duration", help="how long the job or test took: seconds or a duration (1500ms)")
+    push.add_argument("--msg", help="one line for the status page (e.g. why it failed)")
+    push.add_argument("--location", help="where a remote agent ran the test (sends a JSON result)")
+    push.add_argument("--reason", help="failure reason with --status down, e.g. timeout (sends a JSON result)")
+    push.add_argument("--token-env", default="SLAPROBE_PUSH_TOKEN", help="variable holding the token (%(default)s)")
+    push.add_argument("--token-file", help="file holding the token (instead of the variable)")
+    push.add_argument("--timeout", type=float, default=10.0, help="seconds (default %(default)s)")
+    push.set_defaults(func=cmd_push)
     return parser
 
 
