@@ -29,6 +29,12 @@ is *closed loop* when it closes having gone through all of them. Every closing i
 by its outcome (confirmed, auto_closed, unresolved); a ticket reopened after it closed
 counts as reopened and, when it closes again, as a second closing.
 
+Surveys. A ``survey`` event (a survey result, e.g. from a log of its own: a feedback source
+whose lines are all surveys) carries a score (``score`` field, else ``rating``) on a scale,
+and a service, category and channel like an opened ticket (its own fields, the rules, the
+defaults); it is counted as a rating of that key, no ticket needed. One with an id counts
+once.
+
 Repeats. The customer id is hashed at once (``probes.repeats``); a ticket opened by the
 same customer about the same service and category within ``repeat_window`` of an
 earlier one counts as a repeat.
@@ -65,8 +71,8 @@ from slaprobe.text import sanitize_text
 
 log = logging.getLogger("slaprobe.feedback")
 
-Step = Literal["opened", "first_response", "resolved", "reopened", "rated", "closed"]
-STEPS: tuple[Step, ...] = ("opened", "first_response", "resolved", "reopened", "rated", "closed")
+Step = Literal["opened", "first_response", "resolved", "reopened", "rated", "closed", "survey"]
+STEPS: tuple[Step, ...] = ("opened", "first_response", "resolved", "reopened", "rated", "closed", "survey")
 STAGES = (c.STAGE_FIRST_RESPONSE, c.STAGE_RESOLUTION)  # also the attribute names of config.Deadlines
 _AUTO_CLOSE = "auto_close"  # the heap entry of a resolved ticket's reopen window
 
@@ -258,6 +264,8 @@ class TicketTracker:
         self._due: list[tuple[float, str, str, float]] = []  # heap of (due, stage or _AUTO_CLOSE, id, opened)
         self._closed: OrderedDict[str, Ticket] = OrderedDict()  # recently closed tickets, for duplicates and reopens
         self._rated_unknown: OrderedDict[str, None] = OrderedDict()  # ids rated while not known, for duplicates
+        self._surveyed: OrderedDict[str, None] = OrderedDict()  # ids of survey results counted, for duplicates
+        self.surveys = 0  # survey results counted
         self._pending: OrderedDict[str, list[tuple[Step, float, float]]] = OrderedDict()  # id -> (step, when, held at)
         self._oldest: tuple[int, float | None] = (-1, None)
         self._known_pairs = frozenset(self.known_pairs())
@@ -410,6 +418,9 @@ class TicketTracker:
         step = self._steps.get(word) if word.__class__ is str else None
         if step is None:
             step = self._steps.get(_text(word))
+        if step == "survey":
+            self._count(self._survey(ticket_id, fields))
+            return
         if not ticket_id or step is None:
             self._count(c.EVENT_INVALID)
             return
@@ -626,6 +637,36 @@ class TicketTracker:
         (stats.ratings.get(scale) or stats.rating(scale)).observe(value)
         return _APPLIED
 
+    def _survey(self, survey_id: str, fields: Mapping[str, object]) -> str:
+        """A survey result: counted as a rating of its own (service, category, channel), no ticket needed.
+
+        A survey with an id is counted once (a second result of the same id is a duplicate).
+        """
+        settings = self.settings
+        score = fields.get(self.source.fields.score)
+        rating = read_rating(
+            fields.get(settings.rating_field) if score is None else score,
+            fields.get(settings.scale_field),
+            satisfied=settings.satisfied,
+            default_scale=settings.default_scale,
+        )
+        if rating is None:
+            return c.EVENT_INVALID
+        if survey_id:
+            if survey_id in self._surveyed:
+                return _DUPLICATE
+            self._surveyed[survey_id] = None
+            while len(self._surveyed) > self.source.max_open_tickets:
+                self._surveyed.popitem(last=False)
+        category, _urgency, service, channel, _classified = self._labels(fields)
+        stats = self.stats_of((service, category, channel))
+        stats.rated += 1
+        if rating.satisfied:
+            stats.satisfied += 1
+        stats.rating(rating.scale).observe(rating.value)
+        self.surveys += 1
+        return _APPLIED
+
     @staticmethod
     def _breached(ticket: Ticket, stage: str) -> bool:
         return ticket.response_breached if stage == c.STAGE_FIRST_RESPONSE else ticket.resolution_breached
@@ -701,6 +742,7 @@ class TicketTracker:
             "resolved": [_row(t) for t in self.resolved.values()],
             "closed": [_row(t) for t in self._closed.values()],
             "rated_unknown": list(self._rated_unknown),
+            "surveyed": list(self._surveyed),
             "pending": [[i, [list(e) for e in events]] for i, events in self._pending.items()],
             "customers": self.customers.state(),
         }
@@ -728,6 +770,8 @@ class TicketTracker:
             self._closed[ticket.id] = ticket
         for tid in state.get("rated_unknown", []):
             self._rated_unknown[str(tid)] = None
+        for sid in state.get("surveyed", []):
+            self._surveyed[str(sid)] = None
         for tid, events in state.get("pending", []):
             self._pending[str(tid)] = [(step, float(when), float(held)) for step, when, held in events]
         if "customers" in state:

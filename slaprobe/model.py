@@ -423,6 +423,7 @@ class TicketFields(Model):
     channel: str = "channel"
     customer: str = Field("customer", description="customer id: hashed for repeat detection, never exported")
     rating: str = Field("rating", description="of a rated event: a number on its scale, or up/down")
+    score: str = Field("score", description="of a survey event: its score (missing: the rating field)")
     scale: str = Field("scale", description="of a rated event: 2, 5 or 10 (missing: the source's scale)")
 
 
@@ -435,6 +436,10 @@ class TicketEvents(Model):
     reopened: list[str] = Field(default_factory=lambda: ["reopened"])
     rated: list[str] = Field(default_factory=lambda: ["rated"])
     closed: list[str] = Field(default_factory=lambda: ["closed"])
+    survey: list[str] = Field(
+        default_factory=lambda: ["survey"],
+        description="a survey result: a score (rating field) for a service and channel, no ticket needed",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -444,11 +449,13 @@ class TicketEvents(Model):
         if not isinstance(data, dict):
             return data
         taken = {w for words in data.values() if isinstance(words, list) for w in words}
-        return {**{s: [] for s in ("reopened", "rated", "closed") if s not in data and s in taken}, **data}
+        later = ("reopened", "rated", "closed", "survey")  # steps added after the others
+        return {**{s: [] for s in later if s not in data and s in taken}, **data}
 
     @model_validator(mode="after")
     def _disjoint(self) -> TicketEvents:
         words = [*self.opened, *self.first_response, *self.resolved, *self.reopened, *self.rated, *self.closed]
+        words += self.survey
         for word in sorted({w for w in words if words.count(w) > 1}):
             raise ValueError(f"{word!r} names more than one step")
         return self

@@ -790,3 +790,44 @@ def test_the_example_desk_log_gives_the_figures_its_comments_promise() -> None:
     tracker.tick(parse_ticket_time("2026-03-11T00:00:00Z"))  # T-3 and T-5 were not reopened within 7 days
     assert sum(n for key, n in tracker.closed.items() if key[3] == c.CLOSED_AUTO) == 2
     assert sum(tracker.closed_loop.values()) == 4
+
+
+def survey(**fields: object) -> dict[str, object]:
+    return {"event": "survey", "time": T0, **fields}
+
+
+def test_survey_results_count_into_satisfaction_per_service_and_channel_without_a_ticket() -> None:
+    tracker = TicketTracker(source(service="shop"), FakeClock())
+    tracker.consume(survey(score=5, channel="phone"))
+    tracker.consume(survey(score=2, channel="phone"))
+    tracker.consume(survey(score=9, scale=10, service="pay", channel="sms"))
+    tracker.consume(survey(rating="up", channel="app"))  # no score: the rating field
+    assert tracker.rated == {
+        ("shop", "other", "phone"): 2,
+        ("pay", "other", "sms"): 1,
+        ("shop", "other", "app"): 1,
+    }
+    assert tracker.satisfied == {("shop", "other", "phone"): 1, ("pay", "other", "sms"): 1, ("shop", "other", "app"): 1}
+    assert tracker.ratings[("pay", "other", "sms", 10)].counts[9] == 1
+    assert tracker.surveys == 4 and tracker.tickets == {} and not tracker.open
+
+
+def test_a_survey_with_an_id_counts_once_even_across_a_restart_and_a_bad_score_is_invalid(tmp_path: Path) -> None:
+    tracker = TicketTracker(source(service="shop"), FakeClock())
+    tracker.consume(survey(id="S-1", score=4))
+    tracker.consume(survey(id="S-1", score=4))
+    tracker.consume(survey(score=7))  # above the top of the default scale, 5
+    tracker.consume(survey())
+    assert tracker.events == {c.EVENT_APPLIED: 1, c.EVENT_DUPLICATE: 1, c.EVENT_INVALID: 2}
+    tracker.save(tmp_path / "state.json")
+    again = TicketTracker(source(service="shop"), FakeClock())
+    assert again.load(tmp_path / "state.json")
+    again.consume(survey(id="S-1", score=4))
+    assert again.events == {c.EVENT_DUPLICATE: 1}
+
+
+def test_a_survey_log_is_a_feedback_source_of_its_own_with_its_own_word_for_the_event() -> None:
+    surveys = source(service="shop", events={"survey": ["nps_result"]}, fields={"score": "nps"})
+    tracker = TicketTracker(surveys, FakeClock())
+    tracker.consume({"event": "nps_result", "nps": 10, "scale": 10, "channel": "email"})
+    assert tracker.satisfied == {("shop", "other", "email"): 1}
