@@ -188,6 +188,7 @@ def _latency_overrides(cfg: Config, suffix: str) -> tuple[Override, ...]:
 
 def _probes(cfg: Config) -> list[Panel]:
     window = "$__rate_interval"
+    histograms = any(cfg.phase_histograms_of(service) for service in cfg.services.values())
     return [
         p.row("Probes"),
         Panel(
@@ -248,23 +249,7 @@ def _probes(cfg: Config) -> list[Panel]:
             options=p.legend_options("lastNotNull", "max", display="table", placement="right"),
             width=12,
         ),
-        Panel(
-            "timeseries",
-            "Phase duration p95",
-            (
-                p.q(
-                    quantile(0.95, c.PROBE_PHASE_DURATION, window, PROBES, ["probe", c.LABEL_PHASE]),
-                    "{{probe}} {{phase}}",
-                ),
-            ),
-            description=(
-                "95th percentile of each phase over every run, from the phase histogram (the SLA threshold is "
-                "a bucket bound, so a phase near it is read exactly)."
-            ),
-            unit="s",
-            options=p.legend_options("lastNotNull", "max", display="table", placement="right"),
-            width=12,
-        ),
+        *(_phase_histogram_panel(window) if histograms else ()),
         Panel(
             "timeseries",
             "Failure reasons",
@@ -310,20 +295,7 @@ def _probes(cfg: Config) -> list[Panel]:
             options=p.legend_options("lastNotNull", "max"),
             width=8,
         ),
-        Panel(
-            "timeseries",
-            "Flow step duration p95",
-            (
-                p.q(
-                    quantile(0.95, c.FLOW_STEP_RUN_DURATION, window, PROBES, ["probe", c.LABEL_STEP]),
-                    "{{probe}}: {{step}} p95",
-                ),
-            ),
-            description="95th percentile of each flow step over every run, from the step histogram.",
-            unit="s",
-            options=p.legend_options("lastNotNull", "max"),
-            width=8,
-        ),
+        *(_step_histogram_panel(window) if histograms else ()),
         Panel(
             "timeseries",
             "ICMP loss and jitter",
@@ -356,6 +328,49 @@ def _probes(cfg: Config) -> list[Panel]:
             width=8,
         ),
     ]
+
+
+def _phase_histogram_panel(window: str) -> tuple[Panel]:
+    """The phase-duration percentile panel (only when some service keeps phase histograms)."""
+    return (
+        Panel(
+            "timeseries",
+            "Phase duration p95",
+            (
+                p.q(
+                    quantile(0.95, c.PROBE_PHASE_DURATION, window, PROBES, ["probe", c.LABEL_PHASE]),
+                    "{{probe}} {{phase}}",
+                ),
+            ),
+            description=(
+                "95th percentile of each phase over every run, from the phase histogram (the SLA threshold is "
+                "a bucket bound, so a phase near it is read exactly)."
+            ),
+            unit="s",
+            options=p.legend_options("lastNotNull", "max", display="table", placement="right"),
+            width=12,
+        ),
+    )
+
+
+def _step_histogram_panel(window: str) -> tuple[Panel]:
+    """The flow-step-duration percentile panel (only when some service keeps phase histograms)."""
+    return (
+        Panel(
+            "timeseries",
+            "Flow step duration p95",
+            (
+                p.q(
+                    quantile(0.95, c.FLOW_STEP_RUN_DURATION, window, PROBES, ["probe", c.LABEL_STEP]),
+                    "{{probe}}: {{step}} p95",
+                ),
+            ),
+            description="95th percentile of each flow step over every run, from the step histogram.",
+            unit="s",
+            options=p.legend_options("lastNotNull", "max"),
+            width=8,
+        ),
+    )
 
 
 def _plan() -> list[Panel]:

@@ -280,6 +280,7 @@ class Exporter:
             latency_threshold=service.sla.latency.threshold if service.sla.latency else None,
             degraded_after=probe.degraded_duration,
             maintenance=bool(config.global_.maintenance or service.maintenance),
+            phase_histograms=config.phase_histograms_of(service),
         )
 
     def _schedule(self, config: Config, meta: ProbeMeta, probe: Probe) -> Schedule:

@@ -40,6 +40,7 @@ class ProbeMeta:
     latency_threshold: float | None  # seconds: a run within SLA is faster than this
     degraded_after: float | None = None  # seconds: a slower success counts as degraded
     maintenance: bool = False  # the service has maintenance windows (its maintenance runs are exported)
+    phase_histograms: bool = False  # phase and flow-step duration histograms are kept (global.phase_histograms)
     # (service, probe), made once: the store, the scheduler and the jobs all key by it.
     key: ProbeKey = field(init=False, compare=False, repr=False)
 
@@ -239,6 +240,8 @@ class ProbeSeries:
         """Take ``meta`` as this series' description; its counters stay (same buckets and threshold)."""
         if meta.location != self.meta.location:  # service and probe are the key: the same
             self._labels = label_set(c.PROBE_LABELS, (meta.service, meta.probe, meta.location)).text
+        if not meta.phase_histograms:  # turned off: the histograms go from /metrics
+            self.phase_durations = self.step_durations = None
         self.meta = meta
         self._text = None
 
@@ -280,13 +283,13 @@ class ProbeSeries:
         if first_failure is not None:
             self.first_attempt_failures[first_failure.value] += 1
         self.durations.observe(result.duration)
-        if result.phases:
+        if result.phases and self.meta.phase_histograms:
             phases = self.phase_durations
             if phases is None:
                 phases = self.phase_durations = Durations(self.meta.buckets)
             for phase, seconds in result.phases.items():
                 phases.observe(phase, seconds)
-        if result.steps:
+        if result.steps and self.meta.phase_histograms:
             steps = self.step_durations
             if steps is None:
                 steps = self.step_durations = Durations(self.meta.buckets)

@@ -366,6 +366,7 @@ class Service(Model):
     timezone: str | None = Field(
         None, description="IANA zone of the service's calendar month (monthly statements); default global.timezone"
     )
+    phase_histograms: bool | None = Field(None, description="default: global.phase_histograms")
 
     @field_validator("timezone")
     @classmethod
@@ -730,6 +731,11 @@ class Global(Model):
         default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     )
     maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="windows of every service")
+    phase_histograms: bool = Field(
+        False,
+        description="export histograms of phase and flow-step durations (about 70 more lines per HTTP probe "
+        "on /metrics); the last run's phase durations are always exported",
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> Global:
@@ -800,6 +806,10 @@ class Config(Model):
     def timezone_of(self, service: Service) -> str:
         """The IANA zone of the service's calendar (its own ``timezone``, else the global one)."""
         return service.timezone or self.global_.timezone
+
+    def phase_histograms_of(self, service: Service) -> bool:
+        """Whether the service's probes export phase and flow-step duration histograms."""
+        return self.global_.phase_histograms if service.phase_histograms is None else service.phase_histograms
 
     def buckets_of(self, service: Service) -> tuple[float, ...]:
         """Histogram bounds for a service: global buckets plus its SLA thresholds."""

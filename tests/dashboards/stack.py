@@ -242,7 +242,13 @@ def write_config(workdir: Path, target: Target, access_log: Path, ticket_log: Pa
     hook = {"webhook_configs": [{"url": f"{base}/hooks/x", "send_resolved": True}]}
     config = {
         "version": "v1",
-        "global": {"location": LOCATION, "interval": "1s", "timeout": "900ms", "probe_allow": ["127.0.0.0/8"]},
+        "global": {
+            "location": LOCATION,
+            "interval": "1s",
+            "timeout": "900ms",
+            "probe_allow": ["127.0.0.0/8"],
+            "phase_histograms": True,  # so the percentile panels are checked against data
+        },
         "services": {
             SERVICE: {
                 "tier": "critical",

@@ -153,7 +153,7 @@ def test_probes_that_fail_the_same_way_share_one_copy_of_the_detail() -> None:
 
 def test_phase_and_step_durations_are_histograms_with_the_sla_threshold_as_a_bound() -> None:
     store = ResultStore()
-    store.sync([meta()])
+    store.sync([meta(phase_histograms=True)])
     for duration in (0.05, 0.3, 0.7):
         result = ProbeResult(
             True,
@@ -175,6 +175,22 @@ def test_phase_and_step_durations_are_histograms_with_the_sla_threshold_as_a_bou
     assert got[key("slaprobe_flow_step_duration_seconds", step="login")] == 0.7  # the last-run gauge stays
 
 
+def test_phase_histograms_are_off_unless_the_config_asks_and_go_when_it_stops_asking() -> None:
+    store = ResultStore()
+    store.sync([meta()])
+    run = ProbeResult(True, 0.1, phases={"connect": 0.01}, steps=(StepResult("login", True, 0.1),))
+    store.record(("shop", "home"), run, now=1)
+    assert "slaprobe_probe_phase_duration_seconds" not in store.render()
+    assert "slaprobe_flow_step_run_duration_seconds" not in store.render()
+    assert "slaprobe_probe_phase_seconds" in store.render()  # the last run's phases, as always
+    store.sync([meta(phase_histograms=True)])
+    store.record(("shop", "home"), run, now=2)
+    assert "slaprobe_probe_phase_duration_seconds_bucket" in store.render()
+    store.sync([meta()])
+    assert "slaprobe_probe_phase_duration_seconds" not in store.render()
+    assert "slaprobe_flow_step_run_duration_seconds" not in store.render()
+
+
 def test_a_probe_without_phases_or_steps_exports_no_phase_or_step_histogram() -> None:
     store = ResultStore()
     store.sync([meta()])
@@ -186,7 +202,7 @@ def test_a_probe_without_phases_or_steps_exports_no_phase_or_step_histogram() ->
 
 def test_the_histograms_text_is_cached_until_the_next_run() -> None:
     store = ResultStore()
-    store.sync([meta()])
+    store.sync([meta(phase_histograms=True)])
     store.record(("shop", "home"), ProbeResult(True, 0.1, phases={"connect": 0.01}), now=1)
     series = store.get(("shop", "home"))
     assert series is not None
