@@ -85,6 +85,7 @@ STUCK_AFTER = 10.0  # seconds a read or save may run before its source counts as
 POLL_WAIT = 1.0  # seconds a poll waits for a slow source before the others are polled again
 CLOSE_TIMEOUT = 5.0  # seconds close() waits for reads in flight before leaving them to their threads
 TALLY_LINES = 1024  # a batch a tally refuses is tried again in parts of this many lines
+TALLY_BATCH_BYTES = 4 << 20  # read per worker trip, at most, by a tallied source (in BATCH_BYTES polls)
 
 T = TypeVar("T")
 
@@ -416,30 +417,50 @@ class LogPipeline:
         """Read and parse one batch (runs in the worker thread)."""
         if src.tailer is None:
             src.tailer = self._open_tailer(src)
-        lines = src.tailer.poll(self.batch_bytes)
-        spans = src.tailer.last_spans
-        tally = src.tally
-        if tally is not None and lines and len(spans) == 1:
-            return self._tally(src, tally, lines, spans[0][0])
-        if src.field_tally is not None and lines and len(spans) == 1:
-            return self._tally_fields(src, src.field_tally, lines, spans[0][0])
+        tailer = src.tailer
+        tally, field_tally = src.tally, src.field_tally
+        if tally is None and field_tally is None:
+            lines = tailer.poll(self.batch_bytes)
+            events, count = self._parse_files(src, lines, tailer.last_spans)
+            return _Batch(events, count, len(events))
+        # Tallied, a batch holds little but its lines: read up to TALLY_BATCH_BYTES in one trip.
+        batch = _Batch([], 0, 0, used=tally or field_tally)
+        start = tailer.stats.bytes_read
+        while lines := tailer.poll(self.batch_bytes):
+            spans = tailer.last_spans
+            if len(spans) != 1:  # a rotation in the middle: line by line
+                events, count = self._parse_files(src, lines, spans)
+                if field_tally is not None:
+                    batch.parts.append((None, events))
+                else:
+                    batch.events += events
+                batch.lines += count
+                batch.parsed += len(events)
+            elif tally is not None:
+                self._tally(batch, src, tally, lines, spans[0][0])
+            elif field_tally is not None:
+                self._tally_fields(batch, src, field_tally, lines, spans[0][0])
+            if tailer.stats.lag_bytes == 0 or tailer.stats.bytes_read - start >= TALLY_BATCH_BYTES:
+                break
+        return batch
+
+    def _parse_files(self, src: _Source, lines: list[bytes], spans: list[tuple[str, int]]) -> tuple[list[Event], int]:
+        """The events of one poll's lines, line by line, and the number of lines (malformed included)."""
         unwrapper = src.unwrapper
         malformed = unwrapper.malformed
         inner, times, spans = unwrapper.unwrap_files(lines, spans)
-        events = parse_unwrapped(src.parse, inner, times, spans)
-        return _Batch(events, len(inner) + unwrapper.malformed - malformed, len(events))
+        return parse_unwrapped(src.parse, inner, times, spans), len(inner) + unwrapper.malformed - malformed
 
-    def _tally(self, src: _Source, tally: BlockTally, lines: list[bytes], path: str) -> _Batch:
-        """A batch of one file counted by ``tally``; the parts it refuses are parsed line by line.
+    def _tally(self, batch: _Batch, src: _Source, tally: BlockTally, lines: list[bytes], path: str) -> None:
+        """Add the lines of one file counted by ``tally``; the parts it refuses are parsed line by line.
 
         A CRI line completes the partial line its stream holds: while one is held, the lines
         go through the unwrapper (and the tally takes only whole lines, tag ``F``).
         """
-        batch = _Batch([], 0, 0, used=tally)
         unwrapper = src.unwrapper
         cri = unwrapper.wrapper == "cri"
         if not (cri and unwrapper.pending()[0]) and self._tally_part(batch, tally, lines):
-            return batch
+            return
         whole = len(lines) <= TALLY_LINES  # refused as a whole already: parsed line by line
         for i in range(0, len(lines), TALLY_LINES):
             part = lines[i : i + TALLY_LINES]
@@ -450,13 +471,11 @@ class LogPipeline:
                 batch.events += events
                 batch.lines += len(inner) + unwrapper.malformed - malformed
                 batch.parsed += len(events)
-        return batch
 
-    def _tally_fields(self, src: _Source, tally: JsonlTally, lines: list[bytes], path: str) -> _Batch:
-        """A batch of one file counted by a field tally; the parts it refuses are parsed line by line."""
-        batch = _Batch([], 0, 0, used=tally)
+    def _tally_fields(self, batch: _Batch, src: _Source, tally: JsonlTally, lines: list[bytes], path: str) -> None:
+        """Add the lines of one file counted by a field tally; the parts it refuses are parsed line by line."""
         if self._tally_fields_part(src, batch, tally, lines):
-            return batch
+            return
         whole = len(lines) <= TALLY_LINES  # refused as a whole already (its shape learnt for the next)
         for i in range(0, len(lines), TALLY_LINES):
             part = lines[i : i + TALLY_LINES]
@@ -468,7 +487,6 @@ class LogPipeline:
                 batch.parts.append((None, events))
                 batch.lines += len(inner) + unwrapper.malformed - malformed
                 batch.parsed += len(events)
-        return batch
 
     def _tally_fields_part(self, src: _Source, batch: _Batch, tally: JsonlTally, part: list[bytes]) -> bool:
         """Tally a part; per metric, the combinations of just the fields it reads, in first-seen order."""
