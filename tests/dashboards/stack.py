@@ -223,7 +223,8 @@ class LogWriter:
                 ticket = next(self._ids)
                 now = time.time()
                 with self.ticket_log.open("a") as log:
-                    log.write(self._ticket(ticket, "opened", now - 30, ticket))
+                    customer = f"c{ticket % 3}"  # the same customer, service and category every 3rd: repeats
+                    log.write(self._ticket(ticket, "opened", now - 30, ticket, customer=customer))
                     log.write(self._ticket(ticket, "first_response", now - 5, ticket))
                     if ticket % 2:
                         log.write(self._ticket(ticket, "resolved", now, ticket))

@@ -305,6 +305,32 @@ def test_report_complaint_figures_match_direct_queries(stack: st.Stack, report_e
     assert math.isclose(tickets.first_response_compliance, expected, rel_tol=1e-9)
 
 
+def test_report_satisfaction_and_repeat_figures_equal_the_exporters_raw_counters(
+    stack: st.Stack, report_end: float
+) -> None:
+    """The stack is younger than the period: each exact count is the counter's own last scraped value."""
+    cfg = load_config(stack.config)
+    report = collect_report(cfg, stack.client, PERIOD, end=report_end)
+    desks = {(k.source, k.service): k for k in report.feedback}
+    desk = desks[(st.FEEDBACK_SOURCE, st.SERVICE)]
+    scope = f'{{source="{st.FEEDBACK_SOURCE}", service="{st.SERVICE}"}}'
+    raw = {
+        name: _direct(stack, f"sum({metric}{scope})", report_end)
+        for name, metric in (
+            ("rated", c.FEEDBACK_RATED),
+            ("satisfied", c.FEEDBACK_SATISFIED),
+            ("repeats", c.FEEDBACK_REPEATS),
+            ("tickets", c.FEEDBACK_TICKETS),
+            ("closed", c.FEEDBACK_CLOSED),
+        )
+    }
+    assert raw["rated"] > 0 and raw["repeats"] > 0
+    assert {name: desk.counts[name] for name in raw} == raw
+    assert desk.value("CSAT") == raw["satisfied"] / raw["rated"]
+    assert desk.value("repeat rate") == raw["repeats"] / raw["tickets"]
+    assert "## Satisfaction and feedback" in render_markdown(report)
+
+
 EXTERNAL = re.compile(
     r"(?i)(?:\b(?:https?|ftp|file|wss?):|(?<![\w/])//[\w.-]|\burl\(|@import|<script|<link|<iframe|<img)"
 )
