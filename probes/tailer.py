@@ -29,6 +29,9 @@ survives:
 - Only regular files are read: a symlink, FIFO or device the glob matches is skipped, and
   one swapped in between the listing and the open is refused by the open itself
   (``O_NOFOLLOW | O_NONBLOCK``, then ``fstat``), so it can neither block nor redirect a read.
+  The exception: a symlink that resolves to a regular file under ``link_roots`` (default
+  ``/var/log/pods``, where the kubelet's ``/var/log/containers`` links point) is followed as
+  that file, by its resolved path.
 - A line longer than ``max_line_bytes`` is counted in ``stats.too_long`` and skipped
   without being buffered.
 
@@ -45,9 +48,10 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +76,9 @@ Key = tuple[int, int]  # (st_dev, st_ino)
 
 # The path may have been swapped since it was listed: O_NOFOLLOW refuses a symlink put in its
 # place, O_NONBLOCK keeps a FIFO from blocking the open (fstat then rejects it as not regular).
+# Symlinks followed, to their resolved path, only into these directories: the kubelet's
+# /var/log/containers/*.log links point into /var/log/pods (any other symlink is skipped).
+LINK_ROOTS: tuple[str, ...] = ("/var/log/pods",)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 # Bounds on what is remembered of files no longer followed (a noisy directory must not grow memory).
@@ -229,6 +236,7 @@ class Tailer:
         rotate_grace: float = 5.0,
         save_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        link_roots: Sequence[str] = LINK_ROOTS,
     ) -> None:
         if start not in ("end", "beginning"):
             raise ValueError(f"start must be 'end' or 'beginning', not {start!r}")
@@ -239,6 +247,7 @@ class Tailer:
         self.rotate_grace = rotate_grace
         self.save_interval = save_interval
         self.stats = TailerStats()
+        self._link_roots = tuple(os.path.realpath(root) for root in link_roots)
         self._clock = clock
         self._chunk = max(CHUNK_BYTES, max_line_bytes + 1)
         self._files: dict[Key, _File] = {}
@@ -346,6 +355,10 @@ class Tailer:
                 continue
             if _is_regular(st):
                 seen.setdefault((st.st_dev, st.st_ino), (path, st))
+            elif self._link_roots and stat.S_ISLNK(st.st_mode):
+                linked = _linked_file(path, self._link_roots)
+                if linked is not None:
+                    seen.setdefault((linked[1].st_dev, linked[1].st_ino), linked)
         return seen
 
     def _update_followed(self, seen: dict[Key, tuple[str, os.stat_result]], now: float) -> None:
@@ -765,6 +778,18 @@ def _tail_after(tail: bytes, data: bytes, end: int) -> bytes:
     if end >= TAIL_BYTES:
         return data[end - TAIL_BYTES : end]
     return (tail + data[:end])[-TAIL_BYTES:]
+
+
+def _linked_file(path: str, roots: tuple[str, ...]) -> tuple[str, os.stat_result] | None:
+    """The regular file a symlink resolves to, by its resolved path, when that lies under one of ``roots``."""
+    try:
+        target = os.path.realpath(path, strict=True)  # raises when the link or its target went away
+        if not any(os.path.commonpath((target, root)) == root for root in roots):
+            return None
+        st = os.lstat(target)
+    except (OSError, ValueError):
+        return None
+    return (target, st) if _is_regular(st) else None
 
 
 def _is_regular(st: os.stat_result) -> bool:
