@@ -9,7 +9,12 @@ Counting in blocks: a source whose lines feed only its service's HTTP metrics (n
 ``match:``, no user metrics) and whose format and wrapper have a tally
 (``parsers.TALLIES``: nginx_combined, plain or CRI) is counted a block of lines per regex
 call, without an Event per line; the parts of a batch the tally refuses (a line it does
-not take, a CRI partial line being joined) are parsed line by line as before.
+not take, a CRI partial line being joined) are parsed line by line as before. A jsonl
+source whose user metrics are counters and histograms is counted the same way by a
+``parsers.JsonlTally``: only the fields its metrics read, by field combination, in the
+order each first appears. A tallied source reads up to ``TALLY_BATCH_BYTES`` per trip to
+its worker thread and keeps the lines until they are counted (a reload in between that
+changes what the source feeds parses them after all).
 
 Stuck sources: each source reads in its own daemon thread. A read (or save) that has not
 returned after ``stuck_after`` seconds (a hung NFS mount, a FIFO, a dying disk) shows as
