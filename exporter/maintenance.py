@@ -9,8 +9,11 @@ with a JSON body ``{"service": "shop", "start": "2026-11-20T22:00:00Z", "end": .
 ``"duration": "2h"``; ``start`` defaults to now) and a ``reason``; ``GET /-/maintenance``
 lists them, ``DELETE /-/maintenance/<id>`` ends one. They count exactly like planned
 windows, are kept in ``--state-dir`` across restarts, and follow the rules of ``/-/reload``:
-no cross-site requests (``cross_site_problem``), no DNS-rebound Host (``host_guard``), and
-web-config ``basic_auth_users`` as the authentication.
+no cross-site requests (``cross_site_problem``), no DNS-rebound Host (``host_guard``). A
+window mutes a service's alerts and leaves its runs out of the SLA, so adding or ending one
+needs the credentials of ``global.maintenance_auth`` (a bearer token or basic auth, compared
+on hashes); without them in the config, POST and DELETE answer 403. The listing is read-only
+and open, like the status page.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from aiohttp import web
 
 from slaprobe import conventions as c
 from slaprobe.atomicfile import write_atomically
+from slaprobe.config import MaintenanceAuth
 from slaprobe.exporter.exposition import MetricFamily
+from slaprobe.exporter.webhook import Refused, check_credentials
 from slaprobe.maintenance import Calendar
 from slaprobe.text import sanitize_text
 from slaprobe.units import parse_duration
@@ -259,10 +264,17 @@ CrossSiteCheck = Callable[[web.Request], "tuple[int, str] | None"]
 
 
 def _problem(request: web.Request) -> web.Response | None:
-    problem = request.app[CROSS_SITE_KEY](request)  # the rule /-/reload follows
-    if problem is None:
-        return None
-    return web.Response(status=problem[0], text=f"{problem[1]}\n")
+    """Why a change to the windows is refused: cross-site (the rule /-/reload follows), or no credentials."""
+    problem = request.app[CROSS_SITE_KEY](request)
+    if problem is not None:
+        return web.Response(status=problem[0], text=f"{problem[1]}\n")
+    auth = request.app[MAINTENANCE_EXPORTER_KEY].config.global_.maintenance_auth
+    try:
+        check_credentials(request, auth, key=MaintenanceAuth.KEY)
+    except Refused as refused:
+        headers = {"WWW-Authenticate": "Bearer" if auth is None or auth.bearer_token else "Basic"}
+        return web.Response(status=refused.status, text=f"{refused}\n", headers=headers)
+    return None
 
 
 def _listing(exporter: Exporter) -> dict[str, Any]:

@@ -77,10 +77,10 @@ def check_origin(request: web.Request) -> None:
         raise Refused(403, "cross_site", "cross-site request refused")
 
 
-def check_credentials(request: web.Request, auth: WebhookAuth | None) -> None:
-    """Refuse unless the request carries the configured credentials."""
+def check_credentials(request: web.Request, auth: WebhookAuth | None, *, key: str = WebhookAuth.KEY) -> None:
+    """Refuse unless the request carries the configured credentials (``key``: where the config sets them)."""
     if auth is None:
-        raise Refused(403, "not_configured", "set alertmanager.webhook_auth in the config to take notifications")
+        raise Refused(403, "not_configured", f"set {key} in the config to take this request")
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
     if auth.bearer_token is not None:
@@ -94,7 +94,7 @@ def check_credentials(request: web.Request, auth: WebhookAuth | None) -> None:
             decoded = b""
         ok = token_matches(decoded, expected) and scheme.lower() == "basic"
     if not ok:
-        raise Refused(401, "unauthenticated", "missing or wrong credentials (alertmanager.webhook_auth)")
+        raise Refused(401, "unauthenticated", f"missing or wrong credentials ({auth.KEY})")
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

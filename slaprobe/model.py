@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -595,21 +595,29 @@ class EscalationLevel(Model):
 class WebhookAuth(Model):
     """Credentials Alertmanager must send to /alertmanager/webhook: a bearer token or basic auth."""
 
+    KEY: ClassVar[str] = "alertmanager.webhook_auth"  # where it stands in the config, for messages
+
     bearer_token: str | None = Field(None, description="use ${env:...} or ${file:...}")
     basic_auth: BasicAuth | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self, info: ValidationInfo) -> WebhookAuth:
+    def _one_kind(self, info: ValidationInfo) -> Self:
         if (self.bearer_token is None) == (self.basic_auth is None):
             raise ValueError("give exactly one of bearer_token and basic_auth")
         # An empty credential (``${env:X}`` with X="") would let anyone post. Where secrets are
         # not required (generators), an unreadable secret reads as "" and is not refused here.
         if info.context is None or info.context.get("require_secrets", True):
             if self.bearer_token is not None and not self.bearer_token:
-                raise ValueError("alertmanager.webhook_auth.bearer_token must not be empty")
+                raise ValueError(f"{self.KEY}.bearer_token must not be empty")
             if self.basic_auth is not None and not self.basic_auth.password:
-                raise ValueError("alertmanager.webhook_auth.basic_auth.password must not be empty")
+                raise ValueError(f"{self.KEY}.basic_auth.password must not be empty")
         return self
+
+
+class MaintenanceAuth(WebhookAuth):
+    """Credentials ``POST``/``DELETE /-/maintenance`` require: a bearer token or basic auth."""
+
+    KEY: ClassVar[str] = "global.maintenance_auth"
 
 
 class AlertmanagerRef(Model):
@@ -731,6 +739,11 @@ class Global(Model):
         default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     )
     maintenance: list[MaintenanceWindow] = Field(default_factory=list, description="windows of every service")
+    maintenance_auth: MaintenanceAuth | None = Field(
+        None,
+        description="credentials that POST and DELETE /-/maintenance require (ad hoc windows mute alerts); "
+        "without them those answer 403",
+    )
     phase_histograms: bool = Field(
         False,
         description="export histograms of phase and flow-step durations (about 70 more lines per HTTP probe "

@@ -14,7 +14,12 @@ from slaprobe.exporter.app import make_app
 from slaprobe.exporter.runtime import Exporter, Sources
 from slaprobe.probes.result import FailureReason, ProbeResult
 
-CONFIG = "version: v1\nservices:\n  shop:\n    probes: [{name: db, tcp: {address: '127.0.0.1:9'}}]\n"
+TOKEN = "maintenance-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CONFIG = (
+    f"version: v1\nglobal: {{maintenance_auth: {{bearer_token: {TOKEN}}}}}\n"
+    "services:\n  shop:\n    probes: [{name: db, tcp: {address: '127.0.0.1:9'}}]\n"
+)
 NOW = dt.datetime(2026, 11, 20, 22, 0, tzinfo=dt.UTC).timestamp()
 GAUGE = 'slaprobe_maintenance_active{service="shop"}'
 
@@ -27,9 +32,9 @@ class Clock:
         return self.now
 
 
-def exporter_of(tmp_path: Path, clock: Clock) -> Exporter:
+def exporter_of(tmp_path: Path, clock: Clock, text: str = CONFIG) -> Exporter:
     config = tmp_path / "slaprobe.yaml"
-    config.write_text(CONFIG)
+    config.write_text(text)
     exporter = Exporter(Sources(config=str(config)), clock=clock, state_dir=str(tmp_path / "state"))
     assert exporter.reload().successful
     return exporter
@@ -53,7 +58,7 @@ async def gauge(session: ClientSession, base: str) -> str:
 
 async def test_a_posted_window_mutes_the_service_counts_its_runs_apart_and_ends_when_deleted(served) -> None:
     base, exporter, _ = served
-    async with ClientSession() as session:
+    async with ClientSession(headers=AUTH) as session:
         assert await gauge(session, base) == "absent"
         body = {"service": "shop", "duration": "2h", "reason": "db failover"}
         async with session.post(f"{base}/-/maintenance", json=body) as response:
@@ -84,7 +89,7 @@ async def test_a_posted_window_mutes_the_service_counts_its_runs_apart_and_ends_
 
 async def test_a_window_ends_by_itself_at_its_end(served) -> None:
     base, _, clock = served
-    async with ClientSession() as session:
+    async with ClientSession(headers=AUTH) as session:
         body = {"service": "shop", "start": NOW + 600, "end": "2026-11-20T23:00:00+00:00"}
         async with session.post(f"{base}/-/maintenance", json=body) as response:
             assert response.status == 201
@@ -117,7 +122,7 @@ async def test_a_window_ends_by_itself_at_its_end(served) -> None:
 )
 async def test_a_bad_window_is_a_400_that_says_why(served, body: object, message: str) -> None:
     base, _, _ = served
-    async with ClientSession() as session, session.post(f"{base}/-/maintenance", json=body) as response:
+    async with ClientSession(headers=AUTH) as session, session.post(f"{base}/-/maintenance", json=body) as response:
         assert response.status == 400
         assert message in await response.text()
 
@@ -125,7 +130,7 @@ async def test_a_bad_window_is_a_400_that_says_why(served, body: object, message
 async def test_cross_site_and_rebound_requests_are_refused_like_reload(served) -> None:
     base, exporter, _ = served
     body = b'{"service": "shop", "duration": "1h"}'
-    async with ClientSession() as session:
+    async with ClientSession(headers=AUTH) as session:
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         async with session.post(f"{base}/-/maintenance", data=body, headers=form) as response:
             assert response.status == 415
@@ -153,3 +158,38 @@ async def test_windows_survive_a_restart_through_the_state_dir(tmp_path: Path) -
     assert second.in_maintenance("shop")
     clock.now = NOW + 3600
     assert not second.in_maintenance("shop")
+
+
+async def test_without_maintenance_auth_in_the_config_no_window_can_be_added_or_ended(tmp_path: Path) -> None:
+    exporter = exporter_of(
+        tmp_path, Clock(), CONFIG.replace(f"global: {{maintenance_auth: {{bearer_token: {TOKEN}}}}}\n", "")
+    )
+    server = TestServer(make_app(exporter), host="127.0.0.1")
+    await server.start_server()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with ClientSession(headers=AUTH) as session:
+            async with session.post(f"{base}/-/maintenance", json={"service": "shop", "duration": "1h"}) as answer:
+                assert answer.status == 403
+                assert "set global.maintenance_auth in the config" in await answer.text()
+            async with session.delete(f"{base}/-/maintenance/x") as answer:
+                assert answer.status == 403
+            async with session.get(f"{base}/-/maintenance") as answer:
+                assert answer.status == 200  # the listing is read-only, like the status page
+    finally:
+        await server.close()
+    assert exporter.adhoc.windows() == []
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}])
+async def test_a_request_without_the_token_is_a_401_and_changes_nothing(served, headers: dict[str, str]) -> None:
+    base, exporter, _ = served
+    window = exporter.adhoc.add("shop", NOW, NOW + 3600, "planned by the test")
+    async with ClientSession(headers=headers) as session:
+        async with session.post(f"{base}/-/maintenance", json={"service": "shop", "duration": "1h"}) as answer:
+            assert answer.status == 401
+            assert answer.headers["WWW-Authenticate"] == "Bearer"
+            assert TOKEN not in await answer.text()
+        async with session.delete(f"{base}/-/maintenance/{window.id}") as answer:
+            assert answer.status == 401
+    assert exporter.adhoc.windows() == [window]
