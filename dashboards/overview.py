@@ -8,6 +8,7 @@ from slaprobe import conventions as c
 from slaprobe.config import Config
 from slaprobe.dashboards import panels as p
 from slaprobe.dashboards import slo
+from slaprobe.dashboards.maintenance import maintenance_annotation, maintenance_panels
 from slaprobe.dashboards.model import Board, Link, Override, Panel, Step
 from slaprobe.dashboards.promql import (
     LOCATION_VAR,
@@ -377,7 +378,15 @@ def overview_board(cfg: Config) -> Board:
         description="Every service against its SLA: availability, error budget, compliance rate, latency, complaints.",
         tags=(*p.TAGS, "overview"),
         variables=(p.datasource_variable(), p.service_variable(), p.location_variable()),
-        panels=(*_summary(cfg), *_compliance(cfg), *_latency(cfg), *_complaints(cfg), *_offenders(cfg)),
+        panels=(
+            *_summary(cfg),
+            *_compliance(cfg),
+            *_latency(cfg),
+            *_complaints(cfg),
+            *_offenders(cfg),
+            *maintenance_panels(cfg),
+        ),
+        annotations=(maintenance_annotation(),),
         time_from="now-7d",
         refresh="5m",
         # "today" starts at midnight where the status page's does; Grafana spells UTC "utc".

@@ -7,6 +7,7 @@ from slaprobe import sli
 from slaprobe.config import Config
 from slaprobe.dashboards import panels as p
 from slaprobe.dashboards import slo
+from slaprobe.dashboards.maintenance import maintenance_annotation, maintenance_panels
 from slaprobe.dashboards.model import Annotation, Board, Link, Override, Panel, Query, Step
 from slaprobe.dashboards.promql import (
     LOCATION_VAR,
@@ -575,6 +576,7 @@ def service_detail_board(cfg: Config) -> Board:
             *_plan(),
             *_requests(cfg),
             *_budget(cfg),
+            *maintenance_panels(cfg),
             _services_text(cfg),
         ),
         links=(Link("SLA overview", p.board_url(p.OVERVIEW)),),
@@ -585,6 +587,7 @@ def service_detail_board(cfg: Config) -> Board:
                 title="{{alertname}} ({{priority}}, level {{escalation_level}})",
                 text="{{service}}: {{alertname}} {{sloth_slo}} {{burnrate}} ({{severity}})",
             ),
+            maintenance_annotation(),
         ),
         time_from="now-6h",
     )
