@@ -36,6 +36,7 @@ from slaprobe.config import (
     ConfigError,
     ConfigIssue,
     DnsSpec,
+    GrpcSpec,
     HttpSpec,
     IcmpSpec,
     TcpSpec,
@@ -72,7 +73,7 @@ __all__ = [
 ProberKind: TypeAlias = str
 """The slaprobe kind (``slaprobe.kinds``) serving a module's prober."""
 # The specs of the kinds in BLACKBOX_PROBERS (tests/core/test_kinds.py holds the two together).
-BlackboxSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | IcmpSpec | UnixSpec
+BlackboxSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | IcmpSpec | UnixSpec | GrpcSpec
 Loc = tuple[str | int, ...]
 
 DEFAULT_MODULE = "http_2xx"
@@ -87,7 +88,7 @@ _PLACEHOLDER_HOST = "target.invalid"
 _PLACEHOLDER_PATH = "/target.invalid"
 
 _SUPPORTED_PROBERS: tuple[str, ...] = tuple(BLACKBOX_PROBERS)
-_LACKING_PROBERS = ("grpc", "websocket")
+_LACKING_PROBERS = ("websocket",)
 _ICMP_DEFAULT_PAYLOAD = len("Prometheus Blackbox Exporter")  # what blackbox sends without payload_size
 _ICMP_DEFAULT_TTL = 64  # blackbox's DefaultICMPTTL
 _HTTP_VERSIONS = ("HTTP/1.0", "HTTP/1.1", "HTTP/2.0")
@@ -876,6 +877,34 @@ def _source_ip(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> str | None:
         return None
 
 
+# ---------------------------------------------------------------------------- grpc
+
+_GRPC_KEYS = ("service", "preferred_ip_protocol", "ip_protocol_fallback", "metadata", "tls", "tls_config")
+
+
+def _grpc(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | None:
+    reader.check_keys(raw, loc, _GRPC_KEYS)
+    tls = _tls_config(reader, raw, loc)
+    use_tls = reader.boolean(raw, loc, "tls", False)
+    if use_tls and tls.get("insecure_skip_verify"):
+        reader.issue((*loc, "tls_config", "insecure_skip_verify"), "not supported for grpc (grpcio always verifies)")
+    metadata = {}
+    for key, values in reader.mapping(raw, loc, "metadata").items():
+        where = (*loc, "metadata", str(key))
+        if isinstance(values, list):
+            metadata[str(key)] = [reader.scalar_text(v, (*where, i)) for i, v in enumerate(values)]
+        else:
+            metadata[str(key)] = [reader.scalar_text(values, where)]
+    data: dict[str, Any] = {
+        "address": _PLACEHOLDER_ADDRESS,
+        "service": reader.string(raw, loc, "service"),
+        "tls": tls if use_tls else None,
+        "metadata": metadata,
+        **_ip_protocol(reader, raw, loc),
+    }
+    return _validated(reader, GrpcSpec, data, loc)
+
+
 # ---------------------------------------------------------------------------- dns
 
 _DNS_KEYS = (
@@ -987,6 +1016,7 @@ _TRANSLATORS: Mapping[str, Callable[[_Reader, Mapping[str, Any], Loc], BlackboxS
     "dns": _dns,
     "icmp": _icmp,
     "unix": _unix,
+    "grpc": _grpc,
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from slaprobe.kinds import STEP_KINDS
 from slaprobe.probes.dns import probe_dns
 from slaprobe.probes.flow import flow_prober
+from slaprobe.probes.grpc import probe_grpc
 from slaprobe.probes.http import probe_http
 from slaprobe.probes.icmp import probe_icmp
 from slaprobe.probes.result import ProbeFn
@@ -25,6 +26,7 @@ _CHECKS: Mapping[str, ProbeFn] = {
     "dns": probe_dns,
     "icmp": probe_icmp,
     "unix": probe_unix,
+    "grpc": probe_grpc,
 }
 
 PROBERS: Mapping[str, ProbeFn] = {

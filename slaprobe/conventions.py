@@ -162,6 +162,10 @@ BB_HTTP_LAST_MODIFIED = "probe_http_last_modified_timestamp_seconds"
 BB_FAILED_DUE_TO_REGEX = "probe_failed_due_to_regex"
 BB_FAILED_DUE_TO_BYTES = "probe_failed_due_to_bytes"
 BB_FAILED_DUE_TO_CEL = "probe_failed_due_to_cel"
+BB_GRPC_DURATION = "probe_grpc_duration_seconds"
+BB_GRPC_SSL = "probe_grpc_ssl"
+BB_GRPC_STATUS = "probe_grpc_status_code"
+BB_GRPC_HEALTH = "probe_grpc_healthcheck_response"
 BB_SSL_EARLIEST_EXPIRY = "probe_ssl_earliest_cert_expiry"
 BB_SSL_LAST_CHAIN_EXPIRY = "probe_ssl_last_chain_expiry_timestamp_seconds"
 BB_SSL_LAST_CHAIN_INFO = "probe_ssl_last_chain_info"
@@ -199,6 +203,10 @@ BLACKBOX_HELP: dict[str, str] = {
     BB_FAILED_DUE_TO_REGEX: "Indicates if probe failed due to regex",
     BB_FAILED_DUE_TO_BYTES: "Indicates if probe failed due to bytes",
     BB_FAILED_DUE_TO_CEL: "Indicates if probe failed due to CEL expression not matching",
+    BB_GRPC_DURATION: "Duration of gRPC request by phase",
+    BB_GRPC_SSL: "Indicates if SSL was used for the connection",
+    BB_GRPC_STATUS: "Response gRPC status code",
+    BB_GRPC_HEALTH: "Response HealthCheck response",
     BB_SSL_EARLIEST_EXPIRY: "Returns last SSL chain expiry in unixtime",
     BB_SSL_LAST_CHAIN_EXPIRY: "Returns last SSL chain expiry in timestamp",
     BB_SSL_LAST_CHAIN_INFO: "Contains SSL leaf certificate information",

@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 from pydantic import ConfigDict, Field, model_validator
 
 from slaprobe.fields import Duration, Model, Name
-from slaprobe.specs import DnsSpec, Extract, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec, UnixSpec
+from slaprobe.specs import DnsSpec, Extract, GrpcSpec, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec, UnixSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ class FlowStep(Model):
     tcp: TcpSpec | None = None
     dns: DnsSpec | None = None
     tls: TlsSpec | None = None
+    grpc: GrpcSpec | None = None
     timeout: Duration | None = None
     extract: dict[str, Extract] = Field(default_factory=dict)
 
@@ -123,6 +124,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("dns", DnsSpec, flow_step=True, blackbox_prober="dns", target_field="server"),
     Kind("icmp", IcmpSpec, flow_step=False, blackbox_prober="icmp", target_field="host"),
     Kind("unix", UnixSpec, flow_step=False, blackbox_prober="unix", target_field="path"),
+    Kind("grpc", GrpcSpec, flow_step=True, blackbox_prober="grpc", target_field="address"),
     Kind("flow", FlowSpec, flow_step=False),
     Kind("heartbeat", HeartbeatSpec, flow_step=False, pushed=True),
 )
@@ -140,5 +142,7 @@ ProbeKind: TypeAlias = str
 """A name in ``PROBE_KINDS``."""
 
 # For the type checker only; tests/core/test_kinds.py holds them to the table.
-ProbeSpec: TypeAlias = HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | UnixSpec | FlowSpec | HeartbeatSpec
-StepSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | TlsSpec
+ProbeSpec: TypeAlias = (
+    HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | UnixSpec | GrpcSpec | FlowSpec | HeartbeatSpec
+)
+StepSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | TlsSpec | GrpcSpec

@@ -39,7 +39,17 @@ from slaprobe.fields import (
 from slaprobe.kinds import PROBE_KINDS, FlowSpec, ProbeKind, ProbeSpec
 from slaprobe.maintenance import Calendar, MaintenanceWindow
 from slaprobe.schedule import TimeInterval, zone
-from slaprobe.specs import BasicAuth, DnsSpec, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec, UnixSpec
+from slaprobe.specs import (
+    BasicAuth,
+    DnsSpec,
+    GrpcSpec,
+    HeartbeatSpec,
+    HttpSpec,
+    IcmpSpec,
+    TcpSpec,
+    TlsSpec,
+    UnixSpec,
+)
 from slaprobe.units import parse_duration
 
 # ---------------------------------------------------------------------------- probes
@@ -64,6 +74,7 @@ class Probe(Model):
     dns: DnsSpec | None = None
     icmp: IcmpSpec | None = None
     unix: UnixSpec | None = None
+    grpc: GrpcSpec | None = None
     flow: FlowSpec | None = None
     heartbeat: HeartbeatSpec | None = None
 

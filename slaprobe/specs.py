@@ -208,6 +208,27 @@ class UnixSpec(Model):
         return self.path
 
 
+class GrpcSpec(Model):
+    """A gRPC health check (grpc.health.v1 ``Check``) of ``service`` at ``address``."""
+
+    address: HostPort
+    service: str = Field("", description="the service to ask about; empty: the server as a whole")
+    tls: TLSConfig | None = Field(None, description="present: connect with TLS")
+    metadata: dict[str, list[str]] = Field(default_factory=dict, description="request metadata (headers)")
+    preferred_ip_protocol: IpProtocol = "ip4"
+    ip_protocol_fallback: bool = True
+
+    def with_target(self, target: str) -> GrpcSpec:
+        """This spec aimed at ``target`` (host:port, or a URL whose scheme is dropped, as blackbox)."""
+        hostport = target.split("://", 1)[1].split("/", 1)[0] if "://" in target else target
+        address = with_default_port(hostport, 443 if self.tls else 80)
+        return self.model_copy(update={"address": check_host_port(address)})
+
+    @property
+    def target(self) -> str:
+        return self.address
+
+
 class TlsExpect(Model):
     """Assertions on a TLS handshake beyond a valid certificate."""
 

@@ -64,19 +64,11 @@ def field_at(obj: Any, dotted: str) -> Any:
 # ---------------------------------------------------------------------------- real files
 
 
-def test_debians_example_file_is_refused_only_for_the_grpc_prober_slaprobe_lacks() -> None:
+def test_debians_example_file_loads_completely_grpc_modules_included() -> None:
     if not DEBIAN_FILE.exists():
         pytest.skip("Debian's prometheus-blackbox-exporter is not installed")
-    text = DEBIAN_FILE.read_text()
-    lines = text.splitlines()
-    grpc_lines = [n for n, line in enumerate(lines, 1) if line.strip() == "prober: grpc"]
-    with pytest.raises(ConfigError) as caught:
-        load_modules(DEBIAN_FILE)
-    assert [str(issue) for issue in caught.value.issues] == [
-        f"modules.grpc.prober: grpc is not supported (line {grpc_lines[0]})",
-        f"modules.grpc_plain.prober: grpc is not supported (line {grpc_lines[1]})",
-    ]
-    assert caught.value.source == str(DEBIAN_FILE)
+    modules = load_modules(DEBIAN_FILE)
+    assert modules["grpc"].kind == modules["grpc_plain"].kind == "grpc"
 
 
 def test_debians_example_file_without_its_grpc_modules_translates_every_module() -> None:
@@ -304,7 +296,10 @@ def test_body_file_is_read_into_the_request_body(tmp_path: Path) -> None:
 
 REFUSALS = [
     # (module body, every message; the body's first line is line 3)
-    ("prober: grpc\ngrpc: {tls: true}", ["modules.foo.prober: grpc is not supported (line 3)"]),
+    (
+        "prober: grpc\ngrpc: {tls: true, tls_config: {insecure_skip_verify: true}}",
+        ["modules.foo.grpc.tls_config.insecure_skip_verify: not supported for grpc (grpcio always verifies) (line 4)"],
+    ),
     ("prober: websocket", ["modules.foo.prober: websocket is not supported (line 3)"]),
     ("prober: htp", ["modules.foo.prober: unknown prober 'htp' (did you mean 'http'?) (line 3)"]),
     ("timeout: 5s", ["modules.foo.prober: required key is missing (line 2)"]),
@@ -493,7 +488,7 @@ def test_every_problem_of_the_file_is_reported_at_once_in_line_order() -> None:
         http:
           enable_http3: true
       b:
-        prober: grpc
+        prober: websocket
       c:
         prober: icmp
         icmp: {ttl: -1}
@@ -501,7 +496,7 @@ def test_every_problem_of_the_file_is_reported_at_once_in_line_order() -> None:
     """
     assert issues_of(text) == [
         "modules.a.http.enable_http3: not supported (line 5)",
-        "modules.b.prober: grpc is not supported (line 7)",
+        "modules.b.prober: websocket is not supported (line 7)",
         'modules.c.icmp.ttl: "ttl" cannot be negative (line 10)',
         "modules.c.prober: duplicate key (line 11)",
     ]

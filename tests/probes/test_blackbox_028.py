@@ -560,3 +560,116 @@ async def test_enable_http2_false_speaks_http1_and_fails_a_module_that_wants_htt
         result = await probe(module, url, lookup=hosts({"localhost": ["127.0.0.1"]}))
     assert result.reason is FailureReason.ASSERTION
     assert value(result, names.BB_HTTP_VERSION) == 1.1
+
+
+# ---------------------------------------------------------------------------- grpc
+
+
+@contextlib.asynccontextmanager
+async def health_server(
+    statuses: dict[str, int], *, tls: tuple[bytes, bytes] | None = None, seen: list[Any] | None = None
+) -> AsyncIterator[int]:
+    """A grpc.health.v1 server on 127.0.0.1 answering ``statuses`` (service -> ServingStatus)."""
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    class Recording(health.HealthServicer):
+        def Check(self, request: Any, context: Any) -> Any:
+            if seen is not None:
+                seen.append(dict(context.invocation_metadata()))
+            return super().Check(request, context)
+
+    server = grpc.aio.server()
+    servicer = Recording()
+    for service, status in statuses.items():
+        servicer.set(service, status)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if tls is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([tls]))
+    await server.start()
+    assert health_pb2  # the generated messages are loaded with the stubs
+    try:
+        yield port
+    finally:
+        await server.stop(None)
+
+
+async def test_a_grpc_health_check_succeeds_for_a_serving_service_with_blackboxs_samples() -> None:
+    from grpc_health.v1 import health_pb2
+
+    seen: list[Any] = []
+    statuses = {"shop": health_pb2.HealthCheckResponse.SERVING, "db": health_pb2.HealthCheckResponse.NOT_SERVING}
+    async with health_server(statuses, seen=seen) as port:
+        module = module_of(
+            "prober: grpc\ngrpc: {service: shop, metadata: {x-team: [payments]}, preferred_ip_protocol: ip4}\n"
+        )
+        result = await probe(module, f"localhost:{port}", lookup=hosts({"localhost": ["127.0.0.1"]}))
+        down = await probe(module_of("prober: grpc\ngrpc: {service: db}\n"), f"127.0.0.1:{port}")
+        unknown = await probe(module_of("prober: grpc\ngrpc: {service: nope}\n"), f"127.0.0.1:{port}")
+    assert result.success, result.detail
+    assert seen[0]["x-team"] == "payments"
+    health = {dict(s.labels)["serving_status"]: s.value for s in result.samples if s.name == names.BB_GRPC_HEALTH}
+    assert health == {"UNKNOWN": 0, "SERVING": 1, "NOT_SERVING": 0, "SERVICE_UNKNOWN": 0}
+    assert value(result, names.BB_GRPC_STATUS) == 0 and value(result, names.BB_GRPC_SSL) == 0
+    assert down.reason is FailureReason.ASSERTION and "NOT_SERVING" in down.detail
+    assert unknown.reason is FailureReason.ASSERTION and value(unknown, names.BB_GRPC_STATUS) == 5  # NOT_FOUND
+
+
+async def test_a_grpc_health_check_over_tls_verifies_the_target_name(tmp_path: Path) -> None:
+    from grpc_health.v1 import health_pb2
+
+    authority = make_authority(tmp_path)
+    leaf = authority.issue(tmp_path, hosts=("grpc.test",))
+    pair = (leaf.key.read_bytes(), leaf.cert.read_bytes())
+    async with health_server({"": health_pb2.HealthCheckResponse.SERVING}, tls=pair) as port:
+        body = f"prober: grpc\ngrpc: {{tls: true, tls_config: {{ca_file: '{authority.path}'{{extra}}}}}}\n"
+        good = await probe(module_of(body.replace("{extra}", ", server_name: grpc.test")), f"127.0.0.1:{port}")
+        wrong = await probe(module_of(body.replace("{extra}", ", server_name: other.test")), f"127.0.0.1:{port}")
+    assert good.success, good.detail
+    assert value(good, names.BB_GRPC_SSL) == 1
+    assert wrong.reason in (FailureReason.TLS, FailureReason.CONNECT)
+
+
+async def test_grpc_faults_end_with_the_right_reason() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 3)
+        await writer.drain()
+        await reader.read()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    module = module_of("prober: grpc\n")
+    outcomes = {}
+    for name, handler in (("reset", reset), ("garbage", garbage), ("silent", silent)):
+        async with serve(handler) as port:
+            ctx = ProbeContext(timeout=1.0, trace=ProbeTrace(debug=True), want_samples=True)
+            result = await run_probe(PROBERS["grpc"], module.spec_for(f"127.0.0.1:{port}"), ctx)
+        outcomes[name] = result.reason
+    async with serve(reset) as port:
+        pass
+    refused = await probe(module, f"127.0.0.1:{port}")
+    assert outcomes == {
+        "reset": FailureReason.CONNECT,
+        "garbage": FailureReason.PROTOCOL,
+        "silent": FailureReason.TIMEOUT,
+    }
+    assert refused.reason is FailureReason.CONNECT
+
+
+def test_a_grpc_check_is_a_slaprobe_probe_and_a_flow_step() -> None:
+    from slaprobe.config import parse_config
+
+    config = parse_config(
+        "version: v1\nservices:\n  s:\n    probes:\n"
+        "      - {name: health, grpc: {address: '10.0.0.1:50051', service: shop}}\n"
+        "      - name: flow\n        flow:\n          steps:\n"
+        "            - {name: check, grpc: {address: '10.0.0.1:50051'}}\n"
+    )
+    probes = config.services["s"].probes
+    assert probes[0].kind == "grpc" and probes[1].kind == "flow"
