@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,16 @@ from tests.conftest import free_port
 class Serve:
     """``slaprobe serve`` in its own process, restartable on the same port and state dir."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(
+        self, tmp: Path, *, args: Sequence[str] | None = None, preexec_fn: Callable[[], None] | None = None
+    ) -> None:
+        """``args``: serve's arguments other than ``--listen`` (default: the config and state dir in ``tmp``);
+        ``preexec_fn`` runs in the child before serve starts (e.g. to lower its open-file limit)."""
         self.tmp = tmp
+        self.args = list(args) if args is not None else [
+            "--config", str(tmp / "slaprobe.yaml"), "--state-dir", str(tmp / "state")
+        ]  # fmt: skip
+        self.preexec_fn = preexec_fn
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.session = requests.Session()
@@ -29,10 +37,11 @@ class Serve:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "slaprobe", "serve", "--config", str(self.tmp / "slaprobe.yaml"),
-                "--state-dir", str(self.tmp / "state"), "--listen", f"127.0.0.1:{self.port}"]  # fmt: skip
+        argv = [sys.executable, "-m", "slaprobe", "serve", *self.args, "--listen", f"127.0.0.1:{self.port}"]
         with (self.tmp / "serve.log").open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, preexec_fn=self.preexec_fn
+            )
         self.until(lambda: self.get("/-/ready").status_code == 200)
 
     def stop(self) -> None:
