@@ -16,11 +16,25 @@ import asyncio
 import contextlib
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from aiohttp import web
+
 from slaprobe.config import Config, ConfigError, parse_config
 from slaprobe.demo import shop
+from slaprobe.demo.loop import (
+    Loop,
+    Report,
+    find_binaries,
+    loop_config_text,
+    loop_section,
+    new_token,
+    report_page,
+    start_loop,
+)
+from slaprobe.exporter.app import STATUS_SECTIONS_KEY
 from slaprobe.exporter.runtime import Sources
 from slaprobe.exporter.serve import ServeOptions, serve
 from slaprobe.units import format_duration
@@ -104,11 +118,21 @@ def escalation_table(config: Config) -> list[str]:
 
 
 async def run_demo(
-    *, listen: str = DEFAULT_LISTEN, workdir: str = str(shop.DEMO_WORKDIR), generate: Generate | None = None
+    *,
+    listen: str = DEFAULT_LISTEN,
+    workdir: str = str(shop.DEMO_WORKDIR),
+    generate: Generate | None = None,
+    report: Report | None = None,
+    binaries: tuple[str | None, str | None] | None = None,
 ) -> int:
     """Start the sample service on free loopback ports, write the config and what
-    ``generate`` makes of it into ``workdir``, then serve; run until Ctrl-C."""
+    ``generate`` makes of it into ``workdir``, start Prometheus and Alertmanager when
+    ``binaries`` (default: found on PATH) has both, then serve; run until Ctrl-C."""
     work = Path(workdir).resolve()
+    prometheus, alertmanager = find_binaries() if binaries is None else binaries
+    with_loop = bool(prometheus and alertmanager and generate)
+    listen = free_listen(listen)
+    am_port, prom_port = _free_port(), _free_port()
     try:
         service = await shop.start_sample_service(work)
     except OSError as exc:
@@ -123,6 +147,8 @@ async def run_demo(
         }
         config_path = work / "slaprobe.yaml"
         text = render_config(work, ports)
+        if with_loop:
+            text += loop_config_text(am_port, listen, new_token())
         config = parse_config(text, require_secrets=False)
         config_path.write_text(text, encoding="utf-8")
         generated = write_generated(config, work / "generated", generate) if generate else []
@@ -130,7 +156,34 @@ async def run_demo(
         await service.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    listen = free_listen(listen)
+    if with_loop:
+        assert prometheus and alertmanager
+        loop = await start_loop(
+            work,
+            prometheus=prometheus,
+            alertmanager=alertmanager,
+            prometheus_port=prom_port,
+            alertmanager_port=am_port,
+            exporter_listen=listen,
+            generated=work / "generated",
+        )
+    else:
+        missing = tuple(n for n, p in (("prometheus", prometheus), ("alertmanager", alertmanager)) if not p)
+        loop = Loop(missing=missing, problem="" if missing else "nothing generated to run it with")
+    loop.report, loop.config = report, config
+    hooks_url = service.http_url + "/hooks"
+
+    def setup(app: web.Application) -> None:
+        def section() -> str:
+            return loop_section(loop, list(service.state.notifications), hooks_url, time.time())
+
+        async def handle_report(_request: web.Request) -> web.Response:
+            status, html = await asyncio.to_thread(report_page, loop)
+            return web.Response(status=status, text=html, content_type="text/html")
+
+        app[STATUS_SECTIONS_KEY] = [section]
+        app.router.add_get("/report", handle_report)
+
     ready = asyncio.Event()
 
     async def announce() -> None:
@@ -148,17 +201,25 @@ async def run_demo(
             + "\n".join(files)
             + "\nescalation (level 1 is the alert; later levels while it keeps firing, unacknowledged):\n"
             + "\n".join(escalation_table(config))
-            + f"\nreport (needs a Prometheus scraping http://{listen}/metrics):\n"
-            f"  slaprobe report --config {config_path} --prometheus http://127.0.0.1:9090 --period 1d"
-            f" --out {work / 'report.html'}",
+            + "\n"
+            + "\n".join(loop.banner())
+            + f"\nreport: http://{listen}/report (live while Prometheus runs), or\n"
+            f"  slaprobe report --config {config_path} --prometheus {loop.prometheus_url or 'http://127.0.0.1:9090'}"
+            f" --period 1d --out {work / 'report.html'}",
             flush=True,
         )
 
     announcer = asyncio.create_task(announce())
     try:
-        return await serve(ServeOptions(sources=Sources(config=str(config_path)), listen=listen), ready=ready)
+        options = ServeOptions(sources=Sources(config=str(config_path)), listen=listen)
+        return await serve(options, ready=ready, setup=setup)
     finally:
         announcer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await announcer
+        loop.stop()
         await service.close()
+
+
+def _free_port() -> int:
+    return int(free_listen("127.0.0.1:0").rpartition(":")[2])

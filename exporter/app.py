@@ -514,6 +514,10 @@ async def handle_ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: no valid config loaded yet\n")
 
 
+STATUS_SECTIONS_KEY = web.AppKey("status_sections", list[Callable[[], str]])
+"""Extra sections of the status page (HTML, escaped by their maker), e.g. the demo's alerting loop."""
+
+
 async def handle_status(request: web.Request) -> web.Response:
     """The HTML status page; ``?refresh=N`` sets its auto-refresh in seconds (0: off)."""
     exporter = request.app[EXPORTER_KEY]
@@ -533,6 +537,7 @@ async def handle_status(request: web.Request) -> web.Response:
         schedules=exporter.schedules(),
         sources=exporter.logs.source_views(),
         refresh=refresh,
+        sections=[section() for section in request.app.get(STATUS_SECTIONS_KEY, ())],
     )
     return web.Response(
         text=html,

@@ -59,8 +59,13 @@ def configure_logging(current_redactor: Callable[[], Redactor], level: int = log
 KEEPALIVE_SECONDS = 75.0  # an idle client connection is closed after this (aiohttp's own default is an hour)
 
 
-async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT; return the exit status."""
+async def serve(
+    options: ServeOptions,
+    *,
+    ready: asyncio.Event | None = None,
+    setup: Callable[[web.Application], None] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT; return the exit status. ``setup`` may add routes to the app (the demo)."""
     exporter = Exporter(options.sources, shard=options.shard, state_dir=options.state_dir)
     configure_logging(lambda: exporter.redact)
     before, open_files = raise_open_file_limit()
@@ -82,6 +87,8 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
         exporter, probe_allow=options.probe_allow, middlewares=middlewares, allowed_hosts=options.allowed_hosts
     )
     app[CONNECTIONS_KEY] = limiter
+    if setup is not None:
+        setup(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
     await runner.setup()
     host, port = split_listen(options.listen)

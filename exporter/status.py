@@ -284,12 +284,14 @@ def render_status_page(
     schedules: Mapping[ProbeKey, Schedule] | None = None,
     sources: Sequence[SourceView] = (),
     refresh: int = DEFAULT_REFRESH,
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole status page as HTML text; ``today`` is the local date ordinal of 'today'.
 
     ``started``: when the exporter's counters began; ``schedules``: each probe's schedule
     (for the runs planned today); ``sources``: the log and ticket sources; ``refresh``:
-    seconds between automatic reloads, 0 for none.
+    seconds between automatic reloads, 0 for none; ``sections``: extra HTML (escaped by its
+    maker) shown after the header, such as the demo's alerting loop.
     """
     schedules = schedules or {}
     refresh = max(0, min(int(refresh), MAX_REFRESH))
@@ -316,6 +318,7 @@ def render_status_page(
             f'<div class="bad"><b>The last reload was rejected</b> ({escape(reload.source)}); '
             f"the previous config keeps running.<ul>{items}</ul></div>"
         )
+    parts.extend(sections)
     by_service: dict[str, list[ProbeSeries]] = {}
     for s in series:
         by_service.setdefault(s.meta.service, []).append(s)

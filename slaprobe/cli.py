@@ -94,7 +94,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start the misbehaving sample service and the exporter probing it."""
     from slaprobe.demo.run import run_demo
 
-    return asyncio.run(run_demo(listen=args.listen, workdir=args.workdir, generate=generate_all))
+    return asyncio.run(run_demo(listen=args.listen, workdir=args.workdir, generate=generate_all, report=live_report))
+
+
+def live_report(cfg: Config, prometheus: str) -> str:
+    """The demo's /report: the HTML SLA report of the last day from ``prometheus``."""
+    from slaprobe.dashboards.report import build_report
+
+    return build_report(cfg, prometheus, "1d")
 
 
 def _manifest_labels(pairs: Sequence[str] | None) -> dict[str, str]:

@@ -37,13 +37,16 @@ def taken(port: int) -> Iterator[None]:
         sock.close()
 
 
-def run_demo_until_ready(workdir: Path, listen: str) -> tuple[str, str]:
-    """Start ``slaprobe demo``, wait for its banner and the status page; its output and the page."""
+def run_demo_until_ready(workdir: Path, listen: str, *, path: str | None = None) -> tuple[str, str]:
+    """Start ``slaprobe demo``, wait for its banner and the status page; its output and the page.
+
+    ``path``: the PATH the demo sees (where it looks for prometheus and alertmanager).
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "slaprobe", "demo", "--workdir", str(workdir), "--listen", listen],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **({"PATH": path} if path is not None else {})},
     )
     page = ""
     try:
@@ -92,7 +95,7 @@ def test_the_demo_shows_the_generated_rules_routing_and_escalation(tmp_path: Pat
     for name in names:
         assert str(generated / name) in out
     assert "escalation (level 1 is the alert" in out
-    assert re.search(r"shop\s+critical\s+page\s+P1\s+L1 after 0s -> oncall, L2 after 5m -> team-lead", out)
+    assert re.search(r"shop\s+critical\s+page\s+P1\s+L1 after 0s -> oncall, L2 after 1m -> team-lead", out)
     assert "slaprobe report --config" in out
     routing = (generated / "alertmanager.yaml").read_text()
     assert "/hooks/oncall" in routing and f"127.0.0.1:{shop.DEMO_HTTP_PORT}/" not in routing
@@ -116,3 +119,17 @@ def test_a_taken_or_zero_listen_port_becomes_a_free_one() -> None:
         busy = f"127.0.0.1:{held.getsockname()[1]}"
         assert free_listen(busy) != busy
     assert not free_listen("127.0.0.1:0").endswith(":0")
+
+
+def test_without_prometheus_and_alertmanager_the_demo_says_what_it_would_show_and_how_to_install_them(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    listen = f"127.0.0.1:{free_port()}"
+    out, page = run_demo_until_ready(tmp_path / "work", listen, path=str(empty))
+    assert "alerting loop: off (not found on PATH: prometheus, alertmanager)" in out
+    assert "apt-get install prometheus prometheus-alertmanager" in out
+    assert "Alerting loop: off" in page and "escalates to the team lead" in page
+    assert "apt-get install prometheus prometheus-alertmanager" in page
+    assert "alertmanager:" not in (tmp_path / "work" / "slaprobe.yaml").read_text()  # nothing to poll
