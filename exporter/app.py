@@ -28,7 +28,7 @@ from slaprobe.exporter.heartbeats import install_heartbeats
 from slaprobe.exporter.incidents import INCIDENTS_KEY, WEBHOOK_PATH, install_incidents
 from slaprobe.exporter.maintenance import MAINTENANCE_PATH, install_maintenance, maintenance_text
 from slaprobe.exporter.runtime import Exporter, ReloadStatus
-from slaprobe.exporter.status import DEFAULT_REFRESH, render_status_page
+from slaprobe.exporter.status import DEFAULT_REFRESH, plan_counter, render_status_page
 from slaprobe.exporter.store import service_info_text
 from slaprobe.probes.kinds import PROBERS
 from slaprobe.probes.result import FailureReason, ForbiddenTargetError, ProbeContext, ProbeResult, ProbeTrace
@@ -538,6 +538,8 @@ async def handle_status(request: web.Request) -> web.Response:
         sources=exporter.logs.source_views(),
         refresh=refresh,
         sections=[section() for section in request.app.get(STATUS_SECTIONS_KEY, ())],
+        hours=exporter.hours,
+        in_maintenance=exporter.in_maintenance,
     )
     return web.Response(
         text=html,
@@ -584,6 +586,7 @@ def make_app(
     app.router.add_get("/", handle_status)
     app.cleanup_ctx.append(_scheduler_context)
     app.cleanup_ctx.append(_logs_context)
+    app.cleanup_ctx.append(plan_counter(exporter.schedules, lambda: exporter.started))  # status page, off-request
     install_incidents(app, exporter)  # /alertmanager/webhook and the silence poller
     install_heartbeats(app, exporter.heartbeats)  # /push/<service>/<probe> and missed periods
     install_maintenance(app, exporter, cross_site_problem)  # /-/maintenance: ad hoc windows

@@ -19,6 +19,7 @@ from slaprobe.config import Config, ConfigError, ConfigIssue, Probe, Service, lo
 from slaprobe.exporter.blackbox import Module, read_module_file
 from slaprobe.exporter.guard import AllowList, ProbeGuard
 from slaprobe.exporter.heartbeats import Heartbeats
+from slaprobe.exporter.hours import Hours
 from slaprobe.exporter.logs import LogPipeline
 from slaprobe.exporter.maintenance import AdhocMaintenance
 from slaprobe.exporter.scheduler import Job, Scheduler, spread_offset
@@ -92,6 +93,7 @@ class Exporter:
         self.modules: dict[str, Module] = {}
         self.redact = Redactor()
         self.store = ResultStore()
+        self.hours = Hours()  # per service, by hour: for the status page
         self.started = clock()  # unix seconds: the store's counters count from here
         self.status = ReloadStatus()
         self.scheduler: Scheduler | None = None
@@ -255,6 +257,7 @@ class Exporter:
         self.guard = plan.guard
         self.calendars = plan.calendars
         self.store.sync(plan.metas, made=plan.series)
+        self.hours.sync((name, s.sla.window) for name, s in config.services.items())
         self.heartbeats.sync(plan.beats)
         yield
         # Logs are read by the first shard only: every replica sees the same files.
@@ -344,6 +347,8 @@ class Exporter:
             maintenance = self.in_maintenance(key[0], now)
         store, day = self.store, self.today(now)
         store.record(key, result, now, day=day, first_attempt=first_attempt, maintenance=maintenance, location=location)
+        if series is not None and not maintenance:  # the status page's hourly strip and SLA-window figure
+            self.hours.record(key[0], first_attempt is not None or not result.success, now, day)
         if location is not None:
             return  # a remote location's state changes are the agent's to log
         if was_up is not result.success:  # a change, or the first run

@@ -12,18 +12,25 @@ detail quoting a response must not become markup) and passed through the redacto
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 from slaprobe.config import Config, Service
+from slaprobe.exporter.hours import Hours, ServiceHours
 from slaprobe.exporter.logs import SourceView
 from slaprobe.exporter.runtime import ReloadStatus
 from slaprobe.exporter.store import HistoryEntry, ProbeKey, ProbeSeries
 from slaprobe.schedule import Schedule
 from slaprobe.text import sanitize_text
 
+log = logging.getLogger("slaprobe.status")
 DEFAULT_REFRESH = 30  # seconds between automatic reloads of the page
 MAX_REFRESH = 86400
 _SLOT_LIMIT = 10_000  # slots counted per probe and day at most (a 1 s cron-free grid is arithmetic)
@@ -40,6 +47,18 @@ th{background:#f4f4f4}.up{color:#0a7d32;font-weight:600}.down{color:#c0262d;font
 .runs span.in-maintenance{outline:2px solid #0550ae;outline-offset:-2px}
 .retry{background:#8fd19e}.retried{color:#0a7d32;font-weight:600;border-bottom:2px dotted #9a6700}
 .behind{color:#9a6700}
+.wide{overflow-x:auto;-webkit-overflow-scrolling:touch}
+.figures{display:flex;flex-wrap:wrap;gap:.6em;margin:.6em 0}
+.figure{border:1px solid #ddd;border-radius:6px;padding:.4em .7em;min-width:8.5em}
+.figure b{display:block;font-size:1.25em}.figure small{color:#666}
+.banner{background:#ddf4ff;border:1px solid #0550ae;color:#0550ae;padding:.5em .8em;border-radius:6px;margin:.5em 0}
+.strip{display:flex;gap:2px;margin:.3em 0 .1em;max-width:48em}
+.strip span{flex:1 1 0;height:1.4em;border-radius:2px;background:#eee}
+.strip .h-ok{background:#2da44e}.strip .h-warn{background:#d4a72c}.strip .h-bad{background:#cf222e}
+.strip .h-none{background:#eaeef2}
+.strip-axis{display:flex;justify-content:space-between;max-width:48em;font-size:.75em;color:#666}
+@media (max-width:640px){body{margin:.6em}h1{font-size:1.15em}th,td{padding:.25em .35em}
+.col-kind,.col-target,.col-last{display:none}.figure{min-width:7em;flex:1 1 40%}}
 """
 
 
@@ -82,10 +101,10 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
     retried = series.passed_on_retry
     on_retry = f'<br><span class="muted">{retried} passed on retry</span>' if retried else ""
     return (
-        f"<tr><td>{escape(meta.probe)}</td><td>{escape(meta.kind)}</td>"
-        f"<td><code>{escape(redact(meta.target))}</code></td>{state}"
+        f'<tr class="probe"><td>{escape(meta.probe)}</td><td class="col-kind">{escape(meta.kind)}</td>'
+        f'<td class="col-target"><code>{escape(redact(meta.target))}</code></td>{state}'
         f'<td class="runs">{runs}</td><td>{rate} of {series.runs}{on_retry}</td>'
-        f'<td class="muted">{escape(_when(series.last_time, now))}</td></tr>'
+        f'<td class="muted col-last">{escape(_when(series.last_time, now))}</td></tr>'
     )
 
 
@@ -159,6 +178,50 @@ def planned_today(schedule: Schedule, since: float, now: float) -> int:
     return count
 
 
+PLAN_COUNT_INTERVAL = 60.0  # seconds between two background counts of every schedule's slots
+_PLAN_CHUNK = 200  # schedules counted between two yields to the event loop
+
+
+async def count_plans(schedules: Mapping[ProbeKey, Schedule], since: float, now: float) -> None:
+    """Bring every schedule's remembered count of today's slots up to ``now``, yielding as it goes."""
+    for i, schedule in enumerate(list(schedules.values())):
+        planned_today(schedule, since, now)
+        if i % _PLAN_CHUNK == _PLAN_CHUNK - 1:
+            await asyncio.sleep(0)
+
+
+def plan_counter(
+    schedules: Callable[[], Mapping[ProbeKey, Schedule]],
+    started: Callable[[], float],
+    *,
+    interval: float = PLAN_COUNT_INTERVAL,
+    clock: Callable[[], float] = time.time,
+) -> Callable[[Any], AsyncIterator[None]]:
+    """An aiohttp cleanup context that counts today's slots of every schedule every ``interval`` s.
+
+    The page's ``planned_today`` then only walks the slots since the last count: the first view
+    after midnight (or after a long quiet spell) costs no more than any other, and nothing walks
+    a whole day's cron slots on the request path.
+    """
+
+    async def context(_app: Any) -> AsyncIterator[None]:
+        async def run() -> None:
+            while True:
+                try:
+                    await count_plans(schedules(), started(), clock())
+                except Exception:  # a bad schedule must not end the counting of the others
+                    log.exception("counting the planned runs for the status page failed")
+                await asyncio.sleep(interval)
+
+        task = asyncio.create_task(run(), name="status-plan-counter")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
 def _progress_line(
     rows: Sequence[ProbeSeries], schedules: Mapping[ProbeKey, Schedule], since: float, now: float, today: int
 ) -> str:
@@ -179,6 +242,84 @@ def _progress_line(
 def _midnight_guess(now: float, schedules: Mapping[ProbeKey, Schedule], rows: Sequence[ProbeSeries]) -> float:
     tz = next((schedules[r.meta.key].tz for r in rows if r.meta.key in schedules), dt.UTC)
     return dt.datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def _percent(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _figures(service: Service, hours: ServiceHours, started: float, now: float, today: int) -> str:
+    """Availability over the SLA window and today, and the error budget left, from the exporter's counters.
+
+    The window is counted in whole hours, as far back as the exporter has run (its share is
+    said); the budget left is 1 - (failed share / allowed failed share) over that span.
+    """
+    window = service.sla.window
+    over = hours.over(window, now)
+    day = hours.today(today)
+    target = service.sla.availability / 100
+    allowed = 1 - target
+    budget: float | None = None
+    if over.runs and allowed > 0:
+        budget = 1 - (over.failed / over.runs) / allowed
+    covered = min(window, max(0.0, now - started)) if started else window
+    span = readable_span(window)
+    note = f"{readable_span(covered)} of {span} counted" if covered < window else f"the last {span}"
+
+    def figure(label: str, value: float | None, good: bool | None, small: str, css: str) -> str:
+        cls = "" if good is None else (' class="up"' if good else ' class="down"')
+        return (
+            f'<div class="figure {css}"><small>{escape(label)}</small>'
+            f"<b{cls}>{_percent(value, 0 if css == 'budget' else 2)}</b><small>{escape(small)}</small></div>"
+        )
+
+    avail_window = over.availability
+    avail_today = day.availability
+    return (
+        '<div class="figures">'
+        + figure(
+            f"availability, {span} SLA window",
+            avail_window,
+            None if avail_window is None else avail_window >= target,
+            note,
+            "window",
+        )
+        + figure(
+            "availability today",
+            avail_today,
+            None if avail_today is None else avail_today >= target,
+            f"{day.runs} runs" if day.runs else "no runs yet",
+            "today",
+        )
+        + figure(
+            "error budget left",
+            None if budget is None else max(budget, -9.99),
+            None if budget is None else budget > 0,
+            f"target {service.sla.availability:g}%",
+            "budget",
+        )
+        + "</div>"
+    )
+
+
+def _strip(hours: ServiceHours, service: Service, now: float) -> str:
+    """The last 24 hours, one cell per hour: green at or above the target, amber within twice the
+    allowed failures, red below; grey without runs. Each cell's title gives its figures."""
+    target = service.sla.availability / 100
+    cells = []
+    for hour, tally in hours.strip(now):
+        start = dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%H:00")
+        value = tally.availability
+        if value is None:
+            css, what = "h-none", "no runs"
+        else:
+            css = "h-ok" if value >= target else ("h-warn" if 1 - value <= 2 * (1 - target) else "h-bad")
+            what = f"{100 * value:.2f}% of {tally.runs} runs, {tally.failed} failed"
+        cells.append(f'<span class="{css}" title="{start} UTC: {escape(what)}"></span>')
+    return (
+        f'<div class="strip" aria-label="availability by hour, last 24 hours">{"".join(cells)}</div>'
+        '<div class="strip-axis"><span>24 h ago</span><span>now</span></div>'
+    )
 
 
 def _availability_line(rows: Sequence[ProbeSeries], service: Service | None, since: float, now: float) -> str:
@@ -285,13 +426,17 @@ def render_status_page(
     sources: Sequence[SourceView] = (),
     refresh: int = DEFAULT_REFRESH,
     sections: Sequence[str] = (),
+    hours: Hours | None = None,
+    in_maintenance: Callable[[str, float], bool] | None = None,
 ) -> str:
     """The whole status page as HTML text; ``today`` is the local date ordinal of 'today'.
 
     ``started``: when the exporter's counters began; ``schedules``: each probe's schedule
     (for the runs planned today); ``sources``: the log and ticket sources; ``refresh``:
     seconds between automatic reloads, 0 for none; ``sections``: extra HTML (escaped by its
-    maker) shown after the header, such as the demo's alerting loop.
+    maker) shown after the header, such as the demo's alerting loop; ``hours``: each service's
+    hourly and daily tallies (the SLA-window, today and budget figures and the 24 h strip);
+    ``in_maintenance(service, now)``: whether a planned or ad hoc window is open.
     """
     schedules = schedules or {}
     refresh = max(0, min(int(refresh), MAX_REFRESH))
@@ -328,21 +473,37 @@ def render_status_page(
         target = f"SLA {service.sla.availability}%" if service else ""
         down = sum(1 for r in rows if r.last is not None and not r.last.success)
         headline = f'<span class="down">{down} down</span>' if down else '<span class="up">all up</span>'
-        if service is not None and config.maintenance_of(service).active(now):
-            planned = sum(r.maintenance_runs for r in rows)
-            headline += f' <span class="maint">in maintenance ({planned} runs not counted)</span>'
+        maintained = service is not None and (
+            in_maintenance(name, now) if in_maintenance is not None else config.maintenance_of(service).active(now)
+        )
+        counted_apart = sum(r.maintenance_runs for r in rows)
+        if maintained:
+            headline += f' <span class="maint">in maintenance ({counted_apart} runs not counted)</span>'
         parts.append(
+            f'<section class="service" id="service-{escape(name)}">'
             f"<h2>{escape(name)} <span class='muted'>({escape(tier)}, {escape(target)})</span> {headline}</h2>"
         )
+        if maintained:
+            parts.append(
+                '<div class="banner" role="status"><b>Maintenance window open.</b> Runs are still probed and '
+                f"shown, counted apart ({counted_apart} so far) and left out of every availability, budget and "
+                "compliance figure; the service's alerts are muted.</div>"
+            )
+        service_hours = hours.get(name) if hours is not None else None
+        if service is not None and service_hours is not None:
+            parts.append(_figures(service, service_hours, started, now, today))
+            parts.append(_strip(service_hours, service, now))
         parts.append(_availability_line(rows, service, started, now))
         parts.append(_progress_line(rows, schedules, started, now, today))
         parts.append(_compliance_line(rows, service, today))
         parts.append(
-            "<table><tr><th>probe</th><th>kind</th><th>target</th><th>state</th><th>duration</th>"
-            "<th>failure</th><th>last runs</th><th>availability since start</th><th>last run</th></tr>"
+            '<div class="wide"><table><tr><th>probe</th><th class="col-kind">kind</th>'
+            '<th class="col-target">target</th><th>state</th><th>duration</th><th>failure</th><th>last runs</th>'
+            "<th>availability since start</th>"
+            '<th class="col-last">last run</th></tr>'
         )
         parts.extend(_row(r, now, redact) for r in rows)
-        parts.append("</table>")
+        parts.append("</table></div></section>")
     if not series:
         parts.append("<p>No scheduled probes in this config (or in this shard).</p>")
     parts.append(_sources_table(sources, redact))

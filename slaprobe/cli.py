@@ -98,10 +98,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def live_report(cfg: Config, prometheus: str) -> str:
-    """The demo's /report: the HTML SLA report of the last day from ``prometheus``."""
+    """The demo's /report: the HTML SLA report of the last hour from ``prometheus`` (a demo is young)."""
     from slaprobe.dashboards.report import build_report
 
-    return build_report(cfg, prometheus, "1d")
+    return build_report(cfg, prometheus, "1h")
 
 
 def _manifest_labels(pairs: Sequence[str] | None) -> dict[str, str]:

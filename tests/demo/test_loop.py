@@ -108,14 +108,9 @@ def test_the_demo_pages_on_call_and_escalates_to_the_team_lead_within_its_schedu
         alerts = requests.get(f"{prometheus[1]}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
         assert {a["labels"].get(c.LABEL_ESCALATION_LEVEL) for a in alerts if a["state"] == "firing"} >= {"1", "2"}
 
-        report = poll(
-            lambda: (r := requests.get(f"http://{listen}/report", timeout=60)).status_code == 200 and r.text,
-            time.monotonic() + 60,
-            "the live report",
-            proc,
-            log,
-        )
-        assert "SLA report" in report and "edge" in report
+        report = requests.get(f"http://{listen}/report", timeout=300)  # many queries; slow on a busy machine
+        assert report.status_code == 200, report.text[-2000:]
+        assert "SLA report" in report.text and "edge" in report.text
     assert not [p for p in (PROMETHEUS, ALERTMANAGER) if _still_running(p, workdir)], "the demo left a binary running"
 
 

@@ -4,6 +4,7 @@ auto-refresh, and every target-controlled text escaped."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import http.server
 import json
@@ -108,6 +109,7 @@ feedback:
     pages: dict[str, str] = {}
     try:
         deadline = time.monotonic() + 60
+        text = ""
         while True:  # every probe ran twice, the flaky one passed on its retry, the sources were read
             try:
                 text = requests.get(f"{base}/", timeout=5).text
@@ -116,7 +118,9 @@ feedback:
                     break
             except requests.RequestException:  # not up yet, or slow to answer on a busy machine
                 pass
-            assert time.monotonic() < deadline and proc.poll() is None, "serve did not show every probe twice"
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                f"serve did not show every probe twice: {text[-3000:]}"
+            )
             time.sleep(0.1)
         pages["default"] = requests.get(f"{base}/", timeout=5).text
         pages["off"] = requests.get(f"{base}/", params={"refresh": "0"}, timeout=5).text
@@ -188,3 +192,80 @@ def test_runs_planned_today_follow_the_schedule_from_midnight_or_the_start() -> 
 
 def test_the_share_of_the_window_covered_reads_in_the_largest_fitting_unit() -> None:
     assert [readable_span(s) for s in (7, 90, 5400, 86400, 30 * 86400)] == ["7s", "2m", "1.5h", "1d", "30d"]
+
+
+def test_each_service_shows_its_sla_window_today_and_budget_left_from_the_exporters_counters(
+    page: dict[str, str],
+) -> None:
+    text = page["default"]
+    assert "availability, 30d SLA window" in text and "availability today" in text
+    assert "error budget left" in text and "target 99.9%" in text
+    assert re.search(r"\d+[smh] of 30d counted", text)  # the exporter ran for a moment of the window
+
+
+def test_the_last_24_hours_show_as_a_strip_of_hourly_cells(page: dict[str, str]) -> None:
+    strip = re.search(r'<div class="strip"[^>]*>(.*?)</div>', page["default"])
+    assert strip is not None
+    cells = re.findall(r'<span class="(h-\w+)" title="([^"]*)"', strip[1])
+    assert len(cells) == 24
+    assert cells[-1][0] in ("h-ok", "h-warn", "h-bad") and "runs" in cells[-1][1]  # this hour has runs
+    assert all(css == "h-none" for css, _ in cells[:-2])  # before the exporter started: nothing
+
+
+def _rendered(now: float, *, maintained: bool) -> str:
+    from slaprobe.config import parse_config
+    from slaprobe.exporter.hours import Hours
+    from slaprobe.exporter.runtime import ReloadStatus
+    from slaprobe.exporter.status import render_status_page
+    from slaprobe.exporter.store import ProbeMeta, ResultStore
+    from slaprobe.probes.result import FailureReason, ProbeResult
+
+    cfg = parse_config(
+        "version: v1\nservices:\n  shop:\n    sla: {window: 1d, availability: 99}\n"
+        "    probes: [{name: home, http: {url: 'http://127.0.0.1:1/'}}]\n"
+    )
+    store = ResultStore()
+    store.sync([ProbeMeta("shop", "home", "http", "http://127.0.0.1:1/", "default", 30, 10, (1.0,), None)])
+    hours = Hours()
+    hours.sync([("shop", 86400.0)])
+    for i in range(100):  # over the last 4 hours: 100 runs, 2 failed
+        when = now - 4 * 3600 + i * 144
+        ok = i not in (10, 90)
+        store.record(("shop", "home"), ProbeResult(ok, 0.1, None if ok else FailureReason.CONNECT), now=when)
+        hours.record("shop", not ok, when, day=1)
+    return render_status_page(
+        cfg,
+        store.series(),
+        ReloadStatus(successful=True, last_success=now),
+        now=now,
+        today=1,
+        started=now - 4 * 3600,
+        hours=hours,
+        in_maintenance=lambda service, _now: maintained and service == "shop",
+    )
+
+
+def test_the_budget_left_is_the_share_of_allowed_failures_not_yet_spent() -> None:
+    text = _rendered(1_800_000_000.0, maintained=False)
+    assert '<b class="down">98.00%</b><small>4h of 1d counted</small>' in text  # below the 99% target
+    assert '<small>error budget left</small><b class="down">-100%</b>' in text  # 2% failed of 1% allowed
+    assert "Maintenance window open" not in text
+
+
+def test_an_open_maintenance_window_shows_a_banner_over_the_service() -> None:
+    text = _rendered(1_800_000_000.0, maintained=True)
+    assert '<div class="banner" role="status"><b>Maintenance window open.</b>' in text
+    assert "left out of every availability, budget and compliance figure" in text
+
+
+def test_the_plan_counter_counts_todays_slots_off_the_request_path() -> None:
+    from slaprobe.exporter import status
+
+    midnight = dt.datetime(2026, 12, 5, tzinfo=dt.UTC).timestamp()
+    cron = Schedule(interval=60.0, cron=CronExpression.parse("*/5 * * * *"))
+    asyncio.run(status.count_plans({("shop", "home"): cron}, since=0.0, now=midnight + 3600))
+    remembered = status._PLANNED[cron]
+    assert (remembered.start, remembered.now, remembered.count) == (midnight, midnight + 3600, 13)
+    # The page, a minute later, walks on from there: the same count as a walk from midnight.
+    assert planned_today(cron, since=0.0, now=midnight + 3660) == 13
+    assert status._PLANNED[cron].now == midnight + 3660
