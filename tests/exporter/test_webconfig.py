@@ -19,8 +19,9 @@ from slaprobe.exporter.webconfig import WebConfig, WebConfigError, load_web_conf
 from tests.support.certs import Authority, CertFiles, make_authority
 
 PASSWORD = "s3cret pässword"
-HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-OTHER_HASH = bcrypt.hashpw(b"other", bcrypt.gensalt(rounds=4)).decode()
+SALT = b"$2b$04$slaprobe.tests.fixed.e"  # fixed: test ids embed the hashes, and xdist workers must agree on them
+HASH = bcrypt.hashpw(PASSWORD.encode(), SALT).decode()
+OTHER_HASH = bcrypt.hashpw(b"other", SALT).decode()
 CHALLENGE = 'Basic realm="slaprobe"'
 
 
