@@ -31,6 +31,8 @@ from slaprobe.probes.runner import run_probe
 from tests.support.certs import Authority
 from tests.support.faults import FaultEndpoints, FaultProcess, fault_certificates
 
+pytestmark = pytest.mark.alone  # it times probes and scrapes: scripts/test runs it after the parallel part
+
 HANG = 0.5  # seconds: the timeout of probes whose target never finishes answering
 QUICK = 3.0  # seconds: the timeout of probes whose target fails fast (they must not use it)
 OWN_SLACK = 0.1  # the requirement: a probe's duration is at most its timeout plus this

@@ -24,6 +24,8 @@ import requests
 from tests.conftest import free_port
 from tests.support.faults import FaultProcess
 
+pytestmark = pytest.mark.alone  # it times probes and scrapes: scripts/test runs it after the parallel part
+
 HANGING = 200
 HEALTHY = 50
 SCRAPES = 30
