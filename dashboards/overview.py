@@ -319,6 +319,93 @@ def _complaints(cfg: Config) -> list[Panel]:
     ]
 
 
+_NAN_AS_DASH = {"type": "special", "options": {"match": "nan", "result": {"text": "-", "index": 0}}}
+
+
+def _over(metric: str, matchers: Sequence[str], *, previous: bool) -> str:
+    """Per source, the growth of ``metric`` over the time range, or over the range before it."""
+    shift = " offset $__range" if previous else ""
+    return f"sum by ({c.LABEL_SOURCE}) (increase({selector(metric, *matchers)}[$__range]{shift}))"
+
+
+def _desk_kpis(*, previous: bool) -> list[tuple[str, str, str, str]]:
+    """(title, expression, unit, description) of each satisfaction and feedback KPI, as in the report."""
+
+    def n(metric: str, *matchers: str) -> str:
+        return _over(metric, matchers, previous=previous)
+
+    scale10 = equals(c.LABEL_SCALE, "10")
+    scored = n(c.FEEDBACK_RATING + "_count", scale10)
+    not_promoters = n(c.FEEDBACK_RATING + "_bucket", scale10, equals("le", "8"))
+    detractors = n(c.FEEDBACK_RATING + "_bucket", scale10, equals("le", "6"))
+    good_close = matches(c.LABEL_OUTCOME, (c.CLOSED_CONFIRMED, c.CLOSED_AUTO))
+    resolved = equals(c.LABEL_STAGE, c.LOOP_RESOLVED)
+    tickets, closed = n(c.FEEDBACK_TICKETS), n(c.FEEDBACK_CLOSED)
+    return [
+        ("CSAT", share(n(c.FEEDBACK_SATISFIED), n(c.FEEDBACK_RATED)), "percentunit", "satisfied ratings / ratings"),
+        (
+            "NPS",
+            f"100 * {share(f'({scored} - {not_promoters} - {detractors})', scored)}",
+            "none",
+            "(promoters 9-10 - detractors 0-6) / ratings on the 0-10 scale, in points",
+        ),
+        ("Repeat rate", share(n(c.FEEDBACK_REPEATS), tickets), "percentunit", "repeat tickets / tickets"),
+        (
+            "Reopen rate",
+            share(n(c.FEEDBACK_REOPENED), n(c.FEEDBACK_LOOP_STAGE, resolved)),
+            "percentunit",
+            "reopens / tickets resolved",
+        ),
+        (
+            "Resolution rate",
+            share(n(c.FEEDBACK_CLOSED, good_close), closed),
+            "percentunit",
+            "closings confirmed or auto-closed / closings",
+        ),
+        (
+            "Closed-loop rate",
+            share(n(c.FEEDBACK_CLOSED_LOOP), closed),
+            "percentunit",
+            "tickets closed through every stage / closings",
+        ),
+        (
+            "Quality-complaint share",
+            share(n(c.FEEDBACK_QUALITY_TICKETS), tickets),
+            "percentunit",
+            "tickets in a quality category / tickets",
+        ),
+    ]
+
+
+def _desk(cfg: Config) -> list[Panel]:
+    """The report's satisfaction and feedback KPIs, each with the range before it (no data there: -)."""
+    if not cfg.feedback:
+        return []
+    panels = [p.row("Satisfaction and feedback (the time range before → the time range)")]
+    for (title, now, unit, what), (_, before, _, _) in zip(
+        _desk_kpis(previous=False), _desk_kpis(previous=True), strict=True
+    ):
+        panels.append(
+            Panel(
+                "stat",
+                title,
+                (
+                    p.q(f"{before}\nor\n({now}) * NaN", "{{source}} before", instant=True),
+                    p.q(now, "{{source}}", instant=True),
+                ),
+                description=f"{what}, per feedback source: over the time range before the one shown, then over it.",
+                unit=unit,
+                decimals=1 if unit == "none" else 2,
+                mappings=(_NAN_AS_DASH,),
+                options=p.stat_options(),
+                links=(Link("Feedback and complaints", p.board_url(p.FEEDBACK)),),
+                width=6,
+                height=5,
+            )
+        )
+    return panels
+
+
 def _offenders(cfg: Config) -> list[Panel]:
     by_probe = [c.LABEL_SERVICE, c.LABEL_PROBE, c.LABEL_LOCATION]
     burn_panels = []
@@ -375,7 +462,8 @@ def overview_board(cfg: Config) -> Board:
         name=p.OVERVIEW,
         title="slaprobe / SLA overview",
         uid=p.board_uid(p.OVERVIEW),
-        description="Every service against its SLA: availability, error budget, compliance rate, latency, complaints.",
+        description="Every service against its SLA: availability, error budget, compliance rate, latency, complaints, "
+        "satisfaction and feedback KPIs.",
         tags=(*p.TAGS, "overview"),
         variables=(p.datasource_variable(), p.service_variable(), p.location_variable()),
         panels=(
@@ -383,6 +471,7 @@ def overview_board(cfg: Config) -> Board:
             *_compliance(cfg),
             *_latency(cfg),
             *_complaints(cfg),
+            *_desk(cfg),
             *_offenders(cfg),
             *maintenance_panels(cfg),
         ),
