@@ -331,23 +331,29 @@ def groups_read(rules: dict[str, Any], test: dict[str, Any]) -> list[str]:
     """The groups of ``rules`` that one generated test reads, in evaluation order.
 
     promtool evaluates every group at every step, so a case run against only these groups costs
-    a fraction and checks the same: a case that feeds only ``ALERTS`` (and acknowledgements)
-    reads the escalation group; a case with probe or feedback series reads the groups of the
-    services those series name, the feedback groups when it feeds tickets, and the escalation
-    group. The groups left out select other services' series, which the case does not feed, so
-    the only alerts they could raise (another service's ``SLAProbeExporterAbsent``) have an
-    alertname and service the case does not check.
+    a fraction and checks the same. Left out are only the groups of services the case's series
+    do not name (they select that service's series, which the case does not feed, so the only
+    alerts they could raise, another service's ``SLAProbeExporterAbsent``, have an alertname and
+    service the case does not check), and the feedback groups when it feeds no tickets. A case
+    that feeds only ``ALERTS`` (and acknowledgements) names no service. Every other group (the
+    escalation, the fleet, any later one) is kept.
     """
     own = [s["series"] for s in test["input_series"]]
     data = [s for s in own if not s.startswith((c.ALERTS_SERIES + "{", c.ALERT_ACKNOWLEDGED + "{"))]
     services = {re.sub(r"\\(.)", r"\1", m.group(1)) for s in data for m in _SERVICE_LABEL.finditer(s)}
-    wanted = {
-        prefix + name for name in services for prefix in (c.RULE_GROUP_SLI, c.RULE_GROUP_META, c.RULE_GROUP_ALERTS)
-    }
-    if any(s.startswith(_FEEDBACK_METRICS) for s in data):
-        wanted |= {c.RULE_GROUP_FEEDBACK_RECORDINGS, c.RULE_GROUP_FEEDBACK_ALERTS}
-    wanted.add(c.RULE_GROUP_ESCALATION)
-    return [name for name in group_names(rules) if name in wanted]
+    per_service = (c.RULE_GROUP_SLI, c.RULE_GROUP_META, c.RULE_GROUP_ALERTS)
+    feedback = {c.RULE_GROUP_FEEDBACK_RECORDINGS, c.RULE_GROUP_FEEDBACK_ALERTS}
+    feeds_tickets = any(s.startswith(_FEEDBACK_METRICS) for s in data)
+
+    def read(name: str) -> bool:
+        if name in feedback:
+            return feeds_tickets
+        for prefix in per_service:
+            if name.startswith(prefix):
+                return name[len(prefix) :] in services
+        return True
+
+    return [name for name in group_names(rules) if read(name)]
 
 
 def _rule_for(rules: dict[str, Any], alertname: str, **labels: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from slaprobe.alerts import generate_alertmanager, generate_rule_tests, generate
 from slaprobe.alerts.yamltext import dump_yaml
 from slaprobe.config import Config, parse_config
 from tests.alerts.conftest import run, tool
+from tests.support.promtool import case_directories, run_cases
 
 CONFIG = """version: v1
 global:
@@ -119,8 +120,8 @@ def test_promtool_accepts_every_generated_rule_and_test_with_maintenance_windows
     promtool = tool("promtool")
     cfg = config()
     (tmp_path / "slaprobe-rules.yaml").write_text(dump_yaml(generate_rules(cfg)))
-    (tmp_path / "tests.yaml").write_text(dump_yaml(generate_rule_tests(cfg, rule_file="slaprobe-rules.yaml")))
+    rules = generate_rules(cfg)
     checked = run([promtool, "check", "rules", "slaprobe-rules.yaml"], cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path)
+    tested = run_cases(promtool, case_directories(rules, generate_rule_tests(cfg, rules=rules), tmp_path / "cases"))
     assert tested.returncode == 0, tested.stdout + tested.stderr
