@@ -29,6 +29,7 @@ from slaprobe import conventions as c
 from slaprobe import sli
 from slaprobe.config import Config, FeedbackSource
 from slaprobe.dashboards import feedback_kpis
+from slaprobe.dashboards import windows as windows_mod
 from slaprobe.dashboards.promql import equals, increase_sum, matches, share
 from slaprobe.units import format_duration, format_value, parse_duration
 
@@ -260,6 +261,7 @@ class Report:
     incident_step: float
     generated: float = field(default_factory=time.time)
     feedback: tuple[feedback_kpis.DeskKpis, ...] = ()  # satisfaction and feedback KPIs (feedback_kpis)
+    windows: tuple[windows_mod.WindowSpan, ...] = ()  # maintenance in the period (planned and ad hoc)
 
 
 # ---------------------------------------------------------------------------- collecting
@@ -531,7 +533,10 @@ def collect_period(
         return Report(start, at, window, where(client.url), tuple(found), (), step)
     complaints = tuple(_complaints(client, source, window, at) for source in cfg.feedback)
     desk = feedback_kpis.collect(cfg, client, window, at, start)
-    return Report(start, at, window, where(client.url), tuple(found), complaints, step, feedback=desk)
+    spans, _ = windows_mod.windows_in(cfg, client, {name: (start, at) for name in names})
+    return Report(
+        start, at, window, where(client.url), tuple(found), complaints, step, feedback=desk, windows=tuple(spans)
+    )
 
 
 def where(url: str) -> str:
@@ -625,6 +630,19 @@ def _summary_rows(report: Report) -> list[list[str]]:
             ]
         )
     return rows
+
+
+WINDOW_HEADER = ["window", "kind", "start", "end", "duration", "services"]
+MAINTENANCE_NOTE = (
+    "Runs that started in these windows are counted apart (maintenance runs) and excluded from every figure."
+)
+
+
+def window_rows(windows: Iterable[windows_mod.WindowSpan]) -> list[list[str]]:
+    """The rows of the maintenance windows table, times in UTC."""
+    return [
+        [w.name, w.kind, when(w.start), when(w.end), seconds_text(w.duration), ", ".join(w.services)] for w in windows
+    ]
 
 
 NOTES = (
@@ -785,6 +803,7 @@ def _service_html(report: Report, s: ServiceReport) -> str:
         _figure("probe runs / failed", f"{s.runs:.0f} / {s.failures:.0f}"),
         _figure("dial tests done / planned", s.plan_text(), s.plan_done()),
         _figure("degraded runs (succeeded, slow)", f"{s.degraded:.0f}", s.degraded == 0),
+        _figure("maintenance runs (not counted)", f"{s.maintenance_runs:.0f}"),
         _figure(
             "compliance, previous period → this one",
             f"{percent(s.previous_compliance, 2)} → {percent(s.compliance, 2)}",
@@ -915,6 +934,11 @@ def render_html(report: Report) -> str:
         "</section>",
         feedback_kpis.render_html(report.feedback),
     ]
+    if report.windows:
+        parts.append('<section id="maintenance"><h2>Maintenance windows</h2>')
+        parts.append(f"<p>{_e(MAINTENANCE_NOTE)}</p>")
+        parts.append(_table(WINDOW_HEADER, window_rows(report.windows), numeric=(4,)))
+        parts.append("</section>")
     parts.extend(_service_html(report, s) for s in report.services)
     if report.complaints:
         parts.append('<section id="complaints"><h2>Complaint response compliance</h2>')
@@ -964,6 +988,9 @@ def render_markdown(report: Report) -> str:
         _md_table(SUMMARY_HEADER, _summary_rows(report)),
         *feedback_kpis.render_markdown(report.feedback),
     ]
+    if report.windows:
+        out += ["", "## Maintenance windows", "", MAINTENANCE_NOTE, ""]
+        out.append(_md_table(WINDOW_HEADER, window_rows(report.windows)))
     for s in report.services:
         out += ["", f"## {md_text(s.name)} ({md_text(s.tier)})", "", f"Owner: {md_text(s.owner or '-')}", ""]
         out += [f"Previous period → this one: {s.trend()}", "", "### Availability vs SLA", ""]

@@ -22,21 +22,24 @@ import requests
 import yaml
 
 from slaprobe.config import Config, load_config
-from slaprobe.dashboards.report import PrometheusClient, ReportError, ServiceReport
+from slaprobe.dashboards.report import (
+    PrometheusClient,
+    ReportError,
+    ServiceReport,
+    collect_report,
+    render_html,
+    render_markdown,
+)
 from slaprobe.dashboards.statement import (
-    AD_HOC,
-    PLANNED,
     Month,
     ServiceMonth,
     Statement,
-    WindowSpan,
-    adhoc_spans,
     collect_statement,
-    openings,
     render_statement_csv,
     render_statement_html,
     render_statement_markdown,
 )
+from slaprobe.dashboards.windows import AD_HOC, PLANNED, WindowSpan, adhoc_spans, openings
 from slaprobe.exporter.maintenance import maintenance_text
 from slaprobe.exporter.runtime import Exporter, Sources
 from slaprobe.maintenance import Calendar, MaintenanceWindow
@@ -280,6 +283,7 @@ def test_the_months_statement_is_the_raw_counts_minus_the_maintenance_windows(tm
 
     with _prometheus(tsdb, tmp_path / "prometheus.log") as url:
         statement = collect_statement(cfg, PrometheusClient(url), Month(2026, 11))
+        rolling = collect_report(cfg, PrometheusClient(url), "30d", end=end)
 
     (shop,) = statement.services
     runs, failures = raw_runs - window_runs, raw_failures - window_failures
@@ -293,5 +297,12 @@ def test_the_months_statement_is_the_raw_counts_minus_the_maintenance_windows(tm
     assert sum(1 for name, _, _ in planned if name == "sunday-patch") == 5
     assert [w for w in statement.windows if w.kind == AD_HOC] == []
     assert shop.maintenance_seconds == 4 * 3600 + 5 * 3600
+    assert [(w.name, w.start) for w in rolling.windows] == [(w.name, w.start) for w in statement.windows]
+    assert rolling.services[0].maintenance_runs == window_runs
+    page = render_html(rolling)
+    assert '<section id="maintenance"><h2>Maintenance windows</h2>' in page and "db-upgrade" in page
+    assert "| db-upgrade | planned | 2026-11-20 22:00:00 UTC | 2026-11-21 02:00:00 UTC | 4h | shop |" in (
+        render_markdown(rolling)
+    )
     row = next(csv.DictReader(io.StringIO(render_statement_csv(statement))))
     assert (row["runs"], row["failed_runs"], row["maintenance_runs"]) == (str(runs), str(failures), str(window_runs))
