@@ -56,7 +56,8 @@ th{background:#f4f4f4}.up{color:#0a7d32;font-weight:600}.down{color:#c0262d;font
 .strip span{flex:1 1 0;height:1.4em;border-radius:2px;background:#eee}
 .strip .h-ok{background:#2da44e}.strip .h-warn{background:#d4a72c}.strip .h-bad{background:#cf222e}
 .strip .h-none{background:#eaeef2}
-.strip-axis{display:flex;justify-content:space-between;max-width:48em;font-size:.75em;color:#666}
+.strip-axis{display:flex;justify-content:space-between;max-width:64em;font-size:.75em;color:#666}
+.runs{white-space:nowrap}
 @media (max-width:640px){body{margin:.6em}h1{font-size:1.15em}th,td{padding:.25em .35em}
 .col-kind,.col-target,.col-last{display:none}.figure{min-width:7em;flex:1 1 40%}}
 """
