@@ -41,6 +41,7 @@ from slaprobe.config import (
     IcmpSpec,
     TcpSpec,
     UnixSpec,
+    WebsocketSpec,
     format_path,
     line_of,
     yaml_lines,
@@ -73,7 +74,7 @@ __all__ = [
 ProberKind: TypeAlias = str
 """The slaprobe kind (``slaprobe.kinds``) serving a module's prober."""
 # The specs of the kinds in BLACKBOX_PROBERS (tests/core/test_kinds.py holds the two together).
-BlackboxSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | IcmpSpec | UnixSpec | GrpcSpec
+BlackboxSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | IcmpSpec | UnixSpec | GrpcSpec | WebsocketSpec
 Loc = tuple[str | int, ...]
 
 DEFAULT_MODULE = "http_2xx"
@@ -88,7 +89,7 @@ _PLACEHOLDER_HOST = "target.invalid"
 _PLACEHOLDER_PATH = "/target.invalid"
 
 _SUPPORTED_PROBERS: tuple[str, ...] = tuple(BLACKBOX_PROBERS)
-_LACKING_PROBERS = ("websocket",)
+_LACKING_PROBERS: tuple[str, ...] = ()
 _ICMP_DEFAULT_PAYLOAD = len("Prometheus Blackbox Exporter")  # what blackbox sends without payload_size
 _ICMP_DEFAULT_TTL = 64  # blackbox's DefaultICMPTTL
 _HTTP_VERSIONS = ("HTTP/1.0", "HTTP/1.1", "HTTP/2.0")
@@ -905,6 +906,54 @@ def _grpc(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | N
     return _validated(reader, GrpcSpec, data, loc)
 
 
+# ---------------------------------------------------------------------------- websocket
+
+_WEBSOCKET_KEYS = ("http_config", "headers", "query_response", "preferred_ip_protocol", "ip_protocol_fallback")
+_HTTP_CLIENT_KEYS = ("basic_auth", "authorization", "bearer_token", "bearer_token_file", "tls_config")
+_WEBSOCKET_STEP_KEYS = ("expect", "send", "starttls")
+
+
+def _websocket(reader: _Reader, raw: Mapping[str, Any], loc: Loc) -> BlackboxSpec | None:
+    """blackbox's websocket prober (master, after 0.28): http_config, headers, query_response."""
+    reader.check_keys(raw, loc, _WEBSOCKET_KEYS)
+    client = reader.mapping(raw, loc, "http_config")
+    where = (*loc, "http_config")
+    reader.check_keys(client, where, _HTTP_CLIENT_KEYS)
+    headers: dict[str, list[str]] = {}
+    for name, entry in reader.mapping(raw, loc, "headers").items():
+        at = (*loc, "headers", str(name))
+        if isinstance(entry, dict):
+            reader.check_keys(entry, at, _HTTP_HEADER_KEYS)
+            values = [
+                *reader.strings(entry, at, "values"),
+                *(reader.secret(v) for v in reader.strings(entry, at, "secrets")),
+            ]
+            values += [reader.file_text(path, at, strip=True) for path in reader.strings(entry, at, "files")]
+            headers[str(name)] = values
+        else:
+            headers[str(name)] = [reader.scalar_text(entry, at)]
+    auth_headers: dict[str, str] = {}
+    data: dict[str, Any] = {"url": "ws://target.invalid/", "tls": _tls_config(reader, client, where)}
+    _http_auth(reader, client, where, auth_headers, data)
+    for name, value in auth_headers.items():
+        headers.setdefault(name, []).append(value)
+    steps = []
+    for i, entry in enumerate(reader.sequence(raw, loc, "query_response")):
+        at = (*loc, "query_response", i)
+        if not isinstance(entry, dict):
+            reader.issue(at, "must be a mapping with expect or send")
+            continue
+        reader.check_keys(entry, at, _WEBSOCKET_STEP_KEYS)
+        step: dict[str, Any] = {}
+        if entry.get("expect") not in (None, ""):
+            step["expect"] = reader.regex(entry["expect"], (*at, "expect"))
+        if send := reader.string(entry, at, "send"):
+            step["send"] = send
+        steps.append(step)
+    data.update(headers=headers, dialogue=steps, **_ip_protocol(reader, raw, loc))
+    return _validated(reader, WebsocketSpec, data, loc)
+
+
 # ---------------------------------------------------------------------------- dns
 
 _DNS_KEYS = (
@@ -1017,6 +1066,7 @@ _TRANSLATORS: Mapping[str, Callable[[_Reader, Mapping[str, Any], Loc], BlackboxS
     "icmp": _icmp,
     "unix": _unix,
     "grpc": _grpc,
+    "websocket": _websocket,
 }
 
 

@@ -18,6 +18,7 @@ from slaprobe.probes.result import ProbeFn
 from slaprobe.probes.tcp import probe_tcp
 from slaprobe.probes.tls import probe_tls
 from slaprobe.probes.unix import probe_unix
+from slaprobe.probes.websocket import probe_websocket
 
 _CHECKS: Mapping[str, ProbeFn] = {
     "http": probe_http,
@@ -27,6 +28,7 @@ _CHECKS: Mapping[str, ProbeFn] = {
     "icmp": probe_icmp,
     "unix": probe_unix,
     "grpc": probe_grpc,
+    "websocket": probe_websocket,
 }
 
 PROBERS: Mapping[str, ProbeFn] = {

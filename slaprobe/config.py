@@ -101,6 +101,7 @@ from slaprobe.specs import (
     TlsExpect,
     TlsSpec,
     UnixSpec,
+    WebsocketSpec,
 )
 from slaprobe.validation import validation_issues
 from slaprobe.yamlmap import format_path, invalid_yaml, line_of, parse_path, yaml_document, yaml_lines
@@ -181,6 +182,7 @@ __all__ = [
     "UnixSpec",
     "ValueUnit",
     "WebhookAuth",
+    "WebsocketSpec",
     "config_json_schema",
     "format_path",
     "line_of",

@@ -24,7 +24,18 @@ from typing import Any, TypeAlias
 from pydantic import ConfigDict, Field, model_validator
 
 from slaprobe.fields import Duration, Model, Name
-from slaprobe.specs import DnsSpec, Extract, GrpcSpec, HeartbeatSpec, HttpSpec, IcmpSpec, TcpSpec, TlsSpec, UnixSpec
+from slaprobe.specs import (
+    DnsSpec,
+    Extract,
+    GrpcSpec,
+    HeartbeatSpec,
+    HttpSpec,
+    IcmpSpec,
+    TcpSpec,
+    TlsSpec,
+    UnixSpec,
+    WebsocketSpec,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +68,7 @@ class FlowStep(Model):
     dns: DnsSpec | None = None
     tls: TlsSpec | None = None
     grpc: GrpcSpec | None = None
+    websocket: WebsocketSpec | None = None
     timeout: Duration | None = None
     extract: dict[str, Extract] = Field(default_factory=dict)
 
@@ -125,6 +137,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("icmp", IcmpSpec, flow_step=False, blackbox_prober="icmp", target_field="host"),
     Kind("unix", UnixSpec, flow_step=False, blackbox_prober="unix", target_field="path"),
     Kind("grpc", GrpcSpec, flow_step=True, blackbox_prober="grpc", target_field="address"),
+    Kind("websocket", WebsocketSpec, flow_step=True, blackbox_prober="websocket", target_field="url"),
     Kind("flow", FlowSpec, flow_step=False),
     Kind("heartbeat", HeartbeatSpec, flow_step=False, pushed=True),
 )
@@ -143,6 +156,6 @@ ProbeKind: TypeAlias = str
 
 # For the type checker only; tests/core/test_kinds.py holds them to the table.
 ProbeSpec: TypeAlias = (
-    HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | UnixSpec | GrpcSpec | FlowSpec | HeartbeatSpec
+    HttpSpec | TcpSpec | TlsSpec | DnsSpec | IcmpSpec | UnixSpec | GrpcSpec | WebsocketSpec | FlowSpec | HeartbeatSpec
 )
-StepSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | TlsSpec | GrpcSpec
+StepSpec: TypeAlias = HttpSpec | TcpSpec | DnsSpec | TlsSpec | GrpcSpec | WebsocketSpec

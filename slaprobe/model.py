@@ -49,6 +49,7 @@ from slaprobe.specs import (
     TcpSpec,
     TlsSpec,
     UnixSpec,
+    WebsocketSpec,
 )
 from slaprobe.units import parse_duration
 
@@ -75,6 +76,7 @@ class Probe(Model):
     icmp: IcmpSpec | None = None
     unix: UnixSpec | None = None
     grpc: GrpcSpec | None = None
+    websocket: WebsocketSpec | None = None
     flow: FlowSpec | None = None
     heartbeat: HeartbeatSpec | None = None
 

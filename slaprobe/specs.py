@@ -229,6 +229,29 @@ class GrpcSpec(Model):
         return self.address
 
 
+class WebsocketSpec(Model):
+    """A websocket upgrade at ``url`` (ws:// or wss://), then an expect/send message dialogue."""
+
+    url: str = Field(pattern=r"^wss?://[^/]", description="ws:// or wss:// URL")
+    headers: dict[str, list[str]] = Field(default_factory=dict, description="headers of the upgrade request")
+    basic_auth: BasicAuth | None = None
+    tls: TLSConfig = TLSConfig()
+    dialogue: list[TcpStep] = Field(default_factory=list, description="expect matches a whole message")
+    preferred_ip_protocol: IpProtocol = "ip4"
+    ip_protocol_fallback: bool = True
+
+    def with_target(self, target: str) -> WebsocketSpec:
+        """This spec aimed at ``target`` (a ws:// or wss:// URL; host[:port] means ws://)."""
+        url = target if "://" in target else f"ws://{target}"
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"not a websocket URL: {target!r}")
+        return self.model_copy(update={"url": url})
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
 class TlsExpect(Model):
     """Assertions on a TLS handshake beyond a valid certificate."""
 

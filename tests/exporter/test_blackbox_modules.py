@@ -300,7 +300,10 @@ REFUSALS = [
         "prober: grpc\ngrpc: {tls: true, tls_config: {insecure_skip_verify: true}}",
         ["modules.foo.grpc.tls_config.insecure_skip_verify: not supported for grpc (grpcio always verifies) (line 4)"],
     ),
-    ("prober: websocket", ["modules.foo.prober: websocket is not supported (line 3)"]),
+    (
+        "prober: websocket\nwebsocket: {http_config: {proxy_url: 'http://p'}}",
+        ["modules.foo.websocket.http_config.proxy_url: unknown key 'proxy_url' (line 4)"],
+    ),
     ("prober: htp", ["modules.foo.prober: unknown prober 'htp' (did you mean 'http'?) (line 3)"]),
     ("timeout: 5s", ["modules.foo.prober: required key is missing (line 2)"]),
     (
@@ -488,7 +491,7 @@ def test_every_problem_of_the_file_is_reported_at_once_in_line_order() -> None:
         http:
           enable_http3: true
       b:
-        prober: websocket
+        prober: grcp
       c:
         prober: icmp
         icmp: {ttl: -1}
@@ -496,7 +499,7 @@ def test_every_problem_of_the_file_is_reported_at_once_in_line_order() -> None:
     """
     assert issues_of(text) == [
         "modules.a.http.enable_http3: not supported (line 5)",
-        "modules.b.prober: websocket is not supported (line 7)",
+        "modules.b.prober: unknown prober 'grcp' (did you mean 'grpc'?) (line 7)",
         'modules.c.icmp.ttl: "ttl" cannot be negative (line 10)',
         "modules.c.prober: duplicate key (line 11)",
     ]

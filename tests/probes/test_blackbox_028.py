@@ -673,3 +673,63 @@ def test_a_grpc_check_is_a_slaprobe_probe_and_a_flow_step() -> None:
     )
     probes = config.services["s"].probes
     assert probes[0].kind == "grpc" and probes[1].kind == "flow"
+
+
+# ---------------------------------------------------------------------------- websocket
+
+
+async def test_the_websocket_prober_upgrades_and_runs_the_message_dialogue_of_blackboxs_example() -> None:
+    seen: list[Any] = []
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        if request.path != "/ws":
+            return web.Response(status=404)
+        seen.append((request.headers.get("X-Some-Header"), request.headers.get("Authorization")))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str('Hello, prober"')
+        reply = await ws.receive_str()
+        await ws.send_str("Welcome" if reply == "Hello server, i'am prober" else "Go away")
+        await ws.close()
+        return ws
+
+    # blackbox's own example module (its master branch's example.yml), plain ws here.
+    module = module_of("""\
+        prober: websocket
+        websocket:
+          http_config:
+            authorization:
+              credentials: "secret_token"
+          headers:
+            X-Some-Header: "my_header"
+          query_response:
+            - expect: ^Hello,\\s(.+)"
+              send: "Hello server, i'am ${1}"
+            - expect: ^Welcome
+        """)
+    async with http_server(chat) as base:
+        ws_base = base.replace("http://", "ws://")
+        result = await probe(module, f"{ws_base}/ws")
+        refused = await probe(module, f"{ws_base}/nope")
+    assert result.success, result.detail
+    assert seen[0] == ("my_header", "Bearer secret_token")
+    assert value(result, "probe_websocket_connection_upgraded") == 1
+    assert value(result, "probe_websocket_failed_due_to_regex") == 0
+    assert refused.reason is FailureReason.HTTP_STATUS and value(refused, "probe_websocket_status_code") == 404
+
+
+async def test_websocket_faults_end_with_the_right_reason() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"\x16\x03\x01 not http at all\r\n\r\n")
+        await writer.drain()
+
+    module = module_of("prober: websocket\nwebsocket: {query_response: [{expect: x}]}\n")
+    outcomes = {}
+    for name, handler in (("reset", reset), ("garbage", garbage)):
+        async with serve(handler) as port:
+            outcomes[name] = (await probe(module, f"ws://127.0.0.1:{port}/")).reason
+    assert outcomes == {"reset": FailureReason.CONNECT, "garbage": FailureReason.PROTOCOL}
