@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from slaprobe import conventions as c
-from slaprobe.alerts import RULE_TESTS_FILE, RULES_FILE, generate_alertmanager, generate_rule_tests, generate_rules
+from slaprobe.alerts import generate_alertmanager, generate_rule_tests, generate_rules
 from slaprobe.alerts.alerting import name_locations
 from slaprobe.alerts.ruletests import expand
 from slaprobe.alerts.yamltext import dump_yaml
 from slaprobe.config import Config, parse_config
 from slaprobe.configerror import ConfigError
 from tests.alerts.conftest import run, tool
+from tests.support.promtool import case_directories, run_cases
 
 CONFIG = """version: v1
 services:
@@ -180,9 +181,7 @@ services:
     assert {(r["labels"][c.LABEL_PROBE], r["labels"][c.LABEL_SEVERITY]) for r in level_1} == {
         (probe, severity) for probe in ("home", "api") for severity in (c.SEVERITY_PAGE, c.SEVERITY_TICKET)
     }
-    (tmp_path / RULES_FILE).write_text(dump_yaml(rules))
-    (tmp_path / RULE_TESTS_FILE).write_text(dump_yaml(generate_rule_tests(cfg, rules=rules)))
-    tested = run([promtool, "test", "rules", RULE_TESTS_FILE], cwd=tmp_path)
+    tested = run_cases(promtool, case_directories(rules, generate_rule_tests(cfg, rules=rules), tmp_path))
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
