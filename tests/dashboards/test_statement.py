@@ -21,6 +21,7 @@ import pytest
 import requests
 import yaml
 
+from slaprobe.cli import main
 from slaprobe.config import Config, load_config
 from slaprobe.dashboards.report import (
     PrometheusClient,
@@ -284,6 +285,9 @@ def test_the_months_statement_is_the_raw_counts_minus_the_maintenance_windows(tm
     with _prometheus(tsdb, tmp_path / "prometheus.log") as url:
         statement = collect_statement(cfg, PrometheusClient(url), Month(2026, 11))
         rolling = collect_report(cfg, PrometheusClient(url), "30d", end=end)
+        common = ["report", "--config", str(path), "--prometheus", url, "--month", "2026-11"]
+        assert main([*common, "--format", "csv", "--out", str(tmp_path / "statement.csv")]) == 0
+        assert main([*common, "--out", str(tmp_path / "statement.html")]) == 0
 
     (shop,) = statement.services
     runs, failures = raw_runs - window_runs, raw_failures - window_failures
@@ -304,5 +308,24 @@ def test_the_months_statement_is_the_raw_counts_minus_the_maintenance_windows(tm
     assert "| db-upgrade | planned | 2026-11-20 22:00:00 UTC | 2026-11-21 02:00:00 UTC | 4h | shop |" in (
         render_markdown(rolling)
     )
+    assert (tmp_path / "statement.csv").read_bytes().decode() == render_statement_csv(statement)
+    assert "<h2>Maintenance windows</h2>" in (tmp_path / "statement.html").read_text()
     row = next(csv.DictReader(io.StringIO(render_statement_csv(statement))))
     assert (row["runs"], row["failed_runs"], row["maintenance_runs"]) == (str(runs), str(failures), str(window_runs))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--month", "2026-11", "--period", "7d"], "--month is a calendar month: give it without --period and --end"),
+        (["--format", "csv"], "--format csv is the monthly statement's: give --month YYYY-MM"),
+    ],
+)
+def test_report_refuses_a_month_with_a_period_and_csv_without_a_month(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    path = tmp_path / "slaprobe.yaml"
+    path.write_text("version: v1\n")
+    args = ["report", "--config", str(path), "--prometheus", "http://127.0.0.1:9", "--out", str(tmp_path / "x")]
+    assert main([*args, *extra]) == 2
+    assert message in capsys.readouterr().err
