@@ -47,7 +47,11 @@ schedule (``TICKET_SCRIPT``). Opened events are backdated, so day-long deadlines
 within the cycle: ticket B (operations) passes its 12 h first-response deadline ~30 s
 after it is opened, while still open; ticket C (service) arrives 25 h old, past both
 deadlines; A, D and E are handled in time (E, with no first response, is resolved
-directly); A's first response is logged twice (a duplicate).
+directly); A's first response is logged twice (a duplicate). The feedback desk: A, C, D,
+E and F are rated (stars, 0-10, a thumb), A is confirmed, D is reopened and resolved again,
+F and G arrive as raw text that the ``classify:`` rules route, A, B, D and F come from the
+same customers every cycle (repeats), and every 2 hours 30 tickets about the app being
+down arrive at once: a complaint spike (``TICKET_FIELDS``, ``SPIKE_*``).
 """
 
 from __future__ import annotations
@@ -157,12 +161,46 @@ TICKET_SCRIPT: tuple[tuple[float, str, str, float, str, str, str, str], ...] = (
     (200, "B", "resolved", 0, "", "", "", ""),
     (250, "E", "resolved", 0, "", "", "", ""),
     (280, "D", "resolved", 0, "", "", "", ""),
+    # The feedback desk: raw-text tickets the classify: rules route, ratings, a confirmation, a reopen.
+    (80, "F", "opened", 0.5 * _HOUR, "", "", "sms", ""),  # "charged twice": billing, urgent, service pay
+    (85, "G", "opened", 0.5 * _HOUR, "", "", "social", ""),  # "where is my parcel": operations
+    (105, "A", "rated", 0, "", "", "", ""),
+    (110, "A", "closed", 0, "", "", "", ""),  # confirmed by the customer
+    (160, "C", "rated", 0, "", "", "", ""),
+    (180, "F", "resolved", 0, "", "", "", ""),
+    (185, "F", "rated", 0, "", "", "", ""),
+    (230, "G", "first_response", 0, "", "", "", ""),
+    (240, "G", "resolved", 0, "", "", "", ""),
+    (255, "E", "rated", 0, "", "", "", ""),
+    (285, "D", "reopened", 0, "", "", "", ""),  # the customer says it is not fixed
+    (295, "D", "resolved", 0, "", "", "", ""),
+    (298, "D", "rated", 0, "", "", "", ""),
 )
+# Fields of some events beside those of TICKET_SCRIPT. A ticket's customer is the same every
+# cycle, so each opened ticket of A, B, D, F is a repeat of the cycle before (repeat_window 7d).
+TICKET_FIELDS: dict[tuple[str, str], dict[str, object]] = {
+    ("A", "opened"): {"customer": "demo-customer-1"},
+    ("B", "opened"): {"customer": "demo-customer-2"},
+    ("D", "opened"): {"customer": "demo-customer-3"},
+    ("F", "opened"): {"customer": "demo-customer-4", "text": "I was charged twice for order 5512"},
+    ("G", "opened"): {"text": "where is my parcel?"},
+    ("A", "rated"): {"rating": 5, "scale": 5},
+    ("C", "rated"): {"rating": 3, "scale": 10},  # a detractor
+    ("E", "rated"): {"rating": "up"},
+    ("F", "rated"): {"rating": 9, "scale": 10},  # a promoter
+    ("D", "rated"): {"rating": 2, "scale": 5},
+}
+# The complaint spike: every SPIKE_EVERY cycles (2 h), at second SPIKE_SECOND of the cycle,
+# SPIKE_TICKETS raw-text tickets about the shop's app being down arrive at once (routed to
+# category outage by the rules) and are resolved at SPIKE_RESOLVED; no other category gets
+# that many in an hour, so SLAFeedbackComplaintSpike fires for outage for about an hour.
+SPIKE_EVERY, SPIKE_CYCLE, SPIKE_SECOND, SPIKE_RESOLVED, SPIKE_TICKETS = 24, 1, 130, 270, 30
+SPIKE_TEXT = "the app is down, the payment page does not load"
 
 
-def ticket_events_between(start: float, end: float) -> list[dict[str, str]]:
+def ticket_events_between(start: float, end: float) -> list[dict[str, object]]:
     """The ticket events the desk writes at Unix times in ``(start, end]``, in order (pure)."""
-    events = []
+    events: list[tuple[float, dict[str, object]]] = []
     first_cycle = int(start // CYCLE_SECONDS)
     for cycle in range(first_cycle, int(end // CYCLE_SECONDS) + 1):
         base = cycle * CYCLE_SECONDS
@@ -177,9 +215,22 @@ def ticket_events_between(start: float, end: float) -> list[dict[str, str]]:
                 "event": kind,
             }
             if kind == "opened":
-                event.update(category=category, urgency=urgency, channel=channel, service=service)
-            events.append(event)
-    return events
+                labels = {"category": category, "urgency": urgency, "channel": channel, "service": service}
+                event.update({k: v for k, v in labels.items() if v})  # raw text: the rules fill in
+            event.update(TICKET_FIELDS.get((ticket, kind), {}))
+            events.append((written, event))
+        if cycle % SPIKE_EVERY == SPIKE_CYCLE:
+            for second, kind in ((SPIKE_SECOND, "opened"), (SPIKE_RESOLVED, "resolved")):
+                written = base + second
+                if not start < written <= end:
+                    continue
+                stamp = dt.datetime.fromtimestamp(written, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+                for n in range(SPIKE_TICKETS):
+                    event = {"time": stamp, "id": f"DEMO-{cycle}-S{n}", "event": kind}
+                    if kind == "opened":
+                        event.update(channel="app", text=SPIKE_TEXT)
+                    events.append((written, event))
+    return [event for _, event in sorted(events, key=lambda e: e[0])]
 
 
 def bill_outcome(check: int) -> BillOutcome:
