@@ -33,6 +33,7 @@ class ServeOptions:
     state_dir: str | None = None
     shard: Shard = ALL
     max_connections: int | None = None  # client connections at once; default: the open-file limit less a reserve
+    watch_config: bool = False  # --watch-config: reload when the config or module file changes
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -115,11 +116,24 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, app[RELOAD_GATE_KEY].signal)  # the gate of POST /-/reload
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watcher = None
+    if options.watch_config:
+        from slaprobe.exporter.watch import watch_files
+
+        paths = [p for p in (options.sources.config, options.sources.modules) if p]
+        gate = app[RELOAD_GATE_KEY]
+
+        async def reload_through_gate() -> None:
+            gate.signal()  # as SIGHUP: now if the gate is open, else once it opens
+
+        watcher = asyncio.create_task(watch_files(paths, reload_through_gate, stop=stop))
     if ready is not None:
         ready.set()
     try:
         await stop.wait()
     finally:
+        if watcher is not None:
+            await watcher
         log.info("shutting down")
         listener.close()
         await runner.cleanup()

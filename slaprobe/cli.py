@@ -80,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         shard=shard,
         max_connections=args.max_connections,
+        watch_config=args.watch_config,
     )
     from slaprobe.exporter.webconfig import WebConfigError
 
@@ -234,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the exporter")
     serve.add_argument("--config", help="slaprobe config file (version: v1)")
     serve.add_argument("--modules", help="blackbox_exporter module file, answered on /probe")
+    serve.add_argument(
+        "--watch-config",
+        action="store_true",
+        help="reload when the config or module file changes (a bad file keeps the running one)",
+    )
     serve.add_argument("--listen", default="127.0.0.1:9799", help="host:port (default 127.0.0.1:9799)")
     serve.add_argument("--probe-allow", help="extra /probe targets: CIDRs, hostname globs, each [:port[-port]]")
     serve.add_argument("--web-config", help="exporter-toolkit web-config.yml: TLS and basic auth")

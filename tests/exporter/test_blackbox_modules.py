@@ -816,7 +816,9 @@ def test_a_module_broken_by_a_reload_keeps_its_running_version_while_the_others_
     path.write_text("modules:\n  a: {prober: tcp}\n  b: {prober: http}\n")
     exporter = Exporter(Sources(modules=str(path)))
     assert exporter.reload().successful
-    path.write_text("modules:\n  a: {prober: tcp, timeoutt: 1s}\n  b: {prober: http, timeout: 3s}\n  c: {prober: tcp}\n")
+    path.write_text(
+        "modules:\n  a: {prober: tcp, timeoutt: 1s}\n  b: {prober: http, timeout: 3s}\n  c: {prober: tcp}\n"
+    )
     status = exporter.reload()
     assert status.refused_modules == ("a",)
     assert sorted(exporter.modules) == ["a", "b", "c"]
@@ -833,3 +835,41 @@ def test_a_module_file_broken_as_a_whole_is_refused_and_the_old_one_keeps_runnin
     path.write_text("modules: [a, b]\n")
     assert not exporter.reload().successful
     assert sorted(exporter.modules) == ["a"]
+
+
+async def test_watch_config_reloads_on_change_and_keeps_the_old_modules_on_error(tmp_path: Path) -> None:
+    import asyncio
+
+    from slaprobe.exporter.runtime import Exporter, Sources
+    from slaprobe.exporter.watch import watch_files
+
+    path = tmp_path / "blackbox.yml"
+    path.write_text("modules:\n  a: {prober: tcp}\n")
+    exporter = Exporter(Sources(modules=str(path)))
+    assert exporter.reload().successful
+    reloads: list[bool] = []
+
+    async def reload() -> None:
+        reloads.append((await exporter.reload_async()).successful)
+
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_files([str(path)], reload, interval=0.02, stop=stop))
+
+    async def until(count: int) -> None:
+        for _ in range(500):
+            if len(reloads) >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no reload #{count}")
+
+    try:
+        await asyncio.sleep(0.05)  # the watcher has taken its first look
+        path.write_text("modules:\n  a: {prober: tcp}\n  b: {prober: http}\n")
+        await until(1)
+        assert sorted(exporter.modules) == ["a", "b"]
+        path.write_text("modules: [not, a, mapping, at, all]\n")
+        await until(2)
+        assert reloads == [True, False] and sorted(exporter.modules) == ["a", "b"]
+    finally:
+        stop.set()
+        await watcher

@@ -733,3 +733,15 @@ async def test_websocket_faults_end_with_the_right_reason() -> None:
         async with serve(handler) as port:
             outcomes[name] = (await probe(module, f"ws://127.0.0.1:{port}/")).reason
     assert outcomes == {"reset": FailureReason.CONNECT, "garbage": FailureReason.PROTOCOL}
+
+
+async def test_an_http2_hop_reports_blackboxs_tls_series_and_no_chain_expiry_when_insecure(tmp_path: Path) -> None:
+    async with h2_server(tmp_path, ["h2"]) as (url, _ca):
+        module = module_of("prober: http\nhttp: {tls_config: {insecure_skip_verify: true}}\n")
+        result = await probe(module, url, lookup=hosts({"localhost": ["127.0.0.1"]}))
+    assert result.success, result.detail
+    assert value(result, names.BB_HTTP_VERSION) == 2.0
+    info = next(s for s in result.samples if s.name == names.BB_SSL_LAST_CHAIN_INFO)
+    assert dict(info.labels)["serialnumber"]
+    assert any(s.name == names.BB_TLS_CIPHER for s in result.samples)
+    assert value(result, names.BB_SSL_LAST_CHAIN_EXPIRY) is None  # blackbox verifies no chain in insecure mode
