@@ -9,6 +9,11 @@ period. So the heartbeat's availability, ``1 - increase(failures) / increase(run
 over the periods that were due, like that of a probe over its runs. A late ping (after its
 period was counted missed) is a run of its own.
 
+A remote dial-test agent posts its result as JSON instead (``pushed_json``: success, duration,
+phases, reason, location, msg): the same run a local probe would make, counted in the
+series of its ``location`` (``ResultStore.located``; the exporter's own location when
+absent). Any push, from any location, is the ping that moves the deadline.
+
 With ``--state-dir`` the deadlines survive a restart; a deadline that passed while the
 exporter was down moves on by whole periods without counting them (the pings of that time
 had nowhere to go). Without it, a restart gives every heartbeat a fresh ``every + grace``.
