@@ -83,6 +83,26 @@ modules:
     prober: http
     timeout: 5s
     http: {preferred_ip_protocol: ip4, fail_if_body_not_matches_regexp: ["^Welcome Welcome"]}
+  http_versions_with_http2:
+    prober: http
+    timeout: 5s
+    http: {preferred_ip_protocol: ip4, valid_http_versions: ["HTTP/1.1", "HTTP/2"]}
+  tcp_from_source:
+    prober: tcp
+    timeout: 5s
+    tcp: {preferred_ip_protocol: ip4, source_ip_address: 127.0.0.2}
+  grpc_shop:
+    prober: grpc
+    timeout: 5s
+    grpc: {service: shop, preferred_ip_protocol: ip4}  # metadata: 0.28 only
+  grpc_db:
+    prober: grpc
+    timeout: 5s
+    grpc: {service: db, preferred_ip_protocol: ip4}
+  grpc_unknown:
+    prober: grpc
+    timeout: 5s
+    grpc: {service: nope, preferred_ip_protocol: ip4}
   http_host_header:
     prober: http
     timeout: 5s
@@ -229,6 +249,9 @@ CASES = [
         ["probe_success", "probe_ip_protocol", "probe_ip_addr_hash", "probe_dns_answer_rrs", "probe_dns_authority_rrs"],
     ),
     ("dns_tcp", "127.0.0.1:CLOSED", ["probe_success", "probe_dns_answer_rrs", "probe_dns_additional_rrs"]),
+    ("http_versions_with_http2", "http://SHOP/ok", ["probe_success", "probe_http_version"]),
+    ("tcp_from_source", "SHOP", ["probe_success", "probe_ip_protocol"]),
+    ("grpc_shop", "127.0.0.1:CLOSED", ["probe_success", "probe_grpc_status_code", "probe_grpc_ssl"]),
 ]
 
 
@@ -266,3 +289,18 @@ async def test_a_configured_host_header_is_the_tls_server_name_as_in_blackbox(
     compared = ["probe_success", "probe_http_status_code", "probe_http_ssl"]
     assert {name: our.get(name) for name in compared} == {name: their.get(name) for name in compared}
     assert their["probe_success"] == 1
+
+
+@pytest.mark.parametrize("module", ["grpc_shop", "grpc_db", "grpc_unknown"])
+async def test_a_grpc_health_check_answers_as_blackboxs(blackbox: str, modules_file: Path, module: str) -> None:
+    from grpc_health.v1 import health_pb2
+
+    from tests.probes.test_blackbox_028 import health_server
+
+    statuses = {"shop": health_pb2.HealthCheckResponse.SERVING, "db": health_pb2.HealthCheckResponse.NOT_SERVING}
+    async with health_server(statuses) as port:
+        their = await theirs(blackbox, module, f"127.0.0.1:{port}")
+        our = await ours(modules_file, module, f"127.0.0.1:{port}")
+    compared = ["probe_success", "probe_grpc_status_code", "probe_grpc_ssl"]
+    assert {name: our.get(name) for name in compared} == {name: their.get(name) for name in compared}
+    assert their["probe_success"] == (1 if module == "grpc_shop" else 0), their
