@@ -209,7 +209,7 @@ def ticket_events_between(start: float, end: float) -> list[dict[str, object]]:
             if not start < written <= end:
                 continue
             when = dt.datetime.fromtimestamp(written - backdated, dt.UTC)
-            event = {
+            event: dict[str, object] = {
                 "time": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "id": f"DEMO-{cycle}-{ticket}",
                 "event": kind,
