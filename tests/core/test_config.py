@@ -108,7 +108,9 @@ INVALID = [
     (
         "a probe with two kinds",
         "version: v1\nservices:\n  a:\n    probes:\n      - {name: p, tcp: {address: 'x:1'}, icmp: {host: x}}\n",
-        ["services.a.probes[0]: a probe needs exactly one of http, tcp, tls, dns, icmp, unix, grpc, websocket, flow, heartbeat (line 5)"],
+        [
+            "services.a.probes[0]: a probe needs exactly one of http, tcp, tls, dns, icmp, unix, grpc, websocket, flow, heartbeat (line 5)"
+        ],
     ),
     (
         "a non-http url",
