@@ -162,7 +162,7 @@ TICKET_SCRIPT: tuple[tuple[float, str, str, float, str, str, str, str], ...] = (
     (250, "E", "resolved", 0, "", "", "", ""),
     (280, "D", "resolved", 0, "", "", "", ""),
     # The feedback desk: raw-text tickets the classify: rules route, ratings, a confirmation, a reopen.
-    (80, "F", "opened", 0.5 * _HOUR, "", "", "sms", ""),  # "charged twice": billing, urgent, service pay
+    (80, "F", "opened", 0.5 * _HOUR, "", "", "sms", ""),  # "charged twice": category billing, urgent, service billing
     (85, "G", "opened", 0.5 * _HOUR, "", "", "social", ""),  # "where is my parcel": operations
     (105, "A", "rated", 0, "", "", "", ""),
     (110, "A", "closed", 0, "", "", "", ""),  # confirmed by the customer

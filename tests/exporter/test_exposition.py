@@ -61,7 +61,20 @@ def test_a_histogram_writes_cumulative_buckets_sum_and_count() -> None:
 def _every_family_with_series() -> tuple[str, list[MetricFamily]]:
     """Text of the stores with a series in every family they have, and those families."""
     series = store.ResultStore()
-    meta = store.ProbeMeta("shop", "home", "flow", "http://x/", "dc1", 30, 10, (0.1, 1.0), 0.5, 0.2, maintenance=True)
+    meta = store.ProbeMeta(
+        "shop",
+        "home",
+        "flow",
+        "http://x/",
+        "dc1",
+        30,
+        10,
+        (0.1, 1.0),
+        0.5,
+        0.2,
+        maintenance=True,
+        phase_histograms=True,
+    )
     ping = store.ProbeMeta("shop", "ping", "icmp", "127.0.0.1", "dc1", 30, 10, (0.1, 1.0), 0.5)
     series.sync([meta, ping])
     icmp = (Sample(c.BB_ICMP_LOSS_RATIO, 0.0), Sample(c.BB_ICMP_RTT, 0.001, (("stat", "jitter"),)))

@@ -660,7 +660,9 @@ def test_one_cycle_of_the_demo_ticket_desk_breaches_as_its_script_says() -> None
         ("service", "general", c.STAGE_FIRST_RESPONSE): 1,  # C, 25 h old on arrival
         ("service", "general", c.STAGE_RESOLUTION): 1,
     }
-    assert sum(tracker.tickets.values()) == 5 and sum(tracker.quality.values()) == 2
+    assert tracker.tickets[("billing", "billing", "urgent")] == 1  # F, routed by its text
+    assert tracker.tickets[("shop", "operations", "general")] == 2  # B, and G routed by its text
+    assert sum(tracker.tickets.values()) == 7 and sum(tracker.quality.values()) == 2
     assert tracker.open == {} and tracker.events[c.EVENT_DUPLICATE] == 1
 
 
