@@ -37,7 +37,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -47,7 +47,7 @@ from slaprobe import __version__
 from slaprobe import conventions as names
 from slaprobe.config import HeaderAssertion, HttpSpec, JsonAssertion
 from slaprobe.jsonpath import JsonPathError, find, json_equal
-from slaprobe.probes import http2, httpwire, tlsutil
+from slaprobe.probes import httpwire, tlsutil
 from slaprobe.probes.celmatch import evaluate_cel
 from slaprobe.probes.reasons import first_line, os_reason, ssl_cause
 from slaprobe.probes.resolve import ResolveError, address_samples, resolve_host, unresolved_samples
@@ -94,7 +94,10 @@ _CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 MAX_HELD_BODY = 10 * 1024 * 1024
 
 
-_Response = aiohttp.ClientResponse | httpwire.WireResponse | http2.H2Response  # one hop's response, by transport
+if TYPE_CHECKING:  # http2 (httpcore, h2) is imported by the first probe with enable_http2: 0.09 s at start
+    from slaprobe.probes import http2
+
+    _Response = aiohttp.ClientResponse | httpwire.WireResponse | http2.H2Response  # one hop's response, by transport
 
 
 class _Failed(Exception):
@@ -435,6 +438,8 @@ class _HttpProbe:
         server_name: str | None,
     ) -> http2.H2Response:
         """One https hop offering h2 and http/1.1 by ALPN (``enable_http2``), over httpcore."""
+        from slaprobe.probes import http2
+
         try:
             context = tlsutil.client_context(self.spec.tls, alpn=http2.ALPN)
         except tlsutil.TLSSettingsError as exc:
@@ -599,7 +604,7 @@ class _HttpProbe:
                 self.body_length = total
         except (aiohttp.ClientError, OSError) as exc:
             raise _failure(exc, None) from exc
-        except (httpwire.WireError, http2.Http2Error) as exc:
+        except httpwire.WireError as exc:  # http2.Http2Error too
             raise _Failed(exc.reason, exc.detail) from exc
         finally:
             self.trace.add_phase("transfer", time.monotonic() - started)

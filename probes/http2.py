@@ -24,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from slaprobe.probes import tlsutil
+from slaprobe.probes.httpwire import WireError
 from slaprobe.probes.reasons import first_line, os_reason
 from slaprobe.probes.result import FailureReason, ProbeTrace
 
@@ -35,14 +36,8 @@ except ImportError:  # pragma: no cover - a dependency; br bodies then stay enco
 ALPN = ("h2", "http/1.1")
 
 
-class Http2Error(Exception):
+class Http2Error(WireError):
     """A target fault on an HTTP/2-capable hop; ``reason`` says which kind."""
-
-    def __init__(self, reason: FailureReason, detail: str, handshake: tlsutil.Handshake | None = None) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.handshake = handshake
 
 
 class _Stream(httpcore.AsyncNetworkStream):
