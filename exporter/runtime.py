@@ -186,8 +186,10 @@ class Exporter:
         self.status.successful = False
         self.status.issues = exc.issues
         self.status.source = exc.source or ""
+        # Before the first good config there is no running one to keep: the caller exits.
+        outcome = "keeping the running one" if self.status.last_success else "nothing is running"
         for issue in exc.issues:
-            log.error("config rejected, keeping the running one: %s: %s", exc.source, issue)
+            log.error("config rejected, %s: %s: %s", outcome, exc.source, issue)
         return self.status
 
     def _loaded(self, plan: _Plan) -> ReloadStatus:

@@ -184,7 +184,22 @@ def test_serve_reloads_on_sighup_and_keeps_serving_with_a_bad_config(tmp_path: P
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out.decode()
-    assert b"config rejected" in out
+    assert b"config rejected, keeping the running one" in out
+
+
+def test_serve_started_with_a_bad_config_says_nothing_is_running_and_exits_non_zero(tmp_path: Path) -> None:
+    config = tmp_path / "slaprobe.yaml"
+    config.write_text("version: v1\nservices:\n  a:\n    logs: [{name: l, path: /x, format: combined}]\n")
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "slaprobe", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+        capture_output=True,
+        timeout=30,
+    )
+    out = (done.stdout + done.stderr).decode()
+    assert done.returncode != 0, out
+    assert "config rejected, nothing is running" in out and "services.a.logs[0].format" in out
+    assert "keeping the running one" not in out
 
 
 async def test_metrics_that_fail_to_render_answer_a_whole_500_not_a_cut_off_200(
