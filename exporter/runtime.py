@@ -187,7 +187,7 @@ class Exporter:
         self.status.issues = exc.issues
         self.status.source = exc.source or ""
         # Before the first good config there is no running one to keep: the caller exits.
-        outcome = "keeping the running one" if self.status.last_success else "nothing is running"
+        outcome = "keeping the running one" if self.status.last_success else "no config loaded"
         for issue in exc.issues:
             log.error("config rejected, %s: %s: %s", outcome, exc.source, issue)
         return self.status

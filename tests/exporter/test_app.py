@@ -187,7 +187,7 @@ def test_serve_reloads_on_sighup_and_keeps_serving_with_a_bad_config(tmp_path: P
     assert b"config rejected, keeping the running one" in out
 
 
-def test_serve_started_with_a_bad_config_says_nothing_is_running_and_exits_non_zero(tmp_path: Path) -> None:
+def test_serve_started_with_a_bad_config_says_no_config_loaded_and_exits_1(tmp_path: Path) -> None:
     config = tmp_path / "slaprobe.yaml"
     config.write_text("version: v1\nservices:\n  a:\n    logs: [{name: l, path: /x, format: combined}]\n")
     port = free_port()
@@ -197,8 +197,8 @@ def test_serve_started_with_a_bad_config_says_nothing_is_running_and_exits_non_z
         timeout=30,
     )
     out = (done.stdout + done.stderr).decode()
-    assert done.returncode != 0, out
-    assert "config rejected, nothing is running" in out and "services.a.logs[0].format" in out
+    assert done.returncode == 1, out
+    assert "config rejected, no config loaded" in out and "services.a.logs[0].format" in out
     assert "keeping the running one" not in out
 
 
