@@ -529,6 +529,7 @@ async def handle_status(request: web.Request) -> web.Response:
         exporter.config,
         exporter.store.series(),
         exporter.status,
+        remote=exporter.store.remote_series(),
         now=time.time(),
         today=exporter.today(),
         redact=exporter.redact,

@@ -71,7 +71,8 @@ def _when(timestamp: float, now: float) -> str:
     return f"{stamp} ({age:.0f}s ago)"
 
 
-def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
+def _row(series: ProbeSeries, now: float, redact: Callable[[str], str], remote: bool = False) -> str:
+    """One probe's table row; ``remote``: runs pushed from another location, named after the probe."""
     meta = series.meta
     last = series.last
     if last is None:
@@ -101,8 +102,9 @@ def _row(series: ProbeSeries, now: float, redact: Callable[[str], str]) -> str:
     rate = f"{100 * (series.runs - failures) / series.runs:.2f}%" if series.runs else "–"
     retried = series.passed_on_retry
     on_retry = f'<br><span class="muted">{retried} passed on retry</span>' if retried else ""
+    where = f' <span class="muted">@ {escape(meta.location)}</span>' if remote else ""
     return (
-        f'<tr class="probe"><td>{escape(meta.probe)}</td><td class="col-kind">{escape(meta.kind)}</td>'
+        f'<tr class="probe"><td>{escape(meta.probe)}{where}</td><td class="col-kind">{escape(meta.kind)}</td>'
         f'<td class="col-target"><code>{escape(redact(meta.target))}</code></td>{state}'
         f'<td class="runs">{runs}</td><td>{rate} of {series.runs}{on_retry}</td>'
         f'<td class="muted col-last">{escape(_when(series.last_time, now))}</td></tr>'
@@ -429,6 +431,7 @@ def render_status_page(
     sections: Sequence[str] = (),
     hours: Hours | None = None,
     in_maintenance: Callable[[str, float], bool] | None = None,
+    remote: Sequence[ProbeSeries] = (),
 ) -> str:
     """The whole status page as HTML text; ``today`` is the local date ordinal of 'today'.
 
@@ -437,7 +440,9 @@ def render_status_page(
     seconds between automatic reloads, 0 for none; ``sections``: extra HTML (escaped by its
     maker) shown after the header, such as the demo's alerting loop; ``hours``: each service's
     hourly and daily tallies (the SLA-window, today and budget figures and the 24 h strip);
-    ``in_maintenance(service, now)``: whether a planned or ad hoc window is open.
+    ``in_maintenance(service, now)``: whether a planned or ad hoc window is open; ``remote``:
+    the series of runs pushed from other locations, shown under their service's probes (the
+    service's figures stay this location's).
     """
     schedules = schedules or {}
     refresh = max(0, min(int(refresh), MAX_REFRESH))
@@ -504,6 +509,7 @@ def render_status_page(
             '<th class="col-last">last run</th></tr>'
         )
         parts.extend(_row(r, now, redact) for r in rows)
+        parts.extend(_row(r, now, redact, remote=True) for r in remote if r.meta.service == name)
         parts.append("</table></div></section>")
     if not series:
         parts.append("<p>No scheduled probes in this config (or in this shard).</p>")

@@ -578,6 +578,10 @@ class ResultStore:
         """Every series, in the order they were configured."""
         return list(self._series.values())
 
+    def remote_series(self) -> list[ProbeSeries]:
+        """The series of runs pushed from other locations (``located``), first pushed first."""
+        return list(self._remote.values())
+
     def render(self) -> str:
         """Every family of every series as Prometheus text."""
         return b"".join(piece for pieces in self.render_families() for piece in pieces).decode()

@@ -269,3 +269,29 @@ def test_the_plan_counter_counts_todays_slots_off_the_request_path() -> None:
     # The page, a minute later, walks on from there: the same count as a walk from midnight.
     assert planned_today(cron, since=0.0, now=midnight + 3660) == 13
     assert status._PLANNED[cron].now == midnight + 3660
+
+
+def test_runs_pushed_from_another_location_show_as_their_own_row_named_after_the_probe() -> None:
+    from slaprobe.config import parse_config
+    from slaprobe.exporter.runtime import ReloadStatus
+    from slaprobe.exporter.status import render_status_page
+    from slaprobe.exporter.store import ProbeMeta, ResultStore
+    from slaprobe.probes.result import FailureReason, ProbeResult
+
+    cfg = parse_config(
+        "version: v1\nservices:\n  shop:\n    sla: {window: 1d, availability: 99}\n"
+        "    probes: [{name: app, http: {url: 'http://127.0.0.1:1/'}}]\n"
+    )
+    store = ResultStore()
+    store.sync([ProbeMeta("shop", "app", "http", "http://127.0.0.1:1/", "default", 60, 10, (1.0,), None)])
+    store.record(("shop", "app"), ProbeResult(True, 0.2), now=1000)
+    branch = store.located(("shop", "app"), "branch-office")
+    assert branch is not None
+    branch.record(ProbeResult(False, 0.4, FailureReason.REPORTED_DOWN, detail="<b>no signal</b>"), now=1010)
+    text = render_status_page(
+        cfg, store.series(), ReloadStatus(successful=True), now=1020, remote=store.remote_series()
+    )
+    local_row, remote_row = re.findall(r'<tr class="probe">.*?</tr>', text)
+    assert '<span class="muted">@' not in local_row and 'class="up">UP' in local_row
+    assert '<td>app <span class="muted">@ branch-office</span></td>' in remote_row
+    assert 'class="down">DOWN' in remote_row and "&lt;b&gt;no signal&lt;/b&gt;" in remote_row
