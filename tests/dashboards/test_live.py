@@ -68,8 +68,8 @@ PERIOD = "10m"
 
 # A query of the range before the one shown ("offset $__range": the previous period of a
 # KPI) has no data in a stack younger than two ranges: it is checked over a range the stack
-# has lived through twice (a user looking at the last 30 s).
-PREVIOUS_RANGE = "30s"
+# has lived through twice (a user looking at the last 15 s).
+PREVIOUS_RANGE = "15s"
 
 
 def substitute(expr: str) -> str:
