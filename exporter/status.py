@@ -473,6 +473,9 @@ def render_status_page(
     by_service: dict[str, list[ProbeSeries]] = {}
     for s in series:
         by_service.setdefault(s.meta.service, []).append(s)
+    remote_of: dict[str, list[ProbeSeries]] = {}  # a remote series has a local one: its service is above
+    for s in remote:
+        remote_of.setdefault(s.meta.service, []).append(s)
     for name, rows in by_service.items():
         service = config.services.get(name)
         tier = service.tier if service else ""
@@ -509,7 +512,7 @@ def render_status_page(
             '<th class="col-last">last run</th></tr>'
         )
         parts.extend(_row(r, now, redact) for r in rows)
-        parts.extend(_row(r, now, redact, remote=True) for r in remote if r.meta.service == name)
+        parts.extend(_row(r, now, redact, remote=True) for r in remote_of.get(name, ()))
         parts.append("</table></div></section>")
     if not series:
         parts.append("<p>No scheduled probes in this config (or in this shard).</p>")

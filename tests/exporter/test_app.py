@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from slaprobe.exporter.app import make_app
 from slaprobe.exporter.runtime import Exporter, Sources
 from tests.conftest import free_port
+from tests.support.served import Serve
 
 SECRET = "s3cr3t-t0ken-value"
 
@@ -190,12 +191,7 @@ def test_serve_reloads_on_sighup_and_keeps_serving_with_a_bad_config(tmp_path: P
 def test_serve_started_with_a_bad_config_says_no_config_loaded_and_exits_1(tmp_path: Path) -> None:
     config = tmp_path / "slaprobe.yaml"
     config.write_text("version: v1\nservices:\n  a:\n    logs: [{name: l, path: /x, format: combined}]\n")
-    port = free_port()
-    done = subprocess.run(
-        [sys.executable, "-m", "slaprobe", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
-        capture_output=True,
-        timeout=30,
-    )
+    done = subprocess.run(Serve(tmp_path, args=["--config", str(config)]).argv, capture_output=True, timeout=30)
     out = (done.stdout + done.stderr).decode()
     assert done.returncode == 1, out
     assert "config rejected, no config loaded" in out and "services.a.logs[0].format" in out

@@ -36,11 +36,15 @@ class Serve:
         self.session.trust_env = False  # no proxy from the environment: loopback only
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def argv(self) -> list[str]:
+        """The command line of this serve, for a test that runs it itself (one expected to exit)."""
+        return [sys.executable, "-m", "slaprobe", "serve", *self.args, "--listen", f"127.0.0.1:{self.port}"]
+
     def start(self) -> None:
-        argv = [sys.executable, "-m", "slaprobe", "serve", *self.args, "--listen", f"127.0.0.1:{self.port}"]
         with (self.tmp / "serve.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, preexec_fn=self.preexec_fn
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, preexec_fn=self.preexec_fn
             )
         self.until(lambda: self.get("/-/ready").status_code == 200)
 
